@@ -1,0 +1,146 @@
+"""Where model weights come from: a local path or the Hugging Face cache, never the network.
+
+Every model family names its weights here once. `resolve_weights` finds them offline
+(`local_files_only=True`) or raises `WeightsNotFoundError` naming the `storyagent weights`
+command that downloads them; `download_weights` is the only code that touches the network,
+and only when the user runs that command.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storyagent.errors import UnsafeCheckpointError, WeightsNotFoundError
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One downloadable set of weights."""
+
+    name: str
+    """Short name used on the command line: `storyagent weights fetch NAME`."""
+    repo_id: str
+    """Hugging Face repository that holds the files."""
+    files: tuple[str, ...] = field(default_factory=tuple)
+    """Files to fetch from the repository; empty means the whole snapshot."""
+    purpose: str = ""
+    """What the weights are for, shown by `storyagent weights list` and `storyagent doctor`."""
+
+
+WEIGHTS: dict[str, WeightSpec] = {
+    spec.name: spec
+    for spec in [
+        WeightSpec("dynamicrafter-512", "Doubiiu/DynamiCrafter_512", ("model.ckpt",),
+                   "DynamiCrafter image-to-video, 320x512 (Video Creator)"),
+        WeightSpec("dynamicrafter-256", "Doubiiu/DynamiCrafter", ("model.ckpt",),
+                   "DynamiCrafter image-to-video, 256x256"),
+        WeightSpec("dynamicrafter-1024", "Doubiiu/DynamiCrafter_1024", ("model.ckpt",),
+                   "DynamiCrafter image-to-video, 576x1024"),
+        WeightSpec("open-clip-vit-h-14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", (),
+                   "OpenCLIP ViT-H/14 text and image encoders (DynamiCrafter conditioning)"),
+        WeightSpec("sdxl-base", "stabilityai/stable-diffusion-xl-base-1.0", (),
+                   "SDXL base for the StoryDiffusion storyboard"),
+        WeightSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base", (),
+                   "Grounding DINO text-prompted detector (LangSAM)"),
+        WeightSpec("sam-vit-h", "ybelkada/segment-anything", ("checkpoints/sam_vit_h_4b8939.pth",),
+                   "Segment Anything ViT-H (LangSAM masks)"),
+        WeightSpec("anydoor", "xichenhku/AnyDoor", ("epoch=1-step=8687.ckpt",),
+                   "AnyDoor subject redraw (storyboard)"),
+        WeightSpec("dinov2-vitg14", "facebook/dinov2-giant", (),
+                   "DINOv2 ViT-g/14 identity encoder (AnyDoor)"),
+        WeightSpec("clip-vit-l-14", "openai/clip-vit-large-patch14", (),
+                   "CLIP ViT-L/14 (aesthetic predictor, CLIP metrics)"),
+        WeightSpec("laion-aesthetic-v2", "camenduru/improved-aesthetic-predictor",
+                   ("sac+logos+ava1-l14-linearMSE.pth",),
+                   "LAION improved aesthetic predictor head (Observer)"),
+    ]
+}
+
+
+def fetch_hint(name: str) -> str:
+    return f"run `storyagent weights fetch {name}` (needs a network) or pass a local path"
+
+
+def resolve_weights(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
+    """Return a local folder or file holding the weights `name`, without touching the network.
+
+    `local_path` wins when given and must exist. Otherwise the Hugging Face cache (`HF_HOME`)
+    is searched with `local_files_only=True`.
+    """
+    if local_path is not None:
+        path = Path(local_path).expanduser()
+        if not path.exists():
+            raise WeightsNotFoundError(f"Weights path {path} does not exist; {fetch_hint(name)}.")
+        return path
+    spec = WEIGHTS.get(name)
+    if spec is None:
+        raise WeightsNotFoundError(f"Unknown weights {name!r}; known: {', '.join(sorted(WEIGHTS))}.")
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        if spec.files:
+            paths = [hf_hub_download(spec.repo_id, f, local_files_only=True) for f in spec.files]
+            return Path(paths[0]).parent if len(paths) > 1 else Path(paths[0])
+        return Path(snapshot_download(spec.repo_id, local_files_only=True))
+    except Exception as exc:  # huggingface_hub raises several types for "not cached"
+        raise WeightsNotFoundError(
+            f"Weights {name!r} ({spec.purpose}) are not in the local cache; {fetch_hint(name)}."
+        ) from exc
+
+
+def weights_available(name: str) -> bool:
+    try:
+        resolve_weights(name)
+    except WeightsNotFoundError:
+        return False
+    return True
+
+
+def download_weights(name: str) -> Path:
+    """Fetch `name` into the Hugging Face cache. The only function here that uses the network."""
+    spec = WEIGHTS[name]
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    if spec.files:
+        paths = [hf_hub_download(spec.repo_id, f) for f in spec.files]
+        return Path(paths[0])
+    return Path(snapshot_download(spec.repo_id))
+
+
+def load_pickled_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a pickled checkpoint safely (`weights_only=True`, memory-mapped where possible).
+
+    A checkpoint that needs arbitrary objects to unpickle is refused: it could run code.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):
+            raise UnsafeCheckpointError(_unsafe_message(path, exc)) from exc
+        # Legacy (non-zip) pickles cannot be memory-mapped; still load them weights-only.
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError) as inner:
+            raise UnsafeCheckpointError(_unsafe_message(path, inner)) from inner
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(_unsafe_message(path, exc)) from exc
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise UnsafeCheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__}).")
+    return obj
+
+
+def _unsafe_message(path: Any, exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"Refusing checkpoint {path}: it needs more than plain tensors to load "
+        f"(weights_only=True failed: {first}). Convert it to safetensors in a trusted environment."
+    )
