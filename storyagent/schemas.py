@@ -160,12 +160,12 @@ class Artifact(BaseModel):
     path: str = Field(description="Path relative to the run folder.")
     input_hash: str = Field(description="Hash of the inputs and settings that made this file.")
     shot: int | None = None
+    mask_path: str | None = Field(default=None, description="Subject mask belonging to this image, when known.")
     meta: dict[str, object] = Field(default_factory=dict)
 
 
 class StoryboardFrame(Artifact):
     kind: Literal["storyboard_frame"] = "storyboard_frame"
-    mask_path: str | None = Field(default=None, description="Subject mask of the frame, when known.")
 
 
 class ShotClip(Artifact):

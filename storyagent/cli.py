@@ -1,0 +1,212 @@
+"""The `storyagent` command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from storyagent.errors import StoryAgentError
+from storyagent.progress import console
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+app = typer.Typer(
+    name="storyagent",
+    help=(
+        "StoryAgent: a storytelling film of your own character from a prompt and a few photos or clips.\n\n"
+        "Quick start:\n\n"
+        "  storyagent demo\n\n"
+        "  storyagent run \"a day at the seaside\" --subject my_cat.mp4 --name Tom --out runs/tom\n\n"
+        "Runs offline by default (the CPU 'animatic' backend, no weights, no LLM). "
+        "Every run folder is resumable: add --resume to continue or to redo only what changed."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+weights_app = typer.Typer(help="List or download model weights (the only commands that use the network).",
+                          no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def default_name(subject: Path) -> str:
+    stem = subject.stem if subject.suffix else subject.name
+    words = [w for w in re.split(r"[\W_]+", stem) if w and not w.isdigit()]
+    return " ".join(w[:1].upper() + w[1:] for w in words[:3]) or "Hero"
+
+
+def default_out(prompt: str, resume: bool) -> Path:
+    """`runs/<prompt-slug>`; a new run never lands in a folder that already holds one."""
+    from storyagent.workspace import MANIFEST, slugify
+
+    base = Path("runs") / slugify(prompt)
+    if resume or not (base / MANIFEST).exists():
+        return base
+    n = 2
+    while (base.with_name(f"{base.name}-{n}") / MANIFEST).exists():
+        n += 1
+    return base.with_name(f"{base.name}-{n}")
+
+
+@app.command()
+def run(
+    prompt: Annotated[str, typer.Argument(help="The story idea, e.g. \"a day at the seaside\".")],
+    subject: Annotated[Path, typer.Option("--subject", "-s", help="Photo, short video, or folder of them showing your character.")],
+    name: Annotated[Optional[str], typer.Option(help="The character's name in the story (default: from the file name).")] = None,
+    class_word: Annotated[str, typer.Option("--class-word", help="What the character is: fox, cat, toy ...")] = "character",
+    shots: Annotated[int, typer.Option(help="Number of shots (1-32).")] = 4,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same film.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: reuse finished work, redo what changed.")] = False,
+    mask: Annotated[Optional[Path], typer.Option(help="Mask image for a single photo (white = subject).")] = None,
+    backend: Annotated[str, typer.Option(help="animatic (CPU, no weights) or diffusion (GPU + weights).")] = "animatic",
+    width: Annotated[int, typer.Option(help="Frame width (even).")] = 512,
+    height: Annotated[int, typer.Option(help="Frame height (even).")] = 320,
+    fps: Annotated[float, typer.Option(help="Frames per second.")] = 8.0,
+    duration: Annotated[float, typer.Option(help="Seconds per shot (>= 2).")] = 2.5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Make a film: story → storyboard → animated shots → film.mp4 in the run folder.
+
+    Examples:
+
+      storyagent run "a day at the seaside" --subject pip.png
+
+      storyagent run "lost in the city at night" -s cat.mp4 --name Tom --class-word cat --shots 6 --out runs/tom
+
+      storyagent run "lost in the city at night" -s cat.mp4 --out runs/tom --resume   # after editing runs/tom/story.json
+    """
+    from storyagent.agents.crew import run_straight
+    from storyagent.config import RunConfig
+
+    folder = out if out is not None else default_out(prompt, resume)
+    try:
+        cfg = RunConfig.build(prompt=prompt, subject=subject, name=name or default_name(subject), class_word=class_word,
+                              mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
+                              fps=fps, shot_duration=duration)
+        result = run_straight(cfg, folder, resume=resume, show_progress=not quiet)
+    except StoryAgentError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]Interrupted.[/] Finished work is kept in {folder}; continue with the same command plus "
+                      f"--out {folder} --resume.", highlight=False)
+        raise typer.Exit(130) from None
+    _summary(result)
+
+
+def _summary(result) -> None:
+    root = result.root
+    console.print(f"[bold green]Done:[/] {result.script.title!r}, {len(result.clips)} shots, "
+                  f"{result.film.num_frames / result.film.fps:.1f} s", highlight=False)
+    for label, rel in (("film", "film.mp4"), ("storyboard", "storyboard.png"), ("story", "story.json"),
+                       ("manifest", "manifest.json")):
+        console.print(f"  {label:<11}{root / rel}", highlight=False)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
+    shots: Annotated[int, typer.Option(help="Number of shots.")] = 4,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Make a 4-shot film of Pip, the example fox shipped in examples/pip (about 5 s on a laptop)."""
+    subject = EXAMPLES_DIR / "pip"
+    if not subject.exists():
+        raise _fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
+    run(prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots, out=out,
+        seed=0, resume=True, mask=None, backend="animatic", width=512, height=320, fps=8.0, duration=2.5, quiet=quiet)
+
+
+@app.command()
+def doctor() -> None:
+    """What works on this machine: torch, GPU, weights found, LLM configured."""
+    from importlib import metadata
+
+    from storyagent.weights import WEIGHTS, weights_available
+
+    table = Table(title="StoryAgent doctor", show_lines=False)
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("what it enables")
+    ok, no = "[green]ok[/]", "[yellow]missing[/]"
+    table.add_row("python", f"{sys.version.split()[0]}", "everything")
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        table.add_row("torch", f"{ok} {torch.__version__}", "diffusion backend, fine-tuning, metrics")
+        table.add_row("GPU", f"{ok} {gpu}" if gpu else "[yellow]none[/] (CPU only)", "diffusion backend at usable speed")
+    except ImportError:
+        table.add_row("torch", no, "diffusion backend, fine-tuning, metrics")
+    for pkg in ("autogen", "av", "diffusers", "transformers"):
+        try:
+            table.add_row(pkg, f"{ok} {metadata.version(pkg)}", "")
+        except metadata.PackageNotFoundError:
+            table.add_row(pkg, no, "")
+    table.add_row("animatic backend", ok, "the offline default: always available")
+    for name, spec in WEIGHTS.items():
+        table.add_row(f"weights: {name}", ok if weights_available(name) else f"{no} (storyagent weights fetch {name})",
+                      spec.purpose)
+    llm = "OPENAI_API_KEY set" if os.environ.get("OPENAI_API_KEY") else None
+    if os.environ.get("OAI_CONFIG_LIST"):
+        llm = f"OAI_CONFIG_LIST={os.environ['OAI_CONFIG_LIST']}"
+    table.add_row("LLM", f"{ok} {llm}" if llm else "[yellow]none[/] (offline planner)", "LLM Story Designer, LLM Observer")
+    console.print(table)
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Every model the diffusion backend and the tools can use, and whether it is cached here."""
+    from storyagent.weights import WEIGHTS, weights_available
+
+    table = Table()
+    for col in ("name", "cached", "repository", "purpose"):
+        table.add_column(col)
+    for name, spec in WEIGHTS.items():
+        table.add_row(name, "yes" if weights_available(name) else "no", spec.repo_id, spec.purpose)
+    console.print(table)
+
+
+@weights_app.command("fetch")
+def weights_fetch(names: Annotated[list[str], typer.Argument(help="Names from `storyagent weights list`.")]) -> None:
+    """Download weights into the Hugging Face cache (uses the network)."""
+    from storyagent.weights import WEIGHTS, download_weights
+
+    unknown = [n for n in names if n not in WEIGHTS]
+    if unknown:
+        raise _fail(f"Unknown weights {', '.join(unknown)}; see `storyagent weights list`.")
+    for name in names:
+        console.print(f"fetching {name} ...")
+        try:
+            path = download_weights(name)
+        except Exception as exc:  # network and hub errors: one line, not a traceback
+            raise _fail(f"Could not fetch {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        console.print(f"  {name} → {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except StoryAgentError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("\n[yellow]Interrupted.[/]")
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line to the user, the traceback only on request
+        if os.environ.get("STORYAGENT_DEBUG"):
+            raise
+        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. "
+                      "Set STORYAGENT_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,71 @@
+"""Run settings: one validated object built from the command line (or from Python)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from storyagent.errors import InputError
+from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_error
+
+
+class RunConfig(BaseModel):
+    """Everything that decides what a run produces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(description="The story idea, e.g. 'a day at the seaside'.")
+    subject: Path = Field(description="A photo, a short video, or a folder of them, showing the character.")
+    name: str = Field(min_length=1, max_length=80, description="What the story calls the character.")
+    class_word: str = Field(default="character", max_length=40, description="What the character is: fox, cat, toy ...")
+    mask: Path | None = Field(default=None, description="Optional mask image (white = subject) for a single photo.")
+    shots: int = Field(default=4, description=f"Number of shots, 1 to {MAX_SHOTS}.")
+    seed: int = Field(default=0, ge=0, description="Seed for the planner and every renderer: same seed, same film.")
+    backend: Literal["animatic", "diffusion"] = Field(default="animatic", description="animatic (CPU, no weights) or diffusion (GPU, weights).")
+    width: int = Field(default=512, ge=64, le=4096, description="Frame width in pixels (even).")
+    height: int = Field(default=320, ge=64, le=4096, description="Frame height in pixels (even).")
+    fps: float = Field(default=8.0, gt=0, le=60, description="Frames per second.")
+    shot_duration: float = Field(default=2.5, ge=2.0, le=20.0, description="Seconds per shot.")
+    max_reference_frames: int = Field(default=16, ge=1, le=64, description="Reference frames sampled from the subject media.")
+    llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
+    review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_ok(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("the prompt is empty; say what the story is about, e.g. 'a day at the seaside'")
+        if len(v) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is {len(v)} characters; keep it under {MAX_PROMPT_CHARS}")
+        return v
+
+    @field_validator("shots")
+    @classmethod
+    def _shots_ok(cls, v: int) -> int:
+        if not 1 <= v <= MAX_SHOTS:
+            raise ValueError(f"--shots must be between 1 and {MAX_SHOTS}, got {v}")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"frame sizes must be even (H.264), got {v}")
+        return v
+
+    @classmethod
+    def build(cls, **kwargs: object) -> RunConfig:
+        """Validate, turning pydantic's error into one readable InputError."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            raise InputError(format_validation_error(exc, "options")) from exc
+
+    def inputs_record(self) -> dict[str, object]:
+        """What the manifest stores as the run's inputs."""
+        data = self.model_dump(mode="json")
+        data["subject"] = str(self.subject.resolve())
+        return data

@@ -1,0 +1,82 @@
+"""Tool: the storyboard, one picture (and subject mask) per shot, plus a contact sheet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from PIL import Image
+
+from storyagent.config import RunConfig
+from storyagent.media import contact_sheet, write_png
+from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
+from storyagent.progress import make_progress
+from storyagent.schemas import Artifact, StoryboardFrame, StoryScript
+from storyagent.tools.subject import PreparedSubject
+from storyagent.workspace import Workspace, hash_json
+
+SHEET = "storyboard.png"
+
+
+def frame_path(index: int) -> str:
+    return f"storyboard/shot_{index:02d}.png"
+
+
+def shot_take(ws: Workspace, index: int) -> int:
+    """How many times a reviewer asked for this shot to be redone; part of its seed and hash."""
+    return int(ws.manifest.get("takes", {}).get(str(index), 0))
+
+
+def bump_takes(ws: Workspace, indices: Iterable[int]) -> None:
+    takes = ws.manifest.setdefault("takes", {})
+    for i in indices:
+        takes[str(i)] = takes.get(str(i), 0) + 1
+    ws.save()
+
+
+def animatic_config(cfg: RunConfig) -> AnimaticConfig:
+    return AnimaticConfig(width=cfg.width, height=cfg.height, fps=cfg.fps)
+
+
+def storyboard_hash(cfg: RunConfig, subject: PreparedSubject, shot_json: dict, take: int) -> str:
+    return hash_json({"shot": shot_json, "subject": subject.input_hash, "backend": cfg.backend, "seed": cfg.seed,
+                      "take": take, "size": [cfg.width, cfg.height], "renderer": 1})
+
+
+def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
+                        show_progress: bool = True) -> list[StoryboardFrame]:
+    """Draw every shot's storyboard picture that is missing or stale; return all of them."""
+    pipe = AnimaticPipeline(animatic_config(cfg))
+    sprites = SubjectSprites.from_reference(subject.reference)
+    frames: list[StoryboardFrame] = []
+    ws.set_stage("storyboard", "running")
+    with make_progress(disable=not show_progress) as progress:
+        task = progress.add_task("Storyboard", total=len(script.shots), status="")
+        for shot in script.shots:
+            take = shot_take(ws, shot.index)
+            key = f"storyboard/shot_{shot.index:02d}"
+            h = storyboard_hash(cfg, subject, shot.model_dump(mode="json"), take)
+            if ws.fresh(key, h):
+                frames.append(StoryboardFrame.model_validate(ws.artifact(key)))
+                progress.update(task, advance=1, status=f"shot {shot.index} reused")
+                continue
+            render = pipe(shot, sprites, seed=cfg.seed + 1000 * take, num_frames=1)
+            rel, mrel = frame_path(shot.index), frame_path(shot.index).replace(".png", "_mask.png")
+            write_png(ws.path(rel), render.storyboard)
+            write_png(ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
+            frames.append(ws.record(key, StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index,
+                                                         meta={"take": take})))
+            progress.update(task, advance=1, status=f"shot {shot.index} drawn")
+    write_contact_sheet(ws, script, frames)
+    ws.set_stage("storyboard", "done")
+    return frames
+
+
+def write_contact_sheet(ws: Workspace, script: StoryScript, frames: list[StoryboardFrame]) -> None:
+    h = hash_json([f.input_hash for f in frames] + [s.narration for s in script.shots] + [script.title])
+    if ws.fresh("storyboard_sheet", h):
+        return
+    images = [np.asarray(Image.open(ws.path(f.path)).convert("RGB")) for f in frames]
+    captions = [f"{s.index}. {s.shot_type.value}, {s.camera_motion.value}: {s.narration}" for s in script.shots]
+    write_png(ws.path(SHEET), contact_sheet(images, captions, columns=min(4, len(images)), title=script.title))
+    ws.record("storyboard_sheet", Artifact(kind="contact_sheet", path=SHEET, input_hash=h))
