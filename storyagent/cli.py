@@ -75,6 +75,9 @@ def run(
     height: Annotated[int, typer.Option(help="Frame height (even).")] = 320,
     fps: Annotated[float, typer.Option(help="Frames per second.")] = 8.0,
     duration: Annotated[float, typer.Option(help="Seconds per shot (>= 2).")] = 2.5,
+    llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
+    review: Annotated[str, typer.Option(help="Observer: none | rules | llm | human.")] = "none",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the agents' chat.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Make a film: story → storyboard → animated shots → film.mp4 in the run folder.
@@ -87,15 +90,17 @@ def run(
 
       storyagent run "lost in the city at night" -s cat.mp4 --out runs/tom --resume   # after editing runs/tom/story.json
     """
-    from storyagent.agents.crew import run_straight
+    from storyagent.agents.crew import run_crew
+    from storyagent.agents.llm import parse_llm
     from storyagent.config import RunConfig
 
     folder = out if out is not None else default_out(prompt, resume)
     try:
+        settings = parse_llm(llm)
         cfg = RunConfig.build(prompt=prompt, subject=subject, name=name or default_name(subject), class_word=class_word,
                               mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
-                              fps=fps, shot_duration=duration)
-        result = run_straight(cfg, folder, resume=resume, show_progress=not quiet)
+                              fps=fps, shot_duration=duration, llm=settings.spec, review=review)
+        result = run_crew(cfg, folder, resume=resume, show_progress=not quiet, llm=settings, verbose=verbose)
     except StoryAgentError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -107,6 +112,10 @@ def run(
 
 def _summary(result) -> None:
     root = result.root
+    if result.film is None:
+        console.print(f"[yellow]Stopped before the film.[/] The work so far is in {root}; continue with --resume.",
+                      highlight=False)
+        return
     console.print(f"[bold green]Done:[/] {result.script.title!r}, {len(result.clips)} shots, "
                   f"{result.film.num_frames / result.film.fps:.1f} s", highlight=False)
     for label, rel in (("film", "film.mp4"), ("storyboard", "storyboard.png"), ("story", "story.json"),
@@ -125,7 +134,8 @@ def demo(
     if not subject.exists():
         raise _fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
     run(prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots, out=out,
-        seed=0, resume=True, mask=None, backend="animatic", width=512, height=320, fps=8.0, duration=2.5, quiet=quiet)
+        seed=0, resume=True, mask=None, backend="animatic", width=512, height=320, fps=8.0, duration=2.5,
+        llm="none", review="none", verbose=False, quiet=quiet)
 
 
 @app.command()

@@ -129,7 +129,11 @@ class Workspace:
             raise InputError(f"Cannot write to {self.root}: {exc.strerror or exc}; check the folder's permissions and free space.") from exc
 
     def path(self, rel: str) -> Path:
-        return self.root / rel
+        """A path inside the run folder; anything that would lead outside it is refused."""
+        full = (self.root / rel).resolve()
+        if not full.is_relative_to(self.root.resolve()):
+            raise InputError(f"{rel!r} lies outside the run folder {self.root}; tools only read and write inside it.")
+        return full
 
     def set_stage(self, stage: str, status: str, note: str | None = None) -> None:
         self.manifest["stages"][stage] = status if note is None else f"{status}: {note}"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from storyagent.agents.crew import run_straight
+from storyagent.agents.crew import TRANSCRIPT, run_crew
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.media import read_frames
@@ -20,11 +20,11 @@ def small_cfg(**kw) -> RunConfig:
 
 
 def file_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hash_file(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return {str(p.relative_to(root)): hash_file(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name not in (MANIFEST, TRANSCRIPT)}
 
 
 def test_run_writes_the_documented_layout(tmp_path):
-    result = run_straight(small_cfg(), tmp_path / "run", show_progress=False)
+    result = run_crew(small_cfg(), tmp_path / "run", show_progress=False)
     root = result.root
     for rel in ("story.json", "storyboard.png", "film.mp4", "manifest.json", "shots/shot_01.mp4", "shots/shot_03.mp4",
                 "storyboard/shot_02.png", "storyboard/shot_02_mask.png", "subject/frame_01.png"):
@@ -41,20 +41,20 @@ def test_run_writes_the_documented_layout(tmp_path):
 
 
 def test_resume_reuses_everything_when_nothing_changed(tmp_path):
-    run_straight(small_cfg(), tmp_path, show_progress=False)
+    run_crew(small_cfg(), tmp_path, show_progress=False)
     before = {p: (tmp_path / p).stat().st_mtime_ns for p in file_hashes(tmp_path)}
-    run_straight(small_cfg(), tmp_path, resume=True, show_progress=False)
+    run_crew(small_cfg(), tmp_path, resume=True, show_progress=False)
     after = {p: (tmp_path / p).stat().st_mtime_ns for p in file_hashes(tmp_path)}
     assert before == after
 
 
 def test_editing_one_shot_redoes_only_that_shot(tmp_path):
-    run_straight(small_cfg(), tmp_path, show_progress=False)
+    run_crew(small_cfg(), tmp_path, show_progress=False)
     story = json.loads((tmp_path / "story.json").read_text())
     story["shots"][1]["background"] = "a snowy hill at night"
     (tmp_path / "story.json").write_text(json.dumps(story))
     before = {p: (tmp_path / p).stat().st_mtime_ns for p in file_hashes(tmp_path)}
-    result = run_straight(small_cfg(), tmp_path, resume=True, show_progress=False)
+    result = run_crew(small_cfg(), tmp_path, resume=True, show_progress=False)
     rewritten = {p for p, t in before.items() if (tmp_path / p).stat().st_mtime_ns != t}
     assert result.script.shots[1].background == "a snowy hill at night", "the person's edit is kept"
     assert rewritten == {"storyboard/shot_02.png", "storyboard/shot_02_mask.png", "shots/shot_02.mp4",
@@ -62,11 +62,11 @@ def test_editing_one_shot_redoes_only_that_shot(tmp_path):
 
 
 def test_missing_or_damaged_files_are_redone(tmp_path):
-    run_straight(small_cfg(), tmp_path, show_progress=False)
+    run_crew(small_cfg(), tmp_path, show_progress=False)
     before = file_hashes(tmp_path)
     (tmp_path / "shots/shot_03.mp4").unlink()
     (tmp_path / "storyboard/shot_01.png").write_bytes(b"garbage")
-    run_straight(small_cfg(), tmp_path, resume=True, show_progress=False)
+    run_crew(small_cfg(), tmp_path, resume=True, show_progress=False)
     after = file_hashes(tmp_path)
     assert after["shots/shot_03.mp4"] == before["shots/shot_03.mp4"], "rendering is deterministic"
     assert after["storyboard/shot_01.png"] == before["storyboard/shot_01.png"]
@@ -74,26 +74,26 @@ def test_missing_or_damaged_files_are_redone(tmp_path):
 
 
 def test_a_changed_seed_redoes_the_story(tmp_path):
-    run_straight(small_cfg(), tmp_path, show_progress=False)
+    run_crew(small_cfg(), tmp_path, show_progress=False)
     old = (tmp_path / "story.json").read_text()
-    run_straight(small_cfg(seed=5), tmp_path, resume=True, show_progress=False)
+    run_crew(small_cfg(seed=5), tmp_path, resume=True, show_progress=False)
     assert (tmp_path / "story.json").read_text() != old
 
 
 def test_invalid_edit_to_story_is_reported_and_nothing_is_lost(tmp_path):
-    run_straight(small_cfg(), tmp_path, show_progress=False)
+    run_crew(small_cfg(), tmp_path, show_progress=False)
     before = file_hashes(tmp_path)
     story = json.loads((tmp_path / "story.json").read_text())
     story["shots"][0]["camera_motion"] = "barrel roll"
     (tmp_path / "story.json").write_text(json.dumps(story))
     with pytest.raises(InputError, match="camera_motion: must be one of"):
-        run_straight(small_cfg(), tmp_path, resume=True, show_progress=False)
+        run_crew(small_cfg(), tmp_path, resume=True, show_progress=False)
     after = file_hashes(tmp_path)
     assert {k: v for k, v in after.items() if k != "story.json"} == {k: v for k, v in before.items() if k != "story.json"}
 
 
 def test_output_folder_checks(tmp_path):
-    run_straight(small_cfg(), tmp_path / "run", show_progress=False)
+    run_crew(small_cfg(), tmp_path / "run", show_progress=False)
     with pytest.raises(InputError, match="already holds a run; add --resume"):
         Workspace.open(tmp_path / "run", {}, resume=False)
     (tmp_path / "file.txt").write_text("x")

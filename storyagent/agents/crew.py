@@ -1,41 +1,146 @@
-"""The crew's work, stage by stage: subject → story → storyboard → shots → film.
+"""The crew as an AG2 group chat: build the agents, run the protocol, assemble the film.
 
-This is the offline, straight-through order of the paper's protocol (Fig. 7); the AG2 group
-chat drives the same tools in the same order when an LLM or an Observer takes part.
+`run_crew` is what `storyagent run` and `storyagent chat` call, with or without an LLM. The
+director (the user's voice) opens the chat with the brief; the Agent Manager's protocol
+(`manager.Protocol`) decides every next speaker; when the last stage is approved the film is
+assembled from the clips on disk.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from autogen import GroupChat, GroupChatManager, OpenAIWrapper, UserProxyAgent
+from autogen.io import IOConsole, IOStream
+
+from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, CrewContext
+from storyagent.agents.designer import make_story_designer, role_message
+from storyagent.agents.llm import LLMSettings, explain_llm_error, parse_llm
+from storyagent.agents.manager import Protocol
+from storyagent.agents.observer import REVIEW_MODES, make_observer
+from storyagent.agents.workers import make_storyboard_generator, make_video_creator
 from storyagent.config import RunConfig
+from storyagent.errors import InputError, StoryAgentError
+from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.film import assemble_film
-from storyagent.tools.story import write_story
-from storyagent.tools.storyboard import generate_storyboard
 from storyagent.tools.subject import prepare_subject
-from storyagent.tools.video import animate_shots
 from storyagent.workspace import Workspace
+
+TRANSCRIPT = "transcript.json"
+
+
+class QuietConsole(IOConsole):
+    """Keeps the terminal for progress bars and review questions: AG2's chat printout is dropped."""
+
+    def print(self, *objects, sep: str = " ", end: str = "\n", flush: bool = False) -> None:
+        pass
+
+    def send(self, message) -> None:
+        pass
 
 
 @dataclass
 class RunResult:
     root: Path
-    script: StoryScript
+    script: StoryScript | None
     storyboard: list[StoryboardFrame]
     clips: list[ShotClip]
-    film: Film
+    film: Film | None
+    speakers: list[str]
+    stopped: bool = False
 
 
-def run_straight(cfg: RunConfig, out: Path, resume: bool = False, show_progress: bool = True) -> RunResult:
-    ws = Workspace.open(out, cfg.inputs_record(), resume=resume)
-    subject = prepare_subject(ws, cfg)
-    ws.log_speaker("story_designer", "offline planner")
-    script = write_story(ws, cfg)
-    ws.log_speaker("storyboard_generator", "generate_storyboard")
-    storyboard = generate_storyboard(ws, cfg, script, subject, show_progress)
-    ws.log_speaker("video_creator", "animate_shots")
-    clips = animate_shots(ws, cfg, script, subject, storyboard, show_progress)
-    film = assemble_film(ws, cfg, script, clips)
-    return RunResult(ws.root, script, storyboard, clips, film)
+def brief(cfg: RunConfig) -> str:
+    return (f"Make a {cfg.shots}-shot film about {cfg.name} the {cfg.class_word}. Story idea: {cfg.prompt}\n"
+            f"The character's reference frames are ready in subject/.")
+
+
+def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: bool = True,
+             llm: LLMSettings | None = None, max_rounds: int = 3, verbose: bool = False,
+             io: IOStream | None = None) -> RunResult:
+    """Run the whole crew into the run folder `out`; see the module docstring.
+
+    `verbose` prints the agents' chat; `io` replaces the terminal (scripted review answers in tests).
+    """
+    if cfg.review not in REVIEW_MODES:
+        raise InputError(f"--review {cfg.review!r} is not a mode; use one of {', '.join(REVIEW_MODES)}.")
+    llm = llm or parse_llm(cfg.llm)
+    if cfg.review == "llm" and not llm.enabled:
+        raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
+    ws = Workspace.open(out, {**cfg.inputs_record(), "llm": llm.spec}, resume=resume)
+    ws.manifest["speakers"] = []
+    ctx = CrewContext(ws=ws, cfg=cfg, subject=prepare_subject(ws, cfg), llm=llm, review=cfg.review,
+                      show_progress=show_progress, max_rounds=max_rounds)
+
+    # 1. The crew.
+    director = UserProxyAgent(DIRECTOR, human_input_mode="NEVER", code_execution_config=False, llm_config=False,
+                              default_auto_reply="", description="The user: gives the brief.")
+    agents = [director, make_story_designer(ctx), make_storyboard_generator(ctx), make_video_creator(ctx)]
+    observer = make_observer(ctx)
+    if observer is not None:
+        agents.append(observer)
+
+    # 2. The manager: the protocol picks speakers; with an LLM, the LLM picks and the protocol guards.
+    selector = OpenAIWrapper(**llm.llm_config()) if llm.enabled else None
+    protocol = Protocol(ctx, has_observer=observer is not None, role_message=role_message("manager"),
+                        selector_client=selector)
+    groupchat = GroupChat(agents=agents, messages=[], max_round=4 + 3 * 3 * (max_rounds + 1),
+                          speaker_selection_method=protocol,
+                          allowed_or_disallowed_speaker_transitions=_transitions(agents),
+                          speaker_transitions_type="allowed", send_introductions=False)
+    manager = GroupChatManager(groupchat, name="agent_manager", llm_config=False, code_execution_config=False,
+                               system_message=role_message("manager"))
+
+    # 3. Talk until the last stage is approved (or a reviewer stops).
+    try:
+        with IOStream.set_default(io or (IOConsole() if verbose else QuietConsole())):
+            director.initiate_chat(manager, message=brief(cfg))
+    except StoryAgentError:
+        raise
+    except Exception as exc:
+        message = explain_llm_error(exc, llm)
+        if message is None:
+            raise
+        raise StoryAgentError(message) from exc
+    finally:
+        _save_transcript(ws, groupchat, ctx)
+
+    # 4. The film, once every stage is done.
+    film = None
+    if not ctx.stopped and ctx.script is not None and len(ctx.clips) == len(ctx.script.shots):
+        film = assemble_film(ws, cfg, ctx.script, ctx.clips)
+    return RunResult(ws.root, ctx.script, ctx.storyboard, ctx.clips, film,
+                     [s["speaker"] for s in ws.manifest["speakers"]], ctx.stopped)
+
+
+def _transitions(agents: list) -> dict:
+    """The coarse graph AG2 checks; the protocol enforces the stage order inside it."""
+    by = {a.name: a for a in agents}
+    designer, board, video = (by[STAGE_AGENT[s]] for s in ("story", "storyboard", "video"))
+    graph = {by[DIRECTOR]: [designer], designer: [board], board: [board, video], video: [video]}
+    if OBSERVER in by:
+        obs = by[OBSERVER]
+        graph = {by[DIRECTOR]: [designer], designer: [obs, board], board: [board, obs, video],
+                 video: [video, obs], obs: [designer, board, video]}
+    return graph
+
+
+def _save_transcript(ws: Workspace, groupchat: GroupChat, ctx: CrewContext) -> None:
+    messages = []
+    for m in groupchat.messages:
+        entry = {"speaker": m.get("name", m.get("role")), "content": m.get("content")}
+        if m.get("tool_calls"):
+            entry["tool_calls"] = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                                   for c in m["tool_calls"]]
+        messages.append(entry)
+    previous = []
+    path = ws.path(TRANSCRIPT)
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8")).get("sessions", [])
+        except (OSError, json.JSONDecodeError):
+            previous = []
+    atomic_write_json(path, {"sessions": previous + [{"messages": messages, "events": ctx.events}]})

@@ -59,3 +59,25 @@ def write_story(ws: Workspace, cfg: RunConfig, planner: Planner = offline_planne
     if script is not None:
         return script
     return save_story(ws, cfg, planner(cfg), made_by)
+
+
+def revise_shots(script: StoryScript, shots: list[int] | None, feedback: str) -> StoryScript:
+    """Apply a reviewer's words to the named shots (all when None).
+
+    The feedback leads the shot's background and description, so a request like "make it
+    night" outranks what the shot said before, for the animatic's scene reader and for an
+    image model's prompt alike. Unnamed shots stay byte-for-byte the same.
+    """
+    note = feedback.strip().rstrip(".")
+    if not note:
+        return script
+    targets = set(shots) if shots else {s.index for s in script.shots}
+    revised = []
+    for shot in script.shots:
+        if shot.index in targets:
+            shot = shot.model_copy(update={
+                "background": f"{note}; {shot.background}"[:300],
+                "description": f"{note}; {shot.description}"[:600],
+            })
+        revised.append(shot)
+    return script.model_copy(update={"shots": revised})

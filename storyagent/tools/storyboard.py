@@ -7,7 +7,10 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from storyagent.config import RunConfig
+from storyagent.errors import InputError
 from storyagent.media import contact_sheet, write_png
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.progress import make_progress
@@ -22,16 +25,31 @@ def frame_path(index: int) -> str:
     return f"storyboard/shot_{index:02d}.png"
 
 
-def shot_take(ws: Workspace, index: int) -> int:
-    """How many times a reviewer asked for this shot to be redone; part of its seed and hash."""
-    return int(ws.manifest.get("takes", {}).get(str(index), 0))
+def shot_take(ws: Workspace, stage: str, index: int) -> int:
+    """How many times a reviewer asked for this shot's `stage` to be redone; part of its seed and hash."""
+    return int(ws.manifest.get("takes", {}).get(stage, {}).get(str(index), 0))
 
 
-def bump_takes(ws: Workspace, indices: Iterable[int]) -> None:
-    takes = ws.manifest.setdefault("takes", {})
+def bump_takes(ws: Workspace, stage: str, indices: Iterable[int]) -> None:
+    takes = ws.manifest.setdefault("takes", {}).setdefault(stage, {})
     for i in indices:
         takes[str(i)] = takes.get(str(i), 0) + 1
     ws.save()
+
+
+class ShotSelection(BaseModel):
+    """A tool's request: which shots to (re)do and the reviewer's words. No paths: tools pick their own files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shots: list[int] | None = Field(default=None, description="Shot numbers to redo; empty or null for every shot.")
+    feedback: str = Field(default="", max_length=2000, description="The reviewer's words for those shots.")
+
+    def checked(self, num_shots: int) -> ShotSelection:
+        bad = [s for s in self.shots or [] if not 1 <= s <= num_shots]
+        if bad:
+            raise InputError(f"Shot numbers must be between 1 and {num_shots}; got {bad}.")
+        return self
 
 
 def animatic_config(cfg: RunConfig) -> AnimaticConfig:
@@ -53,7 +71,7 @@ def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subj
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task("Storyboard", total=len(script.shots), status="")
         for shot in script.shots:
-            take = shot_take(ws, shot.index)
+            take = shot_take(ws, "storyboard", shot.index)
             key = f"storyboard/shot_{shot.index:02d}"
             h = storyboard_hash(cfg, subject, shot.model_dump(mode="json"), take)
             if ws.fresh(key, h):

@@ -26,7 +26,7 @@ def animate_shots(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: P
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task("Animating shots", total=len(script.shots), status="")
         for shot in script.shots:
-            take = shot_take(ws, shot.index)
+            take = shot_take(ws, "video", shot.index)
             key = f"shots/shot_{shot.index:02d}"
             # A clip is made from its storyboard picture: a new picture means a new clip.
             h = hash_json({"storyboard": boards[shot.index].input_hash, "fps": cfg.fps, "take": take, "renderer": 1})

@@ -1,0 +1,101 @@
+"""What the crew shares during one run: the run folder, settings, and the work so far.
+
+Agents exchange short messages; the artifacts themselves stay here and on disk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from storyagent.agents.llm import LLMSettings
+from storyagent.config import RunConfig
+from storyagent.errors import InputError
+from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
+from storyagent.tools.subject import PreparedSubject
+from storyagent.workspace import Workspace
+
+STAGES = ("story", "storyboard", "video")
+STAGE_AGENT = {"story": "story_designer", "storyboard": "storyboard_generator", "video": "video_creator"}
+OBSERVER = "observer"
+DIRECTOR = "director"
+
+
+@dataclass
+class Verdict:
+    """An Observer's review of one stage."""
+
+    ok: bool
+    shots: list[int] | None = None
+    """Shots to redo; None means the whole stage."""
+    feedback: str = ""
+    stop: bool = False
+    """The reviewer asked to end the session now (the work so far is kept)."""
+    approve_rest: bool = False
+    """The reviewer said "render": approve this and every later stage without asking."""
+
+
+GOOD_WORDS = {"ok", "okay", "good", "yes", "y", "approve", "approved", "fine", "lgtm", "continue", ""}
+
+
+def parse_verdict(text: str, num_shots: int) -> Verdict:
+    """Read a review: 'good', 'redo 2,4: make it night', 'bad: ...', 'render', 'quit', or free feedback.
+
+    Shot numbers must lie in 1..num_shots; anything else is an InputError naming the range.
+    """
+    raw = (text or "").strip()
+    low = raw.lower().strip(" .!")
+    if low in GOOD_WORDS or low.startswith(("good", "ok ", "approve")):
+        return Verdict(ok=True)
+    if low in {"render", "render it", "go", "finish"}:
+        return Verdict(ok=True, approve_rest=True)
+    if low in {"quit", "exit", "stop", "q"}:
+        return Verdict(ok=True, stop=True)
+    m = re.match(r"^\s*(?:redo|redraw|again)\s+(?:shots?\s+)?([\d,\s\-and]+)\s*(?::|-|—)?\s*(.*)$", raw, re.IGNORECASE | re.DOTALL)
+    if m:
+        shots = _shot_numbers(m.group(1), num_shots)
+        return Verdict(ok=False, shots=shots, feedback=m.group(2).strip())
+    if re.match(r"^\s*redo\s*$", raw, re.IGNORECASE):
+        return Verdict(ok=False)
+    feedback = re.sub(r"^\s*bad\s*[:,-]?\s*", "", raw, flags=re.IGNORECASE)
+    return Verdict(ok=False, feedback=feedback)
+
+
+def _shot_numbers(text: str, num_shots: int) -> list[int]:
+    shots: set[int] = set()
+    for part in re.split(r"[,\s]+|and", text):
+        if not part.strip():
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            if a.strip().isdigit() and b.strip().isdigit():
+                shots.update(range(int(a), int(b) + 1))
+            continue
+        if part.strip().isdigit():
+            shots.add(int(part))
+    bad = sorted(s for s in shots if not 1 <= s <= num_shots)
+    if bad or not shots:
+        raise InputError(f"Shot numbers must be between 1 and {num_shots}; got {text.strip()!r}.")
+    return sorted(shots)
+
+
+@dataclass
+class CrewContext:
+    ws: Workspace
+    cfg: RunConfig
+    subject: PreparedSubject
+    llm: LLMSettings
+    review: str = "none"
+    show_progress: bool = True
+    max_rounds: int = 3
+    """Reviews per stage before the work is accepted as it is."""
+    script: StoryScript | None = None
+    storyboard: list[StoryboardFrame] = field(default_factory=list)
+    clips: list[ShotClip] = field(default_factory=list)
+    stage: str = "story"
+    pending: Verdict | None = None
+    """The Observer's last "bad" verdict, waiting for the stage's agent."""
+    approve_rest: bool = False
+    stopped: bool = False
+    events: list[str] = field(default_factory=list)
+    """Notes for the transcript: a review overruled, a stage accepted after its last round."""

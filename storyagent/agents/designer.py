@@ -1,0 +1,107 @@
+"""The Story Designer: writes the story as N shots, as JSON validated into `StoryScript`.
+
+With an LLM it is an `AssistantAgent`; an answer that is not valid JSON, breaks the schema or
+has the wrong number of shots goes back to it with the validation message, at most
+`MAX_ATTEMPTS` times. Offline the template planner writes the story, and a review's feedback
+is applied to the named shots.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import Any
+
+from autogen import Agent, AssistantAgent, ConversableAgent
+from pydantic import ValidationError
+
+from storyagent.agents.context import STAGE_AGENT, CrewContext
+from storyagent.errors import StoryAgentError
+from storyagent.schemas import StoryScript, format_validation_error
+from storyagent.tools.story import existing_story, offline_planner, revise_shots, save_story
+
+MAX_ATTEMPTS = 3
+NAME = STAGE_AGENT["story"]
+
+
+def role_message(name: str, **fields: Any) -> str:
+    text = resources.files("storyagent.prompts").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+    return text.format(**fields) if fields else text
+
+
+def parse_script(text: str, num_shots: int) -> StoryScript:
+    """The script in an LLM answer (code fences and chatter around the JSON object are ignored)."""
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    body = fenced.group(1) if fenced else text
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("the answer holds no JSON object")
+    try:
+        data = json.loads(body[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the JSON is malformed ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    try:
+        script = StoryScript.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(format_validation_error(exc, "story script")) from exc
+    if len(script.shots) != num_shots:
+        raise ValueError(f"the story has {len(script.shots)} shots, but exactly {num_shots} were asked for")
+    return script
+
+
+def make_story_designer(ctx: CrewContext) -> ConversableAgent:
+    cfg = ctx.cfg
+    if ctx.llm.enabled:
+        agent: ConversableAgent = AssistantAgent(
+            NAME, llm_config=ctx.llm.llm_config(), code_execution_config=False,
+            system_message=role_message("story_designer", num_shots=cfg.shots, name=cfg.name,
+                                        class_word=cfg.class_word, duration=cfg.shot_duration),
+            description="Writes the story and splits it into shots.")
+    else:
+        agent = ConversableAgent(NAME, llm_config=False, code_execution_config=False, human_input_mode="NEVER",
+                                 description="Writes the story and splits it into shots (offline planner).")
+
+    def reply(recipient: ConversableAgent, messages: list[dict[str, Any]] | None = None, sender: Agent | None = None,
+              config: Any = None) -> tuple[bool, str]:
+        feedback = ctx.pending
+        if feedback is None:
+            ctx.script = existing_story(ctx.ws, cfg)
+        if ctx.script is None or feedback is not None:
+            if ctx.llm.enabled:
+                ctx.script = _ask_llm(recipient, list(messages or []), sender, cfg.shots)
+                made_by = f"llm {ctx.llm.spec}"
+            elif ctx.script is not None and feedback is not None:
+                ctx.script = revise_shots(ctx.script, feedback.shots, feedback.feedback)
+                made_by = "offline planner, revised after review"
+            else:
+                ctx.script = offline_planner(cfg)
+                made_by = "offline planner"
+            save_story(ctx.ws, cfg, ctx.script, made_by)
+        ctx.pending = None
+        return True, _summary(ctx.script)
+
+    agent.register_reply([Agent, None], reply, position=0)
+    return agent
+
+
+def _ask_llm(agent: ConversableAgent, messages: list[dict[str, Any]], sender: Agent | None, num_shots: int) -> StoryScript:
+    error = ""
+    for _ in range(MAX_ATTEMPTS):
+        _, answer = agent.generate_oai_reply(messages=messages, sender=sender)
+        text = answer if isinstance(answer, str) else str((answer or {}).get("content") or "")
+        try:
+            return parse_script(text, num_shots)
+        except ValueError as exc:
+            error = str(exc)
+            messages = messages + [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": f"That answer cannot be used: {error}. Answer again with only the corrected JSON object."},
+            ]
+    raise StoryAgentError(f"The Story Designer's LLM gave no valid story in {MAX_ATTEMPTS} tries (last problem: {error}); "
+                          "try a stronger model or --llm none.")
+
+
+def _summary(script: StoryScript) -> str:
+    """What the designer says in the chat: the script itself, compact (text only, never pixels)."""
+    return script.model_dump_json()

@@ -1,0 +1,111 @@
+"""The Agent Manager: who speaks next, by the paper's protocol (Fig. 7).
+
+Designer → Observer → Storyboard → Observer → Video → Observer; "bad" sends the work back to
+the same agent with the feedback, at most `max_rounds` reviews per stage. Offline the protocol
+alone decides. With an LLM, the LLM picks the speaker from the manager's role message, and the
+protocol guards it: a pick that would skip or repeat a stage is overruled and noted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from autogen import Agent, GroupChat
+
+from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, parse_verdict
+from storyagent.errors import StoryAgentError
+
+MAX_TOOL_ATTEMPTS = 3
+
+
+class Protocol:
+    """The crew's state machine; `__call__` is AG2's `speaker_selection_method`."""
+
+    def __init__(self, ctx: CrewContext, has_observer: bool, role_message: str = "", selector_client: Any = None) -> None:
+        self.ctx = ctx
+        self.has_observer = has_observer
+        self.rounds = {s: 0 for s in STAGES}
+        self.tool_attempts = 0
+        self.role_message = role_message
+        self.selector_client = selector_client
+
+    # AG2 calls this after every message.
+    def __call__(self, last_speaker: Agent, groupchat: GroupChat) -> Agent | None:
+        expected = self.expected_next(last_speaker.name, groupchat.messages[-1] if groupchat.messages else {})
+        if expected is None:
+            return None
+        chosen = expected
+        if self.selector_client is not None and self._is_decision_point(last_speaker.name):
+            chosen = self._llm_pick(groupchat, expected)
+        self.ctx.ws.log_speaker(chosen, f"stage {self.ctx.stage}")
+        return groupchat.agent_by_name(chosen)
+
+    def _is_decision_point(self, last: str) -> bool:
+        # Only after a review is there a real choice; everywhere else the protocol has one answer.
+        return last == OBSERVER
+
+    def expected_next(self, last: str, message: dict[str, Any]) -> str | None:
+        ctx = self.ctx
+        if ctx.stopped:
+            return None
+        if last == DIRECTOR:
+            ctx.stage = "story"
+            return STAGE_AGENT["story"]
+        if last == STAGE_AGENT["story"]:
+            return OBSERVER if self._reviewing() else self._advance()
+        if last in (STAGE_AGENT["storyboard"], STAGE_AGENT["video"]):
+            if message.get("tool_calls"):
+                return last  # the agent that asked for the tool runs it
+            if message.get("tool_responses") or message.get("role") == "tool":
+                self.tool_attempts = 0
+                return OBSERVER if self._reviewing() else self._advance()
+            self.tool_attempts += 1
+            if self.tool_attempts >= MAX_TOOL_ATTEMPTS:
+                raise StoryAgentError(f"The {last.replace('_', ' ')} answered in words instead of calling its tool "
+                                      f"{MAX_TOOL_ATTEMPTS} times; use a model that supports tool calls, or --llm none.")
+            return last
+        if last == OBSERVER:
+            verdict = parse_verdict(str(message.get("content") or ""), len(ctx.script.shots) if ctx.script else 1)
+            if verdict.stop:
+                ctx.stopped = True
+                return None
+            if verdict.approve_rest:
+                ctx.approve_rest = True
+            if verdict.ok:
+                ctx.pending = None
+                return self._advance()
+            self.rounds[ctx.stage] += 1
+            if self.rounds[ctx.stage] >= ctx.max_rounds:
+                ctx.events.append(f"{ctx.stage}: accepted after {ctx.max_rounds} reviews")
+                ctx.pending = None
+                return self._advance()
+            ctx.pending = verdict
+            return STAGE_AGENT[ctx.stage]
+        raise StoryAgentError(f"Unexpected speaker {last!r} in the crew's chat.")
+
+    def _reviewing(self) -> bool:
+        return self.has_observer and not self.ctx.approve_rest
+
+    def _advance(self) -> str | None:
+        i = STAGES.index(self.ctx.stage)
+        if i + 1 >= len(STAGES):
+            return None
+        self.ctx.stage = STAGES[i + 1]
+        return STAGE_AGENT[self.ctx.stage]
+
+    def _llm_pick(self, groupchat: GroupChat, expected: str | None) -> str:
+        """Ask the manager's LLM who speaks next; overrule a pick the protocol forbids."""
+        names = [a.name for a in groupchat.agents if a.name != DIRECTOR]
+        history = [{"role": "user", "content": f"{m.get('name', '?')}: {str(m.get('content') or '[tool call]')[:1500]}"}
+                   for m in groupchat.messages[-8:]]
+        system = self.role_message.replace("{agentlist}", ", ".join(names))
+        response = self.selector_client.create(messages=[{"role": "system", "content": system}, *history,
+                                                         {"role": "user", "content": "Who speaks next? Answer with one name."}])
+        text = self.selector_client.extract_text_or_completion_object(response)[0]
+        text = text if isinstance(text, str) else str(text)
+        picked = next((n for n in names if re.search(rf"\b{re.escape(n)}\b", text)), None)
+        if picked != expected:
+            self.ctx.events.append(f"manager picked {picked or text.strip()[:40]!r}; protocol requires {expected!r}")
+            return expected  # type: ignore[return-value]
+        return picked

@@ -1,0 +1,140 @@
+"""The Observer: reviews each stage and says "good" or names what to redo.
+
+Modes (`--review`):
+  rules  checks that need no weights: shot count, blank or frozen frames, subject missing or tiny
+  llm    a vision-capable LLM looks at the storyboard contact sheet and the clips' key frames
+  human  a person at the terminal (`UserProxyAgent`, human_input_mode="ALWAYS"), as the paper allows
+Its answer is one line: `good`, `redo 2,4: why and what to change`, or `bad: why`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from autogen import Agent, AssistantAgent, ConversableAgent, UserProxyAgent
+from PIL import Image
+
+from storyagent.agents.context import OBSERVER, CrewContext
+from storyagent.media import read_frames
+
+REVIEW_MODES = ("none", "rules", "llm", "human")
+MIN_SUBJECT_FRACTION = 0.01
+BLANK_STD = 3.0
+
+
+def make_observer(ctx: CrewContext) -> ConversableAgent | None:
+    mode = ctx.review
+    if mode == "none":
+        return None
+    if mode == "human":
+        return HumanObserver(ctx)
+    if mode == "llm":
+        agent: ConversableAgent = AssistantAgent(OBSERVER, llm_config=ctx.llm.llm_config(), code_execution_config=False,
+                                                 system_message=_role(), description="Reviews each stage's work.")
+    else:
+        agent = ConversableAgent(OBSERVER, llm_config=False, code_execution_config=False, human_input_mode="NEVER",
+                                 description="Reviews each stage's work with rule checks.")
+
+    def review(recipient: ConversableAgent, messages: list[dict[str, Any]] | None = None, sender: Agent | None = None,
+               config: Any = None) -> tuple[bool, str]:
+        if mode == "llm":
+            return True, llm_review(recipient, ctx)
+        return True, rule_review(ctx)
+
+    agent.register_reply([Agent, None], review, position=0)
+    return agent
+
+
+def _role() -> str:
+    return resources.files("storyagent.prompts").joinpath("observer.txt").read_text(encoding="utf-8")
+
+
+# ---- rules ---------------------------------------------------------------------------------
+
+
+def rule_review(ctx: CrewContext) -> str:
+    problems: dict[int, str] = {}
+    if ctx.stage == "story":
+        n = len(ctx.script.shots) if ctx.script else 0
+        return "good" if n == ctx.cfg.shots else f"bad: the story has {n} shots, {ctx.cfg.shots} were asked for"
+    if ctx.stage == "storyboard":
+        for frame in ctx.storyboard:
+            img = np.asarray(Image.open(ctx.ws.path(frame.path)).convert("RGB"))
+            if img.std() < BLANK_STD:
+                problems[frame.shot] = "the picture is blank"
+                continue
+            if frame.mask_path:
+                cover = (np.asarray(Image.open(ctx.ws.path(frame.mask_path)).convert("L")) > 127).mean()
+                if cover < MIN_SUBJECT_FRACTION:
+                    problems[frame.shot] = f"the character is missing or tiny ({cover:.1%} of the frame)"
+    else:
+        for clip in ctx.clips:
+            frames = read_frames(ctx.ws.path(clip.path), max_frames=clip.num_frames)
+            stack = np.stack(frames).astype(np.float32)
+            if stack.std() < BLANK_STD:
+                problems[clip.shot] = "the clip is blank"
+            elif np.abs(np.diff(stack, axis=0)).mean() < 0.05:
+                problems[clip.shot] = "the clip is frozen"
+    if not problems:
+        return "good"
+    shots = ",".join(str(s) for s in sorted(problems))
+    return f"redo {shots}: " + "; ".join(f"shot {s}: {why}" for s, why in sorted(problems.items()))
+
+
+# ---- llm -----------------------------------------------------------------------------------
+
+
+def _data_url(img: np.ndarray | Image.Image, max_side: int = 768) -> str:
+    pil = Image.fromarray(img) if isinstance(img, np.ndarray) else img
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.convert("RGB").save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def review_images(ctx: CrewContext) -> list[str]:
+    """What the vision LLM sees: the contact sheet, or each clip's first, middle and last frames."""
+    if ctx.stage == "storyboard":
+        return [_data_url(Image.open(ctx.ws.path("storyboard.png")))]
+    if ctx.stage == "video":
+        urls = []
+        for clip in ctx.clips:
+            frames = read_frames(ctx.ws.path(clip.path), max_frames=3)
+            urls.append(_data_url(np.concatenate(frames, axis=1), max_side=1024))
+        return urls
+    return []
+
+
+def llm_review(agent: ConversableAgent, ctx: CrewContext) -> str:
+    assert ctx.script is not None
+    text = (f"Stage under review: {ctx.stage}. The story, as JSON: {ctx.script.model_dump_json()}\n"
+            f"The character is {ctx.cfg.name}, a {ctx.cfg.class_word}. Give your verdict on one line.")
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    content += [{"type": "image_url", "image_url": {"url": url}} for url in review_images(ctx)]
+    response = agent.client.create(messages=[{"role": "system", "content": _role()}, {"role": "user", "content": content}])
+    answer = agent.client.extract_text_or_completion_object(response)[0]
+    return (answer if isinstance(answer, str) else str(answer)).strip().splitlines()[0] if answer else "good"
+
+
+# ---- human ---------------------------------------------------------------------------------
+
+
+class HumanObserver(UserProxyAgent):
+    """A person reviews each stage at the terminal; empty input means "ok"."""
+
+    def __init__(self, ctx: CrewContext) -> None:
+        super().__init__(OBSERVER, human_input_mode="ALWAYS", code_execution_config=False, llm_config=False,
+                         default_auto_reply="good", description="A person who reviews each stage.")
+        self.ctx = ctx
+
+    def get_human_input(self, prompt: str) -> str:
+        ctx = self.ctx
+        where = {"story": "story.json", "storyboard": "storyboard.png (pictures in storyboard/)",
+                 "video": "shots/shot_NN.mp4"}[ctx.stage]
+        question = (f"\n[{ctx.stage}] ready in {ctx.ws.root / where.split(' ')[0]}  ({where})\n"
+                    "Reply: ok | redo 2,4: what to change | any feedback for the whole stage | render | quit\n> ")
+        return super().get_human_input(question)

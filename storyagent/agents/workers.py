@@ -1,0 +1,95 @@
+"""The Storyboard Generator and the Video Creator: agents whose work is done by their tools.
+
+Each agent both asks for and runs its own tool (`register_function(caller=executor=agent)`),
+so the tool call and its result sit in the group chat like any other turn. With an LLM the
+agent decides the tool arguments from the review it was sent; offline it reads the pending
+verdict and asks for the same call itself.
+"""
+
+
+import json
+from typing import Annotated, Any
+
+from autogen import Agent, AssistantAgent, ConversableAgent, register_function
+
+from storyagent.agents.context import STAGE_AGENT, CrewContext
+from storyagent.agents.designer import role_message
+from storyagent.tools.story import revise_shots, save_story
+from storyagent.tools.storyboard import ShotSelection, bump_takes, generate_storyboard
+from storyagent.tools.video import animate_shots
+
+ShotsArg = Annotated[list[int] | None, "Shot numbers to redo; leave empty to do every shot."]
+FeedbackArg = Annotated[str, "The reviewer's words for those shots; empty for none."]
+
+
+def make_storyboard_generator(ctx: CrewContext) -> ConversableAgent:
+    agent = _worker(ctx, "storyboard", "Draws one storyboard picture per shot with the generate_storyboard tool.")
+
+    def generate_storyboard_tool(shots: ShotsArg = None, feedback: FeedbackArg = "") -> str:
+        assert ctx.script is not None, "the story comes first"
+        sel = ShotSelection(shots=shots or None, feedback=feedback).checked(len(ctx.script.shots))
+        if sel.shots or sel.feedback:
+            # The story is the source of truth: a change asked for the pictures is written into it.
+            if sel.feedback:
+                ctx.script = revise_shots(ctx.script, sel.shots, sel.feedback)
+                save_story(ctx.ws, ctx.cfg, ctx.script, "storyboard review")
+            bump_takes(ctx.ws, "storyboard", sel.shots or [s.index for s in ctx.script.shots])
+        before = {f.shot: f.input_hash for f in ctx.storyboard}
+        ctx.storyboard = generate_storyboard(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.show_progress)
+        redrawn = [f.shot for f in ctx.storyboard if before.get(f.shot) != f.input_hash]
+        return (f"Storyboard ready: {len(ctx.storyboard)} pictures in storyboard/ (drawn now: {redrawn or 'none'}); "
+                f"contact sheet: storyboard.png")
+
+    _register_tool(ctx, agent, generate_storyboard_tool, "generate_storyboard",
+                   "Draw the storyboard: one picture of the character per shot.")
+    return agent
+
+
+def make_video_creator(ctx: CrewContext) -> ConversableAgent:
+    agent = _worker(ctx, "video", "Animates every storyboard picture into a clip with the animate_shots tool.")
+
+    def animate_shots_tool(shots: ShotsArg = None, feedback: FeedbackArg = "") -> str:
+        assert ctx.script is not None and ctx.storyboard, "the storyboard comes first"
+        sel = ShotSelection(shots=shots or None, feedback=feedback).checked(len(ctx.script.shots))
+        if sel.shots or sel.feedback:
+            bump_takes(ctx.ws, "video", sel.shots or [s.index for s in ctx.script.shots])
+            ctx.ws.manifest.setdefault("video_feedback", []).append({"shots": sel.shots, "feedback": sel.feedback})
+        before = {c.shot: c.input_hash for c in ctx.clips}
+        ctx.clips = animate_shots(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.storyboard, ctx.show_progress)
+        redone = [c.shot for c in ctx.clips if before.get(c.shot) != c.input_hash]
+        return f"Clips ready: {len(ctx.clips)} shots in shots/ (animated now: {redone or 'none'})"
+
+    _register_tool(ctx, agent, animate_shots_tool, "animate_shots",
+                   "Animate the storyboard pictures into one short clip per shot.")
+    return agent
+
+
+def _register_tool(ctx: CrewContext, agent: ConversableAgent, f: Any, name: str, description: str) -> None:
+    if ctx.llm.enabled:
+        register_function(f, caller=agent, executor=agent, name=name, description=description)
+    else:  # no LLM to offer the tool to: the agent only runs it
+        agent.register_for_execution(name=name, description=description)(f)
+
+
+def _worker(ctx: CrewContext, stage: str, description: str) -> ConversableAgent:
+    name = STAGE_AGENT[stage]
+    if ctx.llm.enabled:
+        return AssistantAgent(name, llm_config=ctx.llm.llm_config(), code_execution_config=False,
+                              system_message=role_message(name), description=description)
+    agent = ConversableAgent(name, llm_config=False, code_execution_config=False, human_input_mode="NEVER",
+                             description=description)
+    tool = "generate_storyboard" if stage == "storyboard" else "animate_shots"
+
+    def ask_for_tool(recipient: ConversableAgent, messages: list[dict[str, Any]] | None = None,
+                     sender: Agent | None = None, config: Any = None) -> tuple[bool, Any]:
+        if messages and messages[-1].get("tool_calls"):
+            return False, None  # our own request: let AG2's tool-call reply run it
+        verdict = ctx.pending
+        args = {"shots": verdict.shots, "feedback": verdict.feedback} if verdict else {}
+        ctx.pending = None
+        call_id = f"call_{stage}_{len(ctx.ws.manifest['speakers'])}"
+        return True, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": tool, "arguments": json.dumps(args)}}]}
+
+    agent.register_reply([Agent, None], ask_for_tool, position=0)
+    return agent
