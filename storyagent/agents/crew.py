@@ -9,6 +9,7 @@ assembled from the clips on disk.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from storyagent.tools.subject import prepare_subject
 from storyagent.workspace import Workspace
 
 TRANSCRIPT = "transcript.json"
+# AG2 warns on every call that a local model has no price table; that is noise for a film crew.
+logging.getLogger("autogen.oai.client").setLevel(logging.ERROR)
 
 
 class QuietConsole(IOConsole):

@@ -25,8 +25,8 @@ MAX_ATTEMPTS = 3
 NAME = STAGE_AGENT["story"]
 
 
-def role_message(name: str, **fields: Any) -> str:
-    text = resources.files("storyagent.prompts").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+def role_message(role: str, **fields: Any) -> str:
+    text = resources.files("storyagent.prompts").joinpath(f"{role}.txt").read_text(encoding="utf-8")
     return text.format(**fields) if fields else text
 
 

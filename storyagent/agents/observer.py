@@ -18,7 +18,8 @@ import numpy as np
 from autogen import Agent, AssistantAgent, ConversableAgent, UserProxyAgent
 from PIL import Image
 
-from storyagent.agents.context import OBSERVER, CrewContext
+from storyagent.agents.context import OBSERVER, CrewContext, parse_verdict
+from storyagent.errors import InputError
 from storyagent.media import read_frames
 
 REVIEW_MODES = ("none", "rules", "llm", "human")
@@ -135,6 +136,28 @@ class HumanObserver(UserProxyAgent):
         ctx = self.ctx
         where = {"story": "story.json", "storyboard": "storyboard.png (pictures in storyboard/)",
                  "video": "shots/shot_NN.mp4"}[ctx.stage]
+        if ctx.stage == "story" and ctx.script is not None:
+            show_shot_table(ctx.script)
         question = (f"\n[{ctx.stage}] ready in {ctx.ws.root / where.split(' ')[0]}  ({where})\n"
                     "Reply: ok | redo 2,4: what to change | any feedback for the whole stage | render | quit\n> ")
-        return super().get_human_input(question)
+        num_shots = len(ctx.script.shots) if ctx.script else 1
+        while True:
+            answer = super().get_human_input(question)
+            try:
+                parse_verdict(answer, num_shots)
+                return answer
+            except InputError as exc:
+                question = f"{exc} Try again.\n> "
+
+
+def show_shot_table(script) -> None:
+    from rich.table import Table
+
+    from storyagent.progress import console
+
+    table = Table(title=script.title, caption=script.logline)
+    for col in ("#", "shot", "camera", "background", "action", "narration"):
+        table.add_column(col)
+    for s in script.shots:
+        table.add_row(str(s.index), s.shot_type.value, s.camera_motion.value, s.background, s.subject_action, s.narration)
+    console.print(table)
