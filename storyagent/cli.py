@@ -124,6 +124,71 @@ def _summary(result) -> None:
 
 
 @app.command()
+def chat(
+    prompt: Annotated[Optional[str], typer.Argument(help="The story idea; asked for when left out.")] = None,
+    subject: Annotated[Optional[Path], typer.Option("--subject", "-s", help="Photo, video or folder of your character; asked for when left out.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="The character's name (default: from the file name).")] = None,
+    class_word: Annotated[str, typer.Option("--class-word", help="What the character is: fox, cat, toy ...")] = "character",
+    shots: Annotated[int, typer.Option(help="Number of shots (1-32).")] = 4,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same film.")] = 0,
+    llm: Annotated[Optional[str], typer.Option(help="LLM for the Story Designer and the manager (see `run --help`).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Pick up the conversation and the work in --out.")] = False,
+) -> None:
+    """Make a film together with the crew: you are the Observer and review every stage.
+
+    At each review type: ok (go on), redo 2,4: what to change (only those shots are redone),
+    any other feedback (the whole stage is redone with it), render (approve the rest), or quit.
+
+    Example:
+
+      storyagent chat "a day at the seaside" --subject pip.png --name Pip --class-word fox
+    """
+    from rich.prompt import Prompt
+
+    from storyagent.agents.crew import TRANSCRIPT, run_crew
+    from storyagent.agents.llm import parse_llm
+    from storyagent.config import RunConfig
+
+    console.print("[bold]StoryAgent chat[/]: the crew writes, draws and animates; you review each stage.")
+    try:
+        while subject is None or not subject.exists():
+            if subject is not None:
+                console.print(f"[red]{subject} does not exist.[/]")
+            subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
+        while not (prompt or "").strip():
+            prompt = Prompt.ask("What is the story about?", console=console)
+        folder = out if out is not None else default_out(prompt, resume)
+        if resume and (folder / TRANSCRIPT).exists():
+            _show_previous_session(folder / TRANSCRIPT)
+        settings = parse_llm(llm)
+        cfg = RunConfig.build(prompt=prompt, subject=subject, name=name or default_name(subject), class_word=class_word,
+                              shots=shots, seed=seed, llm=settings.spec, review="human")
+        result = run_crew(cfg, folder, resume=resume, llm=settings)
+    except StoryAgentError as exc:
+        raise _fail(str(exc)) from None
+    except (KeyboardInterrupt, EOFError):
+        console.print("\n[yellow]Stopped.[/] The work so far is kept; continue with --out DIR --resume.")
+        raise typer.Exit(130) from None
+    _summary(result)
+
+
+def _show_previous_session(path: Path) -> None:
+    import json
+
+    try:
+        sessions = json.loads(path.read_text(encoding="utf-8")).get("sessions", [])
+    except (OSError, ValueError):
+        return
+    if not sessions:
+        return
+    console.print(f"[dim]Last time ({len(sessions)} session(s)):[/]")
+    for m in sessions[-1]["messages"][-6:]:
+        text = str(m.get("content") or (m.get("tool_calls") and f"[tool] {m['tool_calls'][0]['name']}") or "")
+        console.print(f"[dim]  {m.get('speaker')}: {text[:100]}[/]", highlight=False)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/demo"),
     shots: Annotated[int, typer.Option(help="Number of shots.")] = 4,

@@ -132,7 +132,7 @@ class HumanObserver(UserProxyAgent):
                          default_auto_reply="good", description="A person who reviews each stage.")
         self.ctx = ctx
 
-    def get_human_input(self, prompt: str) -> str:
+    def get_human_input(self, prompt: str, *, iostream: Any = None) -> str:
         ctx = self.ctx
         where = {"story": "story.json", "storyboard": "storyboard.png (pictures in storyboard/)",
                  "video": "shots/shot_NN.mp4"}[ctx.stage]
@@ -142,7 +142,7 @@ class HumanObserver(UserProxyAgent):
                     "Reply: ok | redo 2,4: what to change | any feedback for the whole stage | render | quit\n> ")
         num_shots = len(ctx.script.shots) if ctx.script else 1
         while True:
-            answer = super().get_human_input(question)
+            answer = super().get_human_input(question, iostream=iostream)
             try:
                 parse_verdict(answer, num_shots)
                 return answer
