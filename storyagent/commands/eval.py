@@ -1,0 +1,109 @@
+"""`storyagent eval`: score a run, compare runs, or run the paper's dataset protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from storyagent.errors import StoryAgentError
+from storyagent.progress import console
+
+app = typer.Typer(
+    help="Evaluate films with the paper's metrics (tables as Markdown + CSV, plots as PNG).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+SubjectOpt = Annotated[Optional[Path], typer.Option(
+    "--subject", "-s", help="Reference subject media to compare against (default: each run's own subject).")]
+ClipOpt = Annotated[Optional[Path], typer.Option(
+    help="CLIP folder (transformers) for CLIP-score, CLIP-temp, CLIP-I (default: the cached clip-vit-l-14).")]
+DinoOpt = Annotated[Optional[Path], typer.Option(help="DINO / DINOv2 folder for subject consistency (default: cached dinov2-vitg14).")]
+RaftOpt = Annotated[Optional[Path], typer.Option(help="torchvision RAFT checkpoint (default: OpenCV Farnebäck flow, no weights).")]
+RaftSmallOpt = Annotated[bool, typer.Option("--raft-small", help="The --raft checkpoint is RAFT-small.")]
+InceptionOpt = Annotated[Optional[Path], typer.Option(help="torchvision Inception-v3 checkpoint for IS.")]
+AestheticOpt = Annotated[Optional[Path], typer.Option("--aesthetic-head", help="LAION aesthetic head (.pth / .safetensors).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Use only the weights given by path, not the Hugging Face cache.")]
+MaxFramesOpt = Annotated[int, typer.Option(min=2, help="Frames read per clip (evenly spaced).")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _models(clip, dino, raft, raft_small, inception, aesthetic_head, no_cache, device, max_frames, **extra):
+    from storyagent.eval.protocols import EvalModels
+
+    return EvalModels.load(clip=clip, dino=dino, raft=raft, raft_small=raft_small, inception=inception,
+                           aesthetic_head=aesthetic_head, use_cache=not no_cache, device=device,
+                           max_frames=max_frames, **extra)
+
+
+def _report(paths: list[Path]) -> None:
+    for p in paths:
+        console.print(f"  {p}", highlight=False)
+
+
+@app.command()
+def film(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `storyagent run`.")],
+    subject: SubjectOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN_DIR/eval).")] = None,
+    clip: ClipOpt = None, dino: DinoOpt = None, raft: RaftOpt = None, raft_small: RaftSmallOpt = False,
+    inception: InceptionOpt = None, aesthetic_head: AestheticOpt = None, no_cache: NoCacheOpt = False,
+    max_frames: MaxFramesOpt = 64, device: DeviceOpt = "cpu", quiet: QuietOpt = False,
+) -> None:
+    """No-reference metrics of one run, and subject consistency to the reference subject.
+
+    Example: storyagent eval film runs/a-day-at-the-seaside
+    """
+    from storyagent.eval.protocols import evaluate_film, write_film_report
+
+    try:
+        models = _models(clip, dino, raft, raft_small, inception, aesthetic_head, no_cache, device, max_frames)
+        result = evaluate_film(run_dir, models, subject, show_progress=not quiet)
+        paths = write_film_report(result, out or run_dir / "eval")
+    except StoryAgentError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Evaluated {len(result.shots)} shots of {run_dir}:")
+    _report(paths)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders (runs or methods) to compare.")],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval-compare"),
+    labels: Annotated[Optional[str], typer.Option(help="Comma-separated names for the runs (default: folder names).")] = None,
+    subject: SubjectOpt = None,
+    clip: ClipOpt = None, dino: DinoOpt = None, raft: RaftOpt = None, raft_small: RaftSmallOpt = False,
+    inception: InceptionOpt = None, aesthetic_head: AestheticOpt = None, no_cache: NoCacheOpt = False,
+    max_frames: MaxFramesOpt = 64, device: DeviceOpt = "cpu", quiet: QuietOpt = False,
+) -> None:
+    """Compare several runs: one table row per run, per-shot bars and per-frame curves.
+
+    Example: storyagent eval compare runs/ours runs/baseline --subject pip.png --out eval/
+    """
+    from storyagent.eval.protocols import compare_runs, evaluate_film
+
+    names = [s.strip() for s in labels.split(",")] if labels else [r.name for r in runs]
+    if len(names) != len(runs):
+        raise _fail(f"--labels names {len(names)} runs but {len(runs)} were given.")
+    # Folder names can repeat (runs/a/out, runs/b/out): keep every label distinct.
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        seen[n] = seen.get(n, 0) + 1
+        if seen[n] > 1:
+            names[i] = f"{n} ({seen[n]})"
+    try:
+        models = _models(clip, dino, raft, raft_small, inception, aesthetic_head, no_cache, device, max_frames)
+        results = [evaluate_film(r, models, subject, name=n, show_progress=not quiet) for r, n in zip(runs, names)]
+        paths = compare_runs(results, out)
+    except StoryAgentError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Compared {len(runs)} runs:")
+    _report(paths)
