@@ -31,6 +31,7 @@ class RunConfig(BaseModel):
     max_reference_frames: int = Field(default=16, ge=1, le=64, description="Reference frames sampled from the subject media.")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
     review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
+    min_score: float = Field(default=5.0, ge=0, le=10, description="Aesthetic observer: storyboard pictures scoring under this are redrawn.")
 
     @field_validator("prompt")
     @classmethod

@@ -51,7 +51,8 @@ def parse_verdict(text: str, num_shots: int) -> Verdict:
         return Verdict(ok=True, approve_rest=True)
     if low in {"quit", "exit", "stop", "q"}:
         return Verdict(ok=True, stop=True)
-    m = re.match(r"^\s*(?:redo|redraw|again)\s+(?:shots?\s+)?([\d,\s\-and]+)\s*(?::|-|—)?\s*(.*)$", raw, re.IGNORECASE | re.DOTALL)
+    m = re.match(r"^\s*(?:redo|redraw|again)\s+(?:shots?\s+)?\[?([\d,\s\-and]+)\]?\s*(?::|-|—)?\s*(.*)$", raw,
+                 re.IGNORECASE | re.DOTALL)
     if m:
         shots = _shot_numbers(m.group(1), num_shots)
         return Verdict(ok=False, shots=shots, feedback=m.group(2).strip())

@@ -4,6 +4,7 @@ Modes (`--review`):
   rules  checks that need no weights: shot count, blank or frozen frames, subject missing or tiny
   llm    a vision-capable LLM looks at the storyboard contact sheet and the clips' key frames
   human  a person at the terminal (`UserProxyAgent`, human_input_mode="ALWAYS"), as the paper allows
+  aesthetic  the LAION aesthetic predictor v2 scores the storyboard (`--min-score`); rules elsewhere
 Its answer is one line: `good`, `redo 2,4: why and what to change`, or `bad: why`.
 """
 
@@ -22,7 +23,7 @@ from storyagent.agents.context import OBSERVER, CrewContext, parse_verdict
 from storyagent.errors import InputError
 from storyagent.media import read_frames
 
-REVIEW_MODES = ("none", "rules", "llm", "human")
+REVIEW_MODES = ("none", "rules", "llm", "human", "aesthetic")
 MIN_SUBJECT_FRACTION = 0.01
 BLANK_STD = 3.0
 
@@ -44,6 +45,8 @@ def make_observer(ctx: CrewContext) -> ConversableAgent | None:
                config: Any = None) -> tuple[bool, str]:
         if mode == "llm":
             return True, llm_review(recipient, ctx)
+        if mode == "aesthetic" and ctx.stage == "storyboard":
+            return True, aesthetic_review(ctx)
         return True, rule_review(ctx)
 
     agent.register_reply([Agent, None], review, position=0)
@@ -84,6 +87,17 @@ def rule_review(ctx: CrewContext) -> str:
         return "good"
     shots = ",".join(str(s) for s in sorted(problems))
     return f"redo {shots}: " + "; ".join(f"shot {s}: {why}" for s, why in sorted(problems.items()))
+
+
+def aesthetic_review(ctx: CrewContext, scorer: Any = None) -> str:
+    """Storyboard pictures scoring under `min_score` are redrawn (a new take, same shot text)."""
+    from storyagent.eval.observer import AestheticObserver
+
+    frames = {f.shot: np.asarray(Image.open(ctx.ws.path(f.path)).convert("RGB")) for f in ctx.storyboard}
+    reviews = AestheticObserver(scorer=scorer).review(frames, ctx.cfg.min_score)
+    ctx.events.append("aesthetic scores: " + ", ".join(f"shot {r.shot}: {r.score:.2f}" for r in reviews))
+    bad = [r.shot for r in reviews if not r.ok]
+    return "good" if not bad else "redo " + ",".join(map(str, bad))
 
 
 # ---- llm -----------------------------------------------------------------------------------
