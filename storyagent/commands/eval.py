@@ -107,3 +107,56 @@ def compare(
         raise _fail(str(exc)) from None
     console.print(f"Compared {len(runs)} runs:")
     _report(paths)
+
+
+@app.command()
+def dataset(
+    root: Annotated[Path, typer.Argument(help="The dataset folder (PororoSV or FlintstonesSV layout).")],
+    format: Annotated[str, typer.Option("--format", help="pororo or flintstones.")] = "pororo",
+    character: Annotated[str, typer.Option(help="FlintstonesSV: the character to redraw (fred, wilma, barney ...).")] = "fred",
+    subject: SubjectOpt = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N clips.")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval-dataset"),
+    lpips_heads: Annotated[Optional[Path], typer.Option(help="LPIPS linear heads (lpips weights/v0.1/alex.pth).")] = None,
+    lpips_backbone: Annotated[Optional[Path], typer.Option(help="torchvision AlexNet checkpoint for LPIPS.")] = None,
+    i3d: Annotated[Optional[Path], typer.Option(help="Kinetics-400 I3D checkpoint for FVD.")] = None,
+    device: DeviceOpt = "cpu", quiet: QuietOpt = False,
+) -> None:
+    """The paper's protocol: remove the subject from each clip's first frame, redraw it, animate,
+    and compare with the ground-truth clip (FVD, SSIM, PSNR, LPIPS).
+
+    Example: storyagent eval dataset --format flintstones data/flintstones --character fred --limit 100
+    """
+    from storyagent.eval.datasets import (
+        StillCompositeBaseline, SubjectReference, evaluate_dataset, read_flintstones, read_pororo,
+        write_dataset_report)
+
+    if format not in ("pororo", "flintstones"):
+        raise _fail(f"--format must be pororo or flintstones, got {format!r}.")
+    try:
+        if not root.is_dir():
+            raise _fail(f"{root} is not a folder; give the dataset's root folder.")
+        clips = read_pororo(root, limit) if format == "pororo" else read_flintstones(root, character, limit)
+        reference = None
+        if subject is not None:
+            from storyagent.media import load_reference
+
+            ref = load_reference(subject)
+            reference = SubjectReference(ref.frames, ref.masks)
+        lpips_model = i3d_model = None
+        if lpips_heads is not None:
+            from storyagent.eval.lpips import LPIPS
+
+            lpips_model = LPIPS("alex").load_weights(lpips_heads, lpips_backbone).to(device)
+        if i3d is not None:
+            from storyagent.eval.i3d import load_i3d
+
+            i3d_model = load_i3d(i3d).to(device)
+        generator = StillCompositeBaseline()
+        result = evaluate_dataset(clips, generator, generator.name, reference, lpips_model, i3d_model,
+                                  show_progress=not quiet, total=limit)
+        paths = write_dataset_report(result, out)
+    except StoryAgentError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"Evaluated {len(result.clips)} clips of {root}:")
+    _report(paths)

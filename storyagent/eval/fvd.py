@@ -8,6 +8,7 @@ Clips are sampled to 16 frames, resized to 224×224 and scaled to [-1, 1]; the f
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,10 @@ FVD_SIZE = (224, 224)
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2) (Dowson and Landau 1982)."""
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    with warnings.catch_warnings():
+        # Few samples give singular covariances; non-finite results are handled below.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
     if not np.isfinite(covmean).all():
         # A singular product (few samples): nudge both covariances, as FID implementations do.
         eps = np.eye(sigma1.shape[0]) * 1e-6
