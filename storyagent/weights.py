@@ -61,15 +61,22 @@ WEIGHTS: dict[str, WeightSpec] = {
 
 
 def fetch_hint(name: str) -> str:
-    return f"run `storyagent weights fetch {name}` (needs a network) or pass a local path"
+    return f"run `storyagent weights fetch {name}` (needs a network) or set {env_var(name)} to a local copy"
+
+
+def env_var(name: str) -> str:
+    """The environment variable that points `name` at a local path: STORYAGENT_WEIGHTS_SDXL_BASE, ..."""
+    return "STORYAGENT_WEIGHTS_" + "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
 def resolve_weights(name: str, local_path: str | os.PathLike[str] | None = None) -> Path:
     """Return a local folder or file holding the weights `name`, without touching the network.
 
-    `local_path` wins when given and must exist. Otherwise the Hugging Face cache (`HF_HOME`)
-    is searched with `local_files_only=True`.
+    Looked for in order: `local_path`, the environment variable `env_var(name)`, then the
+    Hugging Face cache (`HF_HOME`) with `local_files_only=True`.
     """
+    if local_path is None and os.environ.get(env_var(name)):
+        local_path = os.environ[env_var(name)]
     if local_path is not None:
         path = Path(local_path).expanduser()
         if not path.exists():
