@@ -86,3 +86,24 @@ def test_markdown_table_marks_direction_and_best(tmp_path):
     md_path, csv_path = write_tables(rows, ["FVD", "SSIM"], "Method", tmp_path / "t", "T", ["a note"])
     assert "- a note" in md_path.read_text()
     assert csv_path.read_text().splitlines()[1] == "a,100.0,0.5"
+
+
+@pytest.mark.slow
+def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path):
+    import torch
+
+    from storyagent.models.aesthetic import AestheticHead, AestheticHeadConfig
+    from test_eval_metrics import tiny_clip_encoder
+
+    tiny_clip_encoder(tmp_path)  # writes tmp_path/clip (model, image processor, tokenizer)
+    torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(),
+               tmp_path / "head.pth")
+    run = render_run(tmp_path, "run", PIP)
+    result = CliRunner().invoke(eval_app, ["film", str(run), "--clip", str(tmp_path / "clip"), "--aesthetic-head",
+                                           str(tmp_path / "head.pth"), "--no-cache", "--out", str(tmp_path / "rep"), "-q"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "rep" / "film_metrics.csv").open()))
+    for key in ("CLIP-score", "CLIP-temp", "Aesthetic", "Subject (clip)", "Inter-shot (clip)"):
+        assert rows[-1][key] != "", key
+    assert 0 < float(rows[0]["CLIP-temp"]) <= 1.0001
+    assert (tmp_path / "rep" / "subject_per_frame_clip.png").exists()

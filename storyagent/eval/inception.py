@@ -76,6 +76,8 @@ def inception_score_from_probs(probs: torch.Tensor, splits: int = 10) -> tuple[f
 
 def inception_score(videos: Sequence[VideoLike], classifier: nn.Module, splits: int = 10,
                     size: tuple[int, int] = (299, 299)) -> float:
-    """Inception Score over all frames of `videos` (higher is better; 1 = uninformative)."""
+    """Inception Score (Salimans et al. 2016) over all frames of `videos`, as the StoryAgent paper's
+    Table 1 reports it for generated clips: exp(E KL(p(y|x) || p(y))), mean over `splits` parts.
+    Higher is better; 1 = uninformative, at most the number of classes."""
     frames = torch.cat([as_video(v) for v in videos])
     return inception_score_from_probs(class_probabilities(frames, classifier, size), splits)[0]
