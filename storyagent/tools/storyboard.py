@@ -13,8 +13,8 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.media import contact_sheet, write_png
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
-from storyagent.progress import make_progress
-from storyagent.schemas import Artifact, StoryboardFrame, StoryScript
+from storyagent.schemas import Artifact, Shot, StoryboardFrame, StoryScript
+from storyagent.tools.per_shot import run_per_shot
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json
 
@@ -66,25 +66,20 @@ def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subj
     """Draw every shot's storyboard picture that is missing or stale; return all of them."""
     pipe = AnimaticPipeline(animatic_config(cfg))
     sprites = SubjectSprites.from_reference(subject.reference)
-    frames: list[StoryboardFrame] = []
+    def input_hash(shot: Shot) -> str:
+        return storyboard_hash(cfg, subject, shot.model_dump(mode="json"), shot_take(ws, "storyboard", shot.index))
+
+    def draw(shot: Shot, h: str) -> StoryboardFrame:
+        take = shot_take(ws, "storyboard", shot.index)
+        render = pipe(shot, sprites, seed=cfg.seed + 1000 * take, num_frames=1)
+        rel, mrel = frame_path(shot.index), frame_path(shot.index).replace(".png", "_mask.png")
+        write_png(ws.path(rel), render.storyboard)
+        write_png(ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
+        return StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index, meta={"take": take})
+
     ws.set_stage("storyboard", "running")
-    with make_progress(disable=not show_progress) as progress:
-        task = progress.add_task("Storyboard", total=len(script.shots), status="")
-        for shot in script.shots:
-            take = shot_take(ws, "storyboard", shot.index)
-            key = f"storyboard/shot_{shot.index:02d}"
-            h = storyboard_hash(cfg, subject, shot.model_dump(mode="json"), take)
-            if ws.fresh(key, h):
-                frames.append(StoryboardFrame.model_validate(ws.artifact(key)))
-                progress.update(task, advance=1, status=f"shot {shot.index} reused")
-                continue
-            render = pipe(shot, sprites, seed=cfg.seed + 1000 * take, num_frames=1)
-            rel, mrel = frame_path(shot.index), frame_path(shot.index).replace(".png", "_mask.png")
-            write_png(ws.path(rel), render.storyboard)
-            write_png(ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
-            frames.append(ws.record(key, StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index,
-                                                         meta={"take": take})))
-            progress.update(task, advance=1, status=f"shot {shot.index} drawn")
+    frames = run_per_shot(ws, script.shots, key_prefix="storyboard", label="Storyboard", kind=StoryboardFrame,
+                          input_hash=input_hash, make=draw, show_progress=show_progress)
     write_contact_sheet(ws, script, frames)
     ws.set_stage("storyboard", "done")
     return frames
