@@ -121,7 +121,7 @@ def test_inception_score_through_classifier_and_loader(tmp_path):
     from torchvision.models import inception_v3
 
     torch.manual_seed(0)
-    net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1000).eval()
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True).eval()
     torch.save(net.state_dict(), tmp_path / "inception.pth")
     loaded = load_inception(tmp_path / "inception.pth")
     videos = [np.random.default_rng(i).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8) for i in range(2)]

@@ -106,4 +106,10 @@ def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path):
     for key in ("CLIP-score", "CLIP-temp", "Aesthetic", "Subject (clip)", "Inter-shot (clip)"):
         assert rows[-1][key] != "", key
     assert 0 < float(rows[0]["CLIP-temp"]) <= 1.0001
+    # The report shares one CLIP between the metrics and the aesthetic head; the standalone predictor agrees.
+    from storyagent.models.aesthetic import AestheticPredictor
+
+    predictor = AestheticPredictor.from_pretrained(tmp_path / "clip", tmp_path / "head.pth")
+    board = np.asarray(Image.open(run / "storyboard" / "shot_01.png").convert("RGB"))
+    assert float(rows[0]["Aesthetic"]) == pytest.approx(predictor([board])[0], abs=1e-4)
     assert (tmp_path / "rep" / "subject_per_frame_clip.png").exists()

@@ -3,6 +3,8 @@ IS = exp(E_x KL(p(y|x) || p(y))), computed over `splits` disjoint parts of the f
 averaged, with p(y|x) from an ImageNet Inception-v3 and p(y) the part's mean prediction.
 
 Higher is better: confident (low-entropy) per-frame predictions that vary across frames.
+The original uses TensorFlow's Inception graph (1008 classes); torchvision's port (1000 classes)
+gives close but not identical numbers, so compare IS values computed with the same network.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def load_inception(path: str | os.PathLike[str]) -> nn.Module:
         state = load_pickled_state_dict(path)
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
     # weights=None: no download; init_weights=False: the random init is overwritten anyway.
-    model = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=False)
+    # transform_input=True as torchvision sets it for these weights (ported from TensorFlow, they
+    # expect [-1, 1] inputs; the model re-normalises the ImageNet-normalised input itself).
+    model = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -59,7 +59,7 @@ class EvalModels:
             m.clip = CLIPEncoder.from_pretrained(clip, device=device)
             m.features.append(CLIPImageFeatures(m.clip))
             if aesthetic_head or (use_cache and weights_available("laion-aesthetic-v2")):
-                m.aesthetic = AestheticObserver(clip_path=clip, head_path=aesthetic_head, device=device)
+                m.aesthetic = AestheticObserver(scorer=_aesthetic_scorer(m.clip, aesthetic_head))
         else:
             m.notes.append("CLIP-score, CLIP-temp, subject (CLIP) and aesthetic skipped: no CLIP weights "
                            "(`storyagent weights fetch clip-vit-l-14` or --clip PATH).")
@@ -87,6 +87,24 @@ class EvalModels:
 
             m.i3d = load_i3d(i3d).to(device)
         return m
+
+
+def _aesthetic_scorer(encoder: CLIPEncoder, head_path: str | None):
+    """The aesthetic predictor on the CLIP already loaded for the CLIP metrics (one ViT-L, not two).
+
+    `CLIPModel.get_image_features` is the same projected embedding the predictor's vision tower
+    gives, and `embed_images` already L2-normalises it.
+    """
+    from storyagent.models.aesthetic import load_head
+    from storyagent.models.aesthetic.pipeline import resolve_head_file
+
+    head = load_head(resolve_head_file(head_path)).to(encoder.device)
+
+    @torch.no_grad()
+    def score(images: list[np.ndarray]) -> list[float]:
+        return head(encoder.embed_images(images).to(encoder.device)).float().cpu().tolist()
+
+    return score
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 from storyagent.models.aesthetic.convert import convert_head_to_safetensors, load_head, load_head_state_dict
 from storyagent.models.aesthetic.head import PUBLISHED_HEAD_SHAPES, AestheticHead, AestheticHeadConfig
-from storyagent.models.aesthetic.pipeline import AestheticPredictor, image_embeddings
+from storyagent.models.aesthetic.pipeline import AestheticPredictor, image_embeddings, resolve_head_file
 
 __all__ = [
     "PUBLISHED_HEAD_SHAPES", "AestheticHead", "AestheticHeadConfig", "AestheticPredictor",
-    "convert_head_to_safetensors", "image_embeddings", "load_head", "load_head_state_dict",
+    "convert_head_to_safetensors", "image_embeddings", "load_head", "load_head_state_dict", "resolve_head_file",
 ]

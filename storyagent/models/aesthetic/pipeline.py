@@ -31,6 +31,19 @@ def image_embeddings(output: object) -> torch.Tensor:
     raise TypeError(f"no image embeddings in {type(output).__name__}")
 
 
+def resolve_head_file(head_path: str | os.PathLike[str] | None = None) -> Path:
+    """The head file: `head_path` (a file, or a folder holding one) or the cached `laion-aesthetic-v2`."""
+    head_file = resolve_weights("laion-aesthetic-v2", head_path)
+    if head_file.is_dir():
+        candidates = sorted(head_file.glob("*.safetensors")) + sorted(head_file.glob("*.pth"))
+        if not candidates:
+            from storyagent.errors import WeightsNotFoundError
+
+            raise WeightsNotFoundError(f"No .pth or .safetensors aesthetic head in {head_file}.")
+        head_file = candidates[0]
+    return head_file
+
+
 def clip_vision_config(clip_dir: str | os.PathLike[str]):
     """The vision tower's config of a full CLIP checkpoint, with the model's projection size.
 
@@ -63,13 +76,7 @@ class AestheticPredictor:
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
         clip_dir = resolve_weights("clip-vit-l-14", clip_path)
-        head_file = resolve_weights("laion-aesthetic-v2", head_path)
-        if head_file.is_dir():
-            candidates = sorted(head_file.glob("*.safetensors")) + sorted(head_file.glob("*.pth"))
-            if not candidates:
-                from storyagent.errors import WeightsNotFoundError
-                raise WeightsNotFoundError(f"No .pth or .safetensors aesthetic head in {head_file}.")
-            head_file = candidates[0]
+        head_file = resolve_head_file(head_path)
         vision = CLIPVisionModelWithProjection.from_pretrained(
             str(clip_dir), config=clip_vision_config(clip_dir), local_files_only=True, dtype=dtype)
         processor = CLIPImageProcessor.from_pretrained(str(clip_dir), local_files_only=True)
