@@ -259,3 +259,26 @@ def test_subject_consistency_prefers_the_true_subject():
     assert same == pytest.approx(1.0, abs=1e-6) and matrix.shape == (2, 2)
     mixed, _ = inter_shot_consistency([feats([red], [None]), feats([blue], [None])])
     assert mixed < same
+
+
+def test_dino_features_from_a_saved_tiny_dinov2(tmp_path):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from storyagent.eval.consistency import DINOFeatures
+
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                             patch_size=8, image_size=32)).save_pretrained(tmp_path / "dino")
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "dino")
+    feats = DINOFeatures.from_pretrained(tmp_path / "dino")
+    a, b = textured(40, 40, 1), textured(40, 40, 2)
+    emb = feats([a, a, b], [None] * 3)
+    assert emb.shape == (3, 16)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    scores = subject_consistency([a], [None], [a, b], [None, None], feats)
+    assert scores[0] == pytest.approx(1.0, abs=1e-5) and scores[1] < scores[0]
+
+
+def test_inception_missing_weights_fail_clearly(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="Inception"):
+        load_inception(tmp_path / "nope.pth")
