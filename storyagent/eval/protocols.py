@@ -23,7 +23,6 @@ from storyagent.eval.consistency import (
     CLIPImageFeatures, ColorHistogramFeatures, DINOFeatures, SubjectFeatures, inter_shot_consistency,
     subject_crops)
 from storyagent.eval.flow import FarnebackFlow, FlowEstimator, RAFTFlow, flow_score, propagate_mask, warping_error
-from storyagent.eval.frames import as_video
 from storyagent.eval.inception import inception_score, load_inception
 from storyagent.eval.observer import AestheticObserver
 from storyagent.eval.report import bar_plot, curve_plot, write_tables
