@@ -82,3 +82,16 @@ def test_eval_dataset_bad_folder(tmp_path):
     assert result.exit_code == 2 and "not a FlintstonesSV folder" in result.output
     result = CliRunner().invoke(eval_app, ["dataset", str(tmp_path), "--format", "ucf", "-q"])
     assert result.exit_code == 2 and "pororo or flintstones" in result.output
+
+
+def test_flintstones_boxes_on_the_source_video_are_rescaled(tmp_path):
+    root = tmp_path / "fl"
+    (root / "video_frames_sampled").mkdir(parents=True)
+    np.save(root / "video_frames_sampled" / "g1.npy", np.stack(scene(0)))
+    # The red square sits at x 10..30, y 20..40 of a 64×64 frame: ×10 and ×7.5 on 640×480.
+    ann = [{"globalID": "g1", "description": "", "characters": [
+        {"entityLabel": "Fred", "rectangles": [[80, 135, 320, 315]]}]}]
+    (root / "flintstones_annotations_v1-0.json").write_text(json.dumps(ann))
+    clip = next(read_flintstones(root, "fred"))
+    ys, xs = np.nonzero(clip.subject_mask)
+    assert 5 <= xs.min() <= 14 and 26 <= xs.max() <= 34 and 15 <= ys.min() <= 24

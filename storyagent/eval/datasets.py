@@ -13,8 +13,9 @@ still): a floor to compare methods against, not the paper's method. The paper's 
 Layouts read:
 - FlintstonesSV: `DIR/flintstones_annotations_v1-0.json` (a list of {globalID, description,
   characters: [{entityLabel, labelNPC, rectangles: [[x1, y1, x2, y2], ...]}]}) and
-  `DIR/video_frames_sampled/<globalID>.npy` (T×H×W×3 uint8). The subject is the character named
-  by `--character`; its first rectangle, refined by GrabCut, is the subject mask.
+  `DIR/video_frames_sampled/<globalID>.npy` (T×H×W×3 uint8, 5×128×128 in the release). The
+  subject is the character named by `--character`; its first rectangle (rescaled from the
+  640×480 source video when it lies outside the frame), refined by GrabCut, is the subject mask.
 - PororoSV: `DIR/pororo_png/<episode>/<n>.png`, each a clip stored as square frames stacked
   vertically; captions from `DIR/descriptions.csv` (`id,text` with id `<episode>/<n>`) when
   present; subject masks from `DIR/masks/<episode>/<n>.png` when present, else GrabCut.
@@ -99,7 +100,12 @@ def read_flintstones(root: Path, character: str, limit: int | None = None) -> It
             continue
         frames = np.load(frames_path, allow_pickle=False)
         frames = [np.ascontiguousarray(f[..., :3]).astype(np.uint8) for f in frames]
-        mask = _box_mask(frames[0].shape[:2], match["rectangles"][0], frames[0])
+        h, w = frames[0].shape[:2]
+        box = [float(v) for v in match["rectangles"][0]]
+        if max(box[0], box[2]) > w or max(box[1], box[3]) > h:
+            # Boxes annotated on the source video (640×480) while the sampled frames are smaller.
+            box = [box[0] * w / 640, box[1] * h / 480, box[2] * w / 640, box[3] * h / 480]
+        mask = _box_mask((h, w), box, frames[0])
         if not mask.any():
             continue
         yield GroundTruthClip(item["globalID"], frames, mask, item.get("description", ""))
