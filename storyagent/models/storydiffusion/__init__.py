@@ -1,0 +1,25 @@
+"""StoryDiffusion's Consistent Self-Attention on diffusers SDXL: the initial, consistent storyboard."""
+
+from storyagent.models.storydiffusion.attention import (
+    ConsistentAttentionState,
+    ConsistentSelfAttentionProcessor,
+    install_consistent_attention,
+    remove_consistent_attention,
+)
+from storyagent.models.storydiffusion.config import ConsistentAttentionConfig, StoryDiffusionConfig
+from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput, StoryDiffusionPipeline, load_sdxl
+from storyagent.models.storydiffusion.prompts import STYLES, shot_prompt
+
+__all__ = [
+    "STYLES",
+    "ConsistentAttentionConfig",
+    "ConsistentAttentionState",
+    "ConsistentSelfAttentionProcessor",
+    "StoryDiffusionConfig",
+    "StoryDiffusionOutput",
+    "StoryDiffusionPipeline",
+    "install_consistent_attention",
+    "load_sdxl",
+    "remove_consistent_attention",
+    "shot_prompt",
+]

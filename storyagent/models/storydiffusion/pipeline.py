@@ -1,0 +1,157 @@
+"""StoryDiffusion storyboard: one SDXL image per shot, the subject kept consistent across shots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from storyagent.models.storydiffusion.attention import (
+    ConsistentAttentionState,
+    install_consistent_attention,
+    remove_consistent_attention,
+)
+from storyagent.models.storydiffusion.config import StoryDiffusionConfig
+from storyagent.models.storydiffusion.prompts import shot_prompt
+from storyagent.weights import resolve_weights
+
+
+def load_sdxl(
+    path: str | os.PathLike[str] | None = None,
+    torch_dtype: torch.dtype | None = None,
+    variant: str | None = None,
+):
+    """An SDXL pipeline in diffusers layout (base SDXL, RealVisXL ...) from a local folder or the HF cache.
+
+    Raises `WeightsNotFoundError` naming `storyagent weights fetch sdxl-base` when absent.
+    """
+    from diffusers import StableDiffusionXLPipeline
+
+    folder = resolve_weights("sdxl-base", path)
+    return StableDiffusionXLPipeline.from_pretrained(
+        folder, torch_dtype=torch_dtype, variant=variant, local_files_only=True, add_watermarker=False
+    )
+
+
+@dataclass
+class StoryDiffusionOutput:
+    images: list[Image.Image] | list[np.ndarray]
+    """One image per shot, in shot order (PIL, or H×W×3 float arrays in [0, 1] for output_type="np")."""
+    prompts: list[str]
+    """The full prompt each shot was drawn from."""
+    identity: list[int]
+    """Positions of the shots that were denoised together and filled the token bank."""
+
+
+class StoryDiffusionPipeline:
+    """SDXL with Consistent Self-Attention: identity shots together first, then the rest reading their tokens."""
+
+    def __init__(self, sdxl, config: StoryDiffusionConfig | None = None) -> None:
+        self.sdxl = sdxl
+        self.config = config or StoryDiffusionConfig()
+        self.state = ConsistentAttentionState(self.config.attention)
+        self.layers = install_consistent_attention(sdxl.unet, self.state)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        config: StoryDiffusionConfig | None = None,
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        cpu_offload: bool = False,
+    ) -> StoryDiffusionPipeline:
+        sdxl = load_sdxl(path, torch_dtype=torch_dtype)
+        sdxl.set_progress_bar_config(disable=True)
+        if cpu_offload:
+            sdxl.enable_model_cpu_offload(device=device)
+        elif device is not None:
+            sdxl.to(device)
+        return cls(sdxl, config)
+
+    def uninstall(self) -> None:
+        """Give the UNet back its plain attention (the same SDXL can then be reused elsewhere)."""
+        remove_consistent_attention(self.sdxl.unet)
+        self.state.clear()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        shots: Sequence[str],
+        subject: str,
+        *,
+        seed: int = 0,
+        style: str | None = None,
+        num_identity: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        output_type: str = "pil",
+        on_step: Callable[[], None] | None = None,
+    ) -> StoryDiffusionOutput:
+        """Draw one image per shot description, all showing `subject` (e.g. "a small grey rabbit").
+
+        `on_step` is called after every denoising step of every batch (for a progress bar).
+        """
+        cfg = replace(
+            self.config,
+            **{k: v for k, v in dict(style=style, num_identity=num_identity, num_inference_steps=num_inference_steps,
+                                     guidance_scale=guidance_scale, height=height, width=width).items() if v is not None},
+        )
+        if not shots:
+            raise ValueError("no shots to draw")
+        if cfg.num_identity < 1:
+            raise ValueError("num_identity must be at least 1")
+
+        # 1. Prompts: the subject leads every shot, the style wraps all of them alike.
+        pairs = [shot_prompt(subject, shot, cfg.style) for shot in shots]
+        prompts, negatives = [p for p, _ in pairs], [n for _, n in pairs]
+
+        # 2. Identity shots (fill the bank) and the rest (read it).
+        identity = list(range(min(cfg.num_identity, len(shots))))
+        rest = list(range(len(identity), len(shots)))
+
+        # 3. One CPU generator per shot: a shot's starting noise depends on the seed and its position
+        #    only, never on which batch it lands in.
+        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(len(shots))]
+
+        def run(indices: list[int]) -> list:
+            def step_end(pipe, step, timestep, kwargs):
+                self.state.on_step_end(pipe, step, timestep, kwargs)
+                if on_step is not None:
+                    on_step()
+                return kwargs
+
+            out = self.sdxl(
+                prompt=[prompts[i] for i in indices],
+                negative_prompt=[negatives[i] for i in indices],
+                num_inference_steps=cfg.num_inference_steps,
+                guidance_scale=cfg.guidance_scale,
+                height=cfg.height,
+                width=cfg.width,
+                generator=[generators[i] for i in indices],
+                callback_on_step_end=step_end,
+                output_type=output_type,
+            )
+            return list(out.images)
+
+        images: dict[int, object] = {}
+        try:
+            # 4. Write phase: the identity shots attend to each other's sampled tokens; the bank fills.
+            self.state.begin("write", len(identity), (cfg.height, cfg.width), seed=seed)
+            images.update(zip(identity, run(identity)))
+
+            # 5. Read phase: the other shots attend to their own tokens plus the bank, a few at a time.
+            for start in range(0, len(rest), max(1, cfg.read_batch_size)):
+                batch = rest[start : start + max(1, cfg.read_batch_size)]
+                self.state.begin("read", len(batch), (cfg.height, cfg.width))
+                images.update(zip(batch, run(batch)))
+        finally:
+            # 6. The bank is large (tokens × layers × steps); never keep it past the call.
+            self.state.clear()
+        return StoryDiffusionOutput(images=[images[i] for i in range(len(shots))], prompts=prompts, identity=identity)
