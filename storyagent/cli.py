@@ -35,6 +35,13 @@ weights_app = typer.Typer(help="List or download model weights (the only command
 app.add_typer(weights_app, name="weights")
 
 
+def _mount_commands() -> None:
+    """Sub-command groups that live beside their code (eval metrics, fine-tuning)."""
+    from storyagent.commands.eval import app as eval_app
+
+    app.add_typer(eval_app, name="eval", help="Score runs with the paper's metrics and compare runs or methods.")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -273,6 +280,7 @@ def weights_fetch(names: Annotated[list[str], typer.Argument(help="Names from `s
 
 
 def main() -> None:
+    _mount_commands()
     try:
         app()
     except StoryAgentError as exc:

@@ -34,7 +34,7 @@ class ReferenceMedia:
     fps: float = 8.0
     sources: list[Path] = field(default_factory=list)
     mask_methods: list[str] = field(default_factory=list)
-    """How each mask was made: 'alpha', 'user mask' or 'grabcut'."""
+    """How each mask was made: 'alpha', 'user mask', 'grabcut', 'grabcut (rectangle)' or 'centre guess'."""
 
 
 # ---- reading -------------------------------------------------------------------------------
@@ -180,22 +180,41 @@ def _first_line(exc: Exception) -> str:
 # ---- subject cut-out -----------------------------------------------------------------------
 
 
-def segment_subject(frame: np.ndarray, iterations: int = 4) -> np.ndarray:
-    """Classical foreground cut-out: GrabCut seeded from a border colour model.
+def segment_subject(frame: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, str]:
+    """Classical foreground cut-out; returns the mask and how it was found.
 
-    Pixels on the frame's border are taken as background samples; pixels whose colour is far
-    from every border colour cluster seed the probable foreground. GrabCut refines the seed,
-    and the largest connected component, holes filled, is the subject.
+    1. GrabCut seeded from a border colour model: the top, left and right borders are taken as
+       background samples (the bottom often cuts through the subject's feet), and pixels whose
+       colour is far from every border colour cluster seed the probable foreground.
+    2. When that finds nothing plausible (a subject that fills the frame or shares the
+       background's colours): GrabCut initialised from a rectangle just inside the frame.
+    3. Failing both: a centred ellipse, a guess the caller is told about.
+    The largest connected component, holes filled, is the subject.
     """
     h, w = frame.shape[:2]
     scale = min(1.0, 256 / max(h, w))  # GrabCut is O(pixels); 256 px is plenty for a mask
     small = cv2.resize(frame, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
     sh, sw = small.shape[:2]
-    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
 
+    def full_size(mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+    fg = _largest_component(_grabcut_from_border(small, iterations))
+    if 0.02 < fg.mean() < 0.85:
+        return full_size(fg), "grabcut"
+    fg = _largest_component(_grabcut_from_rect(small, iterations))
+    if 0.05 < fg.mean() < 0.95:
+        return full_size(fg), "grabcut (rectangle)"
+    yy, xx = np.mgrid[0:sh, 0:sw]
+    ellipse = ((xx - sw / 2) / (0.3 * sw)) ** 2 + ((yy - sh * 0.55) / (0.4 * sh)) ** 2 <= 1
+    return full_size(ellipse), "centre guess"
+
+
+def _grabcut_from_border(small: np.ndarray, iterations: int) -> np.ndarray:
+    sh, sw = small.shape[:2]
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
     band = max(2, round(min(sh, sw) * 0.04))
-    border = np.concatenate([lab[:band].reshape(-1, 3), lab[-band:].reshape(-1, 3),
-                             lab[:, :band].reshape(-1, 3), lab[:, -band:].reshape(-1, 3)])
+    border = np.concatenate([lab[:band].reshape(-1, 3), lab[:, :band].reshape(-1, 3), lab[:, -band:].reshape(-1, 3)])
     k = min(5, len(border))
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
     _, _, centers = cv2.kmeans(border, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
@@ -203,20 +222,29 @@ def segment_subject(frame: np.ndarray, iterations: int = 4) -> np.ndarray:
     # How far background pixels stray from their own cluster sets what "unlike the border" means.
     border_dist = np.min(np.linalg.norm(border[:, None, :] - centers[None], axis=-1), axis=-1)
     seed = dist > max(2.5 * float(np.percentile(border_dist, 99)), 8.0)
-
     gc = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
     gc[seed] = cv2.GC_PR_FGD
-    gc[:1, :] = gc[-1:, :] = cv2.GC_BGD
+    gc[:1, :] = cv2.GC_BGD
     gc[:, :1] = gc[:, -1:] = cv2.GC_BGD
     if seed.sum() >= 16 and (~seed).sum() >= 16:
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        try:
-            cv2.grabCut(small, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-        except cv2.error:
-            pass  # GrabCut refuses degenerate colour models; the seed is then the answer
-    fg = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
-    fg = _largest_component(fg)
-    return cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        _run_grabcut(small, gc, None, iterations, cv2.GC_INIT_WITH_MASK)
+    return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
+
+
+def _grabcut_from_rect(small: np.ndarray, iterations: int) -> np.ndarray:
+    sh, sw = small.shape[:2]
+    mx, my = max(1, round(sw * 0.06)), max(1, round(sh * 0.06))
+    gc = np.zeros((sh, sw), np.uint8)
+    _run_grabcut(small, gc, (mx, my, sw - 2 * mx, sh - my), iterations, cv2.GC_INIT_WITH_RECT)
+    return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
+
+
+def _run_grabcut(img: np.ndarray, gc: np.ndarray, rect, iterations: int, mode: int) -> None:
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(img, gc, rect, bgd, fgd, iterations, mode)
+    except cv2.error:
+        pass  # GrabCut refuses degenerate colour models; the initial labels then stand
 
 
 def _largest_component(mask: np.ndarray, keep_fraction: float = 0.1) -> np.ndarray:
@@ -272,12 +300,7 @@ def load_reference(path: str | Path, max_frames: int = 16, mask: str | Path | No
                 m, how = alpha > 127, "alpha"
                 check_mask(m, f"The alpha channel of {file.name}")
             else:
-                m, how = segment_subject(frame), "grabcut"
-                if m.mean() < MIN_MASK_FRACTION or m.mean() > 1 - MIN_MASK_FRACTION:
-                    raise InputError(
-                        f"Could not find the subject in {file.name}; give a photo with a transparent "
-                        f"background or a mask file named {file.stem}_mask.png beside it."
-                    )
+                m, how = segment_subject(frame)
             frame, m = _downscale(frame, m)
             ref.frames.append(frame)
             ref.masks.append(m)

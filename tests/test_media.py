@@ -14,7 +14,8 @@ def iou(a, b):
 
 def test_grabcut_finds_the_subject_without_alpha():
     img, truth = disc_image()
-    mask = segment_subject(img)
+    mask, how = segment_subject(img)
+    assert how == "grabcut"
     assert iou(mask, truth) > 0.9
 
 
@@ -130,3 +131,19 @@ def test_contact_sheet_lays_out_a_grid():
     arr = np.asarray(sheet)
     # The second row's first thumbnail sits below the first row and holds image 3's colour.
     assert (arr[:, 12 + 60] == 120).all(axis=1).any()
+
+
+def test_subject_filling_the_frame_falls_back_to_a_rectangle_grabcut():
+    # A subject that touches every border defeats the border colour model.
+    img, truth = disc_image(h=200, w=200, center=(100, 115), radius=100)
+    mask, how = segment_subject(img)
+    assert how == "grabcut (rectangle)"
+    assert iou(mask, truth) > 0.9
+
+
+def test_real_photo_of_a_cat():
+    skimage_data = pytest.importorskip("skimage.data")
+    mask, how = segment_subject(skimage_data.chelsea())
+    assert how == "grabcut (rectangle)" and 0.2 < mask.mean() < 0.8
+    # The cat's eyes (around x=260, y=110 and x=340, y=110 in the 451×300 photo) are inside.
+    assert mask[100:120, 250:270].mean() > 0.5
