@@ -95,9 +95,23 @@ def test_designer_gives_up_after_three_bad_answers(tmp_path):
 def test_model_without_tool_calls_is_a_clear_error(tmp_path):
     script = {"designer": [script_json(3)], "storyboard": ["I would draw a fox."] * 3}
     with LLMServer(script) as srv:
-        with pytest.raises(StoryAgentError, match="instead of calling its tool"):
+        with pytest.raises(StoryAgentError, match="did not call its tool correctly in 3 tries"):
             run_crew(cfg_for(srv.spec, review="none"), tmp_path / "r", show_progress=False)
     assert (tmp_path / "r" / "story.json").exists(), "the story already written is kept"
+
+
+def test_tool_arguments_are_validated_and_the_agent_may_retry(tmp_path):
+    script = {"designer": [script_json(3)],
+              "storyboard": [ToolCall("generate_storyboard", {"shots": [9]}), ToolCall("generate_storyboard", {})],
+              "video": [ToolCall("animate_shots", {"shots": [1], "feedback": "../../etc/passwd"})]}
+    with LLMServer(script) as srv:
+        result = run_crew(cfg_for(srv.spec, review="none"), tmp_path / "r", show_progress=False)
+    transcript = json.loads((tmp_path / "r" / TRANSCRIPT).read_text())["sessions"][-1]["messages"]
+    assert any("Shot numbers must be between 1 and 3" in str(m["content"]) for m in transcript)
+    assert result.speakers == ["story_designer", "storyboard_generator", "storyboard_generator", "storyboard_generator",
+                               "storyboard_generator", "video_creator", "video_creator"]
+    # Words from the LLM are only words: nothing is written outside the run folder.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and result.film is not None
 
 
 def test_server_rejecting_tools_is_explained(tmp_path):

@@ -109,3 +109,11 @@ def test_output_folder_checks(tmp_path):
     (tmp_path / "run" / MANIFEST).write_text("{not json")
     with pytest.raises(InputError, match="damaged"):
         Workspace.open(tmp_path / "run", {}, resume=True)
+
+
+def test_paths_outside_the_run_folder_are_refused(tmp_path):
+    ws = Workspace.open(tmp_path / "run", {}, resume=False)
+    assert ws.path("shots/shot_01.mp4") == (tmp_path / "run" / "shots" / "shot_01.mp4").resolve()
+    for bad in ("../escape.txt", "/etc/passwd", "shots/../../x"):
+        with pytest.raises(InputError, match="outside the run folder"):
+            ws.path(bad)

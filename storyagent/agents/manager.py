@@ -19,6 +19,11 @@ from storyagent.errors import StoryAgentError
 MAX_TOOL_ATTEMPTS = 3
 
 
+def _tool_failed(message: dict[str, Any]) -> bool:
+    responses = message.get("tool_responses") or [message]
+    return any(str(r.get("content") or "").startswith("Error:") for r in responses)
+
+
 class Protocol:
     """The crew's state machine; `__call__` is AG2's `speaker_selection_method`."""
 
@@ -58,12 +63,14 @@ class Protocol:
             if message.get("tool_calls"):
                 return last  # the agent that asked for the tool runs it
             if message.get("tool_responses") or message.get("role") == "tool":
-                self.tool_attempts = 0
-                return OBSERVER if self._reviewing() else self._advance()
+                if not _tool_failed(message):
+                    self.tool_attempts = 0
+                    return OBSERVER if self._reviewing() else self._advance()
+                # The tool refused its arguments (AG2 returns the error as the result): let the agent retry.
             self.tool_attempts += 1
             if self.tool_attempts >= MAX_TOOL_ATTEMPTS:
-                raise StoryAgentError(f"The {last.replace('_', ' ')} answered in words instead of calling its tool "
-                                      f"{MAX_TOOL_ATTEMPTS} times; use a model that supports tool calls, or --llm none.")
+                raise StoryAgentError(f"The {last.replace('_', ' ')} did not call its tool correctly in {MAX_TOOL_ATTEMPTS} "
+                                      "tries; use a model that supports tool calls, or --llm none.")
             return last
         if last == OBSERVER:
             verdict = parse_verdict(str(message.get("content") or ""), len(ctx.script.shots) if ctx.script else 1)
