@@ -121,6 +121,12 @@ def test_server_rejecting_tools_is_explained(tmp_path):
             run_crew(cfg_for(srv.spec, review="none"), tmp_path / "r", show_progress=False)
 
 
+def test_wrong_key_is_explained(tmp_path):
+    with LLMServer({"designer": [HTTPError(401, "Incorrect API key provided")]}) as srv:
+        with pytest.raises(StoryAgentError, match="rejected the API key; check OPENAI_API_KEY"):
+            run_crew(cfg_for(srv.spec, review="none"), tmp_path / "r", show_progress=False)
+
+
 def test_dead_endpoint_is_one_sentence(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
