@@ -73,7 +73,7 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
     llm = llm or parse_llm(cfg.llm)
     if cfg.review == "llm" and not llm.enabled:
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
-    ws = Workspace.open(out, {**cfg.inputs_record(), "llm": llm.spec}, resume=resume)
+    ws = Workspace.open(out, cfg.inputs_record(), resume=resume)
     ws.manifest["speakers"] = []
     ctx = CrewContext(ws=ws, cfg=cfg, subject=prepare_subject(ws, cfg), llm=llm, review=cfg.review,
                       show_progress=show_progress, max_rounds=max_rounds)
