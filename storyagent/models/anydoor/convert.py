@@ -243,6 +243,58 @@ def load_official_components(state: dict[str, torch.Tensor], config: AnyDoorConf
     return components
 
 
+def _invert(state: dict[str, torch.Tensor], renames: dict[str, str]) -> dict[str, torch.Tensor]:
+    return _rename(state, {dst: src for src, dst in renames.items()}, "converted")
+
+
+def to_official_state_dict(components: dict, config: AnyDoorConfig) -> dict[str, torch.Tensor]:
+    """The inverse of `convert_state_dict`: our modules -> one state dict with official AnyDoor key
+    names (used to write synthetic official-layout checkpoints and parity fixtures)."""
+    from storyagent.models.anydoor.components import alphas_cumprod, ddpm_betas
+
+    out: dict[str, torch.Tensor] = {}
+    unet = _invert(components["unet"].state_dict(), unet_renames(config.unet))
+    out |= {UNET_PREFIX + k: v for k, v in unet.items()}
+    control = _invert(components["controlnet"].state_dict(), controlnet_renames(config.controlnet))
+    out |= {CONTROLNET_PREFIX + k: v for k, v in control.items()}
+    vae = _invert(components["vae"].state_dict(), vae_renames(config.vae_ddconfig))
+    for key, value in vae.items():
+        if ".mid.attn_1." in key and key.endswith("weight") and value.ndim == 2:
+            value = value[:, :, None, None]
+        out[VAE_PREFIX + key] = value
+    fixed = {"embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
+             "embeddings.position_embeddings": "pos_embed",
+             "embeddings.patch_embeddings.projection": "patch_embed.proj", "layernorm": "norm"}
+    parts = {"norm1": "norm1", "norm2": "norm2", "attention.o_proj": "attn.proj", "mlp.down_proj": "mlp.w3",
+             "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+    encoder = components["image_encoder"].state_dict()
+    for key, value in encoder.items():
+        if key.startswith("projector."):
+            out[PROJECTOR_PREFIX + key[len("projector."):]] = value
+            continue
+        key = key[len("dinov2."):]
+        match = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias|lambda1)", key)
+        if match is None:
+            head, _, kind = key.rpartition(".")
+            out[DINOV2_PREFIX + (fixed[key] if key in fixed else f"{fixed[head]}.{kind}")] = value
+            continue
+        layer, part, kind = match.groups()
+        dst = f"{DINOV2_PREFIX}blocks.{layer}."
+        if part == "attention.q_proj":
+            stem = f"dinov2.encoder.layer.{layer}.attention."
+            out[f"{dst}attn.qkv.{kind}"] = torch.cat([encoder[f"{stem}{n}.{kind}"] for n in ("q_proj", "k_proj", "v_proj")])
+        elif part == "mlp.gate_proj":
+            stem = f"dinov2.encoder.layer.{layer}.mlp."
+            out[f"{dst}mlp.w12.{kind}"] = torch.cat([encoder[f"{stem}gate_proj.{kind}"], encoder[f"{stem}up_proj.{kind}"]])
+        elif part in ("layer_scale1", "layer_scale2"):
+            out[f"{dst}ls{part[-1]}.gamma"] = value
+        elif part in parts:
+            out[f"{dst}{parts[part]}.{kind}"] = value
+    out["betas"] = torch.from_numpy(ddpm_betas(config.diffusion)).float()
+    out["alphas_cumprod"] = alphas_cumprod(config.diffusion)
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
 def convert_checkpoint(anydoor_ckpt: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                        dinov2_pth: str | os.PathLike[str] | None = None,
                        config: AnyDoorConfig | None = None) -> Path:

@@ -65,6 +65,51 @@ def run(fixture: str | Path, tolerance: float = 1e-4) -> dict[str, float]:
     return errors
 
 
+def write_fixture(folder: str | Path, config: AnyDoorConfig, seed: int = 0) -> Path:
+    """Write a fixture folder laid out like the upstream-made ones, for another config and seed.
+
+    Weights are drawn the way the upstream fixtures draw them (norm weights and layer-scale gammas
+    near 1, everything else N(0, 0.08^2)) directly in the official key layout, so loading them goes
+    through the converter like a real checkpoint. The outputs are computed by this implementation:
+    such a fixture checks that nothing depends on the sizes of `anydoor_tiny` and that the
+    official-layout round trip is exact, not upstream numerics (that is what `anydoor_tiny` does).
+    """
+    from storyagent.fileio import atomic_save_safetensors, atomic_write_json
+    from storyagent.models.anydoor.components import build_components
+    from storyagent.models.anydoor.convert import to_official_state_dict
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    official = to_official_state_dict(build_components(config), config)
+    for key, value in official.items():
+        if key in ("betas", "alphas_cumprod"):
+            continue
+        # 1-D weights are GroupNorm/LayerNorm scales; convs and linears are at least 2-D.
+        near_one = key.endswith(".gamma") or (key.endswith(".weight") and value.ndim == 1)
+        noise = torch.randn(value.shape, generator=gen)
+        official[key] = 1.0 + 0.05 * noise if near_one else 0.08 * noise
+    atomic_save_safetensors(folder / "weights.safetensors", official)
+    config.sampling.probe_timestep = int(torch.randint(1, config.diffusion.timesteps, (1,), generator=gen))
+    atomic_write_json(folder / "config.json", config.to_dict())
+
+    side = config.dinov2.input_size
+    h, w = config.sampling.latent_hw
+    image_side = h * 2 ** (len(config.vae_ddconfig.ch_mult) - 1)
+    collage = torch.rand(1, 3, image_side, image_side, generator=gen) * 2 - 1
+    region = (torch.rand(1, 1, image_side, image_side, generator=gen) > 0.5).float()
+    inputs = {
+        "reference": torch.rand(1, 3, side, side, generator=gen),
+        "hint": torch.cat([collage, region], dim=1),
+        "x_T": torch.randn(1, config.unet.in_channels, h, w, generator=gen),
+        "probe_timestep": torch.tensor([config.sampling.probe_timestep]),
+    }
+    atomic_save_safetensors(folder / "inputs.safetensors", inputs)
+    atomic_save_safetensors(folder / "outputs.safetensors",
+                            {k: v.contiguous() for k, v in compute_outputs(folder).items()})
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="AnyDoor parity against an upstream fixture folder.")
     parser.add_argument("fixture", help="folder with config.json, weights/inputs/outputs.safetensors")
