@@ -1,0 +1,365 @@
+"""DynamiCrafter image-to-video pipeline (diffusers style): one `__call__` walking numbered steps."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from storyagent.errors import InputError, WeightsNotFoundError
+from storyagent.models.dynamicrafter.config import DynamiCrafterConfig
+from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
+from storyagent.models.dynamicrafter.resampler import Resampler
+from storyagent.models.dynamicrafter.scheduler import DDIMScheduler, rescale_guidance
+from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet
+from storyagent.models.dynamicrafter.vae import build_vae, decode_frames, encode_frames
+
+ImageInput = Any  # PIL image, H x W x 3 uint8 array, or (b, 3, H, W) tensor in [-1, 1]
+
+
+@dataclass
+class DynamiCrafterOutput:
+    frames: torch.Tensor | np.ndarray
+    """"pt": (b, 3, t, H, W) in [-1, 1]; "np": (b, t, H, W, 3) uint8; "latent": (b, 4, t, h, w)."""
+
+
+@dataclass
+class Conditioning:
+    """What the UNet sees besides the noisy latent."""
+
+    context: torch.Tensor
+    """(b, 77 + tokens, d): text tokens followed by the Resampler's image tokens."""
+    concat: torch.Tensor
+    """(b, 4, t, h, w): the conditioning frame's latent repeated over the frames."""
+    uncond_context: torch.Tensor | None = None
+    """The same for the unconditional branch of classifier-free guidance (None: no guidance)."""
+
+
+class DynamiCrafterPipeline:
+    """Animate one image into a short clip, guided by a prompt.
+
+    Components: `unet`, `vae` (diffusers AutoencoderKL), `resampler`, `scheduler`, and the two
+    encoders (`text_encoder`, `image_encoder`); the encoders may be None when the caller supplies
+    text and image tokens itself (the parity check does).
+    """
+
+    def __init__(self, config: DynamiCrafterConfig, unet: DynamiCrafterUNet, vae: nn.Module, resampler: Resampler,
+                 text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None) -> None:
+        self.config = config
+        self.unet = unet.eval()
+        self.vae = vae.eval()
+        self.resampler = resampler.eval()
+        self.text_encoder = text_encoder.eval() if text_encoder is not None else None
+        self.image_encoder = image_encoder.eval() if image_encoder is not None else None
+        self.scheduler = DDIMScheduler(config.diffusion)
+        self.device = torch.device("cpu")
+        self.offload = False
+        self.vae_chunk: int | None = 1 if config.diffusion.perframe_ae else None
+
+    # ------------------------------------------------------------------ loading / placement
+    @classmethod
+    def from_config(cls, config: DynamiCrafterConfig, text_encoder: TextEncoder | None = None,
+                    image_encoder: ImageEncoder | None = None) -> DynamiCrafterPipeline:
+        """Random weights (for tests and benchmarks)."""
+        return cls(config, DynamiCrafterUNet(config.unet), build_vae(config.vae), Resampler(config.resampler),
+                   text_encoder, image_encoder)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, torch_dtype: torch.dtype = torch.float32,
+                        variant: str = "512") -> DynamiCrafterPipeline:
+        """Load a folder written by `convert.py` (or `save_pretrained`).
+
+        Without a path, the converted folder is looked up through `storyagent.weights`
+        (STORYAGENT_WEIGHTS_DYNAMICRAFTER_512 or the Hugging Face cache).
+        """
+        from safetensors.torch import load_file
+
+        name = f"dynamicrafter-{variant}"
+        if path is None:
+            from storyagent.weights import resolve_weights
+
+            path = resolve_weights(name)
+        folder = Path(path)
+        if folder.is_file() or not (folder / "config.json").exists():
+            raise WeightsNotFoundError(
+                f"{folder} is not a converted DynamiCrafter folder (config.json, unet/vae/resampler.safetensors); "
+                f"run `storyagent weights fetch {name}` and then "
+                f"`python -m storyagent.models.dynamicrafter.convert model.ckpt OUT_DIR --variant {variant}`."
+            )
+        missing = [f for f in ("unet", "vae", "resampler") if not (folder / f"{f}.safetensors").exists()]
+        if missing:
+            raise WeightsNotFoundError(f"{folder} lacks {', '.join(m + '.safetensors' for m in missing)}; "
+                                       "convert the checkpoint again with storyagent.models.dynamicrafter.convert.")
+        config = DynamiCrafterConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        with torch.device("meta"):
+            unet, vae, resampler = DynamiCrafterUNet(config.unet), build_vae(config.vae), Resampler(config.resampler)
+        for module, fname in ((unet, "unet"), (vae, "vae"), (resampler, "resampler")):
+            module.load_state_dict(load_file(folder / f"{fname}.safetensors"), strict=True, assign=True)
+        text_encoder, image_encoder = _load_encoders(folder)
+        pipe = cls(config, unet, vae, resampler, text_encoder, image_encoder)
+        return pipe.to(dtype=torch_dtype)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        from storyagent.fileio import atomic_save_safetensors, atomic_write_json
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        for module, fname in ((self.unet, "unet"), (self.vae, "vae"), (self.resampler, "resampler")):
+            atomic_save_safetensors(folder / f"{fname}.safetensors",
+                                    {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+        atomic_write_json(folder / "config.json", self.config.to_dict())
+        return folder
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        mods = {"unet": self.unet, "vae": self.vae, "resampler": self.resampler}
+        if self.text_encoder is not None:
+            mods["text_encoder"] = self.text_encoder
+        if self.image_encoder is not None:
+            mods["image_encoder"] = self.image_encoder
+        return mods
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> DynamiCrafterPipeline:
+        if device is not None:
+            self.device = torch.device(device)
+        for name, module in self.modules.items():
+            # The VAE stays in float32 unless asked: its decoder is small and sensitive to bf16.
+            module.to(device=None if self.offload else self.device, dtype=dtype)
+        return self
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> DynamiCrafterPipeline:
+        """Keep every model on the CPU and move each to `device` only while it runs."""
+        self.offload = True
+        self.device = torch.device(device)
+        for module in self.modules.values():
+            module.to("cpu")
+        return self
+
+    @contextlib.contextmanager
+    def _running(self, module: nn.Module) -> Iterator[nn.Module]:
+        if not self.offload:
+            yield module
+            return
+        module.to(self.device)
+        try:
+            yield module
+        finally:
+            module.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.conv_in.weight.dtype
+
+    # ------------------------------------------------------------------ building blocks
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        if self.text_encoder is None:
+            raise WeightsNotFoundError("This pipeline has no text encoder; load the converted folder with its "
+                                       "text_encoder/ (convert.py writes it from model.ckpt).")
+        with self._running(self.text_encoder) as enc, torch.no_grad():
+            return enc(prompts).to(self.device)
+
+    def encode_image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(b, 3, H, W) in [-1, 1] -> Resampler tokens (b, frames * 16, d)."""
+        if self.image_encoder is None:
+            raise WeightsNotFoundError("This pipeline has no image encoder; load the converted folder with its "
+                                       "image_encoder/ (convert.py writes it from model.ckpt).")
+        with self._running(self.image_encoder) as enc, torch.no_grad():
+            tokens = enc(images).to(self.device)
+        return self.resample(tokens)
+
+    def resample(self, clip_tokens: torch.Tensor) -> torch.Tensor:
+        with self._running(self.resampler) as res, torch.no_grad():
+            return res(clip_tokens.to(self.device, self.resampler.proj_in.weight.dtype))
+
+    def predict(self, latents: torch.Tensor, t: int, cond: Conditioning, fs: torch.Tensor,
+                guidance_scale: float, guidance_rescale: float) -> torch.Tensor:
+        """The (guided) UNet output for `latents` at timestep `t`."""
+        b = latents.shape[0]
+        x = torch.cat([latents, cond.concat], dim=1)
+        guided = cond.uncond_context is not None and guidance_scale != 1.0
+        if guided:
+            # Both branches in one batch: [conditional; unconditional].
+            x = torch.cat([x, x])
+            context = torch.cat([cond.context, cond.uncond_context])
+            fs = torch.cat([fs, fs])
+        else:
+            context = cond.context
+        ts = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        out = self.unet(x, ts, context, fs=fs).float()
+        if not guided:
+            return out
+        out_cond, out_uncond = out[:b], out[b:]
+        out = out_uncond + guidance_scale * (out_cond - out_uncond)
+        if guidance_rescale > 0:
+            out = rescale_guidance(out, out_cond, guidance_rescale)
+        return out
+
+    def denoise(self, latents: torch.Tensor, cond: Conditioning, fs: torch.Tensor, num_inference_steps: int,
+                guidance_scale: float, guidance_rescale: float, eta: float, timestep_spacing: str | None = None,
+                generator: torch.Generator | None = None,
+                callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """DDIM from `latents` (b, 4, t, h, w) at the last timestep down to a clean latent video."""
+        spacing = timestep_spacing or self.config.sampling.timestep_spacing
+        timesteps = self.scheduler.set_timesteps(num_inference_steps, spacing, eta)
+        with self._running(self.unet), torch.no_grad():
+            for i, t in enumerate(timesteps.tolist()):
+                out = self.predict(latents, t, cond, fs, guidance_scale, guidance_rescale)
+                latents = self.scheduler.step(out, t, latents.float(), generator).prev_sample
+                if callback is not None:
+                    callback(i + 1, len(timesteps))
+        return latents
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        with self._running(self.vae) as vae, torch.no_grad():
+            return decode_frames(vae, latents.to(self.device), self.config.diffusion.scale_factor, self.vae_chunk).float()
+
+    def encode_latents(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        with self._running(self.vae) as vae, torch.no_grad():
+            return encode_frames(vae, video.to(self.device), self.config.diffusion.scale_factor, generator,
+                                 self.vae_chunk).float()
+
+    def prepare_image(self, image: ImageInput | list[ImageInput], height: int, width: int) -> torch.Tensor:
+        """Any supported image input -> (b, 3, height, width) float in [-1, 1], resized to cover and centre-cropped."""
+        images = image if isinstance(image, list) else [image]
+        tensors = []
+        for img in images:
+            if isinstance(img, torch.Tensor):
+                t = img.float()
+                t = t[None] if t.ndim == 3 else t
+            else:
+                arr = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img)
+                if arr.ndim != 3 or arr.shape[2] != 3:
+                    raise InputError(f"The conditioning image must be H x W x 3 RGB, got shape {arr.shape}.")
+                t = torch.from_numpy(arr.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+            scale = max(height / t.shape[-2], width / t.shape[-1])
+            size = (max(height, round(t.shape[-2] * scale)), max(width, round(t.shape[-1] * scale)))
+            if size != tuple(t.shape[-2:]):
+                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+            top, left = (size[0] - height) // 2, (size[1] - width) // 2
+            tensors.append(t[..., top : top + height, left : left + width].clamp(-1, 1))
+        return torch.cat(tensors).to(self.device)
+
+    # ------------------------------------------------------------------ the pipeline
+    def __call__(
+        self,
+        image: ImageInput | list[ImageInput],
+        prompt: str | list[str],
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        guidance_rescale: float | None = None,
+        eta: float = 1.0,
+        fs: int | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pt",
+        latents: torch.Tensor | None = None,
+        progress: bool = True,
+    ) -> DynamiCrafterOutput:
+        s = self.config.sampling
+        num_frames = num_frames or s.frames
+        height, width = height or s.height, width or s.width
+        guidance_rescale = s.guidance_rescale if guidance_rescale is None else guidance_rescale
+        fs = s.fs if fs is None else fs
+
+        # 1. Check the inputs.
+        factor = self.config.vae_scale * 2 ** (len(self.config.unet.channel_mult) - 1)
+        if height % factor or width % factor:
+            raise InputError(f"height and width must be multiples of {factor}, got {height}x{width}.")
+        if output_type not in ("pt", "np", "latent"):
+            raise InputError(f"output_type must be 'pt', 'np' or 'latent', not {output_type!r}.")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        pixels = self.prepare_image(image, height, width)
+        if len(prompts) != pixels.shape[0]:
+            raise InputError(f"Got {pixels.shape[0]} images but {len(prompts)} prompts; give one prompt per image.")
+        b = pixels.shape[0]
+        guided = guidance_scale != 1.0
+
+        # 2. Text tokens of the prompt, and of the empty prompt for the unconditional branch.
+        text = self.encode_prompt(prompts)
+        uncond_text = None
+        if guided:
+            uncond_text = (self.encode_prompt([""] * b) if self.config.diffusion.uncond_type == "empty_seq"
+                           else torch.zeros_like(text))
+
+        # 3. Image tokens of the conditioning image, and of a zero image for the unconditional branch.
+        image_tokens = self.encode_image_tokens(pixels)
+        uncond_image_tokens = self.encode_image_tokens(torch.zeros_like(pixels)) if guided else None
+
+        # 4. Latent of the conditioning frame, repeated over the frames (concatenated to the UNet input).
+        z = self.encode_latents(pixels[:, :, None], generator)  # (b, 4, 1, h, w)
+        concat = z.expand(-1, -1, num_frames, -1, -1).to(self.dtype)
+        cond = Conditioning(
+            context=torch.cat([text, image_tokens], dim=1).to(self.dtype),
+            concat=concat,
+            uncond_context=torch.cat([uncond_text, uncond_image_tokens], dim=1).to(self.dtype) if guided else None,
+        )
+
+        # 5. Starting noise.
+        shape = (b, self.config.unet.out_channels, num_frames, z.shape[-2], z.shape[-1])
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu")
+        latents = latents.to(self.device, torch.float32)
+        fs_t = torch.full((b,), fs, dtype=torch.long, device=self.device)
+
+        # 6. DDIM with classifier-free guidance.
+        from storyagent.progress import make_progress
+
+        with make_progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task("DynamiCrafter", total=num_inference_steps, status="")
+            latents = self.denoise(latents, cond, fs_t, num_inference_steps, guidance_scale, guidance_rescale, eta,
+                                   generator=generator, callback=lambda i, n: bar.update(task, completed=i))
+        if output_type == "latent":
+            return DynamiCrafterOutput(latents)
+
+        # 7. Decode frame by frame (or in chunks of `vae_chunk`).
+        video = self.decode_latents(latents)
+        if output_type == "pt":
+            return DynamiCrafterOutput(video)
+
+        # 8. To uint8 frames (b, t, H, W, 3).
+        frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
+        return DynamiCrafterOutput(frames)
+
+
+def _load_encoders(folder: Path) -> tuple[TextEncoder | None, ImageEncoder | None]:
+    """transformers CLIP towers written by convert.py, if present."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModel
+
+    def load(sub: str, config_cls, model_cls):
+        path = folder / sub
+        if not (path / "model.safetensors").exists():
+            return None
+        cfg = config_cls(**{k: v for k, v in json.loads((path / "config.json").read_text()).items()
+                            if k not in ("architectures", "model_type")})
+        model = model_cls(cfg)
+        state = {k.split("_model.", 1)[1] if k.startswith(("text_model.", "vision_model.")) else k: v
+                 for k, v in load_file(path / "model.safetensors").items()}
+        model.load_state_dict(state, strict=False)
+        return model.eval()
+
+    text_model = load("text_encoder", CLIPTextConfig, CLIPTextModel)
+    vision_model = load("image_encoder", CLIPVisionConfig, CLIPVisionModel)
+    text_encoder = None
+    if text_model is not None:
+        tok_dir = folder / "tokenizer"
+        if not tok_dir.exists():
+            raise WeightsNotFoundError(
+                f"{folder} has a text encoder but no tokenizer/; copy the OpenCLIP ViT-H/14 tokenizer there "
+                "(`storyagent weights fetch open-clip-vit-h-14`, then its tokenizer files into tokenizer/)."
+            )
+        text_encoder = TextEncoder(text_model, CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True))
+    image_encoder = ImageEncoder(vision_model) if vision_model is not None else None
+    return text_encoder, image_encoder
