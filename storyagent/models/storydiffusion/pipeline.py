@@ -33,7 +33,7 @@ def load_sdxl(
 
     folder = resolve_weights("sdxl-base", path)
     return StableDiffusionXLPipeline.from_pretrained(
-        folder, torch_dtype=torch_dtype, variant=variant, local_files_only=True, add_watermarker=False
+        folder, dtype=torch_dtype, variant=variant, local_files_only=True, add_watermarker=False
     )
 
 

@@ -1,0 +1,218 @@
+"""Tool: the `diffusion` backend's storyboard (paper, Fig. 3).
+
+Per story: StoryDiffusion draws every shot with one consistent subject; LangSAM finds that subject
+in each picture; the subject is removed (the background refilled); and, when a redraw model is
+given (AnyDoor, "StoryAnyDoor"), the user's own subject is drawn back into the hole. Files:
+`storyboard/shot_NN_initial.png`, `shot_NN_mask.png`, `shot_NN_removed.png` and, after a redraw,
+`shot_NN.png`. A shot whose subject is not found is reported with the reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from storyagent.fileio import atomic_write_json
+from storyagent.media import write_png
+from storyagent.models.langsam import LangSAMConfig, LangSAMPipeline
+from storyagent.models.removal import RemovalConfig, SubjectRemover
+from storyagent.models.storydiffusion import ConsistentAttentionConfig, StoryDiffusionConfig, StoryDiffusionPipeline
+from storyagent.progress import make_progress
+from storyagent.schemas import Shot, StoryboardFrame, StoryScript, Subject
+from storyagent.workspace import Workspace, hash_json
+
+RECORDS = "storyboard/diffusion_storyboard.json"
+
+
+class DiffusionStoryboardConfig(BaseModel):
+    """Settings of the diffusion storyboard; the defaults follow StoryDiffusion and LangSAM."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sdxl_path: Path | None = Field(default=None, description="SDXL folder in diffusers layout; default: the HF cache's sdxl-base.")
+    dino_path: Path | None = Field(default=None, description="Grounding DINO folder; default: the HF cache's grounding-dino-base.")
+    sam_path: Path | None = Field(default=None, description="SAM checkpoint (.pth/.safetensors); default: the HF cache's sam-vit-h.")
+    width: int = Field(default=768, ge=16, multiple_of=8, description="Storyboard width in pixels.")
+    height: int = Field(default=768, ge=16, multiple_of=8, description="Storyboard height in pixels.")
+    steps: int = Field(default=30, ge=1, le=200, description="Denoising steps per shot.")
+    guidance_scale: float = Field(default=5.0, ge=0.0, description="Classifier-free guidance scale.")
+    seed: int = Field(default=0, ge=0, description="Seed of every shot's noise and of the token sampling.")
+    style: str = Field(default="cinematic", description="Prompt style shared by all shots.")
+    num_identity: int = Field(default=3, ge=1, description="Shots drawn together to fix the subject's look.")
+    sampling_ratio: float = Field(default=0.5, ge=0.0, le=1.0, description="Share of the other identity shots' tokens each attends to.")
+    subject_description: str | None = Field(default=None, description="How prompts name the subject; default '<name>, a <class word>'.")
+    detect_text: str | None = Field(default=None, description="What LangSAM looks for; default the subject's class word.")
+    box_threshold: float = Field(default=0.3, ge=0.0, le=1.0, description="Grounding DINO box threshold.")
+    text_threshold: float = Field(default=0.25, ge=0.0, le=1.0, description="Grounding DINO text threshold.")
+    removal: Literal["auto", "diffusion", "opencv"] = Field(default="auto", description="How the subject is removed; auto = diffusion when SDXL is loaded.")
+    device: str | None = Field(default=None, description="torch device; default CUDA when available.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(default="auto", description="Weights dtype; auto = float16 on CUDA, float32 on CPU.")
+    cpu_offload: bool = Field(default=False, description="Keep SDXL's parts on the CPU until used (less GPU memory, slower).")
+
+
+class Redraw(Protocol):
+    """The redraw step's shape (AnyDoor's `AnyDoorPipeline.redraw` fits): the full frame with the
+    reference subject drawn into `target_mask`."""
+
+    def __call__(self, reference_image: np.ndarray, reference_mask: np.ndarray, target_image: np.ndarray,
+                 target_mask: np.ndarray, seed: int | None = 0) -> np.ndarray: ...
+
+
+class DiffusionShotRecord(BaseModel):
+    """What the storyboard made for one shot; paths are relative to the run folder."""
+
+    shot: int
+    initial: str
+    mask: str | None = None
+    removed: str | None = None
+    final: str | None = None
+    found: bool
+    box: tuple[float, float, float, float] | None = None
+    score: float = 0.0
+    reason: str = Field(default="", description="Why the shot needs attention (e.g. subject not found); empty when fine.")
+
+
+@dataclass
+class StoryboardModels:
+    """The loaded models; build once and pass to several calls (loading SDXL takes a while)."""
+
+    story: StoryDiffusionPipeline
+    langsam: LangSAMPipeline
+    remover: SubjectRemover
+
+    @classmethod
+    def load(cls, config: DiffusionStoryboardConfig) -> StoryboardModels:
+        import torch
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(
+            config.dtype, torch.float16 if device.startswith("cuda") else torch.float32)
+        story = StoryDiffusionPipeline.from_pretrained(
+            config.sdxl_path, config=story_config(config), torch_dtype=dtype,
+            device=None if config.cpu_offload else device, cpu_offload=config.cpu_offload)
+        langsam = LangSAMPipeline.from_pretrained(config.dino_path, config.sam_path, langsam_config(config), device=device)
+        remover = SubjectRemover.from_sdxl(story.sdxl) if config.removal != "opencv" else SubjectRemover()
+        return cls(story, langsam, remover)
+
+
+def story_config(config: DiffusionStoryboardConfig) -> StoryDiffusionConfig:
+    ratio = config.sampling_ratio
+    return StoryDiffusionConfig(
+        attention=ConsistentAttentionConfig(default_ratio=ratio, ratios={32: ratio, 16: ratio}),
+        num_identity=config.num_identity, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+        height=config.height, width=config.width, style=config.style,
+    )
+
+
+def langsam_config(config: DiffusionStoryboardConfig) -> LangSAMConfig:
+    return LangSAMConfig(box_threshold=config.box_threshold, text_threshold=config.text_threshold)
+
+
+def shot_text(shot: Shot) -> str:
+    return f"{shot.subject_action}, {shot.description}, {shot.background}, {shot.shot_type.value} shot"
+
+
+def subject_words(subject: Subject, config: DiffusionStoryboardConfig) -> tuple[str, str]:
+    """(how prompts describe the subject, what the detector looks for)."""
+    described = config.subject_description or f"{subject.name}, a {subject.class_word}"
+    return described, config.detect_text or subject.class_word
+
+
+def reference_for_redraw(subject: Subject) -> tuple[np.ndarray, np.ndarray]:
+    """The reference frame whose subject mask is largest: the most of the subject for AnyDoor to copy."""
+    if not subject.frames or not subject.masks:
+        raise ValueError("the subject has no prepared frames and masks to redraw from")
+    masks = [np.asarray(Image.open(p).convert("L")) > 127 for p in subject.masks]
+    best = int(np.argmax([m.sum() for m in masks]))
+    return np.asarray(Image.open(subject.frames[best]).convert("RGB")), masks[best]
+
+
+def generate_storyboard_diffusion(
+    script: StoryScript,
+    subject: Subject,
+    run_dir: str | os.PathLike[str],
+    config: DiffusionStoryboardConfig | None = None,
+    *,
+    models: StoryboardModels | None = None,
+    redraw: Redraw | Callable[..., np.ndarray] | None = None,
+    workspace: Workspace | None = None,
+    show_progress: bool = True,
+) -> list[DiffusionShotRecord]:
+    """Draw, mask, clear (and optionally redraw) every shot; return one record per shot.
+
+    `workspace`, when given, gets every written picture recorded in its manifest.
+    """
+    config = config or DiffusionStoryboardConfig()
+    root = Path(run_dir)
+    (root / "storyboard").mkdir(parents=True, exist_ok=True)
+    models = models or StoryboardModels.load(config)
+    described, detect = subject_words(subject, config)
+    shots = script.shots
+    settings = config.model_dump(mode="json", exclude={"device", "cpu_offload"})
+
+    with make_progress(disable=not show_progress) as progress:
+        # 1. Initial storyboard: every shot at once, one consistent subject.
+        steps = config.steps * len(shots)
+        task = progress.add_task("Storyboard (StoryDiffusion)", total=steps, status="drawing")
+        drawn = models.story([shot_text(s) for s in shots], described, seed=config.seed, output_type="np",
+                             on_step=lambda: progress.advance(task))
+        initial = [(np.clip(im, 0, 1) * 255).round().astype(np.uint8) for im in drawn.images]
+
+        # 2. The subject's mask in every picture.
+        progress.update(task, status="finding the subject")
+        masks = models.langsam(initial, detect)
+
+        reference = reference_for_redraw(subject) if redraw is not None else None
+        records: list[DiffusionShotRecord] = []
+        clean = progress.add_task("Storyboard (remove, redraw)", total=len(shots), status="")
+        for shot, image, found, prompt in zip(shots, initial, masks, drawn.prompts):
+            name = f"storyboard/shot_{shot.index:02d}"
+            h = hash_json({"settings": settings, "shot": shot.model_dump(mode="json"), "subject": described})
+            write_png(root / f"{name}_initial.png", image)
+            record = DiffusionShotRecord(shot=shot.index, initial=f"{name}_initial.png", found=found.found,
+                                         box=found.box, score=found.score)
+            if not found.found:
+                # 3a. Nothing to remove: keep the initial picture, tell the Observer why.
+                record.reason = f"shot {shot.index}: {found.reason}; the storyboard keeps the initial picture"
+                records.append(record)
+                _record(workspace, f"{name}_initial", StoryboardFrame(path=record.initial, input_hash=h, shot=shot.index,
+                                                                      meta={"found": False, "reason": record.reason}))
+                progress.advance(clean)
+                continue
+
+            # 3b. Remove the drawn subject, keep the grown mask and box for the redraw.
+            removed = models.remover(image, found.mask, background=shot.background, avoid=described, seed=config.seed)
+            write_png(root / f"{name}_mask.png", removed.mask.astype(np.uint8) * 255)
+            write_png(root / f"{name}_removed.png", removed.image)
+            record.mask, record.removed = f"{name}_mask.png", f"{name}_removed.png"
+            _record(workspace, f"{name}_initial", StoryboardFrame(
+                path=record.initial, mask_path=record.mask, input_hash=h, shot=shot.index,
+                meta={"found": True, "box": list(found.box), "score": found.score, "prompt": prompt}))
+            _record(workspace, f"{name}_removed", StoryboardFrame(
+                path=record.removed, mask_path=record.mask, input_hash=h, shot=shot.index,
+                meta={"method": removed.method, "subject_box": list(removed.box)}))
+
+            # 4. Redraw the user's subject into the hole (AnyDoor), when a redraw step is given.
+            if redraw is not None:
+                final = redraw(reference[0], reference[1], removed.image, removed.mask, seed=config.seed + shot.index)
+                record.final = f"{name}.png"
+                write_png(root / record.final, np.asarray(final, dtype=np.uint8))
+                _record(workspace, name, StoryboardFrame(path=record.final, mask_path=record.mask, input_hash=h,
+                                                         shot=shot.index, meta={"redraw": True}))
+            records.append(record)
+            progress.advance(clean)
+
+    atomic_write_json(root / RECORDS, [r.model_dump(mode="json") for r in records])
+    return records
+
+
+def _record(workspace: Workspace | None, key: str, artifact: StoryboardFrame) -> None:
+    if workspace is not None:
+        workspace.record(key, artifact)
