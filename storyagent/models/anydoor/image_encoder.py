@@ -47,10 +47,13 @@ class AnyDoorImageEncoder(nn.Module):
         self.register_buffer("image_mean", torch.tensor(settings.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(settings.image_std).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """Final-LayerNorm DINOv2 tokens (class, then patches) of [0, 1] images: (B, 257, embed_dim)."""
         pixels = (image - self.image_mean) / self.image_std
-        tokens = self.dinov2(pixel_values=pixels.to(self.projector.weight.dtype)).last_hidden_state
-        return self.projector(tokens)
+        return self.dinov2(pixel_values=pixels.to(self.projector.weight.dtype)).last_hidden_state
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.features(image))
 
     @torch.no_grad()
     def unconditional(self, batch_size: int = 1) -> torch.Tensor:
