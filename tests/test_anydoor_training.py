@@ -116,3 +116,27 @@ def test_bad_inputs_are_refused(tiny_folder, tmp_path):
                                _settings(use_lora=True, steps=4))
     with pytest.raises(InputError, match="LoRA"):
         lora.train(show_progress=False)
+
+
+def test_finetune_storyboard_command(tiny_folder, tmp_path):
+    import cv2
+    from typer.testing import CliRunner
+
+    from storyagent.commands.finetune_storyboard import app
+
+    subject = tmp_path / "subject"
+    subject.mkdir()
+    for k, (frame, mask) in enumerate(zip(*_frames(2, size=80))):
+        rgba = np.dstack([frame[..., ::-1], mask.astype(np.uint8) * 255])  # BGRA for OpenCV
+        cv2.imwrite(str(subject / f"pip_{k}.png"), rgba)
+    args = ["storyboard", "--subject", str(subject), "--out", str(tmp_path / "out"), "--weights", str(tiny_folder),
+            "--steps", "1", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "checkpoint-1" / "state.json").is_file()
+    assert AnyDoorPipeline.from_pretrained(tmp_path / "out" / "model").config.image_size == 64
+    # again: resumes at the finished step, trains nothing more
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "already complete" in again.output
+    missing = CliRunner().invoke(app, [*args[:5], "--weights", str(tmp_path / "none"), "--device", "cpu"])
+    assert missing.exit_code == 2 and "storyagent weights fetch anydoor" in missing.output
