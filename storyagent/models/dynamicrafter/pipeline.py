@@ -82,12 +82,10 @@ class DynamiCrafterPipeline:
         """
         from safetensors.torch import load_file
 
-        name = f"dynamicrafter-{variant}"
-        if path is None:
-            from storyagent.weights import resolve_weights
+        from storyagent.weights import resolve_weights
 
-            path = resolve_weights(name)
-        folder = Path(path)
+        name = f"dynamicrafter-{variant}"
+        folder = resolve_weights(name, path)
         if folder.is_file() or not (folder / "config.json").exists():
             raise WeightsNotFoundError(
                 f"{folder} is not a converted DynamiCrafter folder (config.json, unet/vae/resampler.safetensors); "
@@ -347,7 +345,12 @@ def _load_encoders(folder: Path) -> tuple[TextEncoder | None, ImageEncoder | Non
         model = model_cls(cfg)
         state = {k.split("_model.", 1)[1] if k.startswith(("text_model.", "vision_model.")) else k: v
                  for k, v in load_file(path / "model.safetensors").items()}
-        model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(state, strict=False)
+        # Buffers such as position_ids are rebuilt by transformers; any missing weight is an error.
+        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
+        if missing:
+            raise WeightsNotFoundError(f"{path} lacks {len(missing)} weights ({missing[0]}, ...); convert the "
+                                       "checkpoint again with storyagent.models.dynamicrafter.convert.")
         return model.eval()
 
     text_model = load("text_encoder", CLIPTextConfig, CLIPTextModel)

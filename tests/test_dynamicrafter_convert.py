@@ -1,0 +1,142 @@
+"""Converter: an official-layout model.ckpt (torch.save pickle) -> a folder the pipeline loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from storyagent.errors import UnsafeCheckpointError
+from storyagent.models.dynamicrafter import DynamiCrafterConfig, DynamiCrafterPipeline
+from storyagent.models.dynamicrafter.convert import convert_checkpoint, main
+from storyagent.models.dynamicrafter.parity import relative_error
+from storyagent.models.dynamicrafter.testing import write_tiny_tokenizer
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "dynamicrafter_tiny"
+needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"parity fixture {FIXTURE} is absent (../shared not mounted)")
+
+WIDTH, HEADS, LAYERS, VOCAB = 32, 4, 3, 80
+V_WIDTH, V_HEADS, PATCH, GRID = 48, 4, 8, 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _openclip_blocks(prefix: str, width: int, layers: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    r = lambda *s: 0.1 * torch.randn(*s, generator=g)  # noqa: E731
+    out = {}
+    for i in range(layers):
+        p = f"{prefix}resblocks.{i}."
+        out |= {p + "attn.in_proj_weight": r(3 * width, width), p + "attn.in_proj_bias": r(3 * width),
+                p + "attn.out_proj.weight": r(width, width), p + "attn.out_proj.bias": r(width),
+                p + "ln_1.weight": 1 + r(width), p + "ln_1.bias": r(width),
+                p + "ln_2.weight": 1 + r(width), p + "ln_2.bias": r(width),
+                p + "mlp.c_fc.weight": r(4 * width, width), p + "mlp.c_fc.bias": r(4 * width),
+                p + "mlp.c_proj.weight": r(width, 4 * width), p + "mlp.c_proj.bias": r(width)}
+    return out
+
+
+def openclip_towers(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random OpenCLIP text and vision towers under the official checkpoint's key names."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: 0.1 * torch.randn(*s, generator=g)  # noqa: E731
+    t = "cond_stage_model.model."
+    state = {t + "token_embedding.weight": r(VOCAB, WIDTH), t + "positional_embedding": r(77, WIDTH),
+             t + "ln_final.weight": 1 + r(WIDTH), t + "ln_final.bias": r(WIDTH), t + "text_projection": r(WIDTH, 16),
+             t + "logit_scale": torch.tensor(4.6)}
+    state |= _openclip_blocks(t + "transformer.", WIDTH, LAYERS, g)
+    v = "embedder.model.visual."
+    state |= {v + "conv1.weight": r(V_WIDTH, 3, PATCH, PATCH), v + "class_embedding": r(V_WIDTH),
+              v + "positional_embedding": r(GRID * GRID + 1, V_WIDTH), v + "ln_pre.weight": 1 + r(V_WIDTH),
+              v + "ln_pre.bias": r(V_WIDTH), v + "ln_post.weight": 1 + r(V_WIDTH), v + "ln_post.bias": r(V_WIDTH),
+              v + "proj": r(V_WIDTH, 16)}
+    state |= _openclip_blocks(v + "transformer.", V_WIDTH, 2, g)
+    return state
+
+
+def _reference_tower(state: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, width: int, heads: int,
+                     layers: int, causal: bool) -> torch.Tensor:
+    """OpenCLIP's residual attention blocks, written out with nn.MultiheadAttention."""
+    mask = torch.full((x.shape[1], x.shape[1]), float("-inf")).triu(1) if causal else None
+    for i in range(layers):
+        p = f"{prefix}resblocks.{i}."
+        attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        attn.in_proj_weight.data, attn.in_proj_bias.data = state[p + "attn.in_proj_weight"], state[p + "attn.in_proj_bias"]
+        attn.out_proj.weight.data, attn.out_proj.bias.data = state[p + "attn.out_proj.weight"], state[p + "attn.out_proj.bias"]
+        h = F.layer_norm(x, (width,), state[p + "ln_1.weight"], state[p + "ln_1.bias"])
+        x = x + attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+        h = F.layer_norm(x, (width,), state[p + "ln_2.weight"], state[p + "ln_2.bias"])
+        h = F.gelu(F.linear(h, state[p + "mlp.c_fc.weight"], state[p + "mlp.c_fc.bias"]))
+        x = x + F.linear(h, state[p + "mlp.c_proj.weight"], state[p + "mlp.c_proj.bias"])
+    return x
+
+
+@needs_fixture
+def test_official_checkpoint_converts_and_reproduces_the_reference(tmp_path):
+    # Official layout: the fixture's upstream state dict plus OpenCLIP towers, pickled with torch.save.
+    state = load_file(FIXTURE / "weights.safetensors") | openclip_towers()
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": state, "global_step": 1000}, ckpt)
+    config = DynamiCrafterConfig.from_dict(__import__("json").loads((FIXTURE / "config.json").read_text()))
+    out = convert_checkpoint(ckpt, tmp_path / "converted", config, text_heads=HEADS, vision_heads=V_HEADS)
+    write_tiny_tokenizer(out / "tokenizer")
+    pipe = DynamiCrafterPipeline.from_pretrained(out)
+
+    inputs, refs = load_file(FIXTURE / "inputs.safetensors"), load_file(FIXTURE / "outputs.safetensors")
+    tokens = pipe.resample(inputs["clip_image_tokens"])
+    assert relative_error(tokens, refs["image_tokens"]) < 1e-4
+    frames = inputs["x_T"].shape[2]
+    x = torch.cat([inputs["x_T"], inputs["image_latent"][:, :, None].expand(-1, -1, frames, -1, -1)], dim=1)
+    with torch.no_grad():
+        unet_out = pipe.unet(x, inputs["probe_timestep"], torch.cat([inputs["text_context"], tokens], 1), fs=inputs["fs"])
+    assert relative_error(unet_out, refs["unet_out"]) < 1e-4
+
+    # Text tower: OpenCLIP's penultimate block output, then ln_final.
+    ids = torch.randint(0, VOCAB, (2, 77))
+    t = "cond_stage_model.model."
+    x = state[t + "token_embedding.weight"][ids] + state[t + "positional_embedding"]
+    ref = _reference_tower(state, t + "transformer.", x, WIDTH, HEADS, LAYERS - 1, causal=True)
+    ref = F.layer_norm(ref, (WIDTH,), state[t + "ln_final.weight"], state[t + "ln_final.bias"])
+    with torch.no_grad():
+        ours = pipe.text_encoder(input_ids=ids)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+    # Vision tower: all tokens after the last block, before ln_post.
+    pixels = torch.randn(2, 3, GRID * PATCH, GRID * PATCH)
+    v = "embedder.model.visual."
+    patches = F.conv2d(pixels, state[v + "conv1.weight"], stride=PATCH).flatten(2).transpose(1, 2)
+    x = torch.cat([state[v + "class_embedding"].expand(2, 1, -1), patches], 1) + state[v + "positional_embedding"]
+    x = F.layer_norm(x, (V_WIDTH,), state[v + "ln_pre.weight"], state[v + "ln_pre.bias"])
+    ref = _reference_tower(state, v + "transformer.", x, V_WIDTH, V_HEADS, 2, causal=False)
+    with torch.no_grad():
+        ours = pipe.image_encoder.model(pixel_values=pixels).last_hidden_state
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+class NotATensor:
+    def __init__(self) -> None:
+        self.payload = "anything a pickle could carry"
+
+
+def test_checkpoint_with_a_custom_object_is_refused(tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(4)}, "callbacks": NotATensor()}, ckpt)
+    with pytest.raises(UnsafeCheckpointError, match="Refusing checkpoint"):
+        convert_checkpoint(ckpt, tmp_path / "out")
+    assert not (tmp_path / "out" / "unet.safetensors").exists()
+
+
+def test_command_line_reports_a_refused_checkpoint(tmp_path, capsys):
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"x": NotATensor()}}, ckpt)
+    assert main([str(ckpt), str(tmp_path / "out")]) == 2
+    assert "Refusing checkpoint" in capsys.readouterr().out
