@@ -38,8 +38,13 @@ app.add_typer(weights_app, name="weights")
 def _mount_commands() -> None:
     """Sub-command groups that live beside their code (eval metrics, fine-tuning)."""
     from storyagent.commands.eval import app as eval_app
+    from storyagent.commands.finetune_storyboard import finetune_storyboard
 
     app.add_typer(eval_app, name="eval", help="Score runs with the paper's metrics and compare runs or methods.")
+    finetune_app = typer.Typer(help="Teach the models your character (needs weights; a GPU for real use).",
+                               no_args_is_help=True)
+    finetune_app.command("storyboard")(finetune_storyboard)
+    app.add_typer(finetune_app, name="finetune")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
