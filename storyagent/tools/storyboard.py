@@ -64,6 +64,12 @@ def storyboard_hash(cfg: RunConfig, subject: PreparedSubject, shot_json: dict, t
 def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
                         show_progress: bool = True) -> list[StoryboardFrame]:
     """Draw every shot's storyboard picture that is missing or stale; return all of them."""
+    ws.set_stage("storyboard", "running")
+    if cfg.backend == "diffusion":
+        frames = _diffusion_frames(ws, cfg, script, subject, show_progress)
+        write_contact_sheet(ws, script, frames)
+        ws.set_stage("storyboard", "done")
+        return frames
     pipe = AnimaticPipeline(animatic_config(cfg))
     sprites = SubjectSprites.from_reference(subject.reference)
     def input_hash(shot: Shot) -> str:
@@ -77,12 +83,23 @@ def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subj
         write_png(ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
         return StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index, meta={"take": take})
 
-    ws.set_stage("storyboard", "running")
     frames = run_per_shot(ws, script.shots, key_prefix="storyboard", label="Storyboard", kind=StoryboardFrame,
                           input_hash=input_hash, make=draw, show_progress=show_progress)
     write_contact_sheet(ws, script, frames)
     ws.set_stage("storyboard", "done")
     return frames
+
+
+def _diffusion_frames(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
+                      show_progress: bool) -> list[StoryboardFrame]:
+    from storyagent.tools.diffusion import diffusion_storyboard, stage_hash
+
+    takes = ws.manifest.get("takes", {}).get("storyboard", {})
+    h = stage_hash(cfg, script, subject, takes)
+    keys = [f"storyboard/shot_{s.index:02d}" for s in script.shots]
+    if all(ws.fresh(k, h) for k in keys):
+        return [StoryboardFrame.model_validate(ws.artifact(k)) for k in keys]
+    return diffusion_storyboard(ws, cfg, script, subject, h, show_progress)
 
 
 def write_contact_sheet(ws: Workspace, script: StoryScript, frames: list[StoryboardFrame]) -> None:

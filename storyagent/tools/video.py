@@ -18,19 +18,32 @@ def clip_path(index: int) -> str:
 
 def animate_shots(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
                   storyboard: list[StoryboardFrame], show_progress: bool = True) -> list[ShotClip]:
-    pipe = AnimaticPipeline(animatic_config(cfg))
-    sprites = SubjectSprites.from_reference(subject.reference)
     boards = {f.shot: f for f in storyboard}
+    if cfg.backend == "diffusion":
+        from storyagent.tools.diffusion import DiffusionAnimator
+
+        animator = DiffusionAnimator(ws, cfg, boards)
+
+        def render(shot: Shot, h: str, seed: int) -> ShotClip:
+            return animator(shot, h, seed, clip_path(shot.index))
+    else:
+        pipe = AnimaticPipeline(animatic_config(cfg))
+        sprites = SubjectSprites.from_reference(subject.reference)
+
+        def render(shot: Shot, h: str, seed: int) -> ShotClip:
+            frames = pipe(shot, sprites, seed=seed).frames
+            write_video(ws.path(clip_path(shot.index)), frames, cfg.fps)
+            return ShotClip(path=clip_path(shot.index), input_hash=h, shot=shot.index, num_frames=len(frames), fps=cfg.fps)
 
     def input_hash(shot: Shot) -> str:
-        # A clip is made from its storyboard picture: a new picture means a new clip.
-        return hash_json({"storyboard": boards[shot.index].input_hash, "fps": cfg.fps,
-                          "take": shot_take(ws, "video", shot.index), "renderer": 1})
+        # A clip is made from its storyboard picture (by content) and its shot's text.
+        board = boards[shot.index]
+        return hash_json({"picture": board.meta.get("file_hashes", {}).get(board.path), "shot": shot.model_dump(mode="json"),
+                          "subject": subject.input_hash, "fps": cfg.fps, "take": shot_take(ws, "video", shot.index),
+                          "backend": cfg.backend, "renderer": 1})
 
     def animate(shot: Shot, h: str) -> ShotClip:
-        render = pipe(shot, sprites, seed=cfg.seed + 1000 * shot_take(ws, "video", shot.index))
-        write_video(ws.path(clip_path(shot.index)), render.frames, cfg.fps)
-        return ShotClip(path=clip_path(shot.index), input_hash=h, shot=shot.index, num_frames=len(render.frames), fps=cfg.fps)
+        return render(shot, h, cfg.seed + 1000 * shot_take(ws, "video", shot.index))
 
     ws.set_stage("video", "running")
     clips = run_per_shot(ws, script.shots, key_prefix="shots", label="Animating shots", kind=ShotClip,
