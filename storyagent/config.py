@@ -29,6 +29,8 @@ class RunConfig(BaseModel):
     fps: float = Field(default=8.0, gt=0, le=60, description="Frames per second.")
     shot_duration: float = Field(default=2.5, ge=2.0, le=20.0, description="Seconds per shot.")
     max_reference_frames: int = Field(default=16, ge=1, le=64, description="Reference frames sampled from the subject media.")
+    steps: int | None = Field(default=None, ge=1, le=500, description="Diffusion backend: denoising steps of every model (default: each model's own).")
+    storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
     review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
     min_score: float = Field(default=5.0, ge=0, le=10, description="Aesthetic observer: storyboard pictures scoring under this are redrawn.")

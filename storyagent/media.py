@@ -100,14 +100,17 @@ def _to_rgb8(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(img.convert("RGB")).copy(), None
 
 
-def _check_size(frame: np.ndarray, path: Path) -> None:
+def _check_size(frame: np.ndarray, path: Path, min_side: int = MIN_SIDE) -> None:
     h, w = frame.shape[:2]
-    if min(h, w) < MIN_SIDE:
-        raise InputError(f"{path.name} is {w}×{h} pixels; the subject needs at least {MIN_SIDE}×{MIN_SIDE}.")
+    if min(h, w) < min_side:
+        raise InputError(f"{path.name} is {w}×{h} pixels; the subject needs at least {min_side}×{min_side}.")
 
 
-def read_video(path: str | Path, max_frames: int = 16) -> tuple[list[np.ndarray], float]:
-    """Decode a video with PyAV and sample up to `max_frames` frames evenly over its length."""
+def read_video(path: str | Path, max_frames: int = 16, min_side: int = 1) -> tuple[list[np.ndarray], float]:
+    """Decode a video with PyAV and sample up to `max_frames` frames evenly over its length.
+
+    Frames smaller than `min_side` are refused (reference media must show the subject usably).
+    """
     import av
 
     path = Path(path)
@@ -132,7 +135,7 @@ def read_video(path: str | Path, max_frames: int = 16) -> tuple[list[np.ndarray]
         # A truncated file still gives the frames decoded before the damage.
     if not frames:
         raise InputError(f"Video {path.name} holds no frames; record a few seconds of the subject.")
-    _check_size(frames[0], path)
+    _check_size(frames[0], path, min_side)
     picks = np.linspace(0, len(frames) - 1, num=min(max_frames, len(frames))).round().astype(int)
     return [frames[i] for i in picks], fps
 
@@ -287,7 +290,7 @@ def load_reference(path: str | Path, max_frames: int = 16, mask: str | Path | No
     for file in files:
         fps = None
         if file.suffix.lower() in VIDEO_SUFFIXES:
-            frames, fps = read_video(file, per_file)
+            frames, fps = read_video(file, per_file, min_side=MIN_SIDE)
             alphas: list[np.ndarray | None] = [None] * len(frames)
         else:
             rgb, alpha = read_image(file)

@@ -98,5 +98,7 @@ class CrewContext:
     """The Observer's last "bad" verdict, waiting for the stage's agent."""
     approve_rest: bool = False
     stopped: bool = False
+    failure: Exception | None = None
+    """A tool's failure other than bad arguments: it ends the run with its own message."""
     events: list[str] = field(default_factory=list)
     """Notes for the transcript: a review overruled, a stage accepted after its last round."""

@@ -63,6 +63,8 @@ class Protocol:
             if message.get("tool_calls"):
                 return last  # the agent that asked for the tool runs it
             if message.get("tool_responses") or message.get("role") == "tool":
+                if ctx.failure is not None:
+                    raise ctx.failure
                 if not _tool_failed(message):
                     self.tool_attempts = 0
                     return OBSERVER if self._reviewing() else self._advance()

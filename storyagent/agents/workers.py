@@ -7,6 +7,7 @@ verdict and asks for the same call itself.
 """
 
 
+import functools
 import json
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from autogen import Agent, AssistantAgent, ConversableAgent, register_function
 from storyagent.agents.context import STAGE_AGENT, CrewContext
 from storyagent.agents.designer import role_message
 from storyagent.tools.story import revise_shots, save_story
-from storyagent.tools.storyboard import ShotSelection, bump_takes, generate_storyboard
+from storyagent.tools.storyboard import ShotSelection, ToolArgumentError, bump_takes, generate_storyboard
 from storyagent.tools.video import animate_shots
 
 ShotsArg = Annotated[list[int] | None, "Shot numbers to redo; leave empty to do every shot."]
@@ -65,10 +66,29 @@ def make_video_creator(ctx: CrewContext) -> ConversableAgent:
 
 
 def _register_tool(ctx: CrewContext, agent: ConversableAgent, f: Any, name: str, description: str) -> None:
+    f = _keep_failures(ctx, f)
     if ctx.llm.enabled:
         register_function(f, caller=agent, executor=agent, name=name, description=description)
     else:  # no LLM to offer the tool to: the agent only runs it
         agent.register_for_execution(name=name, description=description)(f)
+
+
+def _keep_failures(ctx: CrewContext, f: Any) -> Any:
+    """AG2 turns a tool's exception into an "Error: ..." result for the caller to read. Bad arguments
+    should reach the LLM that way, so it can correct the call; any other failure (missing weights,
+    a broken model) is kept in the context and ends the run with its own message."""
+
+    @functools.wraps(f)
+    def guarded(*args: Any, **kwargs: Any) -> str:
+        try:
+            return f(*args, **kwargs)
+        except ToolArgumentError:
+            raise
+        except Exception as exc:
+            ctx.failure = exc
+            raise
+
+    return guarded
 
 
 def _worker(ctx: CrewContext, stage: str, description: str) -> ConversableAgent:

@@ -17,11 +17,6 @@ from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json
 
-# SDXL draws best near a megapixel; the storyboard keeps the film's aspect ratio and DynamiCrafter
-# resizes it to its own resolution.
-STORYBOARD_LONG_SIDE = 1024
-
-
 def _device() -> str:
     import torch
 
@@ -29,9 +24,12 @@ def _device() -> str:
 
 
 def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
-    """(width, height) of the storyboard pictures: the film's aspect ratio, multiples of 64."""
-    scale = STORYBOARD_LONG_SIDE / max(cfg.width, cfg.height)
-    return (max(64, round(cfg.width * scale / 64) * 64), max(64, round(cfg.height * scale / 64) * 64))
+    """(width, height) of the storyboard pictures: the film's aspect ratio, multiples of 32.
+
+    SDXL draws best near a megapixel (`storyboard_side` 1024); DynamiCrafter resizes the picture.
+    """
+    scale = cfg.storyboard_side / max(cfg.width, cfg.height)
+    return (max(32, round(cfg.width * scale / 32) * 32), max(32, round(cfg.height * scale / 32) * 32))
 
 
 def diffusion_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
@@ -41,10 +39,15 @@ def diffusion_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, sub
     from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion
 
     width, height = storyboard_size(cfg)
-    redraw = AnyDoorPipeline.from_pretrained(device=_device()).redraw
-    records = generate_storyboard_diffusion(
-        script, subject.subject, ws.root, DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height),
-        redraw=redraw, workspace=ws, show_progress=show_progress)
+    anydoor = AnyDoorPipeline.from_pretrained(device=_device())
+
+    def redraw(*args, seed: int | None = 0):
+        return anydoor.redraw(*args, seed=seed, num_inference_steps=cfg.steps, show_progress=False)
+
+    settings = DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
+                                         **({"steps": cfg.steps} if cfg.steps else {}))
+    records = generate_storyboard_diffusion(script, subject.subject, ws.root, settings, redraw=redraw, workspace=ws,
+                                            show_progress=show_progress)
     frames = []
     for record in records:
         # A shot whose subject was not found keeps its initial picture; the Observer hears why.
@@ -78,7 +81,7 @@ class DiffusionAnimator:
         image = np.asarray(Image.open(self.ws.path(self.boards[shot.index].path)).convert("RGB"))
         generator = torch.Generator(device="cpu").manual_seed(seed)
         out = self.pipe(image=image, prompt=f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}",
-                        generator=generator, output_type="np", progress=False)
+                        num_inference_steps=self.cfg.steps or 50, generator=generator, output_type="np", progress=False)
         frames = list(np.asarray(out.frames[0], dtype=np.uint8))  # (T, H, W, 3)
         write_video(self.ws.path(rel_path), frames, self.cfg.fps)
         return ShotClip(path=rel_path, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps)

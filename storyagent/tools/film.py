@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -22,7 +23,9 @@ def assemble_film(ws: Workspace, cfg: RunConfig, script: StoryScript, clips: lis
     frames = title_card(script.title, script.logline, cfg.width, cfg.height, round(TITLE_SECONDS * cfg.fps))
     for clip in clips:
         shot_frames, _ = read_video(ws.path(clip.path), max_frames=10_000)
-        frames.extend(shot_frames)
+        # A model may animate at its own resolution; the film has one size.
+        frames.extend(f if f.shape[:2] == (cfg.height, cfg.width) else
+                      cv2.resize(f, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA) for f in shot_frames)
     write_video(ws.path(FILM), frames, cfg.fps)
     film = ws.record("film", Film(path=FILM, input_hash=h, num_frames=len(frames), fps=cfg.fps))
     ws.set_stage("film", "done")

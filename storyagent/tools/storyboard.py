@@ -37,6 +37,10 @@ def bump_takes(ws: Workspace, stage: str, indices: Iterable[int]) -> None:
     ws.save()
 
 
+class ToolArgumentError(InputError):
+    """A tool was called with arguments it cannot use; the caller may try again."""
+
+
 class ShotSelection(BaseModel):
     """A tool's request: which shots to (re)do and the reviewer's words. No paths: tools pick their own files."""
 
@@ -48,7 +52,7 @@ class ShotSelection(BaseModel):
     def checked(self, num_shots: int) -> ShotSelection:
         bad = [s for s in self.shots or [] if not 1 <= s <= num_shots]
         if bad:
-            raise InputError(f"Shot numbers must be between 1 and {num_shots}; got {bad}.")
+            raise ToolArgumentError(f"Shot numbers must be between 1 and {num_shots}; got {bad}.")
         return self
 
 

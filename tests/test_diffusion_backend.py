@@ -1,0 +1,77 @@
+"""The diffusion backend end to end on CPU: every model tiny and random, loaded from local folders
+through the same weights lookup (`STORYAGENT_WEIGHTS_*`) a real install uses."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from storyagent.agents.crew import run_crew
+from storyagent.config import RunConfig
+from storyagent.media import read_frames
+from storyagent.weights import env_var
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from storyagent.models.anydoor import AnyDoorPipeline
+    from storyagent.models.anydoor import tiny_config as anydoor_tiny
+    from storyagent.models.anydoor.components import build_components
+    from storyagent.models.dynamicrafter.testing import tiny_pipeline
+    from storyagent.models.langsam.tiny import save_tiny_grounding_dino, save_tiny_sam
+    from storyagent.models.storydiffusion.tiny import tiny_sdxl
+
+    root = tmp_path_factory.mktemp("weights")
+    tiny_sdxl().save_pretrained(root / "sdxl")
+    save_tiny_grounding_dino(root / "gdino")
+    sam = save_tiny_sam(root / "sam_vit_b.pth")
+    config = anydoor_tiny()
+    AnyDoorPipeline(**build_components(config), config=config).save_pretrained(root / "anydoor")
+    dc = tiny_pipeline()
+    dc.save_pretrained(root / "dc")
+    # The CLIP towers and tokenizer sit beside the UNet, as the converter writes them.
+    dc.text_encoder.model.save_pretrained(root / "dc" / "text_encoder")
+    dc.text_encoder.tokenizer.save_pretrained(root / "dc" / "tokenizer")
+    dc.image_encoder.model.save_pretrained(root / "dc" / "image_encoder")
+    return {"sdxl-base": root / "sdxl", "grounding-dino-base": root / "gdino", "sam-vit-h": sam,
+            "anydoor": root / "anydoor", "dynamicrafter-512": root / "dc"}
+
+
+def test_diffusion_backend_makes_a_film_from_tiny_models(tmp_path, monkeypatch, tiny_weights):
+    for name, path in tiny_weights.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    cfg = RunConfig.build(prompt="a day at the seaside", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip",
+                          class_word="fox", shots=2, width=64, height=64, fps=4, backend="diffusion", steps=2,
+                          storyboard_side=64)
+    result = run_crew(cfg, tmp_path / "run", show_progress=False)
+    out = tmp_path / "run"
+    for i in (1, 2):
+        assert (out / f"storyboard/shot_0{i}_initial.png").exists()
+        board = result.storyboard[i - 1]
+        assert Image.open(out / board.path).size == (64, 64)
+        clip = read_frames(out / f"shots/shot_0{i}.mp4", 100)
+        assert len(clip) == 4 and clip[0].shape[2] == 3
+        assert np.std(np.stack(clip)) > 1, "random tiny models still draw something"
+    assert result.film is not None and (out / "film.mp4").exists()
+
+    # Resume reuses every diffusion artifact.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    run_crew(cfg, out, resume=True, show_progress=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+
+
+def test_a_failing_model_stops_the_run_with_its_own_message(tmp_path, monkeypatch, tiny_weights):
+    from storyagent.errors import WeightsNotFoundError
+    from storyagent.models.dynamicrafter.testing import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(tmp_path / "dc_without_encoders")
+    for name, path in {**tiny_weights, "dynamicrafter-512": tmp_path / "dc_without_encoders"}.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    cfg = RunConfig.build(prompt="a day", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip", shots=1,
+                          width=64, height=64, fps=4, backend="diffusion", steps=2, storyboard_side=64)
+    with pytest.raises(WeightsNotFoundError, match="no text encoder"):
+        run_crew(cfg, tmp_path / "run", show_progress=False)
+    assert (tmp_path / "run" / "storyboard" / "shot_01.png").exists(), "the finished storyboard is kept"
