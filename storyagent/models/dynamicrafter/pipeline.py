@@ -41,6 +41,8 @@ class Conditioning:
     """(b, 4, t, h, w): the conditioning frame's latent repeated over the frames."""
     uncond_context: torch.Tensor | None = None
     """The same for the unconditional branch of classifier-free guidance (None: no guidance)."""
+    module_contexts: list[torch.Tensor] | None = None
+    """Optional per-cross-attention-module contexts for the conditional branch (LoRA-BE's block-wise tokens)."""
 
 
 class DynamiCrafterPipeline:
@@ -63,6 +65,9 @@ class DynamiCrafterPipeline:
         self.device = torch.device("cpu")
         self.offload = False
         self.vae_chunk: int | None = 1 if config.diffusion.perframe_ae else None
+        # Set by a subject adapter (LoRA-BE): prompts -> (modules, b, 77, d) text contexts, or None
+        # when no prompt mentions its token.
+        self.prompt_hook: Callable[[list[str]], torch.Tensor | None] | None = None
 
     # ------------------------------------------------------------------ loading / placement
     @classmethod
@@ -113,6 +118,11 @@ class DynamiCrafterPipeline:
         for module, fname in ((self.unet, "unet"), (self.vae, "vae"), (self.resampler, "resampler")):
             atomic_save_safetensors(folder / f"{fname}.safetensors",
                                     {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+        if self.text_encoder is not None:
+            _save_hf(folder / "text_encoder", self.text_encoder.model)
+            self.text_encoder.tokenizer.save_pretrained(folder / "tokenizer")
+        if self.image_encoder is not None:
+            _save_hf(folder / "image_encoder", self.image_encoder.model)
         atomic_write_json(folder / "config.json", self.config.to_dict())
         return folder
 
@@ -128,9 +138,9 @@ class DynamiCrafterPipeline:
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> DynamiCrafterPipeline:
         if device is not None:
             self.device = torch.device(device)
-        for name, module in self.modules.items():
-            # The VAE stays in float32 unless asked: its decoder is small and sensitive to bf16.
-            module.to(device=None if self.offload else self.device, dtype=dtype)
+        for module in self.modules.values():
+            same_dtype = dtype is None or next(module.parameters()).dtype == dtype
+            module.to(device=None if self.offload else self.device, dtype=None if same_dtype else dtype)
         return self
 
     def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> DynamiCrafterPipeline:
@@ -185,15 +195,18 @@ class DynamiCrafterPipeline:
         b = latents.shape[0]
         x = torch.cat([latents, cond.concat], dim=1)
         guided = cond.uncond_context is not None and guidance_scale != 1.0
+        module_contexts = cond.module_contexts
         if guided:
             # Both branches in one batch: [conditional; unconditional].
             x = torch.cat([x, x])
             context = torch.cat([cond.context, cond.uncond_context])
             fs = torch.cat([fs, fs])
+            if module_contexts is not None:
+                module_contexts = [torch.cat([c, cond.uncond_context]) for c in module_contexts]
         else:
             context = cond.context
         ts = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        out = self.unet(x, ts, context, fs=fs).float()
+        out = self.unet(x, ts, context, fs=fs, module_contexts=module_contexts).float()
         if not guided:
             return out
         out_cond, out_uncond = out[:b], out[b:]
@@ -284,8 +297,10 @@ class DynamiCrafterPipeline:
         b = pixels.shape[0]
         guided = guidance_scale != 1.0
 
-        # 2. Text tokens of the prompt, and of the empty prompt for the unconditional branch.
-        text = self.encode_prompt(prompts)
+        # 2. Text tokens of the prompt (one set per cross-attention module when a subject adapter
+        #    recognises its token), and of the empty prompt for the unconditional branch.
+        module_texts = self.prompt_hook(prompts) if self.prompt_hook is not None else None
+        text = module_texts[0] if module_texts is not None else self.encode_prompt(prompts)
         uncond_text = None
         if guided:
             uncond_text = (self.encode_prompt([""] * b) if self.config.diffusion.uncond_type == "empty_seq"
@@ -302,6 +317,8 @@ class DynamiCrafterPipeline:
             context=torch.cat([text, image_tokens], dim=1).to(self.dtype),
             concat=concat,
             uncond_context=torch.cat([uncond_text, uncond_image_tokens], dim=1).to(self.dtype) if guided else None,
+            module_contexts=None if module_texts is None else
+            [torch.cat([m.to(self.device), image_tokens], dim=1).to(self.dtype) for m in module_texts],
         )
 
         # 5. Starting noise.
@@ -366,3 +383,14 @@ def _load_encoders(folder: Path) -> tuple[TextEncoder | None, ImageEncoder | Non
         text_encoder = TextEncoder(text_model, CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True))
     image_encoder = ImageEncoder(vision_model) if vision_model is not None else None
     return text_encoder, image_encoder
+
+
+def _save_hf(folder: Path, model: nn.Module) -> None:
+    """A transformers CLIP tower as config.json + model.safetensors (what `_load_encoders` reads)."""
+    from storyagent.fileio import atomic_save_safetensors, atomic_write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "config.json", model.config.to_dict())
+    atomic_save_safetensors(folder / "model.safetensors",
+                            {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+                            metadata={"format": "pt"})

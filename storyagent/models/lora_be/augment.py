@@ -1,0 +1,77 @@
+"""Background-agnostic augmentation: the subject, cut out by its masks, pasted onto other backgrounds.
+
+One transform per clip (flip, scale, shift; the same for every frame so motion is kept) and one
+background per clip: another reference frame, a flat colour, noise, or a procedural scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from storyagent.models.animatic.backgrounds import draw_background
+
+SCENES = ("a sunny meadow", "a forest at dusk", "a snowy mountain", "a town street", "a beach at noon",
+          "a cosy room", "a desert at dawn", "outer space")
+
+
+@dataclass
+class Clip:
+    """A reference clip: frames (t, H, W, 3) uint8 and subject masks (t, H, W) bool."""
+
+    frames: np.ndarray
+    masks: np.ndarray
+
+
+def fit_clip(clip: Clip, frames: int, height: int, width: int, start: int = 0) -> Clip:
+    """`frames` consecutive frames from `start` (looping short clips), resized to cover and centre-cropped."""
+    t = clip.frames.shape[0]
+    idx = [(start + i) % t for i in range(frames)]
+    h, w = clip.frames.shape[1:3]
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    out_f, out_m = [], []
+    for i in idx:
+        f = cv2.resize(clip.frames[i], size, interpolation=cv2.INTER_AREA)
+        m = cv2.resize(clip.masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        out_f.append(f[top : top + height, left : left + width])
+        out_m.append(m[top : top + height, left : left + width].astype(bool))
+    return Clip(np.stack(out_f), np.stack(out_m))
+
+
+def random_background(rng: np.random.Generator, height: int, width: int, others: list[np.ndarray]) -> np.ndarray:
+    kind = rng.choice(["reference", "colour", "noise", "scene"] if others else ["colour", "noise", "scene"])
+    if kind == "reference":
+        frame = others[int(rng.integers(len(others)))]
+        return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    if kind == "colour":
+        return np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (height, width, 3)).copy()
+    if kind == "noise":
+        small = rng.integers(0, 256, (max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return draw_background(str(rng.choice(SCENES)), width, height, seed=int(rng.integers(1 << 30)))
+
+
+def augment_clip(clip: Clip, rng: np.random.Generator, others: list[np.ndarray] | None = None,
+                 max_scale: float = 0.15, max_shift: float = 0.1) -> Clip:
+    """The subject of `clip` on a new background, flipped / scaled / shifted the same way in every frame."""
+    t, h, w = clip.masks.shape
+    flip = rng.random() < 0.5
+    scale = 1.0 + rng.uniform(-max_scale, max_scale)
+    dx, dy = rng.uniform(-max_shift, max_shift) * w, rng.uniform(-max_shift, max_shift) * h
+    # Scale about the centre, then shift; a flip mirrors x first.
+    affine = np.array([[scale * (-1 if flip else 1), 0, 0], [0, scale, 0]], dtype=np.float64)
+    affine[0, 2] = w / 2 - affine[0, 0] * w / 2 + dx
+    affine[1, 2] = h / 2 - scale * h / 2 + dy
+    background = random_background(rng, h, w, others or []).astype(np.float32)
+    frames, masks = [], []
+    for f, m in zip(clip.frames, clip.masks):
+        wf = cv2.warpAffine(f, affine, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        wm = cv2.warpAffine(m.astype(np.float32), affine, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        alpha = wm[..., None]
+        frames.append((wf * alpha + background * (1 - alpha)).round().clip(0, 255).astype(np.uint8))
+        masks.append(wm > 0.5)
+    return Clip(np.stack(frames), np.stack(masks))

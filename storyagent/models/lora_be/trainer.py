@@ -1,0 +1,224 @@
+"""LoRA-BE training: fine-tune DynamiCrafter on a subject's reference clips.
+
+Per step: one (augmented) clip → VAE latents → random timestep and noise → UNet with LoRA, every
+cross-attention module reading its own subject-token context → v-prediction loss + lambda *
+localization loss on the cross-attention maps → Adam on the LoRA weights and the embeddings.
+Checkpoints (adapter + optimizer + step + RNG) are written every K steps; a new trainer on the
+same folder resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from storyagent.errors import InputError
+from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
+from storyagent.models.lora_be.adapter import add_lora, read_adapter, save_adapter
+from storyagent.models.lora_be.augment import Clip, augment_clip, fit_clip
+from storyagent.models.lora_be.config import LoRABEConfig
+from storyagent.models.lora_be.embeddings import BlockwiseEmbeddings, module_text_contexts, tokenize_with_subject
+from storyagent.models.lora_be.losses import attention_mass_inside, localization_loss
+
+
+@dataclass
+class StepResult:
+    loss: float
+    diffusion: float
+    localization: float
+    mask_attention: float
+    """Mean attention probability of the subject token at masked positions (= -localization)."""
+    mask_share: float
+    """Share of the subject token's attention mass (over positions) that falls inside the mask."""
+
+
+class LoRABETrainer:
+    def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path) -> None:
+        if pipe.text_encoder is None or pipe.image_encoder is None:
+            raise InputError("LoRA-BE training needs the pipeline's text and image encoders.")
+        self.pipe = pipe
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.device = pipe.device
+        for module in pipe.modules.values():
+            module.requires_grad_(False)
+        unet = pipe.unet
+        self.lora_params = add_lora(unet, config)
+        unet.gradient_checkpointing = config.gradient_checkpointing
+        self.attns = unet.cross_attentions
+        self.embeddings = BlockwiseEmbeddings(len(self.attns), _token_dim(pipe)).to(self.device)
+        self.embeddings.init_from_word(pipe.text_encoder, config.class_word)
+        self.optimizer = torch.optim.Adam([*self.lora_params, self.embeddings.embeddings], lr=config.learning_rate)
+        self.step = 0
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        s = pipe.config.sampling
+        self.frames = config.frames or s.frames
+        self.height, self.width = config.height or s.height, config.width or s.width
+        self.fs = config.fs or pipe.config.unet.default_fs
+
+    # ------------------------------------------------------------------ one step
+    def _batch(self, clip: Clip, others: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        start = int(self.rng.integers(max(1, clip.frames.shape[0])))
+        fitted = fit_clip(clip, self.frames, self.height, self.width, start)
+        if self.config.augment:
+            fitted = augment_clip(fitted, self.rng, others)
+        video = torch.from_numpy(fitted.frames).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)[None]  # (1, 3, t, H, W)
+        masks = torch.from_numpy(fitted.masks).float()[None]  # (1, t, H, W)
+        return video.to(self.device), masks.to(self.device)
+
+    def losses(self, video: torch.Tensor, masks: torch.Tensor, timestep: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """(total, diffusion, localization, attention share inside the mask) for one clip."""
+        pipe, cfg = self.pipe, self.config
+        sched = pipe.scheduler
+        b = video.shape[0]
+        with torch.no_grad():
+            z = pipe.encode_latents(video, self.generator)  # (b, 4, t, h, w)
+            image_tokens = pipe.encode_image_tokens(video[:, :, 0])
+        prompt = cfg.prompt_template.format(token=cfg.token)
+        ids, token_mask = tokenize_with_subject(pipe.text_encoder, [prompt] * b, cfg.token)
+        texts = module_text_contexts(pipe.text_encoder, self.embeddings, ids, token_mask)  # (M, b, L, d)
+        contexts = [torch.cat([t, image_tokens.to(t.dtype)], dim=1) for t in texts]
+
+        t = torch.randint(0, sched.num_train_timesteps, (b,), generator=self.generator) if timestep is None \
+            else torch.full((b,), timestep)
+        t = t.to(self.device)
+        if sched.scale_arr is not None:
+            # The trained model saw latents scaled by scale_arr[t] (dynamic rescale).
+            z = z * sched.scale_arr.to(self.device)[t].view(-1, 1, 1, 1, 1)
+        noise = torch.randn(z.shape, generator=self.generator).to(self.device)
+        x_t = sched.add_noise(z, noise, t)
+        concat = z[:, :, :1].expand_as(z)
+        target = sched.velocity(z, noise, t) if pipe.config.diffusion.parameterization == "v" else noise
+        fs = torch.full((b,), self.fs, dtype=torch.long, device=self.device)
+
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.mixed_precision and self.device.type == "cuda")
+        with autocast:
+            pred = pipe.unet(torch.cat([x_t, concat], dim=1), t, contexts[0], fs=fs, module_contexts=contexts)
+        diffusion = F.mse_loss(pred.float(), target.float())
+        levels = len(pipe.config.unet.channel_mult)
+        loc = localization_loss(self.attns, token_mask.to(self.device), masks, tuple(z.shape[-2:]), levels)
+        share = attention_mass_inside(self.attns, token_mask.to(self.device), masks, tuple(z.shape[-2:]), levels)
+        return diffusion + cfg.localization_weight * loc.float(), diffusion, loc, share
+
+    @contextlib.contextmanager
+    def keeping_attention(self) -> Iterator[None]:
+        """Cross-attention modules keep their maps; must cover the backward pass too, because
+        gradient checkpointing recomputes the forward and has to take the same path."""
+        for attn in self.attns:
+            attn.store_attention = True
+        try:
+            yield
+        finally:
+            for attn in self.attns:
+                attn.store_attention = False
+                attn.attention_probs = None
+
+    def train_step(self, clip: Clip, others: list[np.ndarray] | None = None) -> StepResult:
+        self.pipe.unet.train()
+        video, masks = self._batch(clip, others or [])
+        self.optimizer.zero_grad(set_to_none=True)
+        # The UNet's dropout (0.1 in the temporal convolutions) draws from the global RNG; seeding it
+        # per step keeps a resumed run on the same path as an uninterrupted one.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self.keeping_attention():
+            torch.manual_seed(self.config.seed * 1_000_003 + self.step)
+            total, diffusion, loc, share = self.losses(video, masks)
+            total.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.pipe.unet.eval()
+        return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share)
+
+    @torch.no_grad()
+    def evaluate(self, clip: Clip, timestep: int = 500, seed: int = 1234) -> StepResult:
+        """Losses on `clip` (no augmentation) at a fixed timestep and noise: comparable across training."""
+        saved = self.generator.get_state()
+        self.generator.manual_seed(seed)
+        fitted = fit_clip(clip, self.frames, self.height, self.width)
+        video = torch.from_numpy(fitted.frames).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)[None].to(self.device)
+        masks = torch.from_numpy(fitted.masks).float()[None].to(self.device)
+        try:
+            with self.keeping_attention():
+                total, diffusion, loc, share = self.losses(video, masks, timestep)
+        finally:
+            self.generator.set_state(saved)
+        return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share)
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, clips: list[Clip], epochs: int | None = None, progress: bool = True) -> list[StepResult]:
+        if not clips:
+            raise InputError("LoRA-BE needs at least one reference clip of the subject.")
+        from storyagent.progress import make_progress
+
+        self.resume()
+        epochs = self.config.epochs if epochs is None else epochs
+        total = epochs * len(clips)
+        history: list[StepResult] = []
+        # Other clips' frames serve as backgrounds for the augmentation.
+        others = [c.frames[0] for c in clips]
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("LoRA-BE", total=total, completed=self.step, status="")
+            while self.step < total:
+                clip = clips[self.step % len(clips)]
+                result = self.train_step(clip, [o for o in others if o is not clip.frames[0]])
+                history.append(result)
+                bar.update(task, completed=self.step,
+                           status=f"loss {result.loss:.4f} (diff {result.diffusion:.4f}, loc {result.localization:.4f})")
+                if self.step % self.config.checkpoint_every == 0 or self.step == total:
+                    self.save_checkpoint()
+        return history
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoint"
+
+    def save_checkpoint(self) -> Path:
+        from storyagent.fileio import atomic_path, atomic_write_json
+
+        folder = self.checkpoint_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        save_adapter(folder / "adapter.safetensors", self.pipe.unet, self.embeddings, self.config)
+        with atomic_path(folder / "optimizer.pt") as tmp:
+            torch.save(self.optimizer.state_dict(), tmp)
+        with atomic_path(folder / "generator.pt") as tmp:
+            torch.save(self.generator.get_state(), tmp)
+        atomic_write_json(folder / "state.json", {"step": self.step, "rng": self.rng.bit_generator.state})
+        return folder
+
+    def resume(self) -> bool:
+        """Continue from the last checkpoint in `output_dir`, if there is one."""
+        folder = self.checkpoint_dir
+        if not (folder / "state.json").exists():
+            return False
+        from peft import set_peft_model_state_dict
+
+        _, lora, table = read_adapter(folder / "adapter.safetensors")
+        set_peft_model_state_dict(self.pipe.unet, lora)
+        with torch.no_grad():
+            self.embeddings.embeddings.copy_(table.to(self.embeddings.embeddings))
+        # Optimizer state and RNG are plain tensors/numbers: weights_only loading is enough.
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        self.generator.set_state(torch.load(folder / "generator.pt", weights_only=True))
+        state = json.loads((folder / "state.json").read_text())
+        self.step = int(state["step"])
+        self.rng.bit_generator.state = state["rng"]
+        return True
+
+    def save(self, path: str | Path) -> Path:
+        """The final adapter file."""
+        return save_adapter(path, self.pipe.unet, self.embeddings, self.config)
+
+
+def _token_dim(pipe: DynamiCrafterPipeline) -> int:
+    tower = getattr(pipe.text_encoder.model, "text_model", pipe.text_encoder.model)
+    return tower.embeddings.token_embedding.weight.shape[1]
