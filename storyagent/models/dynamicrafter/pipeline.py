@@ -139,8 +139,11 @@ class DynamiCrafterPipeline:
         if device is not None:
             self.device = torch.device(device)
         for module in self.modules.values():
-            same_dtype = dtype is None or next(module.parameters()).dtype == dtype
-            module.to(device=None if self.offload else self.device, dtype=None if same_dtype else dtype)
+            kwargs: dict[str, Any] = {} if self.offload else {"device": self.device}
+            if dtype is not None and next(module.parameters()).dtype != dtype:
+                kwargs["dtype"] = dtype
+            if kwargs:
+                module.to(**kwargs)
         return self
 
     def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> DynamiCrafterPipeline:

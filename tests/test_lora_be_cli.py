@@ -1,0 +1,57 @@
+"""`storyagent finetune video` through typer's CliRunner, on a tiny saved DynamiCrafter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from storyagent.commands.finetune_video import app
+from storyagent.models.dynamicrafter import DynamiCrafterPipeline
+from storyagent.models.dynamicrafter.testing import tiny_pipeline
+from storyagent.models.lora_be import load_adapter
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def subject_folder(path):
+    path.mkdir()
+    for i in range(2):
+        rgba = np.zeros((40, 40, 4), np.uint8)
+        rgba[..., :3] = (30, 60, 200)
+        rgba[8 + i : 30 + i, 10:28] = (240, 200, 20, 255)  # the subject, opaque
+        Image.fromarray(rgba, "RGBA").save(path / f"pose{i}.png")
+    return path
+
+
+def test_finetune_video_writes_an_adapter_and_resumes(tmp_path):
+    weights = tiny_pipeline().save_pretrained(tmp_path / "dc")
+    subject = subject_folder(tmp_path / "subject")
+    out = tmp_path / "miffy.safetensors"
+    args = ["video", "--subject", str(subject), "--token", "<miffy>", "--class-word", "rabbit", "--out", str(out),
+            "--weights", str(weights), "--epochs", "1", "--checkpoint-every", "1", "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 clips, 2 steps" in result.output
+    pipe = DynamiCrafterPipeline.from_pretrained(weights)
+    assert load_adapter(pipe, out).token == "<miffy>"
+
+    # Asking for more epochs later continues from the checkpoint instead of starting over.
+    result = CliRunner().invoke(app, [*args[:-7], "--epochs", "2", "--checkpoint-every", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Resuming from step 2" in result.output and "4 steps" in result.output
+
+
+def test_missing_subject_is_one_clear_line(tmp_path):
+    result = CliRunner().invoke(app, ["video", "--subject", str(tmp_path / "nope"), "--token", "<x>",
+                                      "--class-word", "dog", "--weights", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output and "Traceback" not in result.output
