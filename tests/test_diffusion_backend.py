@@ -64,14 +64,16 @@ def test_diffusion_backend_makes_a_film_from_tiny_models(tmp_path, monkeypatch, 
 
 
 def test_a_failing_model_stops_the_run_with_its_own_message(tmp_path, monkeypatch, tiny_weights):
-    from storyagent.errors import WeightsNotFoundError
-    from storyagent.models.dynamicrafter.testing import tiny_pipeline
+    import shutil
 
-    tiny_pipeline().save_pretrained(tmp_path / "dc_without_encoders")
-    for name, path in {**tiny_weights, "dynamicrafter-512": tmp_path / "dc_without_encoders"}.items():
+    from storyagent.errors import WeightsNotFoundError
+
+    broken = shutil.copytree(tiny_weights["dynamicrafter-512"], tmp_path / "dc_without_tokenizer")
+    shutil.rmtree(broken / "tokenizer")
+    for name, path in {**tiny_weights, "dynamicrafter-512": broken}.items():
         monkeypatch.setenv(env_var(name), str(path))
     cfg = RunConfig.build(prompt="a day", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip", shots=1,
                           width=64, height=64, fps=4, backend="diffusion", steps=2, storyboard_side=64)
-    with pytest.raises(WeightsNotFoundError, match="no text encoder"):
+    with pytest.raises(WeightsNotFoundError, match="no tokenizer"):
         run_crew(cfg, tmp_path / "run", show_progress=False)
     assert (tmp_path / "run" / "storyboard" / "shot_01.png").exists(), "the finished storyboard is kept"

@@ -136,7 +136,7 @@ def read_pororo(root: Path, limit: int | None = None) -> Iterator[GroundTruthCli
         if mask_path.exists():
             mask = np.asarray(Image.open(mask_path).convert("L").resize((side, side), Image.NEAREST)) > 127
         else:
-            mask = segment_subject(frames[0])
+            mask, _ = segment_subject(frames[0])
         if not mask.any() or mask.all():
             continue
         yield GroundTruthClip(clip_id, frames, mask, captions.get(clip_id, ""))
