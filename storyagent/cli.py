@@ -87,6 +87,7 @@ def run(
     height: Annotated[int, typer.Option(help="Frame height (even).")] = 320,
     fps: Annotated[float, typer.Option(help="Frames per second.")] = 8.0,
     duration: Annotated[float, typer.Option(help="Seconds per shot (>= 2).")] = 2.5,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion backend: denoising steps of every model (default: each model's own).")] = None,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
     review: Annotated[str, typer.Option(help="Observer: none | rules | llm | human | aesthetic.")] = "none",
     min_score: Annotated[float, typer.Option("--min-score", help="With --review aesthetic: redraw storyboard pictures scoring under this (0-10).")] = 5.0,
@@ -112,7 +113,7 @@ def run(
         settings = parse_llm(llm)
         cfg = RunConfig.build(prompt=prompt, subject=subject, name=name or default_name(subject), class_word=class_word,
                               mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
-                              fps=fps, shot_duration=duration, llm=settings.spec, review=review,
+                              fps=fps, shot_duration=duration, steps=steps, llm=settings.spec, review=review,
                               min_score=min_score)
         result = run_crew(cfg, folder, resume=resume, show_progress=not quiet, llm=settings, verbose=verbose)
     except StoryAgentError as exc:
@@ -214,7 +215,7 @@ def demo(
         raise _fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
     run(prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots, out=out,
         seed=0, resume=True, mask=None, backend="animatic", width=512, height=320, fps=8.0, duration=2.5,
-        llm="none", review="none", min_score=5.0, verbose=False, quiet=quiet)
+        steps=None, llm="none", review="none", min_score=5.0, verbose=False, quiet=quiet)
 
 
 @app.command()
