@@ -62,7 +62,7 @@ def run_mode(mode: str, args: argparse.Namespace, device: torch.device) -> dict[
     else:
         pipe.to(device)
     if mode == "bf16-compile":
-        pipe.unet = torch.compile(pipe.unet)
+        pipe.compile_unet()
     s = pipe.config.sampling
     image = (np.random.default_rng(0).random((s.height, s.width, 3)) * 255).astype(np.uint8)
     kwargs = dict(num_frames=s.frames, height=s.height, width=s.width, num_inference_steps=args.steps,

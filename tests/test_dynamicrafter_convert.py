@@ -87,8 +87,9 @@ def test_official_checkpoint_converts_and_reproduces_the_reference(tmp_path):
     ckpt = tmp_path / "model.ckpt"
     torch.save({"state_dict": state, "global_step": 1000}, ckpt)
     config = DynamiCrafterConfig.from_dict(__import__("json").loads((FIXTURE / "config.json").read_text()))
-    out = convert_checkpoint(ckpt, tmp_path / "converted", config, text_heads=HEADS, vision_heads=V_HEADS)
-    write_tiny_tokenizer(out / "tokenizer")
+    out = convert_checkpoint(ckpt, tmp_path / "converted", config, text_heads=HEADS, vision_heads=V_HEADS,
+                             tokenizer_dir=write_tiny_tokenizer(tmp_path / "tok"))
+    assert (out / "tokenizer").is_dir()
     pipe = DynamiCrafterPipeline.from_pretrained(out)
 
     inputs, refs = load_file(FIXTURE / "inputs.safetensors"), load_file(FIXTURE / "outputs.safetensors")

@@ -164,7 +164,8 @@ def _openclip_blocks(state: dict[str, torch.Tensor], prefix: str) -> dict[str, t
 
 
 def convert_text_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """OpenCLIP text tower (`cond_stage_model.model.*`) -> transformers CLIPTextModel state dict."""
+    """OpenCLIP text tower (`cond_stage_model.model.*`) -> transformers CLIPTextModel state dict
+    (top-level names, as transformers 5 uses; the loader also accepts a `text_model.` prefix)."""
     p = TEXT_PREFIX
     out = _openclip_blocks(state, p + "transformer.")
     out["embeddings.token_embedding.weight"] = state[p + "token_embedding.weight"]
@@ -230,10 +231,15 @@ def split_checkpoint(state: dict[str, torch.Tensor], config: DynamiCrafterConfig
 
 
 def convert_checkpoint(ckpt: str | Path, out_dir: str | Path, config: DynamiCrafterConfig | None = None,
-                       text_heads: int | None = None, vision_heads: int | None = None) -> Path:
-    """Official `model.ckpt` -> a folder `DynamiCrafterPipeline.from_pretrained` loads."""
-    from safetensors.torch import save_file  # noqa: F401  (atomic_save_safetensors uses it)
+                       text_heads: int | None = None, vision_heads: int | None = None,
+                       tokenizer_dir: str | Path | None = None) -> Path:
+    """Official `model.ckpt` -> a folder `DynamiCrafterPipeline.from_pretrained` loads.
 
+    The checkpoint holds no tokenizer; pass `tokenizer_dir` (a folder with the OpenCLIP ViT-H/14
+    CLIP tokenizer files, e.g. the `open-clip-vit-h-14` weights) to copy it into `tokenizer/`.
+    Head counts are not stored in the checkpoint; the defaults (width // 64 for text,
+    width // 80 for vision) are ViT-H/14's.
+    """
     from storyagent.fileio import atomic_save_safetensors, atomic_write_json
     from storyagent.weights import load_pickled_state_dict
 
@@ -259,6 +265,10 @@ def convert_checkpoint(ckpt: str | Path, out_dir: str | Path, config: DynamiCraf
         if vision_heads:
             cfg["num_attention_heads"] = vision_heads
         _save_hf(out / "image_encoder", parts["image_encoder"], cfg, "CLIPVisionModel")
+    if tokenizer_dir is not None:
+        from transformers import CLIPTokenizer
+
+        CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True).save_pretrained(out / "tokenizer")
     atomic_write_json(out / "config.json", config.to_dict())
     return out
 
@@ -278,11 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="path to model.ckpt")
     parser.add_argument("out_dir", help="folder to write")
     parser.add_argument("--variant", default="512", choices=["256", "512", "1024"])
+    parser.add_argument("--tokenizer", default=None,
+                        help="folder with the OpenCLIP ViT-H/14 tokenizer (default: the open-clip-vit-h-14 weights if cached)")
     args = parser.parse_args(argv)
-    from storyagent.errors import StoryAgentError
+    from storyagent.errors import StoryAgentError, WeightsNotFoundError
+    from storyagent.weights import resolve_weights
 
+    tokenizer = args.tokenizer
+    if tokenizer is None:
+        try:
+            tokenizer = resolve_weights("open-clip-vit-h-14")
+        except WeightsNotFoundError as exc:
+            print(f"note: no tokenizer copied ({exc}); add one to OUT_DIR/tokenizer before using prompts.")
     try:
-        path = convert_checkpoint(args.checkpoint, args.out_dir, variant_config(args.variant))
+        path = convert_checkpoint(args.checkpoint, args.out_dir, variant_config(args.variant), tokenizer_dir=tokenizer)
     except StoryAgentError as exc:
         print(f"error: {exc}")
         return 2

@@ -154,6 +154,11 @@ class DynamiCrafterPipeline:
             module.to("cpu")
         return self
 
+    def compile_unet(self, mode: str | None = None) -> DynamiCrafterPipeline:
+        """torch.compile the UNet (the first call compiles; later calls with the same shapes are faster)."""
+        self.unet = torch.compile(self.unet, mode=mode)  # type: ignore[assignment]
+        return self
+
     @contextlib.contextmanager
     def _running(self, module: nn.Module) -> Iterator[nn.Module]:
         if not self.offload:
