@@ -138,6 +138,8 @@ class DDIMScheduler:
         direction = (1.0 - a_prev - sigma**2).sqrt() * eps
         prev = a_prev.sqrt() * x0 + direction
         if float(sigma) > 0:
-            noise = torch.randn(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+            # Drawn where the generator lives (a CPU generator keeps GPU runs reproducible too).
+            gen_device = generator.device if generator is not None else sample.device
+            noise = torch.randn(sample.shape, generator=generator, device=gen_device, dtype=sample.dtype).to(sample.device)
             prev = prev + sigma * noise
         return StepOutput(prev, x0)
