@@ -104,21 +104,25 @@ def run(
 
       storyagent run "lost in the city at night" -s cat.mp4 --out runs/tom --resume   # after editing runs/tom/story.json
     """
+    folder = out if out is not None else default_out(prompt, resume)
+    _make_film(folder, resume, llm, quiet, verbose, prompt=prompt, subject=subject, name=name or default_name(subject),
+               class_word=class_word, mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
+               fps=fps, shot_duration=duration, steps=steps, review=review, min_score=min_score)
+
+
+def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose: bool, **settings: object) -> None:
+    """Validate the settings, run the crew, print where the film is; one sentence on any user error."""
     from storyagent.agents.crew import run_crew
     from storyagent.agents.llm import parse_llm
     from storyagent.config import RunConfig
 
-    folder = out if out is not None else default_out(prompt, resume)
     try:
-        settings = parse_llm(llm)
-        cfg = RunConfig.build(prompt=prompt, subject=subject, name=name or default_name(subject), class_word=class_word,
-                              mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
-                              fps=fps, shot_duration=duration, steps=steps, llm=settings.spec, review=review,
-                              min_score=min_score)
-        result = run_crew(cfg, folder, resume=resume, show_progress=not quiet, llm=settings, verbose=verbose)
+        llm_settings = parse_llm(llm)
+        cfg = RunConfig.build(**settings, llm=llm_settings.spec)
+        result = run_crew(cfg, folder, resume=resume, show_progress=not quiet, llm=llm_settings, verbose=verbose)
     except StoryAgentError as exc:
         raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):
         console.print(f"\n[yellow]Interrupted.[/] Finished work is kept in {folder}; continue with the same command plus "
                       f"--out {folder} --resume.", highlight=False)
         raise typer.Exit(130) from None
@@ -161,9 +165,7 @@ def chat(
     """
     from rich.prompt import Prompt
 
-    from storyagent.agents.crew import TRANSCRIPT, run_crew
-    from storyagent.agents.llm import parse_llm
-    from storyagent.config import RunConfig
+    from storyagent.agents.crew import TRANSCRIPT
 
     console.print("[bold]StoryAgent chat[/]: the crew writes, draws and animates; you review each stage.")
     try:
@@ -173,19 +175,13 @@ def chat(
             subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
         while not (prompt or "").strip():
             prompt = Prompt.ask("What is the story about?", console=console)
-        folder = out if out is not None else default_out(prompt, resume)
-        if resume and (folder / TRANSCRIPT).exists():
-            _show_previous_session(folder / TRANSCRIPT)
-        settings = parse_llm(llm)
-        cfg = RunConfig.build(prompt=prompt, subject=subject, name=name or default_name(subject), class_word=class_word,
-                              shots=shots, seed=seed, llm=settings.spec, review="human")
-        result = run_crew(cfg, folder, resume=resume, llm=settings)
-    except StoryAgentError as exc:
-        raise _fail(str(exc)) from None
     except (KeyboardInterrupt, EOFError):
-        console.print("\n[yellow]Stopped.[/] The work so far is kept; continue with --out DIR --resume.")
         raise typer.Exit(130) from None
-    _summary(result)
+    folder = out if out is not None else default_out(prompt, resume)
+    if resume and (folder / TRANSCRIPT).exists():
+        _show_previous_session(folder / TRANSCRIPT)
+    _make_film(folder, resume, llm, quiet=False, verbose=False, prompt=prompt, subject=subject,
+               name=name or default_name(subject), class_word=class_word, shots=shots, seed=seed, review="human")
 
 
 def _show_previous_session(path: Path) -> None:
@@ -213,9 +209,8 @@ def demo(
     subject = EXAMPLES_DIR / "pip"
     if not subject.exists():
         raise _fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
-    run(prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots, out=out,
-        seed=0, resume=True, mask=None, backend="animatic", width=512, height=320, fps=8.0, duration=2.5,
-        steps=None, llm="none", review="none", min_score=5.0, verbose=False, quiet=quiet)
+    _make_film(out, resume=True, llm="none", quiet=quiet, verbose=False, prompt="a day at the seaside", subject=subject,
+               name="Pip", class_word="fox", shots=shots)
 
 
 @app.command()
