@@ -55,3 +55,30 @@ def test_missing_subject_is_one_clear_line(tmp_path):
                                       "--class-word", "dog", "--weights", str(tmp_path), "--quiet"])
     assert result.exit_code == 2
     assert "does not exist" in result.output and "Traceback" not in result.output
+
+
+def test_segmenter_masks_replace_the_cut_out_where_the_subject_is_found(tmp_path):
+    from types import SimpleNamespace
+
+    from storyagent.commands.finetune_video import load_subject_clips
+
+    subject = subject_folder(tmp_path / "subject")
+    cutout = load_subject_clips(subject)
+    calls = []
+
+    def segmenter(images, text):
+        # A LangSAM stand-in: finds the subject in the first image only, as a left-half mask.
+        calls.append(text)
+        out = []
+        for i, im in enumerate(images):
+            m = np.zeros(im.shape[:2], bool)
+            m[:, : im.shape[1] // 2] = True
+            out.append(SimpleNamespace(found=i == 0, mask=m))
+        return out
+
+    clips = load_subject_clips(subject, class_word="rabbit", segmenter=segmenter)
+    assert calls == ["rabbit"]
+    assert clips[0].masks[0][:, :20].all() and not clips[0].masks[0][:, 20:].any()
+    assert np.array_equal(clips[1].masks, cutout[1].masks)  # not found: the cut-out stays
+    # The cut-out itself follows the photo's alpha channel.
+    assert cutout[0].masks[0, 8:30, 10:28].all() and not cutout[0].masks[0, :8].any()

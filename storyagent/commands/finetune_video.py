@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Optional
 
 import numpy as np
@@ -32,13 +33,23 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def load_subject_clips(subject: Path, frames_per_clip: int = 16):
-    """One `Clip` per media file in `subject`, with the media module's subject masks."""
+def load_subject_clips(subject: Path, frames_per_clip: int = 16, class_word: str | None = None,
+                       segmenter: Callable | None = None):
+    """One `Clip` per media file in `subject`, with subject masks.
+
+    Masks come from `segmenter` (a LangSAM pipeline: images, text -> results with .found/.mask)
+    where it finds the `class_word`, and from the media module's cut-out everywhere else.
+    """
     from storyagent.media import load_reference, media_files
     from storyagent.models.lora_be import Clip
 
     files = media_files(subject)
     ref = load_reference(subject, max_frames=frames_per_clip * len(files))
+    masks = list(ref.masks)
+    if segmenter is not None and class_word:
+        for i, result in enumerate(segmenter(ref.frames, class_word)):
+            if result.found and result.mask.shape == masks[i].shape:
+                masks[i] = result.mask
     grouped: dict[Path, list[int]] = defaultdict(list)
     for i, source in enumerate(ref.sources):
         grouped[source].append(i)
@@ -46,8 +57,21 @@ def load_subject_clips(subject: Path, frames_per_clip: int = 16):
     for indices in grouped.values():
         shape = ref.frames[indices[0]].shape
         keep = [i for i in indices if ref.frames[i].shape == shape]
-        clips.append(Clip(np.stack([ref.frames[i] for i in keep]), np.stack([ref.masks[i] for i in keep])))
+        clips.append(Clip(np.stack([ref.frames[i] for i in keep]), np.stack([masks[i] for i in keep])))
     return clips
+
+
+def pick_segmenter(choice: str, device: str):
+    """LangSAM when asked for, or on "auto" when both of its weights are cached; else None (cut-out)."""
+    from storyagent.weights import weights_available
+
+    if choice == "cutout":
+        return None
+    if choice == "auto" and not (weights_available("grounding-dino-base") and weights_available("sam-vit-h")):
+        return None
+    from storyagent.models.langsam import LangSAMPipeline
+
+    return LangSAMPipeline.from_pretrained(device=device)
 
 
 @app.command("video")
@@ -65,6 +89,8 @@ def finetune_video(
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train on the reference backgrounds as they are.")] = False,
     no_checkpointing: Annotated[bool, typer.Option("--no-gradient-checkpointing", help="Faster, more memory.")] = False,
     device: Annotated[Optional[str], typer.Option(help="cuda or cpu (default: cuda when available).")] = None,
+    masks: Annotated[str, typer.Option(help="Subject masks: auto (LangSAM when its weights are cached, else cut-out), "
+                                              "langsam, or cutout.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of clips, timesteps, noise and augmentation.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -79,7 +105,9 @@ def finetune_video(
     work = out.parent / f".{out.name}.work"
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
-        clips = load_subject_clips(subject)
+        if masks not in ("auto", "langsam", "cutout"):
+            raise _fail(f"--masks must be auto, langsam or cutout, not {masks!r}.")
+        clips = load_subject_clips(subject, class_word=class_word, segmenter=pick_segmenter(masks, str(dev)))
         pipe = DynamiCrafterPipeline.from_pretrained(weights).to(dev)
         config = LoRABEConfig(token=token, class_word=class_word, epochs=epochs, rank=rank, alpha=float(rank),
                               learning_rate=learning_rate, localization_weight=localization_weight,
