@@ -30,12 +30,7 @@ def tiny_weights(tmp_path_factory):
     sam = save_tiny_sam(root / "sam_vit_b.pth")
     config = anydoor_tiny()
     AnyDoorPipeline(**build_components(config), config=config).save_pretrained(root / "anydoor")
-    dc = tiny_pipeline()
-    dc.save_pretrained(root / "dc")
-    # The CLIP towers and tokenizer sit beside the UNet, as the converter writes them.
-    dc.text_encoder.model.save_pretrained(root / "dc" / "text_encoder")
-    dc.text_encoder.tokenizer.save_pretrained(root / "dc" / "tokenizer")
-    dc.image_encoder.model.save_pretrained(root / "dc" / "image_encoder")
+    tiny_pipeline().save_pretrained(root / "dc")
     return {"sdxl-base": root / "sdxl", "grounding-dino-base": root / "gdino", "sam-vit-h": sam,
             "anydoor": root / "anydoor", "dynamicrafter-512": root / "dc"}
 
