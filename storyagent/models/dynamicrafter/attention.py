@@ -162,14 +162,16 @@ class SpatialTransformer(nn.Module):
     def cross_attentions(self) -> list[DualCrossAttention]:
         return [block.attn2 for block in self.transformer_blocks]
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | list[torch.Tensor] | None) -> torch.Tensor:
+        """`context` is shared by all blocks, or a list with one context per block."""
         bt, c, h, w = x.shape
         residual = x
+        contexts = context if isinstance(context, list) else [context] * len(self.transformer_blocks)
         # (b t) c h w -> (b t) (h w) c
         x = self.norm(x).flatten(2).transpose(1, 2)
         x = self.proj_in(x)
-        for block in self.transformer_blocks:
-            x = block(x, context=context)
+        for block, ctx in zip(self.transformer_blocks, contexts):
+            x = block(x, context=ctx)
         x = self.proj_out(x)
         # (b t) (h w) c -> (b t) c h w
         return x.transpose(1, 2).reshape(bt, c, h, w) + residual

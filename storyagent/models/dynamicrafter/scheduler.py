@@ -38,8 +38,14 @@ def zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
 
 def ddim_timesteps(num_steps: int, num_train: int, spacing: str) -> np.ndarray:
     """Ascending training timesteps visited by DDIM."""
+    if not 0 < num_steps <= num_train:
+        raise ValueError(f"num_steps must be between 1 and {num_train}, got {num_steps}.")
     if spacing == "uniform":
-        return np.arange(0, num_train, num_train // num_steps) + 1
+        steps = np.arange(0, num_train, num_train // num_steps) + 1
+        if steps[-1] >= num_train:
+            raise ValueError(f"'uniform' spacing cannot make {num_steps} steps out of {num_train} "
+                             "(the last would fall past the end); choose a step count that divides it more evenly.")
+        return steps
     if spacing == "uniform_trailing":
         stride = num_train / num_steps
         return np.flip(np.round(np.arange(num_train, 0, -stride))).astype(np.int64) - 1

@@ -137,7 +137,7 @@ class UNetStage(nn.Module):
             x = self.resnet(x, emb, frames)
         if self.spatial is not None:
             if module_contexts is not None:
-                context = module_contexts[self.spatial.cross_attentions[0].index]
+                context = [module_contexts[a.index] for a in self.spatial.cross_attentions]
             x = self.spatial(x, context)
         if self.temporal is not None:
             x = unfold_frames(self.temporal(fold_frames(x, frames)))
