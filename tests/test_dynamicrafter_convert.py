@@ -141,3 +141,22 @@ def test_command_line_reports_a_refused_checkpoint(tmp_path, capsys):
     torch.save({"state_dict": {"x": NotATensor()}}, ckpt)
     assert main([str(ckpt), str(tmp_path / "out")]) == 2
     assert "Refusing checkpoint" in capsys.readouterr().out
+
+
+@needs_fixture
+def test_official_checkpoint_from_the_weights_registry_is_converted_once(tmp_path, monkeypatch):
+    state = load_file(FIXTURE / "weights.safetensors") | openclip_towers()
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": state}, ckpt)
+    monkeypatch.setenv("STORYAGENT_WEIGHTS_DYNAMICRAFTER_512", str(ckpt))
+    monkeypatch.setenv("STORYAGENT_WEIGHTS_OPEN_CLIP_VIT_H_14", str(write_tiny_tokenizer(tmp_path / "tok")))
+    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
+    config = DynamiCrafterConfig.from_dict(__import__("json").loads((FIXTURE / "config.json").read_text()))
+    pipe = DynamiCrafterPipeline.from_pretrained(config=config)
+    (folder,) = (tmp_path / "cache").iterdir()
+    stamp = (folder / "unet.safetensors").stat().st_mtime_ns
+    again = DynamiCrafterPipeline.from_pretrained(config=config)
+    assert (folder / "unet.safetensors").stat().st_mtime_ns == stamp  # reused, not converted again
+    for a, b in zip(pipe.unet.parameters(), again.unet.parameters()):
+        assert torch.equal(a, b)
+    assert pipe.text_encoder is not None and pipe.image_encoder is not None

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from storyagent.errors import InputError, WeightsNotFoundError
-from storyagent.models.dynamicrafter.config import DynamiCrafterConfig
+from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, variant_config
 from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
 from storyagent.models.dynamicrafter.resampler import Resampler
 from storyagent.models.dynamicrafter.scheduler import DDIMScheduler, rescale_guidance
@@ -79,11 +79,14 @@ class DynamiCrafterPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, torch_dtype: torch.dtype = torch.float32,
-                        variant: str = "512") -> DynamiCrafterPipeline:
-        """Load a folder written by `convert.py` (or `save_pretrained`).
+                        variant: str = "512", config: DynamiCrafterConfig | None = None) -> DynamiCrafterPipeline:
+        """Load a folder written by `convert.py` (or `save_pretrained`), or an official `model.ckpt`.
 
-        Without a path, the converted folder is looked up through `storyagent.weights`
-        (STORYAGENT_WEIGHTS_DYNAMICRAFTER_512 or the Hugging Face cache).
+        Without a path, the weights are looked up through `storyagent.weights`
+        (STORYAGENT_WEIGHTS_DYNAMICRAFTER_512 or the Hugging Face cache). An official checkpoint is
+        converted to safetensors once, into the StoryAgent cache (STORYAGENT_CACHE, default
+        ~/.cache/storyagent), and loaded from there afterwards; `config` overrides the variant's
+        configuration for that conversion.
         """
         from safetensors.torch import load_file
 
@@ -91,6 +94,8 @@ class DynamiCrafterPipeline:
 
         name = f"dynamicrafter-{variant}"
         folder = resolve_weights(name, path)
+        if folder.is_file() and folder.suffix in (".ckpt", ".pt", ".pth"):
+            folder = _converted_once(folder, name, config or variant_config(variant))
         if folder.is_file() or not (folder / "config.json").exists():
             raise WeightsNotFoundError(
                 f"{folder} is not a converted DynamiCrafter folder (config.json, unet/vae/resampler.safetensors); "
@@ -354,6 +359,31 @@ class DynamiCrafterPipeline:
         # 8. To uint8 frames (b, t, H, W, 3).
         frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
         return DynamiCrafterOutput(frames)
+
+
+def _converted_once(ckpt: Path, name: str, config: DynamiCrafterConfig) -> Path:
+    """The safetensors folder converted from `ckpt`, converting it the first time it is needed."""
+    import hashlib
+    import os
+
+    from storyagent.models.dynamicrafter.convert import convert_checkpoint
+    from storyagent.progress import console
+    from storyagent.weights import resolve_weights
+
+    stat = ckpt.stat()
+    key = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    root = Path(os.environ.get("STORYAGENT_CACHE", Path.home() / ".cache" / "storyagent")).expanduser()
+    folder = root / f"{name}-{key}"
+    if (folder / "config.json").exists():
+        return folder
+    try:
+        tokenizer = resolve_weights("open-clip-vit-h-14")
+    except WeightsNotFoundError as exc:
+        raise WeightsNotFoundError(f"Converting {ckpt.name} needs the OpenCLIP tokenizer: {exc}") from exc
+    console.print(f"Converting {ckpt} to safetensors in {folder} (once)...")
+    # config.json is written last, so an interrupted conversion is redone rather than half-used.
+    convert_checkpoint(ckpt, folder, config, tokenizer_dir=tokenizer)
+    return folder
 
 
 def _load_encoders(folder: Path) -> tuple[TextEncoder | None, ImageEncoder | None]:
