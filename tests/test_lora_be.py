@@ -205,3 +205,12 @@ def test_no_clips_is_a_clear_error(tmp_path):
     trainer = LoRABETrainer(tiny_pipeline(), config(), tmp_path)
     with pytest.raises(InputError, match="at least one reference clip"):
         trainer.train([], progress=False)
+
+
+def test_lora_weights_stay_float32_under_a_bf16_base(tmp_path):
+    pipe = tiny_pipeline().to(dtype=torch.bfloat16)
+    trainer = LoRABETrainer(pipe, config(), tmp_path)
+    result = trainer.train_step(synthetic_clip())
+    assert {p.dtype for p in trainer.lora_params} == {torch.float32}
+    assert next(pipe.unet.conv_in.parameters()).dtype == torch.bfloat16
+    assert np.isfinite(result.loss) and trainer.embeddings.embeddings.grad.abs().sum() > 0

@@ -32,6 +32,8 @@ def add_lora(unet: DynamiCrafterUNet, config: LoRABEConfig) -> list[torch.nn.Par
     inject_adapter_in_model(lora, unet)
     params = [p for n, p in unet.named_parameters() if "lora_" in n]
     for p in params:
+        # LoRA weights stay float32 under a bf16/fp16 base, so small Adam updates are not rounded away.
+        p.data = p.data.float()
         p.requires_grad_(True)
     if not params:
         raise InputError(f"LoRA target_modules {config.target_modules!r} matched no UNet module.")
