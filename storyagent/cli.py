@@ -39,11 +39,13 @@ def _mount_commands() -> None:
     """Sub-command groups that live beside their code (eval metrics, fine-tuning)."""
     from storyagent.commands.eval import app as eval_app
     from storyagent.commands.finetune_storyboard import finetune_storyboard
+    from storyagent.commands.finetune_video import finetune_video
 
     app.add_typer(eval_app, name="eval", help="Score runs with the paper's metrics and compare runs or methods.")
     finetune_app = typer.Typer(help="Teach the models your character (needs weights; a GPU for real use).",
                                no_args_is_help=True)
     finetune_app.command("storyboard")(finetune_storyboard)
+    finetune_app.command("video")(finetune_video)
     app.add_typer(finetune_app, name="finetune")
 
 
@@ -88,6 +90,7 @@ def run(
     fps: Annotated[float, typer.Option(help="Frames per second.")] = 8.0,
     duration: Annotated[float, typer.Option(help="Seconds per shot (>= 2).")] = 2.5,
     steps: Annotated[Optional[int], typer.Option(help="Diffusion backend: denoising steps of every model (default: each model's own).")] = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="Diffusion backend: LoRA-BE adapter from `storyagent finetune video` (default: a *.lora_be.safetensors beside the subject).")] = None,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
     review: Annotated[str, typer.Option(help="Observer: none | rules | llm | human | aesthetic.")] = "none",
     min_score: Annotated[float, typer.Option("--min-score", help="With --review aesthetic: redraw storyboard pictures scoring under this (0-10).")] = 5.0,
@@ -107,7 +110,7 @@ def run(
     folder = out if out is not None else default_out(prompt, resume)
     _make_film(folder, resume, llm, quiet, verbose, prompt=prompt, subject=subject, name=name or default_name(subject),
                class_word=class_word, mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
-               fps=fps, shot_duration=duration, steps=steps, review=review, min_score=min_score)
+               fps=fps, shot_duration=duration, steps=steps, video_adapter=adapter, review=review, min_score=min_score)
 
 
 def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose: bool, **settings: object) -> None:

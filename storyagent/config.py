@@ -30,6 +30,7 @@ class RunConfig(BaseModel):
     shot_duration: float = Field(default=2.5, ge=2.0, le=20.0, description="Seconds per shot.")
     max_reference_frames: int = Field(default=16, ge=1, le=64, description="Reference frames sampled from the subject media.")
     steps: int | None = Field(default=None, ge=1, le=500, description="Diffusion backend: denoising steps of every model (default: each model's own).")
+    video_adapter: Path | None = Field(default=None, description="Diffusion backend: LoRA-BE adapter from `storyagent finetune video` (default: a *.lora_be.safetensors file in the subject folder).")
     storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
     review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
@@ -66,6 +67,16 @@ class RunConfig(BaseModel):
             return cls(**kwargs)
         except ValidationError as exc:
             raise InputError(format_validation_error(exc, "options")) from exc
+
+    def adapter_path(self) -> Path | None:
+        """The LoRA-BE adapter to animate with: the one given, else one found beside the subject media."""
+        if self.video_adapter is not None:
+            if not self.video_adapter.is_file():
+                raise InputError(f"Adapter {self.video_adapter} does not exist; train one with `storyagent finetune video`.")
+            return self.video_adapter
+        folder = self.subject if self.subject.is_dir() else self.subject.parent
+        found = sorted(folder.glob("*.lora_be.safetensors"))
+        return found[0] if found else None
 
     def inputs_record(self) -> dict[str, object]:
         """What the manifest stores as the run's inputs."""

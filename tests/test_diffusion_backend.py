@@ -72,3 +72,31 @@ def test_a_failing_model_stops_the_run_with_its_own_message(tmp_path, monkeypatc
     with pytest.raises(WeightsNotFoundError, match="no tokenizer"):
         run_crew(cfg, tmp_path / "run", show_progress=False)
     assert (tmp_path / "run" / "storyboard" / "shot_01.png").exists(), "the finished storyboard is kept"
+
+
+def test_a_subjects_lora_be_adapter_is_used_by_the_video_tool(tmp_path, monkeypatch, tiny_weights):
+    import shutil
+
+    import torch
+
+    from storyagent.models.dynamicrafter.testing import tiny_pipeline
+    from storyagent.models.lora_be import BlockwiseEmbeddings, LoRABEConfig, add_lora, save_adapter
+
+    for name, path in tiny_weights.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    subject = tmp_path / "pip"
+    subject.mkdir()
+    shutil.copy(ROOT / "examples" / "pip" / "pip.png", subject / "pip.png")
+    pipe = tiny_pipeline()
+    config = LoRABEConfig(token="<pip>", class_word="fox")
+    add_lora(pipe.unet, config)
+    emb = BlockwiseEmbeddings(len(pipe.unet.cross_attentions), 32)
+    torch.nn.init.normal_(emb.embeddings)
+    save_adapter(subject / "pip.lora_be.safetensors", pipe.unet, emb, config)
+
+    cfg = RunConfig.build(prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=1,
+                          width=64, height=64, fps=4, backend="diffusion", steps=2, storyboard_side=64)
+    result = run_crew(cfg, tmp_path / "run", show_progress=False)
+    clip = result.clips[0]
+    assert clip.meta["adapter"] == str(subject / "pip.lora_be.safetensors")
+    assert "<pip>" in clip.meta["prompt"] and "Pip" not in clip.meta["prompt"]

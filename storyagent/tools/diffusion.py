@@ -62,6 +62,8 @@ class DiffusionAnimator:
 
     def __init__(self, ws: Workspace, cfg: RunConfig, boards: dict[int, StoryboardFrame]) -> None:
         self.ws, self.cfg, self.boards = ws, cfg, boards
+        self.adapter = cfg.adapter_path()
+        self.token: str | None = None
         self._pipe = None
 
     @property
@@ -73,18 +75,31 @@ class DiffusionAnimator:
 
             dtype = torch.bfloat16 if _device() == "cuda" else torch.float32
             self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype).to(_device())
+            if self.adapter is not None:
+                # LoRA-BE (paper, Sec. 3.3): the subject's own token keeps it the same inside every shot.
+                from storyagent.models.lora_be import load_adapter
+
+                self.token = load_adapter(self._pipe, self.adapter).token
         return self._pipe
+
+    def prompt(self, shot: Shot) -> str:
+        text = f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}"
+        if self.token is None:
+            return text
+        return text.replace(self.cfg.name, self.token) if self.cfg.name in text else f"{self.token}, {text}"
 
     def __call__(self, shot: Shot, input_hash: str, seed: int, rel_path: str) -> ShotClip:
         import torch
 
         image = np.asarray(Image.open(self.ws.path(self.boards[shot.index].path)).convert("RGB"))
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        out = self.pipe(image=image, prompt=f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}",
-                        num_inference_steps=self.cfg.steps or 50, generator=generator, output_type="np", progress=False)
+        pipe = self.pipe
+        out = pipe(image=image, prompt=self.prompt(shot), num_inference_steps=self.cfg.steps or 50, generator=generator,
+                   output_type="np", progress=False)
         frames = list(np.asarray(out.frames[0], dtype=np.uint8))  # (T, H, W, 3)
         write_video(self.ws.path(rel_path), frames, self.cfg.fps)
-        return ShotClip(path=rel_path, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps)
+        return ShotClip(path=rel_path, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
+                        meta={"prompt": self.prompt(shot), "adapter": str(self.adapter) if self.adapter else None})
 
 
 def stage_hash(cfg: RunConfig, script: StoryScript, subject: PreparedSubject, takes: dict) -> str:

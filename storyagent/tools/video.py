@@ -9,7 +9,7 @@ from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.per_shot import run_per_shot
 from storyagent.tools.storyboard import animatic_config, shot_take
 from storyagent.tools.subject import PreparedSubject
-from storyagent.workspace import Workspace, hash_json
+from storyagent.workspace import Workspace, hash_file, hash_json
 
 
 def clip_path(index: int) -> str:
@@ -23,10 +23,12 @@ def animate_shots(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: P
         from storyagent.tools.diffusion import DiffusionAnimator
 
         animator = DiffusionAnimator(ws, cfg, boards)
+        adapter_hash = hash_file(animator.adapter) if animator.adapter else None
 
         def render(shot: Shot, h: str, seed: int) -> ShotClip:
             return animator(shot, h, seed, clip_path(shot.index))
     else:
+        adapter_hash = None
         pipe = AnimaticPipeline(animatic_config(cfg))
         sprites = SubjectSprites.from_reference(subject.reference)
 
@@ -40,7 +42,7 @@ def animate_shots(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: P
         board = boards[shot.index]
         return hash_json({"picture": board.meta.get("file_hashes", {}).get(board.path), "shot": shot.model_dump(mode="json"),
                           "subject": subject.input_hash, "fps": cfg.fps, "take": shot_take(ws, "video", shot.index),
-                          "backend": cfg.backend, "renderer": 1})
+                          "backend": cfg.backend, "adapter": adapter_hash, "renderer": 1})
 
     def animate(shot: Shot, h: str) -> ShotClip:
         return render(shot, h, cfg.seed + 1000 * shot_take(ws, "video", shot.index))
