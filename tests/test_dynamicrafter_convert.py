@@ -23,13 +23,6 @@ WIDTH, HEADS, LAYERS, VOCAB = 32, 4, 3, 80
 V_WIDTH, V_HEADS, PATCH, GRID = 48, 4, 8, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _openclip_blocks(prefix: str, width: int, layers: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     r = lambda *s: 0.1 * torch.randn(*s, generator=g)  # noqa: E731

@@ -17,14 +17,6 @@ from storyagent.models.dynamicrafter.parity import load_fixture_pipeline, main, 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "dynamicrafter_tiny"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: OpenMP spin-waiting makes 2 threads ~10x slower than 1.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"parity fixture {FIXTURE} is absent (../shared not mounted)")
 

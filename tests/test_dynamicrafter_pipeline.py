@@ -11,13 +11,6 @@ from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.testing import tiny_encoders, tiny_pipeline
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def pipe():

@@ -17,13 +17,6 @@ from storyagent.models.lora_be import (
 TOKEN = "<miffy>"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def synthetic_clip(frames: int = 4, size: int = 16) -> Clip:
     """A green block moving right over a red background; the block is the subject."""

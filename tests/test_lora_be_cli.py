@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -13,13 +12,6 @@ from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
 from storyagent.models.lora_be import load_adapter
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def subject_folder(path):
