@@ -13,6 +13,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DCondi
 
 from storyagent.models.anydoor.config import AnyDoorConfig, DiffusionSettings, UNetSettings, VAESettings
 from storyagent.models.anydoor.image_encoder import AnyDoorImageEncoder
+from storyagent.models.ldm_vae import build_autoencoder
 
 # Upstream's input_hint_block: 3x3 convs 16,16 | 32,32 | 96,96 | 256, three of them stride 2.
 HINT_EMBEDDING_CHANNELS = (16, 32, 96, 256)
@@ -63,19 +64,7 @@ def build_controlnet(settings: UNetSettings) -> ControlNetModel:
 
 
 def build_vae(settings: VAESettings, scale_factor: float = 0.18215) -> AutoencoderKL:
-    levels = len(settings.ch_mult)
-    return AutoencoderKL(
-        in_channels=settings.in_channels,
-        out_channels=settings.out_ch,
-        down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels,
-        block_out_channels=tuple(settings.ch * m for m in settings.ch_mult),
-        layers_per_block=settings.num_res_blocks,
-        latent_channels=settings.z_channels,
-        norm_num_groups=32,
-        sample_size=settings.resolution,
-        scaling_factor=scale_factor,
-    )
+    return build_autoencoder(settings, scale_factor)
 
 
 def ddpm_betas(settings: DiffusionSettings) -> np.ndarray:

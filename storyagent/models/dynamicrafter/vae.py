@@ -6,29 +6,12 @@ import torch
 from diffusers import AutoencoderKL
 
 from storyagent.models.dynamicrafter.config import VAEConfig
+from storyagent.models.ldm_vae import build_autoencoder
 
 
 def build_vae(cfg: VAEConfig) -> AutoencoderKL:
     """A diffusers AutoencoderKL with the layout of the upstream ddconfig (weights renamed by convert.py)."""
-    if cfg.attn_resolutions:
-        raise NotImplementedError(
-            "VAEs with attention inside the resolution levels (attn_resolutions) are not supported; "
-            "the released DynamiCrafter VAEs have none."
-        )
-    if not cfg.double_z:
-        raise NotImplementedError("Only Gaussian VAEs (double_z: true) are supported.")
-    levels = len(cfg.ch_mult)
-    return AutoencoderKL(
-        in_channels=cfg.in_channels,
-        out_channels=cfg.out_ch,
-        down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels,
-        block_out_channels=tuple(cfg.ch * m for m in cfg.ch_mult),
-        layers_per_block=cfg.num_res_blocks,
-        latent_channels=cfg.z_channels,
-        norm_num_groups=32,
-        sample_size=cfg.resolution,
-    )
+    return build_autoencoder(cfg)
 
 
 def decode_frames(vae: AutoencoderKL, latents: torch.Tensor, scale_factor: float, chunk: int | None = 1) -> torch.Tensor:
