@@ -100,3 +100,19 @@ def test_a_subjects_lora_be_adapter_is_used_by_the_video_tool(tmp_path, monkeypa
     clip = result.clips[0]
     assert clip.meta["adapter"] == str(subject / "pip.lora_be.safetensors")
     assert "<pip>" in clip.meta["prompt"] and "Pip" not in clip.meta["prompt"]
+
+
+def test_dataset_protocol_with_the_diffusion_generator(monkeypatch, tiny_weights):
+    from storyagent.eval.datasets import DiffusionGenerator, SubjectReference
+
+    for name, path in tiny_weights.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 20:40] = True
+    gen = DiffusionGenerator(steps=2)
+    frames = gen(first, mask, SubjectReference([first], [mask]), "a fox on a beach", 6)
+    assert len(frames) == 6 and all(f.shape == first.shape and f.dtype == np.uint8 for f in frames)
+    # The frames come from the animation of the redrawn storyboard, not a copy of the ground truth.
+    assert not np.array_equal(frames[0], first)

@@ -120,6 +120,8 @@ def dataset(
     lpips_heads: Annotated[Optional[Path], typer.Option(help="LPIPS linear heads (lpips weights/v0.1/alex.pth).")] = None,
     lpips_backbone: Annotated[Optional[Path], typer.Option(help="torchvision AlexNet checkpoint for LPIPS.")] = None,
     i3d: Annotated[Optional[Path], typer.Option(help="Kinetics-400 I3D checkpoint for FVD.")] = None,
+    method: Annotated[str, typer.Option(help="baseline (CPU: inpaint, paste, hold still) or diffusion (AnyDoor + DynamiCrafter weights).")] = "baseline",
+    steps: Annotated[Optional[int], typer.Option(help="diffusion: denoising steps of both models.")] = None,
     device: DeviceOpt = "cpu", quiet: QuietOpt = False,
 ) -> None:
     """The paper's protocol: remove the subject from each clip's first frame, redraw it, animate,
@@ -128,11 +130,13 @@ def dataset(
     Example: storyagent eval dataset --format flintstones data/flintstones --character fred --limit 100
     """
     from storyagent.eval.datasets import (
-        StillCompositeBaseline, SubjectReference, evaluate_dataset, read_flintstones, read_pororo,
+        DiffusionGenerator, StillCompositeBaseline, SubjectReference, evaluate_dataset, read_flintstones, read_pororo,
         write_dataset_report)
 
     if format not in ("pororo", "flintstones"):
         raise _fail(f"--format must be pororo or flintstones, got {format!r}.")
+    if method not in ("baseline", "diffusion"):
+        raise _fail(f"--method must be baseline or diffusion, got {method!r}.")
     try:
         if not root.is_dir():
             raise _fail(f"{root} is not a folder; give the dataset's root folder.")
@@ -152,7 +156,7 @@ def dataset(
             from storyagent.eval.i3d import load_i3d
 
             i3d_model = load_i3d(i3d).to(device)
-        generator = StillCompositeBaseline()
+        generator = StillCompositeBaseline() if method == "baseline" else DiffusionGenerator(steps=steps, device=device)
         result = evaluate_dataset(clips, generator, generator.name, reference, lpips_model, i3d_model,
                                   show_progress=not quiet, total=limit)
         paths = write_dataset_report(result, out)
