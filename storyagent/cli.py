@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from storyagent.commands import fail
 from storyagent.errors import StoryAgentError
 from storyagent.progress import console
 
@@ -47,11 +48,6 @@ def _mount_commands() -> None:
     finetune_app.command("storyboard")(finetune_storyboard)
     finetune_app.command("video")(finetune_video)
     app.add_typer(finetune_app, name="finetune")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def default_name(subject: Path) -> str:
@@ -124,7 +120,7 @@ def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose
         cfg = RunConfig.build(**settings, llm=llm_settings.spec)
         result = run_crew(cfg, folder, resume=resume, show_progress=not quiet, llm=llm_settings, verbose=verbose)
     except StoryAgentError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except (KeyboardInterrupt, EOFError):
         console.print(f"\n[yellow]Interrupted.[/] Finished work is kept in {folder}; continue with the same command plus "
                       f"--out {folder} --resume.", highlight=False)
@@ -211,7 +207,7 @@ def demo(
     """Make a 4-shot film of Pip, the example fox shipped in examples/pip (about 5 s on a laptop)."""
     subject = EXAMPLES_DIR / "pip"
     if not subject.exists():
-        raise _fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
+        raise fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
     _make_film(out, resume=True, llm="none", quiet=quiet, verbose=False, prompt="a day at the seaside", subject=subject,
                name="Pip", class_word="fox", shots=shots)
 
@@ -273,13 +269,13 @@ def weights_fetch(names: Annotated[list[str], typer.Argument(help="Names from `s
 
     unknown = [n for n in names if n not in WEIGHTS]
     if unknown:
-        raise _fail(f"Unknown weights {', '.join(unknown)}; see `storyagent weights list`.")
+        raise fail(f"Unknown weights {', '.join(unknown)}; see `storyagent weights list`.")
     for name in names:
         console.print(f"fetching {name} ...")
         try:
             path = download_weights(name)
         except Exception as exc:  # network and hub errors: one line, not a traceback
-            raise _fail(f"Could not fetch {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise fail(f"Could not fetch {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         console.print(f"  {name} → {path}")
 
 
@@ -288,8 +284,7 @@ def main() -> None:
     try:
         app()
     except StoryAgentError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(fail(str(exc)).exit_code)
     except KeyboardInterrupt:
         console.print("\n[yellow]Interrupted.[/]")
         sys.exit(130)

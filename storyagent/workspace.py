@@ -139,9 +139,6 @@ class Workspace:
         self.manifest["stages"][stage] = status if note is None else f"{status}: {note}"
         self.save()
 
-    def stage_status(self, stage: str) -> str:
-        return str(self.manifest["stages"].get(stage, "pending")).split(":")[0]
-
     def fresh(self, key: str, input_hash: str) -> bool:
         """Whether the artifact `key` exists, is intact, and was made from these inputs."""
         entry = self.manifest["artifacts"].get(key)

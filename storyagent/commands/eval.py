@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from storyagent.commands import fail
 from storyagent.errors import StoryAgentError
 from storyagent.progress import console
 
@@ -29,11 +30,6 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Use only the weigh
 MaxFramesOpt = Annotated[int, typer.Option(min=2, help="Frames read per clip (evenly spaced).")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def _models(clip, dino, raft, raft_small, inception, aesthetic_head, no_cache, device, max_frames, **extra):
@@ -69,7 +65,7 @@ def film(
         result = evaluate_film(run_dir, models, subject, show_progress=not quiet)
         paths = write_film_report(result, out or run_dir / "eval")
     except StoryAgentError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"Evaluated {len(result.shots)} shots of {run_dir}:")
     _report(paths)
 
@@ -92,7 +88,7 @@ def compare(
 
     names = [s.strip() for s in labels.split(",")] if labels else [r.name for r in runs]
     if len(names) != len(runs):
-        raise _fail(f"--labels names {len(names)} runs but {len(runs)} were given.")
+        raise fail(f"--labels names {len(names)} runs but {len(runs)} were given.")
     # Folder names can repeat (runs/a/out, runs/b/out): keep every label distinct.
     seen: dict[str, int] = {}
     for i, n in enumerate(names):
@@ -104,7 +100,7 @@ def compare(
         results = [evaluate_film(r, models, subject, name=n, show_progress=not quiet) for r, n in zip(runs, names)]
         paths = compare_runs(results, out)
     except StoryAgentError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"Compared {len(runs)} runs:")
     _report(paths)
 
@@ -134,12 +130,12 @@ def dataset(
         write_dataset_report)
 
     if format not in ("pororo", "flintstones"):
-        raise _fail(f"--format must be pororo or flintstones, got {format!r}.")
+        raise fail(f"--format must be pororo or flintstones, got {format!r}.")
     if method not in ("baseline", "diffusion"):
-        raise _fail(f"--method must be baseline or diffusion, got {method!r}.")
+        raise fail(f"--method must be baseline or diffusion, got {method!r}.")
     try:
         if not root.is_dir():
-            raise _fail(f"{root} is not a folder; give the dataset's root folder.")
+            raise fail(f"{root} is not a folder; give the dataset's root folder.")
         clips = read_pororo(root, limit) if format == "pororo" else read_flintstones(root, character, limit)
         reference = None
         if subject is not None:
@@ -161,6 +157,6 @@ def dataset(
                                   show_progress=not quiet, total=limit)
         paths = write_dataset_report(result, out)
     except StoryAgentError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"Evaluated {len(result.clips)} clips of {root}:")
     _report(paths)

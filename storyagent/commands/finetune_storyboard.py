@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from storyagent.commands import fail
 from storyagent.errors import StoryAgentError
 from storyagent.progress import console
 
@@ -53,7 +54,6 @@ def finetune_storyboard(
         losses = trainer.train(show_progress=not quiet)
         model_dir = trainer.export(out / "model")
     except StoryAgentError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     last = f", last loss {losses[-1]:.4f}" if losses else " (already complete)"
     console.print(f"fine-tuned {trainer.step} steps{last}; model in {model_dir}", highlight=False)

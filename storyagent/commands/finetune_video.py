@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from storyagent.commands import fail
 from storyagent.errors import StoryAgentError
 from storyagent.progress import console
 
@@ -26,11 +27,6 @@ app = typer.Typer(help="Fine-tune models on your subject.", no_args_is_help=True
 @app.callback()
 def _group() -> None:
     """Fine-tune models on your subject (a group, so more targets can join `video`)."""
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def load_subject_clips(subject: Path, frames_per_clip: int = 16, class_word: str | None = None,
@@ -106,7 +102,7 @@ def finetune_video(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         if masks not in ("auto", "langsam", "cutout"):
-            raise _fail(f"--masks must be auto, langsam or cutout, not {masks!r}.")
+            raise fail(f"--masks must be auto, langsam or cutout, not {masks!r}.")
         clips = load_subject_clips(subject, class_word=class_word, segmenter=pick_segmenter(masks, str(dev)))
         pipe = DynamiCrafterPipeline.from_pretrained(weights).to(dev)
         config = LoRABEConfig(token=token, class_word=class_word, epochs=epochs, rank=rank, alpha=float(rank),
@@ -119,6 +115,6 @@ def finetune_video(
         history = trainer.train(clips, progress=not quiet)
         trainer.save(out)
     except StoryAgentError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     last = f", last loss {history[-1].loss:.4f}" if history else ""
     console.print(f"Wrote {out} ({len(clips)} clips, {trainer.step} steps{last}). Use {token} in your prompts.")

@@ -93,13 +93,14 @@ class DiffusionAnimator:
 
         image = np.asarray(Image.open(self.ws.path(self.boards[shot.index].path)).convert("RGB"))
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        pipe = self.pipe
-        out = pipe(image=image, prompt=self.prompt(shot), num_inference_steps=self.cfg.steps or 50, generator=generator,
+        pipe = self.pipe  # loads the adapter first, which decides the prompt's wording
+        prompt = self.prompt(shot)
+        out = pipe(image=image, prompt=prompt, num_inference_steps=self.cfg.steps or 50, generator=generator,
                    output_type="np", progress=False)
         frames = list(np.asarray(out.frames[0], dtype=np.uint8))  # (T, H, W, 3)
         write_video(self.ws.path(rel_path), frames, self.cfg.fps)
         return ShotClip(path=rel_path, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
-                        meta={"prompt": self.prompt(shot), "adapter": str(self.adapter) if self.adapter else None})
+                        meta={"prompt": prompt, "adapter": str(self.adapter) if self.adapter else None})
 
 
 def stage_hash(cfg: RunConfig, script: StoryScript, subject: PreparedSubject, takes: dict) -> str:
