@@ -145,6 +145,26 @@ def load_pickled_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     return obj
 
 
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's tensors: a `.safetensors` file, or a pickle loaded weights-only."""
+    if os.fspath(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(os.fspath(path))
+    return load_pickled_state_dict(path)
+
+
+def resolve_weights_file(name: str, local_path: str | os.PathLike[str] | None = None, what: str = "checkpoint") -> Path:
+    """`resolve_weights` narrowed to one checkpoint file: a folder gives its first `.safetensors`, else its first `.pth`."""
+    path = resolve_weights(name, local_path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.pth"))
+        if not candidates:
+            raise WeightsNotFoundError(f"No {what} (.safetensors or .pth) in {path}.")
+        path = candidates[0]
+    return path
+
+
 def _unsafe_message(path: Any, exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (

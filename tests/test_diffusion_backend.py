@@ -21,8 +21,8 @@ def tiny_weights(tmp_path_factory):
     from storyagent.models.anydoor import tiny_config as anydoor_tiny
     from storyagent.models.anydoor.components import build_components
     from storyagent.models.dynamicrafter.testing import tiny_pipeline
-    from storyagent.models.langsam.tiny import save_tiny_grounding_dino, save_tiny_sam
-    from storyagent.models.storydiffusion.tiny import tiny_sdxl
+    from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
+    from storyagent.models.storydiffusion.testing import tiny_sdxl
 
     root = tmp_path_factory.mktemp("weights")
     tiny_sdxl().save_pretrained(root / "sdxl")

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from storyagent.errors import WeightsNotFoundError
-from storyagent.models.langsam.tiny import save_tiny_grounding_dino, save_tiny_sam
-from storyagent.models.storydiffusion.tiny import tiny_sdxl
+from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
+from storyagent.models.storydiffusion.testing import tiny_sdxl
 from storyagent.schemas import Region, Shot, StoryScript, Subject
 from storyagent.tools.diffusion_storyboard import (
     DiffusionStoryboardConfig,

@@ -8,14 +8,14 @@ from storyagent.errors import WeightsNotFoundError
 from storyagent.models.langsam import (
     LangSAMConfig,
     LangSAMPipeline,
-    SamArchitecture,
+    SamConfig,
     SamSegmenter,
     build_sam,
     grounding_prompt,
-    load_sam_state_dict,
     resize_mask,
 )
-from storyagent.models.langsam.tiny import TINY_SAM, save_tiny_grounding_dino, save_tiny_sam
+from storyagent.models.langsam.testing import TINY_SAM, save_tiny_grounding_dino, save_tiny_sam
+from storyagent.weights import load_state_dict
 
 H, W = 40, 72  # non-square on purpose: both models resize it, the results must come back at 40×72
 
@@ -55,7 +55,7 @@ def test_defaults_are_grounding_dinos_thresholds():
 
 def test_box_to_mask_flow(weights, image):
     dino, sam = weights
-    pipe = LangSAMPipeline.from_pretrained(dino, sam, LangSAMConfig(box_threshold=0.0, text_threshold=0.0))
+    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0, text_threshold=0.0))
     seen = []
     pipe.segmenter.sam.prompt_encoder.register_forward_hook(lambda m, args, kw, out: seen.append(kw["boxes"].clone()),
                                                             with_kwargs=True)
@@ -73,7 +73,7 @@ def test_box_to_mask_flow(weights, image):
     np.testing.assert_allclose(seen[0][0].numpy(), expected_box.numpy() * np.array([64 / W, 36 / H] * 2), atol=1e-3)
     # and the returned mask is SAM's mask for it, at the image's own size
     direct = SamSegmenter(build_sam(TINY_SAM))
-    direct.sam.load_state_dict(load_sam_state_dict(sam))
+    direct.sam.load_state_dict(load_state_dict(sam))
     masks, ious = direct(image, np.array([result.box]))
     assert result.mask.shape == (H, W) and result.mask.dtype == bool
     np.testing.assert_array_equal(result.mask, masks[0])
@@ -82,12 +82,12 @@ def test_box_to_mask_flow(weights, image):
 
 def test_thresholds_filter_boxes_and_label_words(weights, image):
     dino, sam = weights
-    pipe = LangSAMPipeline.from_pretrained(dino, sam)
+    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam)
     probs, _, ids, tok = raw_scores(pipe, image, "grey rabbit")
     query_scores = probs.max(-1).values
     box_t = float(query_scores.median())
     text_t = float(probs[int(query_scores.argmax())][1:-1].median())
-    pipe = LangSAMPipeline.from_pretrained(dino, sam, LangSAMConfig(box_threshold=box_t, text_threshold=text_t))
+    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=box_t, text_threshold=text_t))
     result = pipe([image], "grey rabbit")[0]
     assert result.candidates == int((query_scores > box_t).sum()) and 0 < result.candidates < len(query_scores)
     best = probs[int(query_scores.argmax())]
@@ -97,7 +97,7 @@ def test_thresholds_filter_boxes_and_label_words(weights, image):
 
 def test_not_found_is_a_result(weights, image):
     dino, sam = weights
-    pipe = LangSAMPipeline.from_pretrained(dino, sam, LangSAMConfig(box_threshold=1.0))
+    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=1.0))
     calls = []
     pipe.segmenter.sam.image_encoder.register_forward_hook(lambda *a: calls.append(1))
     results = pipe([image, image[:20]], "rabbit")
@@ -110,7 +110,7 @@ def test_not_found_is_a_result(weights, image):
 
 def test_masks_resized_to_the_requested_size(weights, image):
     dino, sam = weights
-    pipe = LangSAMPipeline.from_pretrained(dino, sam, LangSAMConfig(box_threshold=0.0))
+    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0))
     own = pipe([image], "rabbit")[0]
     big = pipe([image], "rabbit", output_size=(2 * H, 2 * W))[0]
     assert big.mask.shape == (2 * H, 2 * W)
@@ -122,10 +122,10 @@ def test_masks_resized_to_the_requested_size(weights, image):
 
 @pytest.mark.parametrize("kind", ["vit_b", "vit_l", "vit_h"])
 def test_sam_sizes_are_read_off_the_checkpoint(kind):
-    arch = SamArchitecture.preset(kind)
+    arch = SamConfig.preset(kind)
     with torch.device("meta"):
         sd = build_sam(arch).state_dict()
-    assert SamArchitecture.from_state_dict(sd) == arch
+    assert SamConfig.from_state_dict(sd) == arch
 
 
 def test_missing_weights_name_the_fetch_command(tmp_path, monkeypatch):
@@ -136,3 +136,15 @@ def test_missing_weights_name_the_fetch_command(tmp_path, monkeypatch):
         LangSAMPipeline.from_pretrained()
     with pytest.raises(WeightsNotFoundError, match="storyagent weights fetch sam-vit-h"):
         SamSegmenter.from_pretrained()
+
+
+def test_save_pretrained_round_trips_both_models_and_the_config(weights, image, tmp_path):
+    dino, sam = weights
+    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0))
+    folder = pipe.save_pretrained(tmp_path / "langsam")
+    assert (folder / "grounding_dino").is_dir() and (folder / "sam" / "model.safetensors").is_file()
+    again = LangSAMPipeline.from_pretrained(folder)
+    assert again.config == pipe.config
+    ours, theirs = pipe([image], "rabbit")[0], again([image], "rabbit")[0]
+    np.testing.assert_array_equal(ours.mask, theirs.mask)
+    assert ours.box == theirs.box and ours.score == theirs.score

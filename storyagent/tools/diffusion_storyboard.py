@@ -97,7 +97,8 @@ class StoryboardModels:
         story = StoryDiffusionPipeline.from_pretrained(
             config.sdxl_path, config=story_config(config), torch_dtype=dtype,
             device=None if config.cpu_offload else device, cpu_offload=config.cpu_offload)
-        langsam = LangSAMPipeline.from_pretrained(config.dino_path, config.sam_path, langsam_config(config), device=device)
+        langsam = LangSAMPipeline.from_pretrained(dino_path=config.dino_path, sam_path=config.sam_path,
+                                                config=langsam_config(config), device=device)
         remover = SubjectRemover.from_sdxl(story.sdxl) if config.removal != "opencv" else SubjectRemover()
         return cls(story, langsam, remover)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,18 +54,24 @@ class GroundingDinoDetector:
     def from_pretrained(
         cls,
         path: str | os.PathLike[str] | None = None,
-        device: str | torch.device | None = None,
+        torch_dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
         **thresholds: float,
     ) -> GroundingDinoDetector:
         """Load from a local folder or the HF cache; `WeightsNotFoundError` names the fetch command."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
         folder = resolve_weights("grounding-dino-base", path)
-        model = AutoModelForZeroShotObjectDetection.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(folder, local_files_only=True, dtype=torch_dtype)
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        if device is not None:
-            model.to(device)
-        return cls(model, processor, **thresholds)
+        return cls(model.to(device), processor, **thresholds)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """The model and its processor in transformers layout, which `from_pretrained(path)` reads back."""
+        folder = Path(path)
+        self.model.save_pretrained(folder)
+        self.processor.save_pretrained(folder)
+        return folder
 
     @property
     def device(self) -> torch.device:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from storyagent.models.langsam.config import LangSAMConfig
-from storyagent.models.langsam.detector import GroundingDinoDetector, grounding_prompt
+from storyagent.models.langsam.detector import Detections, GroundingDinoDetector, grounding_prompt
 from storyagent.models.langsam.segmenter import SamSegmenter
 
 
@@ -29,8 +31,10 @@ class SubjectMask:
     mask_score: float = 0.0
     """SAM's own estimate of the mask's IoU."""
     label: str = ""
+    """The prompt words the box matched."""
     reason: str = ""
-    candidates: int = field(default=0)
+    """Why the subject is absent; empty when found."""
+    candidates: int = 0
     """How many boxes passed the thresholds."""
 
 
@@ -49,7 +53,11 @@ def resize_box(box: tuple[float, float, float, float], src: tuple[int, int], dst
 
 
 class LangSAMPipeline:
-    """Text-prompted subject masks for storyboard frames and reference-video frames."""
+    """Text-prompted subject masks for storyboard frames and reference-video frames.
+
+    On disk (`save_pretrained`): `grounding_dino/` (transformers layout), `sam/model.safetensors`
+    and `config.json` (the `LangSAMConfig`).
+    """
 
     def __init__(self, detector: GroundingDinoDetector, segmenter: SamSegmenter, config: LangSAMConfig | None = None):
         self.config = config or LangSAMConfig()
@@ -62,14 +70,33 @@ class LangSAMPipeline:
     @classmethod
     def from_pretrained(
         cls,
+        path: str | os.PathLike[str] | None = None,
+        torch_dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        *,
         dino_path: str | os.PathLike[str] | None = None,
         sam_path: str | os.PathLike[str] | None = None,
         config: LangSAMConfig | None = None,
-        device: str | torch.device | None = None,
     ) -> LangSAMPipeline:
-        """Both models from local paths or the HF cache ("grounding-dino-base", "sam-vit-h")."""
-        return cls(GroundingDinoDetector.from_pretrained(dino_path, device=device),
-                   SamSegmenter.from_pretrained(sam_path, device=device), config)
+        """Both models from a folder written by `save_pretrained`, or each from `dino_path` / `sam_path`,
+        or from the weights registry ("grounding-dino-base", "sam-vit-h") when neither is given."""
+        if path is not None:
+            folder = Path(path)
+            dino_path = dino_path or folder / "grounding_dino"
+            sam_path = sam_path or folder / "sam"
+            if config is None and (folder / "config.json").exists():
+                config = LangSAMConfig(**json.loads((folder / "config.json").read_text()))
+        return cls(GroundingDinoDetector.from_pretrained(dino_path, torch_dtype=torch_dtype, device=device),
+                   SamSegmenter.from_pretrained(sam_path, torch_dtype=torch_dtype, device=device), config)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        from storyagent.fileio import atomic_write_json
+
+        folder = Path(path)
+        self.detector.save_pretrained(folder / "grounding_dino")
+        self.segmenter.save_pretrained(folder / "sam")
+        atomic_write_json(folder / "config.json", asdict(self.config))
+        return folder
 
     def __call__(
         self,
@@ -81,41 +108,39 @@ class LangSAMPipeline:
 
         Masks come back at each image's own size, or at `output_size` (height, width) when given.
         """
+        # 1. The detector's prompt: lower-case phrases, each closed by a full stop.
         prompt = grounding_prompt(text)
         results: list[SubjectMask] = []
         for start in range(0, len(images), self.config.batch_size):
             batch = [np.asarray(im)[..., :3] for im in images[start : start + self.config.batch_size]]
-            # 1. Boxes for the prompt, best first, already above both thresholds.
+            # 2. Boxes for the prompt, best first, already above both thresholds.
             detections = self.detector(batch, prompt)
-            for image, found in zip(batch, detections):
-                size = image.shape[:2]
-                target = output_size or size
-                if len(found) == 0:
-                    results.append(SubjectMask(
-                        found=False, mask=np.zeros(target, bool),
-                        reason=(f"no '{prompt.rstrip('.')}' found above the box threshold "
-                                f"{self.config.box_threshold:.2f}"),
-                    ))
-                    continue
-                # 2. SAM on the most confident box only: the storyboard has one subject per shot.
-                box = found.boxes[0]
-                masks, ious = self.segmenter(image, box[None])
-                mask = masks[0]
-                if not mask.any():
-                    results.append(SubjectMask(
-                        found=False, mask=np.zeros(target, bool), box=tuple(map(float, box)),
-                        score=float(found.scores[0]), label=found.labels[0], candidates=len(found),
-                        reason="the subject's box was found but SAM returned an empty mask",
-                    ))
-                    continue
-                # 3. Back to the size the caller works at.
-                results.append(SubjectMask(
-                    found=True,
-                    mask=resize_mask(mask, target),
-                    box=tuple(float(v) for v in resize_box(tuple(box), size, target)),
-                    score=float(found.scores[0]),
-                    mask_score=float(ious[0]),
-                    label=found.labels[0],
-                    candidates=len(found),
-                ))
+            # 3. SAM on each image's most confident box, the mask back at the caller's size.
+            results.extend(self.subject_mask(image, found, prompt, output_size)
+                           for image, found in zip(batch, detections))
         return results
+
+    def subject_mask(self, image: np.ndarray, found: Detections, prompt: str,
+                     output_size: tuple[int, int] | None = None) -> SubjectMask:
+        """SAM on the most confident box only (the storyboard has one subject per shot), or why there is none."""
+        size = image.shape[:2]
+        target = output_size or size
+        if len(found) == 0:
+            return SubjectMask(found=False, mask=np.zeros(target, bool),
+                               reason=(f"no '{prompt.rstrip('.')}' found above the box threshold "
+                                       f"{self.config.box_threshold:.2f}"))
+        box = found.boxes[0]
+        masks, ious = self.segmenter(image, box[None])
+        if not masks[0].any():
+            return SubjectMask(found=False, mask=np.zeros(target, bool), box=tuple(map(float, box)),
+                               score=float(found.scores[0]), label=found.labels[0], candidates=len(found),
+                               reason="the subject's box was found but SAM returned an empty mask")
+        return SubjectMask(
+            found=True,
+            mask=resize_mask(masks[0], target),
+            box=tuple(float(v) for v in resize_box(tuple(box), size, target)),
+            score=float(found.scores[0]),
+            mask_score=float(ious[0]),
+            label=found.labels[0],
+            candidates=len(found),
+        )

@@ -3,86 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from storyagent.weights import load_pickled_state_dict, resolve_weights
+from storyagent.models.langsam.config import SamConfig
+from storyagent.weights import load_state_dict, resolve_weights_file
 
 
-@dataclass(frozen=True)
-class SamArchitecture:
-    """The sizes that define a SAM model; the official ViT-H/L/B share everything but the encoder."""
-
-    encoder_embed_dim: int = 1280
-    encoder_depth: int = 32
-    encoder_num_heads: int = 16
-    encoder_global_attn_indexes: tuple[int, ...] = (7, 15, 23, 31)
-    encoder_window_size: int = 14
-    encoder_mlp_ratio: float = 4.0
-    image_size: int = 1024
-    patch_size: int = 16
-    prompt_embed_dim: int = 256
-    mask_in_chans: int = 16
-    decoder_depth: int = 2
-    decoder_mlp_dim: int = 2048
-    decoder_num_heads: int = 8
-    """Not recoverable from the weights; 8 in every published SAM checkpoint."""
-    iou_head_depth: int = 3
-    iou_head_hidden_dim: int = 256
-    num_multimask_outputs: int = 3
-
-    @classmethod
-    def preset(cls, kind: str) -> SamArchitecture:
-        presets = {
-            "vit_h": cls(),
-            "vit_l": cls(encoder_embed_dim=1024, encoder_depth=24, encoder_global_attn_indexes=(5, 11, 17, 23)),
-            "vit_b": cls(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
-                         encoder_global_attn_indexes=(2, 5, 8, 11)),
-        }
-        if kind not in presets:
-            raise ValueError(f"unknown SAM type {kind!r}; use one of {', '.join(presets)}")
-        return presets[kind]
-
-    @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor], decoder_num_heads: int = 8) -> SamArchitecture:
-        """Read the sizes off the tensors, so vit_h, vit_l, vit_b (or a small test model) all load alike."""
-        patch = sd["image_encoder.patch_embed.proj.weight"]  # (C, 3, p, p)
-        embed_dim, patch_size = patch.shape[0], patch.shape[-1]
-        grid = sd["image_encoder.pos_embed"].shape[1]  # (1, H/p, W/p, C)
-        depth = 1 + max(int(m.group(1)) for key in sd if (m := re.match(r"image_encoder\.blocks\.(\d+)\.", key)))
-        # Relative position tables are (2·size − 1, head_dim): size is the window, or the whole
-        # grid for the global-attention blocks.
-        sizes = [(sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] + 1) // 2 for i in range(depth)]
-        head_dim = sd["image_encoder.blocks.0.attn.rel_pos_h"].shape[1]
-        windows = {s for s in sizes if s != grid} or {14}
-        decoder_layers = {int(m.group(1)) for key in sd if (m := re.match(r"mask_decoder\.transformer\.layers\.(\d+)\.", key))}
-        iou_layers = {int(m.group(1)) for key in sd if (m := re.match(r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\.", key))}
-        return cls(
-            encoder_embed_dim=embed_dim,
-            encoder_depth=depth,
-            encoder_num_heads=embed_dim // head_dim,
-            encoder_global_attn_indexes=tuple(i for i, s in enumerate(sizes) if s == grid),
-            encoder_window_size=windows.pop(),
-            encoder_mlp_ratio=sd["image_encoder.blocks.0.mlp.lin1.weight"].shape[0] / embed_dim,
-            image_size=grid * patch_size,
-            patch_size=patch_size,
-            prompt_embed_dim=sd["image_encoder.neck.0.weight"].shape[0],
-            mask_in_chans=sd["prompt_encoder.mask_downscaling.3.weight"].shape[0],
-            decoder_depth=len(decoder_layers),
-            decoder_mlp_dim=sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
-            decoder_num_heads=decoder_num_heads,
-            iou_head_depth=len(iou_layers),
-            iou_head_hidden_dim=sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
-            num_multimask_outputs=sd["mask_decoder.mask_tokens.weight"].shape[0] - 1,
-        )
-
-
-def build_sam(arch: SamArchitecture) -> nn.Module:
+def build_sam(arch: SamConfig) -> nn.Module:
     """A randomly initialised `segment_anything` Sam of the given sizes."""
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
@@ -127,15 +59,6 @@ def build_sam(arch: SamArchitecture) -> nn.Module:
     return sam.eval()
 
 
-def load_sam_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return load_pickled_state_dict(path)
-
-
 class SamSegmenter:
     """Masks for boxes in one image at a time (SAM embeds the image once, then decodes every box)."""
 
@@ -150,24 +73,25 @@ class SamSegmenter:
     def from_pretrained(
         cls,
         path: str | os.PathLike[str] | None = None,
-        device: str | torch.device | None = None,
+        torch_dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
         multimask: bool = False,
     ) -> SamSegmenter:
-        """A SAM checkpoint (.pth weights-only, or .safetensors) of any size; default the ViT-H weights."""
-        file = resolve_weights("sam-vit-h", path)
-        if file.is_dir():
-            candidates = sorted([*file.glob("*.safetensors"), *file.glob("*.pth")])
-            if not candidates:
-                from storyagent.errors import WeightsNotFoundError
-
-                raise WeightsNotFoundError(f"No SAM checkpoint (.pth or .safetensors) in {file}.")
-            file = candidates[0]
-        state_dict = load_sam_state_dict(file)
-        sam = build_sam(SamArchitecture.from_state_dict(state_dict))
+        """A SAM checkpoint (.pth weights-only, or .safetensors) of any size, or a folder holding one;
+        default the ViT-H weights ("sam-vit-h")."""
+        state_dict = load_state_dict(resolve_weights_file("sam-vit-h", path, what="SAM checkpoint"))
+        sam = build_sam(SamConfig.from_state_dict(state_dict))
         sam.load_state_dict(state_dict)
-        if device is not None:
-            sam.to(device)
-        return cls(sam, multimask=multimask)
+        return cls(sam.to(device=device, dtype=torch_dtype), multimask=multimask)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """`path`/model.safetensors, which `from_pretrained(path)` reads back."""
+        from storyagent.fileio import atomic_save_safetensors
+
+        folder = Path(path)
+        atomic_save_safetensors(folder / "model.safetensors",
+                                {k: v.detach().cpu() for k, v in self.sam.state_dict().items()})
+        return folder
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from storyagent.models.langsam.segmenter import SamArchitecture, build_sam
+from storyagent.models.langsam.config import SamConfig
+from storyagent.models.langsam.segmenter import build_sam
 
 TINY_WORDS = ["rabbit", "grey", "cat", "dog", "fox", "toy", "a", "the", "character", "person"]
 
-TINY_SAM = SamArchitecture(
+TINY_SAM = SamConfig(
     encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=(1,),
     encoder_window_size=2, encoder_mlp_ratio=2.0, image_size=64, patch_size=16, prompt_embed_dim=32,
     mask_in_chans=8, decoder_depth=2, decoder_mlp_dim=32, decoder_num_heads=8, iou_head_depth=3,
@@ -52,7 +53,7 @@ def save_tiny_grounding_dino(folder: str | os.PathLike[str], seed: int = 0) -> P
     return folder
 
 
-def save_tiny_sam(path: str | os.PathLike[str], seed: int = 0, arch: SamArchitecture = TINY_SAM) -> Path:
+def save_tiny_sam(path: str | os.PathLike[str], seed: int = 0, arch: SamConfig = TINY_SAM) -> Path:
     """A small segment_anything Sam saved as a plain state dict (.pth), like the official checkpoints."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
