@@ -23,7 +23,7 @@ from storyagent.models.storydiffusion import (
     StoryDiffusionPipeline,
     remove_consistent_attention,
 )
-from storyagent.models.storydiffusion.tiny import tiny_clip_tokenizer, tiny_sdxl
+from storyagent.models.storydiffusion.testing import tiny_clip_tokenizer, tiny_sdxl
 
 SHOTS = ["walks along a beach at dawn", "reads a map in a forest", "sits by a campfire at night", "waves from a hilltop"]
 SUBJECT = "a small grey rabbit in a red scarf"

@@ -14,7 +14,7 @@ from storyagent.models.storydiffusion import (
     StoryDiffusionPipeline,
     load_sdxl,
 )
-from storyagent.models.storydiffusion.tiny import tiny_sdxl
+from storyagent.models.storydiffusion.testing import tiny_sdxl
 
 SHOTS = ["runs along the beach", "sleeps under a tree", "eats a carrot", "jumps over a fence"]
 SUBJECT = "a small grey rabbit"
@@ -195,3 +195,12 @@ def test_missing_weights_name_the_fetch_command(tmp_path, monkeypatch):
         StoryDiffusionPipeline.from_pretrained()
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_sdxl(tmp_path / "nowhere")
+
+
+def test_save_pretrained_round_trips_the_sdxl(sdxl_folder, tmp_path):
+    pipe = make_pipe(sdxl_folder)
+    again = StoryDiffusionPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "saved"), config=pipe.config)
+    ours = pipe(SHOTS[:2], SUBJECT, seed=0, num_identity=1, output_type="np").images
+    theirs = again(SHOTS[:2], SUBJECT, seed=0, num_identity=1, output_type="np").images
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)

@@ -95,8 +95,8 @@ class StoryboardModels:
         dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(
             config.dtype, torch.float16 if device.startswith("cuda") else torch.float32)
         story = StoryDiffusionPipeline.from_pretrained(
-            config.sdxl_path, config=story_config(config), torch_dtype=dtype,
-            device=None if config.cpu_offload else device, cpu_offload=config.cpu_offload)
+            config.sdxl_path, config=story_config(config), torch_dtype=dtype, device=device,
+            cpu_offload=config.cpu_offload)
         langsam = LangSAMPipeline.from_pretrained(dino_path=config.dino_path, sam_path=config.sam_path,
                                                 config=langsam_config(config), device=device)
         remover = SubjectRemover.from_sdxl(story.sdxl) if config.removal != "opencv" else SubjectRemover()

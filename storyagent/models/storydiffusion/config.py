@@ -1,4 +1,4 @@
-"""Settings of StoryDiffusion's consistent self-attention and of the storyboard pipeline."""
+"""Configuration of StoryDiffusion's consistent self-attention and of the storyboard pipeline."""
 
 from __future__ import annotations
 

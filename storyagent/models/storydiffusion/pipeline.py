@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from storyagent.models.storydiffusion.attention import (
-    ConsistentAttentionState,
-    install_consistent_attention,
-    remove_consistent_attention,
-)
+from storyagent.models.storydiffusion.attention import ConsistentAttentionState, install_consistent_attention
 from storyagent.models.storydiffusion.config import StoryDiffusionConfig
 from storyagent.models.storydiffusion.prompts import shot_prompt
 from storyagent.weights import resolve_weights
@@ -60,23 +57,27 @@ class StoryDiffusionPipeline:
     def from_pretrained(
         cls,
         path: str | os.PathLike[str] | None = None,
+        torch_dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
         config: StoryDiffusionConfig | None = None,
-        torch_dtype: torch.dtype | None = None,
-        device: str | torch.device | None = None,
         cpu_offload: bool = False,
     ) -> StoryDiffusionPipeline:
+        """An SDXL folder in diffusers layout, or "sdxl-base" from the weights registry when `path` is None.
+
+        With `cpu_offload` the parts stay on the CPU and visit `device` only while they run.
+        """
         sdxl = load_sdxl(path, torch_dtype=torch_dtype)
         sdxl.set_progress_bar_config(disable=True)
         if cpu_offload:
             sdxl.enable_model_cpu_offload(device=device)
-        elif device is not None:
+        else:
             sdxl.to(device)
         return cls(sdxl, config)
 
-    def uninstall(self) -> None:
-        """Give the UNet back its plain attention (the same SDXL can then be reused elsewhere)."""
-        remove_consistent_attention(self.sdxl.unet)
-        self.state.clear()
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """The SDXL in diffusers layout (unet/, vae/, text_encoder/ ...), which `from_pretrained(path)` reads back."""
+        self.sdxl.save_pretrained(path)
+        return Path(path)
 
     @torch.no_grad()
     def __call__(
@@ -98,60 +99,70 @@ class StoryDiffusionPipeline:
 
         `on_step` is called after every denoising step of every batch (for a progress bar).
         """
-        cfg = replace(
-            self.config,
-            **{k: v for k, v in dict(style=style, num_identity=num_identity, num_inference_steps=num_inference_steps,
-                                     guidance_scale=guidance_scale, height=height, width=width).items() if v is not None},
-        )
         if not shots:
             raise ValueError("no shots to draw")
-        if cfg.num_identity < 1:
-            raise ValueError("num_identity must be at least 1")
+        # 1. This call's settings: the pipeline's defaults, overridden by what was passed.
+        cfg = self.call_config(style=style, num_identity=num_identity, num_inference_steps=num_inference_steps,
+                               guidance_scale=guidance_scale, height=height, width=width)
 
-        # 1. Prompts: the subject leads every shot, the style wraps all of them alike.
+        # 2. Prompts: the subject leads every shot, the style wraps all of them alike.
         pairs = [shot_prompt(subject, shot, cfg.style) for shot in shots]
         prompts, negatives = [p for p, _ in pairs], [n for _, n in pairs]
 
-        # 2. Identity shots (fill the bank) and the rest (read it).
+        # 3. Identity shots (fill the bank) and the rest (read it).
         identity = list(range(min(cfg.num_identity, len(shots))))
         rest = list(range(len(identity), len(shots)))
 
-        # 3. One CPU generator per shot: a shot's starting noise depends on the seed and its position
+        # 4. One CPU generator per shot: a shot's starting noise depends on the seed and its position
         #    only, never on which batch it lands in.
         generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(len(shots))]
 
         def run(indices: list[int]) -> list:
-            def step_end(pipe, step, timestep, kwargs):
-                self.state.on_step_end(pipe, step, timestep, kwargs)
-                if on_step is not None:
-                    on_step()
-                return kwargs
-
-            out = self.sdxl(
-                prompt=[prompts[i] for i in indices],
-                negative_prompt=[negatives[i] for i in indices],
-                num_inference_steps=cfg.num_inference_steps,
-                guidance_scale=cfg.guidance_scale,
-                height=cfg.height,
-                width=cfg.width,
-                generator=[generators[i] for i in indices],
-                callback_on_step_end=step_end,
-                output_type=output_type,
-            )
-            return list(out.images)
+            return self.denoise(cfg, [prompts[i] for i in indices], [negatives[i] for i in indices],
+                                [generators[i] for i in indices], output_type, on_step)
 
         images: dict[int, object] = {}
         try:
-            # 4. Write phase: the identity shots attend to each other's sampled tokens; the bank fills.
+            # 5. Write phase: the identity shots attend to each other's sampled tokens; the bank fills.
             self.state.begin("write", len(identity), (cfg.height, cfg.width), seed=seed)
             images.update(zip(identity, run(identity)))
 
-            # 5. Read phase: the other shots attend to their own tokens plus the bank, a few at a time.
-            for start in range(0, len(rest), max(1, cfg.read_batch_size)):
-                batch = rest[start : start + max(1, cfg.read_batch_size)]
+            # 6. Read phase: the other shots attend to their own tokens plus the bank, a few at a time.
+            step = max(1, cfg.read_batch_size)
+            for batch in (rest[start : start + step] for start in range(0, len(rest), step)):
                 self.state.begin("read", len(batch), (cfg.height, cfg.width))
                 images.update(zip(batch, run(batch)))
         finally:
-            # 6. The bank is large (tokens × layers × steps); never keep it past the call.
+            # 7. The bank is large (tokens × layers × steps); never keep it past the call.
             self.state.clear()
         return StoryDiffusionOutput(images=[images[i] for i in range(len(shots))], prompts=prompts, identity=identity)
+
+    def call_config(self, **overrides: object) -> StoryDiffusionConfig:
+        """The pipeline's config with the per-call values that are not None put over it."""
+        cfg = replace(self.config, **{k: v for k, v in overrides.items() if v is not None})
+        if cfg.num_identity < 1:
+            raise ValueError("num_identity must be at least 1")
+        return cfg
+
+    def denoise(self, cfg: StoryDiffusionConfig, prompts: list[str], negatives: list[str],
+                generators: list[torch.Generator], output_type: str, on_step: Callable[[], None] | None) -> list:
+        """One SDXL call over a batch of shots, in whichever phase `self.state` is in."""
+
+        def step_end(pipe, step, timestep, kwargs):
+            self.state.on_step_end(pipe, step, timestep, kwargs)
+            if on_step is not None:
+                on_step()
+            return kwargs
+
+        out = self.sdxl(
+            prompt=prompts,
+            negative_prompt=negatives,
+            num_inference_steps=cfg.num_inference_steps,
+            guidance_scale=cfg.guidance_scale,
+            height=cfg.height,
+            width=cfg.width,
+            generator=generators,
+            callback_on_step_end=step_end,
+            output_type=output_type,
+        )
+        return list(out.images)
