@@ -15,3 +15,11 @@ class WeightsNotFoundError(StoryAgentError):
 
 class UnsafeCheckpointError(StoryAgentError):
     """A pickled checkpoint needs more than `torch.load(weights_only=True)` allows, so it is refused."""
+
+
+class ConversionError(InputError):
+    """An upstream checkpoint does not match the layout its converter expects (extra or missing keys)."""
+
+
+class EmptyMaskError(InputError, ValueError):
+    """A subject mask with (next to) no pixels set: there is no subject to box, remove or redraw."""

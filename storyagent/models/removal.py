@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from storyagent.media.box import Box, mask_box
+
 
 @dataclass
 class RemovalConfig:
@@ -40,16 +42,9 @@ class RemovalResult:
     """H×W bool, the grown mask that was refilled: where the redraw may put the subject."""
     subject_mask: np.ndarray
     """H×W bool, the subject's mask as given."""
-    box: tuple[int, int, int, int]
-    """x0, y0, x1, y1 (exclusive) of the subject's mask, for the redraw."""
+    box: Box
+    """The subject mask's box (top, bottom, left, right; exclusive ends), for the redraw."""
     method: Literal["diffusion", "opencv"]
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        raise ValueError("the mask is empty; there is no subject to remove")
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:

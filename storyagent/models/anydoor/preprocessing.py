@@ -1,8 +1,9 @@
 """AnyDoor's image geometry: reference crop, high-frequency collage, target crop, paste-back.
 
-Boxes are (y1, y2, x1, x2) with exclusive ends, in pixels of the image they refer to. Upstream
-draws some ratios at random during training; inference here is deterministic and the ratios
-are settings (the trainer draws them from ranges).
+Boxes are `storyagent.media.Box` (top, bottom, left, right; exclusive ends), in pixels of the
+image they refer to; the box geometry (`mask_box`, `expand_box`, `square_box`) lives with it.
+Upstream draws some ratios at random during training; inference here is deterministic and the
+ratios are settings (the trainer draws them from ranges).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import cv2
 import numpy as np
 
 from storyagent.errors import InputError
-
-Box = tuple[int, int, int, int]
+from storyagent.media.box import Box, expand_box, mask_box, square_box
 
 
 @dataclass
@@ -67,38 +67,6 @@ class TargetCrop:
     """The generation box inside the unpadded crop."""
     pad: tuple[int, int, int, int]
     """(top, bottom, left, right) padding that made the crop square."""
-
-
-def mask_box(mask: np.ndarray, min_pixels: int = 10) -> Box:
-    """Tight box of the True pixels (exclusive ends)."""
-    mask = np.asarray(mask).astype(bool)
-    if mask.sum() < min_pixels:
-        raise InputError("The subject mask is empty (fewer than "
-                         f"{min_pixels} pixels); give a mask that covers the subject.")
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def expand_box(box: Box, ratio: float, hw: tuple[int, int]) -> Box:
-    """Grow `box` about its centre by `ratio`, clipped to an image of size `hw`."""
-    y1, y2, x1, x2 = box
-    cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
-    h, w = (y2 - y1) * ratio, (x2 - x1) * ratio
-    return (max(0, int(round(cy - h / 2))), min(hw[0], int(round(cy + h / 2))),
-            max(0, int(round(cx - w / 2))), min(hw[1], int(round(cx + w / 2))))
-
-
-def square_box(box: Box, hw: tuple[int, int]) -> Box:
-    """Grow the short side of `box` to the long one about the centre, clipped to the image.
-
-    Clipping can leave it non-square near a border; `pad_to_square` finishes the job.
-    """
-    y1, y2, x1, x2 = box
-    side = max(y2 - y1, x2 - x1)
-    cy, cx = (y1 + y2) // 2, (x1 + x2) // 2
-    y1, x1 = cy - side // 2, cx - side // 2
-    y1, x1 = max(0, y1), max(0, x1)
-    return y1, min(hw[0], y1 + side), x1, min(hw[1], x1 + side)
 
 
 def pad_to_square(image: np.ndarray, value: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -183,7 +151,7 @@ def prepare_target(image: np.ndarray, mask: np.ndarray, reference: ReferenceCrop
     region_sq = cv2.resize(region_sq, (side, side), interpolation=cv2.INTER_NEAREST)
     hint = np.concatenate([collage_sq.astype(np.float32) / 127.5 - 1.0, region_sq[..., None]], axis=-1)
     return TargetCrop(image=crop_sq.astype(np.float32) / 127.5 - 1.0, hint=hint, crop_box=crop_box,
-                      box_in_crop=(by1, by2, bx1, bx2), pad=pad)
+                      box_in_crop=Box(by1, by2, bx1, bx2), pad=pad)
 
 
 def paste_back(generated: np.ndarray, frame: np.ndarray, target: TargetCrop,
@@ -199,4 +167,4 @@ def paste_back(generated: np.ndarray, frame: np.ndarray, target: TargetCrop,
     m = max(0, min(settings.paste_margin, (cy2 - cy1) // 4, (cx2 - cx1) // 4))
     out = frame.copy()
     out[cy1 + m:cy2 - m, cx1 + m:cx2 - m] = full[m:full.shape[0] - m, m:full.shape[1] - m]
-    return out, (cy1 + m, cy2 - m, cx1 + m, cx2 - m)
+    return out, Box(cy1 + m, cy2 - m, cx1 + m, cx2 - m)
