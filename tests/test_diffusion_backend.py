@@ -80,7 +80,7 @@ def test_a_subjects_lora_be_adapter_is_used_by_the_video_tool(tmp_path, monkeypa
     import torch
 
     from storyagent.models.dynamicrafter.testing import tiny_pipeline
-    from storyagent.models.lora_be import BlockwiseEmbeddings, LoRABEConfig, add_lora, save_adapter
+    from storyagent.models.lora_be import BlockwiseEmbeddings, LoRABEAdapter, LoRABEConfig, add_lora
 
     for name, path in tiny_weights.items():
         monkeypatch.setenv(env_var(name), str(path))
@@ -92,7 +92,7 @@ def test_a_subjects_lora_be_adapter_is_used_by_the_video_tool(tmp_path, monkeypa
     add_lora(pipe.unet, config)
     emb = BlockwiseEmbeddings(len(pipe.unet.cross_attentions), 32)
     torch.nn.init.normal_(emb.embeddings)
-    save_adapter(subject / "pip.lora_be.safetensors", pipe.unet, emb, config)
+    LoRABEAdapter.from_model(pipe.unet, emb, config).save_pretrained(subject / "pip.lora_be.safetensors")
 
     cfg = RunConfig.build(prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=1,
                           width=64, height=64, fps=4, backend="diffusion", steps=2, storyboard_side=64)

@@ -106,7 +106,7 @@ def test_training_raises_attention_inside_the_mask_and_lowers_the_loss(tmp_path)
     trainer = LoRABETrainer(pipe, config(epochs=30), tmp_path)
     clip = synthetic_clip()
     before = trainer.evaluate(clip)
-    trainer.train([clip], progress=False)
+    trainer.train([clip], show_progress=False)
     after = trainer.evaluate(clip)
     assert trainer.step == 30
     assert after.mask_attention > before.mask_attention + 0.1
@@ -128,7 +128,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
     image = np.full((16, 16, 3), 90, np.uint8)
     trained = tiny_pipeline()
     trainer = LoRABETrainer(trained, config(epochs=3), tmp_path / "run")
-    trainer.train([synthetic_clip()], progress=False)
+    trainer.train([synthetic_clip()], show_progress=False)
     path = trainer.save(tmp_path / "miffy.safetensors")
     trained.prompt_hook = SubjectPromptEncoder(trained.text_encoder, trainer.embeddings, TOKEN)
 
@@ -168,14 +168,14 @@ def test_resumed_training_continues_from_the_last_checkpoint(tmp_path):
     clip = synthetic_clip()
     # Uninterrupted: 4 steps.
     straight = LoRABETrainer(tiny_pipeline(), config(epochs=4, checkpoint_every=2), tmp_path / "straight")
-    straight.train([clip], progress=False)
+    straight.train([clip], show_progress=False)
     # Interrupted after step 2 (its checkpoint), then a new process picks up the same folder.
     first = LoRABETrainer(tiny_pipeline(), config(epochs=4, checkpoint_every=2), tmp_path / "resumed")
-    first.train([clip], epochs=1, progress=False)
-    first.train([clip], epochs=2, progress=False)
+    first.train([clip], epochs=1, show_progress=False)
+    first.train([clip], epochs=2, show_progress=False)
     assert first.step == 2
     second = LoRABETrainer(tiny_pipeline(), config(epochs=4, checkpoint_every=2), tmp_path / "resumed")
-    history = second.train([clip], progress=False)
+    history = second.train([clip], show_progress=False)
     assert len(history) == 2 and second.step == 4  # only the two missing steps ran
     assert torch.allclose(second.embeddings.embeddings, straight.embeddings.embeddings, atol=1e-6)
 
@@ -197,7 +197,7 @@ def test_augmentation_keeps_the_subject_and_changes_the_background():
 def test_no_clips_is_a_clear_error(tmp_path):
     trainer = LoRABETrainer(tiny_pipeline(), config(), tmp_path)
     with pytest.raises(InputError, match="at least one reference clip"):
-        trainer.train([], progress=False)
+        trainer.train([], show_progress=False)
 
 
 def test_lora_weights_stay_float32_under_a_bf16_base(tmp_path):

@@ -112,7 +112,7 @@ def finetune_video(
         trainer = LoRABETrainer(pipe, config, work)
         if trainer.resume():
             console.print(f"Resuming from step {trainer.step} ({work}).")
-        history = trainer.train(clips, progress=not quiet)
+        history = trainer.train(clips, show_progress=not quiet)
         trainer.save(out)
     except StoryAgentError as exc:
         raise fail(str(exc)) from None

@@ -1,6 +1,6 @@
 """LoRA-BE: teach DynamiCrafter a user's subject (LoRA + block-wise token embeddings + localization loss)."""
 
-from storyagent.models.lora_be.adapter import SubjectPromptEncoder, add_lora, load_adapter, read_adapter, save_adapter
+from storyagent.models.lora_be.adapter import LoRABEAdapter, SubjectPromptEncoder, add_lora, load_adapter
 from storyagent.models.lora_be.augment import Clip, augment_clip, fit_clip
 from storyagent.models.lora_be.config import LoRABEConfig
 from storyagent.models.lora_be.embeddings import BlockwiseEmbeddings, module_text_contexts, tokenize_with_subject
@@ -8,7 +8,7 @@ from storyagent.models.lora_be.losses import localization_loss
 from storyagent.models.lora_be.trainer import LoRABETrainer, StepResult
 
 __all__ = [
-    "BlockwiseEmbeddings", "Clip", "LoRABEConfig", "LoRABETrainer", "StepResult", "SubjectPromptEncoder", "add_lora",
-    "augment_clip", "fit_clip", "load_adapter", "localization_loss", "module_text_contexts", "read_adapter",
-    "save_adapter", "tokenize_with_subject",
+    "BlockwiseEmbeddings", "Clip", "LoRABEAdapter", "LoRABEConfig", "LoRABETrainer", "StepResult",
+    "SubjectPromptEncoder", "add_lora", "augment_clip", "fit_clip", "load_adapter", "localization_loss",
+    "module_text_contexts", "tokenize_with_subject",
 ]

@@ -8,6 +8,8 @@ pipeline lets prompts mention the token.
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,10 +42,6 @@ def add_lora(unet: DynamiCrafterUNet, config: LoRABEConfig) -> list[torch.nn.Par
     return params
 
 
-def lora_state_dict(unet: DynamiCrafterUNet) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
-
-
 class SubjectPromptEncoder:
     """The pipeline's prompt hook: prompts mentioning the token -> (M, b, 77, d) per-module text contexts."""
 
@@ -60,41 +58,59 @@ class SubjectPromptEncoder:
             return module_text_contexts(self.text_encoder, self.embeddings, ids, mask)
 
 
-def save_adapter(path: str | Path, unet: DynamiCrafterUNet, embeddings: BlockwiseEmbeddings,
-                 config: LoRABEConfig) -> Path:
-    from storyagent.fileio import atomic_save_safetensors
+@dataclass
+class LoRABEAdapter:
+    """A trained subject, as one safetensors file holds it (`save_pretrained` / `from_pretrained`)."""
 
-    tensors = {f"lora.{k}": v for k, v in lora_state_dict(unet).items()}
-    tensors["embeddings"] = embeddings.embeddings.detach().cpu().float().contiguous()
-    meta = {"format": ADAPTER_FORMAT, "token": config.token, "class_word": config.class_word,
-            "config": json.dumps(config.to_dict())}
-    atomic_save_safetensors(path, tensors, metadata=meta)
-    return Path(path)
+    config: LoRABEConfig
+    """The fine-tune's config; its token and class word are also written to the file's metadata."""
+    lora: dict[str, torch.Tensor]
+    """LoRA weights under peft's state-dict names (stored as `lora.<name>`)."""
+    embeddings: torch.Tensor
+    """(M, d) subject-token input embedding per cross-attention module (stored as `embeddings`)."""
+
+    @classmethod
+    def from_model(cls, unet: DynamiCrafterUNet, embeddings: BlockwiseEmbeddings, config: LoRABEConfig) -> LoRABEAdapter:
+        """The adapter as it stands in a UNet with LoRA injected and its block-wise embeddings."""
+        lora = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+        return cls(config, lora, embeddings.embeddings.detach().cpu().float().contiguous())
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], torch_dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu") -> LoRABEAdapter:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"Adapter file {path} does not exist; train one with `storyagent finetune video`.")
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != ADAPTER_FORMAT:
+                raise InputError(f"{path} is not a LoRA-BE adapter (format {meta.get('format')!r}).")
+            tensors = {k: f.get_tensor(k).to(device, torch_dtype) for k in f.keys()}
+        config = LoRABEConfig.from_dict(json.loads(meta["config"]))
+        lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
+        return cls(config, lora, tensors["embeddings"])
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        from storyagent.fileio import atomic_save_safetensors
+
+        tensors = {f"lora.{k}": v for k, v in self.lora.items()}
+        tensors["embeddings"] = self.embeddings
+        meta = {"format": ADAPTER_FORMAT, "token": self.config.token, "class_word": self.config.class_word,
+                "config": json.dumps(self.config.to_dict())}
+        atomic_save_safetensors(path, tensors, metadata=meta)
+        return Path(path)
 
 
-def read_adapter(path: str | Path) -> tuple[LoRABEConfig, dict[str, torch.Tensor], torch.Tensor]:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"Adapter file {path} does not exist; train one with `storyagent finetune video`.")
-    with safe_open(path, "pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != ADAPTER_FORMAT:
-            raise InputError(f"{path} is not a LoRA-BE adapter (format {meta.get('format')!r}).")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    config = LoRABEConfig.from_dict(json.loads(meta["config"]))
-    lora = {k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")}
-    return config, lora, tensors["embeddings"]
-
-
-def load_adapter(pipe: DynamiCrafterPipeline, path: str | Path) -> LoRABEConfig:
+def load_adapter(pipe: DynamiCrafterPipeline, path: str | os.PathLike[str]) -> LoRABEConfig:
     """Inject the adapter's LoRA into `pipe.unet` and let prompts mention its token."""
-    config, lora, table = read_adapter(path)
+    adapter = LoRABEAdapter.from_pretrained(path)
+    config, table = adapter.config, adapter.embeddings
     modules = len(pipe.unet.cross_attentions)
     if table.shape[0] != modules:
         raise InputError(f"Adapter {path} has {table.shape[0]} block-wise embeddings but this model has "
                          f"{modules} cross-attention modules; it was trained for another configuration.")
     add_lora(pipe.unet, config)
-    result = set_peft_model_state_dict(pipe.unet, lora)
+    result = set_peft_model_state_dict(pipe.unet, adapter.lora)
     if getattr(result, "unexpected_keys", None):
         raise InputError(f"Adapter {path} does not fit this UNet ({result.unexpected_keys[0]} ...).")
     for p in pipe.unet.parameters():

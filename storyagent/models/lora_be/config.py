@@ -1,4 +1,4 @@
-"""Settings of a LoRA-BE fine-tune (LoRA + block-wise subject-token embeddings + localization loss)."""
+"""Configuration of a LoRA-BE fine-tune (LoRA + block-wise subject-token embeddings + localization loss)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ DEFAULT_TARGET_MODULES = (
 
 @dataclass
 class LoRABEConfig:
+    """What LoRA-BE learns (LoRA on attention + one subject-token embedding per cross-attention module) and how."""
+
     token: str = "<subject>"
     """The new subject token as written in prompts, e.g. "<miffy>"."""
     class_word: str = "object"

@@ -30,11 +30,12 @@ class BlockwiseEmbeddings(nn.Module):
     def init_from_word(self, text_encoder: TextEncoder, word: str) -> None:
         """Every module starts from the mean input embedding of `word`'s tokens."""
         ids = text_encoder.tokenizer(word, add_special_tokens=False).input_ids or [text_encoder.pad_id]
-        table = _token_table(text_encoder)
+        table = token_table(text_encoder)
         self.embeddings.copy_(table.weight[torch.tensor(ids)].mean(0).expand_as(self.embeddings))
 
 
-def _token_table(text_encoder: TextEncoder) -> nn.Embedding:
+def token_table(text_encoder: TextEncoder) -> nn.Embedding:
+    """The text encoder's input token-embedding table."""
     tower = getattr(text_encoder.model, "text_model", text_encoder.model)
     return tower.embeddings.token_embedding
 
@@ -70,7 +71,7 @@ def tokenize_with_subject(text_encoder: TextEncoder, prompts: list[str], token: 
 def module_text_contexts(text_encoder: TextEncoder, embeddings: BlockwiseEmbeddings, ids: torch.Tensor,
                          subject_mask: torch.Tensor) -> torch.Tensor:
     """(M, b, L, d) text contexts, module m's built with e[m] at the subject positions; one batched pass."""
-    table = _token_table(text_encoder)
+    table = token_table(text_encoder)
     device = table.weight.device
     m, (b, length) = embeddings.num_modules, ids.shape
     base = table(ids.to(device))  # (b, L, d_in)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +31,19 @@ def subject_attention(attn: DualCrossAttention, token_mask: torch.Tensor, frames
     return (probs.mean(dim=1) * weights[:, None, :]).sum(dim=-1)
 
 
+def _attention_and_masks(attns: list[DualCrossAttention], token_mask: torch.Tensor, masks: torch.Tensor,
+                         latent_hw: tuple[int, int], levels: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per module: the subject token's attention D (b t, N) and the mask at the module's own
+    resolution (area resize, then > 0.5) as (b t, N) in {0, 1}."""
+    b, t = masks.shape[:2]
+    by_count = {h * w: (h, w) for h, w in module_resolutions(*latent_hw, levels)}
+    for attn in attns:
+        d = subject_attention(attn, token_mask, t)  # (b t, N)
+        h, w = by_count[d.shape[1]]
+        m = F.interpolate(masks.reshape(b * t, 1, *masks.shape[-2:]).float(), size=(h, w), mode="area")
+        yield d, (m.flatten(1) > 0.5).to(d.dtype)
+
+
 def localization_loss(attns: list[DualCrossAttention], token_mask: torch.Tensor, masks: torch.Tensor,
                       latent_hw: tuple[int, int], levels: int) -> torch.Tensor:
     """-(1/F) sum_f mean(D[f, m_f = 1]) averaged over the cross-attention modules.
@@ -36,15 +51,8 @@ def localization_loss(attns: list[DualCrossAttention], token_mask: torch.Tensor,
     masks: (b, t, H, W) subject masks in {0, 1}; each module compares against the mask resized
     (area, then > 0.5) to its own resolution. Frames whose resized mask is empty are skipped.
     """
-    b, t = masks.shape[:2]
-    sizes = module_resolutions(*latent_hw, levels)
-    by_count = {h * w: (h, w) for h, w in sizes}
     losses = []
-    for attn in attns:
-        d = subject_attention(attn, token_mask, t)  # (b t, N)
-        h, w = by_count[d.shape[1]]
-        m = F.interpolate(masks.reshape(b * t, 1, *masks.shape[-2:]).float(), size=(h, w), mode="area")
-        m = (m.flatten(1) > 0.5).to(d.dtype)  # (b t, N)
+    for d, m in _attention_and_masks(attns, token_mask, masks, latent_hw, levels):
         area = m.sum(dim=1)
         inside = (d * m).sum(dim=1) / area.clamp(min=1)
         valid = (area > 0).to(d.dtype)
@@ -55,14 +63,7 @@ def localization_loss(attns: list[DualCrossAttention], token_mask: torch.Tensor,
 def attention_mass_inside(attns: list[DualCrossAttention], token_mask: torch.Tensor, masks: torch.Tensor,
                           latent_hw: tuple[int, int], levels: int) -> float:
     """Share of the subject token's attention that falls inside the mask, averaged over modules (a metric)."""
-    b, t = masks.shape[:2]
-    by_count = {h * w: (h, w) for h, w in module_resolutions(*latent_hw, levels)}
-    shares = []
     with torch.no_grad():
-        for attn in attns:
-            d = subject_attention(attn, token_mask, t)
-            h, w = by_count[d.shape[1]]
-            m = F.interpolate(masks.reshape(b * t, 1, *masks.shape[-2:]).float(), size=(h, w), mode="area")
-            m = (m.flatten(1) > 0.5).to(d.dtype)
-            shares.append(((d * m).sum() / d.sum().clamp(min=1e-12)).item())
+        shares = [((d * m).sum() / d.sum().clamp(min=1e-12)).item()
+                  for d, m in _attention_and_masks(attns, token_mask, masks, latent_hw, levels)]
     return sum(shares) / len(shares)

@@ -21,10 +21,15 @@ import torch.nn.functional as F
 
 from storyagent.errors import InputError
 from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
-from storyagent.models.lora_be.adapter import add_lora, read_adapter, save_adapter
+from storyagent.models.lora_be.adapter import LoRABEAdapter, add_lora
 from storyagent.models.lora_be.augment import Clip, augment_clip, fit_clip
 from storyagent.models.lora_be.config import LoRABEConfig
-from storyagent.models.lora_be.embeddings import BlockwiseEmbeddings, module_text_contexts, tokenize_with_subject
+from storyagent.models.lora_be.embeddings import (
+    BlockwiseEmbeddings,
+    module_text_contexts,
+    token_table,
+    tokenize_with_subject,
+)
 from storyagent.models.lora_be.losses import attention_mass_inside, localization_loss
 
 
@@ -53,7 +58,8 @@ class LoRABETrainer:
         self.lora_params = add_lora(unet, config)
         unet.gradient_checkpointing = config.gradient_checkpointing
         self.attns = unet.cross_attentions
-        self.embeddings = BlockwiseEmbeddings(len(self.attns), _token_dim(pipe)).to(self.device)
+        dim = token_table(pipe.text_encoder).weight.shape[1]
+        self.embeddings = BlockwiseEmbeddings(len(self.attns), dim).to(self.device)
         self.embeddings.init_from_word(pipe.text_encoder, config.class_word)
         self.optimizer = torch.optim.Adam([*self.lora_params, self.embeddings.embeddings], lr=config.learning_rate)
         self.step = 0
@@ -70,8 +76,12 @@ class LoRABETrainer:
         fitted = fit_clip(clip, self.frames, self.height, self.width, start)
         if self.config.augment:
             fitted = augment_clip(fitted, self.rng, others)
-        video = torch.from_numpy(fitted.frames).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)[None]  # (1, 3, t, H, W)
-        masks = torch.from_numpy(fitted.masks).float()[None]  # (1, t, H, W)
+        return self._tensors(fitted)
+
+    def _tensors(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
+        """(video (1, 3, t, H, W) in [-1, 1], masks (1, t, H, W) in {0, 1}) on the trainer's device."""
+        video = torch.from_numpy(clip.frames).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)[None]
+        masks = torch.from_numpy(clip.masks).float()[None]
         return video.to(self.device), masks.to(self.device)
 
     def losses(self, video: torch.Tensor, masks: torch.Tensor, timestep: int | None = None
@@ -143,9 +153,7 @@ class LoRABETrainer:
         """Losses on `clip` (no augmentation) at a fixed timestep and noise: comparable across training."""
         saved = self.generator.get_state()
         self.generator.manual_seed(seed)
-        fitted = fit_clip(clip, self.frames, self.height, self.width)
-        video = torch.from_numpy(fitted.frames).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)[None].to(self.device)
-        masks = torch.from_numpy(fitted.masks).float()[None].to(self.device)
+        video, masks = self._tensors(fit_clip(clip, self.frames, self.height, self.width))
         try:
             with self.keeping_attention():
                 total, diffusion, loc, share = self.losses(video, masks, timestep)
@@ -154,7 +162,7 @@ class LoRABETrainer:
         return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share)
 
     # ------------------------------------------------------------------ the loop
-    def train(self, clips: list[Clip], epochs: int | None = None, progress: bool = True) -> list[StepResult]:
+    def train(self, clips: list[Clip], epochs: int | None = None, show_progress: bool = True) -> list[StepResult]:
         if not clips:
             raise InputError("LoRA-BE needs at least one reference clip of the subject.")
         from storyagent.progress import make_progress
@@ -165,7 +173,7 @@ class LoRABETrainer:
         history: list[StepResult] = []
         # Other clips' frames serve as backgrounds for the augmentation.
         others = [c.frames[0] for c in clips]
-        with make_progress(disable=not progress) as bar:
+        with make_progress(disable=not show_progress) as bar:
             task = bar.add_task("LoRA-BE", total=total, completed=self.step, status="")
             while self.step < total:
                 clip = clips[self.step % len(clips)]
@@ -187,7 +195,7 @@ class LoRABETrainer:
 
         folder = self.checkpoint_dir
         folder.mkdir(parents=True, exist_ok=True)
-        save_adapter(folder / "adapter.safetensors", self.pipe.unet, self.embeddings, self.config)
+        self.adapter().save_pretrained(folder / "adapter.safetensors")
         with atomic_path(folder / "optimizer.pt") as tmp:
             torch.save(self.optimizer.state_dict(), tmp)
         with atomic_path(folder / "generator.pt") as tmp:
@@ -202,10 +210,10 @@ class LoRABETrainer:
             return False
         from peft import set_peft_model_state_dict
 
-        _, lora, table = read_adapter(folder / "adapter.safetensors")
-        set_peft_model_state_dict(self.pipe.unet, lora)
+        adapter = LoRABEAdapter.from_pretrained(folder / "adapter.safetensors")
+        set_peft_model_state_dict(self.pipe.unet, adapter.lora)
         with torch.no_grad():
-            self.embeddings.embeddings.copy_(table.to(self.embeddings.embeddings))
+            self.embeddings.embeddings.copy_(adapter.embeddings.to(self.embeddings.embeddings))
         # Optimizer state and RNG are plain tensors/numbers: weights_only loading is enough.
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         self.generator.set_state(torch.load(folder / "generator.pt", weights_only=True))
@@ -214,11 +222,11 @@ class LoRABETrainer:
         self.rng.bit_generator.state = state["rng"]
         return True
 
+    def adapter(self) -> LoRABEAdapter:
+        """The adapter as trained so far."""
+        return LoRABEAdapter.from_model(self.pipe.unet, self.embeddings, self.config)
+
     def save(self, path: str | Path) -> Path:
         """The final adapter file."""
-        return save_adapter(path, self.pipe.unet, self.embeddings, self.config)
+        return self.adapter().save_pretrained(path)
 
-
-def _token_dim(pipe: DynamiCrafterPipeline) -> int:
-    tower = getattr(pipe.text_encoder.model, "text_model", pipe.text_encoder.model)
-    return tower.embeddings.token_embedding.weight.shape[1]
