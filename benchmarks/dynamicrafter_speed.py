@@ -21,7 +21,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from storyagent.models.dynamicrafter import DynamiCrafterPipeline, tiny_config, variant_config
+from storyagent.models.dynamicrafter import DynamiCrafterPipeline, variant_config
+from storyagent.models.dynamicrafter.testing import tiny_config
 from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
 from storyagent.models.dynamicrafter.testing import tiny_encoders, write_tiny_tokenizer
 

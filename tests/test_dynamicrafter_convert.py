@@ -13,7 +13,7 @@ from torch import nn
 from storyagent.errors import UnsafeCheckpointError
 from storyagent.models.dynamicrafter import DynamiCrafterConfig, DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.convert import convert_checkpoint, main
-from storyagent.models.dynamicrafter.parity import relative_error
+from storyagent.models.parity import relative_error
 from storyagent.models.dynamicrafter.testing import write_tiny_tokenizer
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "dynamicrafter_tiny"
@@ -126,7 +126,7 @@ def test_checkpoint_with_a_custom_object_is_refused(tmp_path):
     torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(4)}, "callbacks": NotATensor()}, ckpt)
     with pytest.raises(UnsafeCheckpointError, match="Refusing checkpoint"):
         convert_checkpoint(ckpt, tmp_path / "out")
-    assert not (tmp_path / "out" / "unet.safetensors").exists()
+    assert not (tmp_path / "out" / "unet" / "diffusion_pytorch_model.safetensors").exists()
 
 
 def test_command_line_reports_a_refused_checkpoint(tmp_path, capsys):
@@ -147,9 +147,9 @@ def test_official_checkpoint_from_the_weights_registry_is_converted_once(tmp_pat
     config = DynamiCrafterConfig.from_dict(__import__("json").loads((FIXTURE / "config.json").read_text()))
     pipe = DynamiCrafterPipeline.from_pretrained(config=config)
     (folder,) = (tmp_path / "cache").iterdir()
-    stamp = (folder / "unet.safetensors").stat().st_mtime_ns
+    stamp = (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
     again = DynamiCrafterPipeline.from_pretrained(config=config)
-    assert (folder / "unet.safetensors").stat().st_mtime_ns == stamp  # reused, not converted again
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == stamp  # reused, not converted again
     for a, b in zip(pipe.unet.parameters(), again.unet.parameters()):
         assert torch.equal(a, b)
     assert pipe.text_encoder is not None and pipe.image_encoder is not None

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from storyagent.models.dynamicrafter import DynamiCrafterUNet, variant_config
-from storyagent.models.dynamicrafter.parity import load_fixture_pipeline, main, relative_error
+from storyagent.models.dynamicrafter.parity import load_fixture_pipeline
+from storyagent.models.parity import main, relative_error
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "dynamicrafter_tiny"
 

@@ -25,7 +25,7 @@ def image():
 
 def run(pipe, image, seed=0, **kw):
     kw.setdefault("num_inference_steps", 2)
-    return pipe(image, "a rabbit runs", generator=torch.Generator().manual_seed(seed), progress=False, **kw).frames
+    return pipe(image, "a rabbit runs", generator=torch.Generator().manual_seed(seed), show_progress=False, **kw).frames
 
 
 def test_output_shapes(pipe, image):
@@ -61,7 +61,7 @@ def test_uncond_branch_is_empty_prompt_and_zero_image(pipe, image):
     # With guidance 0 only the unconditional branch counts, so the prompt no longer matters.
     a = run(pipe, image, guidance_scale=0.0, guidance_rescale=0.0)
     b = pipe(image, "something else entirely", num_inference_steps=2, guidance_scale=0.0, guidance_rescale=0.0,
-             generator=torch.Generator().manual_seed(0), progress=False).frames
+             generator=torch.Generator().manual_seed(0), show_progress=False).frames
     assert torch.allclose(a, b, atol=1e-6)
 
 

@@ -13,7 +13,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DCondi
 
 from storyagent.models.anydoor.config import AnyDoorConfig, DiffusionSettings, UNetSettings, VAESettings
 from storyagent.models.anydoor.image_encoder import AnyDoorImageEncoder
-from storyagent.models.ldm_vae import build_autoencoder
+from storyagent.models.ldm import build_autoencoder
 
 # Upstream's input_hint_block: 3x3 convs 16,16 | 32,32 | 96,96 | 256, three of them stride 2.
 HINT_EMBEDDING_CHANNELS = (16, 32, 96, 256)

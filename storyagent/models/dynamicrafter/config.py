@@ -6,19 +6,10 @@ config or a parity fixture's `config.json` loads with `DynamiCrafterConfig.from_
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
-def _from_dict(cls, data: dict[str, Any] | None):
-    """Build dataclass `cls` from `data`, ignoring keys it does not know (upstream configs carry extras)."""
-    data = data or {}
-    known = {f.name for f in fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key in known:
-            kwargs[key] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+from storyagent.models.configuration import ConfigFileMixin, config_from_dict as _from_dict
 
 
 @dataclass
@@ -190,14 +181,19 @@ class SamplingConfig:
 
 
 @dataclass
-class DynamiCrafterConfig:
+class DynamiCrafterConfig(ConfigFileMixin):
     """Everything needed to build the models and sample a clip."""
 
     unet: UNetConfig = field(default_factory=UNetConfig)
+    """The denoising UNet."""
     vae: VAEConfig = field(default_factory=VAEConfig)
+    """The frame autoencoder (upstream `ddconfig`; written as `vae_ddconfig` in config.json)."""
     resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
+    """The image-token Resampler."""
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    """Noise schedule and conditioning."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Default sampling settings."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DynamiCrafterConfig:
@@ -248,15 +244,3 @@ def variant_config(name: str) -> DynamiCrafterConfig:
         cfg.sampling = SamplingConfig(fs=10, height=576, width=1024)
         return cfg
     raise ValueError(f"Unknown DynamiCrafter variant {name!r}; choose 512, 256 or 1024.")
-
-
-def tiny_config(frames: int = 4, latent_hw: tuple[int, int] = (8, 8)) -> DynamiCrafterConfig:
-    """A few-kilobyte configuration for CPU tests (same code paths as the 512 model)."""
-    return DynamiCrafterConfig(
-        unet=UNetConfig(model_channels=32, channel_mult=(1, 2), attention_resolutions=(1, 2), num_res_blocks=1,
-                        num_head_channels=8, context_dim=32, temporal_length=frames, dropout=0.0),
-        vae=VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, resolution=32),
-        resampler=ResamplerConfig(dim=32, depth=1, dim_head=8, heads=4, num_queries=16, embedding_dim=48,
-                                  output_dim=32, ff_mult=2, video_length=frames),
-        sampling=SamplingConfig(ddim_steps=3, frames=frames, height=latent_hw[0] * 2, width=latent_hw[1] * 2),
-    )

@@ -7,8 +7,12 @@ The official state dict names its parts `model.diffusion_model.*` (UNet), `first
 `embedder.model.*` (OpenCLIP vision tower). Each part is renamed to our modules' names here; the
 pickle is read only with `torch.load(weights_only=True, mmap=True)` (see storyagent.weights).
 
-Output folder: `config.json`, `unet.safetensors`, `vae.safetensors`, `resampler.safetensors` and,
-when the checkpoint holds them, `text_encoder/` and `image_encoder/` (transformers CLIP layout).
+Each name is mapped through a rename table (module prefixes, see `storyagent.models.ldm`); a key no
+table covers, or a weight a model lacks after renaming, raises `ConversionError` naming it.
+
+Output folder (diffusers-style subfolders): `config.json`, `unet/`, `vae/`, `resampler/` (each a
+`diffusion_pytorch_model.safetensors`) and, when the checkpoint holds them, `text_encoder/` and
+`image_encoder/` (transformers CLIP layout) and `tokenizer/`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,16 @@ from typing import Any
 
 import torch
 
-from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, UNetConfig, variant_config
-from storyagent.models.dynamicrafter.unet import plan_stages
+from storyagent.errors import ConversionError, StoryAgentError, UnsafeCheckpointError, WeightsNotFoundError
+from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, ResamplerConfig, UNetConfig, variant_config
+from storyagent.models.dynamicrafter.loading import (
+    COMPONENTS, POSITION_IDS, build_clip_on_meta, clip_config, save_clip, save_component,
+)
+from storyagent.models.dynamicrafter.resampler import Resampler
+from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet, plan_stages
+from storyagent.models.ldm import (
+    RESBLOCK_PARTS, check_keys, convert_vae, module_renames, reject_unknown_entries, rename_keys, take,
+)
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -29,112 +41,71 @@ RESAMPLER_PREFIX = "image_proj_model."
 TEXT_PREFIX = "cond_stage_model.model."
 VISION_PREFIX = "embedder.model."
 
-_RESBLOCK = [
-    ("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("emb_layers.1.", "time_emb_proj."),
-    ("out_layers.0.", "norm2."), ("out_layers.3.", "conv2."), ("skip_connection.", "conv_shortcut."),
-]
+# The ResBlock's temporal convolution ("temopral_conv" is the upstream spelling): conv1 is
+# (GroupNorm, SiLU, Conv3d), conv2..4 are (GroupNorm, SiLU, Dropout, Conv3d).
+_TEMPORAL_CONV_PARTS = {f"temopral_conv.conv{n}.{i}": f"temporal_conv.conv{n}.{'norm' if i == 0 else 'conv'}"
+                        for n in range(1, 5) for i in (0, 2 if n == 1 else 3)}
+_RESBLOCK_PARTS = RESBLOCK_PARTS | _TEMPORAL_CONV_PARTS
+# Downsample's conv is called "op" upstream, Upsample's "conv".
+_RESAMPLE_PARTS = {"op": "conv", "conv": "conv"}
+# OpenCLIP entries the converted towers do not use: the projections to the joint space, the
+# temperature, and the text parts the image embedder keeps after deleting its text transformer.
+_UNUSED_TEXT = ("text_projection", "logit_scale", "attn_mask")
+_UNUSED_VISION = ("visual.proj", "token_embedding.weight", "positional_embedding", "ln_final.weight",
+                  "ln_final.bias", "text_projection", "logit_scale")
 
 
-def _rename_resblock(rest: str) -> str:
-    for old, new in _RESBLOCK:
-        if rest.startswith(old):
-            return new + rest[len(old):]
-    # "temopral_conv" is the upstream spelling.
-    m = re.match(r"temopral_conv\.conv(\d)\.(\d)\.(.*)", rest)
-    if m:
-        n, idx, tail = m.groups()
-        return f"temporal_conv.conv{n}.{'norm' if idx == '0' else 'conv'}.{tail}"
-    raise KeyError(rest)
+def _stage_renames(src: str, dst: str, layout: list[str]) -> dict[str, str]:
+    """One upstream TimestepEmbedSequential (`src.0`, `src.1`, ...) -> one of our stages' slots."""
+    renames: dict[str, str] = {}
+    for j, slot in enumerate(layout):
+        if slot in ("resnet", "resnet2"):
+            renames |= module_renames(f"{src}.{j}", f"{dst}.{slot}", _RESBLOCK_PARTS)
+        elif slot == "resample":
+            renames |= module_renames(f"{src}.{j}", f"{dst}.resample", _RESAMPLE_PARTS)
+        else:  # spatial / temporal transformers keep the upstream names inside
+            renames[f"{src}.{j}"] = f"{dst}.{slot}"
+    return renames
 
 
-def _rename_slot(slot: str, rest: str) -> str:
-    if slot in ("resnet", "resnet2"):
-        return f"{slot}.{_rename_resblock(rest)}"
-    if slot == "resample":
-        # Downsample's conv is called "op" upstream, Upsample's "conv".
-        return "resample." + re.sub(r"^op\.", "conv.", rest)
-    return f"{slot}.{rest}"
-
-
-def unet_key(key: str, cfg: UNetConfig) -> str:
-    """Official UNet key (without the `model.diffusion_model.` prefix) -> our key."""
+def unet_renames(cfg: UNetConfig) -> dict[str, str]:
+    """Official UNet module prefixes (without `model.diffusion_model.`) -> ours."""
     down, mid, up = plan_stages(cfg)
-    simple = {"time_embed.0.": "time_embedding.linear_1.", "time_embed.2.": "time_embedding.linear_2.",
-              "fps_embedding.0.": "fs_embedding.linear_1.", "fps_embedding.2.": "fs_embedding.linear_2.",
-              "input_blocks.0.0.": "conv_in.", "init_attn.0.": "init_temporal_attn.",
-              "out.0.": "norm_out.", "out.2.": "conv_out."}
-    for old, new in simple.items():
-        if key.startswith(old):
-            return new + key[len(old):]
-    m = re.match(r"(input_blocks|output_blocks)\.(\d+)\.(\d+)\.(.*)", key)
-    if m:
-        kind, i, j, rest = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
-        if kind == "input_blocks":
-            stage, plans, name = i - 1, down, "down_stages"
-        else:
-            stage, plans, name = i, up, "up_stages"
-        return f"{name}.{stage}.{_rename_slot(plans[stage].layout[j], rest)}"
-    m = re.match(r"middle_block\.(\d+)\.(.*)", key)
-    if m:
-        return f"mid_stage.{_rename_slot(mid.layout[int(m.group(1))], m.group(2))}"
-    raise KeyError(f"Unexpected DynamiCrafter UNet key {key!r}")
+    renames = {"time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embedding.linear_2",
+               "fps_embedding.0": "fs_embedding.linear_1", "fps_embedding.2": "fs_embedding.linear_2",
+               "input_blocks.0.0": "conv_in", "init_attn.0": "init_temporal_attn",
+               "out.0": "norm_out", "out.2": "conv_out"}
+    for i, plan in enumerate(down):
+        renames |= _stage_renames(f"input_blocks.{i + 1}", f"down_stages.{i}", plan.layout)
+    renames |= _stage_renames("middle_block", "mid_stage", mid.layout)
+    for i, plan in enumerate(up):
+        renames |= _stage_renames(f"output_blocks.{i}", f"up_stages.{i}", plan.layout)
+    return renames
+
+
+def resampler_renames(cfg: ResamplerConfig) -> dict[str, str]:
+    renames = {name: name for name in ("latents", "proj_in", "proj_out", "norm_out")}
+    for i in range(cfg.depth):
+        renames |= {f"layers.{i}.0": f"layers.{i}.attn", f"layers.{i}.1.0": f"layers.{i}.ff.norm",
+                    f"layers.{i}.1.1": f"layers.{i}.ff.fc1", f"layers.{i}.1.3": f"layers.{i}.ff.fc2"}
+    return renames
 
 
 def convert_unet(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        if not key.startswith(UNET_PREFIX):
-            continue
-        new = unet_key(key[len(UNET_PREFIX):], cfg)
+    out = rename_keys(take(state, UNET_PREFIX), unet_renames(cfg), "DynamiCrafter UNet")
+    for key, value in out.items():
         # Transformers' 1x1 conv projections (init_attn, use_linear=False) become Linear weights.
-        if re.search(r"\.proj_(in|out)\.weight$", new) and value.ndim > 2:
-            value = value.reshape(value.shape[0], value.shape[1])
-        out[new] = value
+        if key.endswith((".proj_in.weight", ".proj_out.weight")) and value.ndim > 2:
+            out[key] = value.reshape(value.shape[0], value.shape[1])
+    with torch.device("meta"):
+        check_keys(out, DynamiCrafterUNet(cfg).state_dict(), "DynamiCrafter UNet")
     return out
 
 
-def convert_resampler(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        if not key.startswith(RESAMPLER_PREFIX):
-            continue
-        k = key[len(RESAMPLER_PREFIX):]
-        k = re.sub(r"^layers\.(\d+)\.0\.", r"layers.\1.attn.", k)
-        k = re.sub(r"^layers\.(\d+)\.1\.0\.", r"layers.\1.ff.norm.", k)
-        k = re.sub(r"^layers\.(\d+)\.1\.1\.", r"layers.\1.ff.fc1.", k)
-        k = re.sub(r"^layers\.(\d+)\.1\.3\.", r"layers.\1.ff.fc2.", k)
-        out[k] = value
-    return out
-
-
-def vae_key(key: str, levels: int) -> str:
-    """Official ddconfig VAE key (without `first_stage_model.`) -> diffusers AutoencoderKL key."""
-    k = key
-    k = re.sub(r"^encoder\.down\.(\d+)\.block\.(\d+)\.", r"encoder.down_blocks.\1.resnets.\2.", k)
-    k = re.sub(r"^encoder\.down\.(\d+)\.downsample\.", r"encoder.down_blocks.\1.downsamplers.0.", k)
-    # Decoder levels are stored lowest-resolution-last upstream and first in diffusers.
-    k = re.sub(r"^decoder\.up\.(\d+)\.block\.(\d+)\.",
-               lambda m: f"decoder.up_blocks.{levels - 1 - int(m.group(1))}.resnets.{m.group(2)}.", k)
-    k = re.sub(r"^decoder\.up\.(\d+)\.upsample\.",
-               lambda m: f"decoder.up_blocks.{levels - 1 - int(m.group(1))}.upsamplers.0.", k)
-    k = re.sub(r"^(encoder|decoder)\.mid\.block_(\d)\.", lambda m: f"{m.group(1)}.mid_block.resnets.{int(m.group(2)) - 1}.", k)
-    k = re.sub(r"^(encoder|decoder)\.mid\.attn_1\.norm\.", r"\1.mid_block.attentions.0.group_norm.", k)
-    k = re.sub(r"^(encoder|decoder)\.mid\.attn_1\.(q|k|v)\.", r"\1.mid_block.attentions.0.to_\2.", k)
-    k = re.sub(r"^(encoder|decoder)\.mid\.attn_1\.proj_out\.", r"\1.mid_block.attentions.0.to_out.0.", k)
-    k = re.sub(r"^(encoder|decoder)\.norm_out\.", r"\1.conv_norm_out.", k)
-    k = k.replace(".nin_shortcut.", ".conv_shortcut.")
-    return k
-
-
-def convert_vae(state: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        if not key.startswith(VAE_PREFIX) or key.startswith(VAE_PREFIX + "loss"):
-            continue
-        new = vae_key(key[len(VAE_PREFIX):], levels)
-        if ".attentions.0.to_" in new and new.endswith("weight") and value.ndim == 4:
-            value = value[:, :, 0, 0]  # 1x1 conv -> Linear
-        out[new] = value
+def convert_resampler(state: dict[str, torch.Tensor], cfg: ResamplerConfig) -> dict[str, torch.Tensor]:
+    out = rename_keys(take(state, RESAMPLER_PREFIX), resampler_renames(cfg), "DynamiCrafter Resampler")
+    with torch.device("meta"):
+        check_keys(out, Resampler(cfg).state_dict(), "DynamiCrafter Resampler")
     return out
 
 
@@ -154,39 +125,51 @@ def _openclip_blocks(state: dict[str, torch.Tensor], prefix: str) -> dict[str, t
             for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
                 out[f"{base}self_attn.{name}.{kind}"] = part.clone()
             continue
-        mapping = {"attn.out_proj.": "self_attn.out_proj.", "ln_1.": "layer_norm1.", "ln_2.": "layer_norm2.",
-                   "mlp.c_fc.": "mlp.fc1.", "mlp.c_proj.": "mlp.fc2."}
-        for old, new in mapping.items():
-            if rest.startswith(old):
-                out[base + new + rest[len(old):]] = value
-                break
+        out |= rename_keys({rest: value}, {"attn.out_proj": f"{base}self_attn.out_proj", "ln_1": f"{base}layer_norm1",
+                                           "ln_2": f"{base}layer_norm2", "mlp.c_fc": f"{base}mlp.fc1",
+                                           "mlp.c_proj": f"{base}mlp.fc2"}, "OpenCLIP")
     return out
+
+
+def _check_tower(state: dict[str, torch.Tensor], prefix: str, used: tuple[str, ...], unused: tuple[str, ...]) -> None:
+    """Every entry of an OpenCLIP tower outside its residual blocks must be one the converter knows."""
+    blocks = prefix + ("visual." if prefix == VISION_PREFIX else "") + "transformer.resblocks."
+    unknown = [k for k in state if k.startswith(prefix) and not k.startswith(blocks)
+               and k[len(prefix):] not in used + unused]
+    if unknown:
+        raise ConversionError(f"The OpenCLIP weights hold {unknown[0]!r}, which the converter's layout does not have.")
+
+
+_TEXT_TOP = {"token_embedding.weight": "embeddings.token_embedding.weight",
+             "positional_embedding": "embeddings.position_embedding.weight",
+             "ln_final.weight": "final_layer_norm.weight", "ln_final.bias": "final_layer_norm.bias"}
+_VISION_TOP = {"visual.conv1.weight": "embeddings.patch_embedding.weight",
+               "visual.class_embedding": "embeddings.class_embedding",
+               "visual.positional_embedding": "embeddings.position_embedding.weight",
+               "visual.ln_pre.weight": "pre_layrnorm.weight", "visual.ln_pre.bias": "pre_layrnorm.bias",
+               "visual.ln_post.weight": "post_layernorm.weight", "visual.ln_post.bias": "post_layernorm.bias"}
+
+
+def _convert_tower(state: dict[str, torch.Tensor], prefix: str, top: dict[str, str],
+                   unused: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    _check_tower(state, prefix, tuple(top), unused)
+    blocks = prefix + ("visual." if prefix == VISION_PREFIX else "") + "transformer."
+    out = _openclip_blocks(state, blocks)
+    missing = [prefix + k for k in top if prefix + k not in state]
+    if missing:
+        raise ConversionError(f"The OpenCLIP weights lack {missing[0]!r}; the checkpoint is incomplete.")
+    return out | {ours: state[prefix + theirs] for theirs, ours in top.items()}
 
 
 def convert_text_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """OpenCLIP text tower (`cond_stage_model.model.*`) -> transformers CLIPTextModel state dict
     (top-level names, as transformers 5 uses; the loader also accepts a `text_model.` prefix)."""
-    p = TEXT_PREFIX
-    out = _openclip_blocks(state, p + "transformer.")
-    out["embeddings.token_embedding.weight"] = state[p + "token_embedding.weight"]
-    out["embeddings.position_embedding.weight"] = state[p + "positional_embedding"]
-    out["final_layer_norm.weight"] = state[p + "ln_final.weight"]
-    out["final_layer_norm.bias"] = state[p + "ln_final.bias"]
-    return out
+    return _convert_tower(state, TEXT_PREFIX, _TEXT_TOP, _UNUSED_TEXT)
 
 
 def convert_image_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """OpenCLIP vision tower (`embedder.model.visual.*`) -> transformers CLIPVisionModel state dict."""
-    p = VISION_PREFIX + "visual."
-    out = _openclip_blocks(state, p + "transformer.")
-    out["embeddings.patch_embedding.weight"] = state[p + "conv1.weight"]
-    out["embeddings.class_embedding"] = state[p + "class_embedding"]
-    out["embeddings.position_embedding.weight"] = state[p + "positional_embedding"]
-    out["pre_layrnorm.weight"] = state[p + "ln_pre.weight"]
-    out["pre_layrnorm.bias"] = state[p + "ln_pre.bias"]
-    out["post_layernorm.weight"] = state[p + "ln_post.weight"]
-    out["post_layernorm.bias"] = state[p + "ln_post.bias"]
-    return out
+    return _convert_tower(state, VISION_PREFIX, _VISION_TOP, _UNUSED_VISION)
 
 
 def text_encoder_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -217,11 +200,15 @@ def image_encoder_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def split_checkpoint(state: dict[str, torch.Tensor], config: DynamiCrafterConfig) -> dict[str, dict[str, torch.Tensor]]:
-    """The official state dict split into our parts, renamed. Encoders only when present."""
+    """The official state dict split into our parts, renamed. Encoders only when present.
+
+    A key no part uses, or a weight a part lacks, raises `ConversionError` naming it.
+    """
+    reject_unknown_entries(state, (UNET_PREFIX, VAE_PREFIX, RESAMPLER_PREFIX, TEXT_PREFIX, VISION_PREFIX))
     parts = {
         "unet": convert_unet(state, config.unet),
-        "vae": convert_vae(state, len(config.vae.ch_mult)),
-        "resampler": convert_resampler(state),
+        "vae": convert_vae(take(state, VAE_PREFIX), config.vae),
+        "resampler": convert_resampler(state, config.resampler),
     }
     if any(k.startswith(TEXT_PREFIX) for k in state):
         parts["text_encoder"] = convert_text_encoder(state)
@@ -240,47 +227,34 @@ def convert_checkpoint(ckpt: str | Path, out_dir: str | Path, config: DynamiCraf
     Head counts are not stored in the checkpoint; the defaults (width // 64 for text,
     width // 80 for vision) are ViT-H/14's.
     """
-    from storyagent.fileio import atomic_save_safetensors, atomic_write_json
+    from storyagent.fileio import atomic_write_json
     from storyagent.weights import load_pickled_state_dict
 
     config = config or variant_config("512")
     state = load_pickled_state_dict(ckpt)
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        from storyagent.errors import UnsafeCheckpointError
-
         raise UnsafeCheckpointError(f"{ckpt} holds non-tensor entries ({bad[0]!r}, ...); it is not a plain state dict.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     parts = split_checkpoint(state, config)
-    for name in ("unet", "vae", "resampler"):
-        atomic_save_safetensors(out / f"{name}.safetensors", {k: v.contiguous() for k, v in parts[name].items()})
+    encoders = {}
     if "text_encoder" in parts:
-        cfg = text_encoder_config(state)
-        if text_heads:
-            cfg["num_attention_heads"] = text_heads
-        _save_hf(out / "text_encoder", parts["text_encoder"], cfg, "CLIPTextModel")
+        encoders["text_encoder"] = clip_config("text", text_encoder_config(state), text_heads)
     if "image_encoder" in parts:
-        cfg = image_encoder_config(state)
-        if vision_heads:
-            cfg["num_attention_heads"] = vision_heads
-        _save_hf(out / "image_encoder", parts["image_encoder"], cfg, "CLIPVisionModel")
+        encoders["image_encoder"] = clip_config("vision", image_encoder_config(state), vision_heads)
+    for name, cfg in encoders.items():
+        check_keys(parts[name], build_clip_on_meta(cfg).state_dict(), f"OpenCLIP {name}", optional=POSITION_IDS)
+    out = Path(out_dir)
+    for name in COMPONENTS:
+        save_component(out, name, parts[name])
+    for name, cfg in encoders.items():
+        save_clip(out / name, parts[name], cfg)
     if tokenizer_dir is not None:
         from transformers import CLIPTokenizer
 
         CLIPTokenizer.from_pretrained(tokenizer_dir, local_files_only=True).save_pretrained(out / "tokenizer")
+    # config.json last: a folder without it is an interrupted conversion, redone rather than half-used.
     atomic_write_json(out / "config.json", config.to_dict())
     return out
-
-
-def _save_hf(folder: Path, state: dict[str, torch.Tensor], cfg: dict[str, Any], arch: str) -> None:
-    from storyagent.fileio import atomic_save_safetensors, atomic_write_json
-
-    folder.mkdir(parents=True, exist_ok=True)
-    model_type = "clip_text_model" if arch == "CLIPTextModel" else "clip_vision_model"
-    atomic_write_json(folder / "config.json", {**cfg, "architectures": [arch], "model_type": model_type})
-    atomic_save_safetensors(folder / "model.safetensors", {k: v.contiguous() for k, v in state.items()},
-                            metadata={"format": "pt"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", default=None,
                         help="folder with the OpenCLIP ViT-H/14 tokenizer (default: the open-clip-vit-h-14 weights if cached)")
     args = parser.parse_args(argv)
-    from storyagent.errors import StoryAgentError, WeightsNotFoundError
     from storyagent.weights import resolve_weights
 
     tokenizer = args.tokenizer

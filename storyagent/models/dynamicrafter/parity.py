@@ -1,18 +1,12 @@
-"""Numerical parity against outputs of the upstream DynamiCrafter code.
+"""DynamiCrafter's outputs for a parity fixture made by the upstream code (`storyagent.models.parity`
+compares them and is the command: `python -m storyagent.models.parity FIXTURE_DIR`).
 
-    python -m storyagent.models.dynamicrafter.parity FIXTURE_DIR [--tolerance 1e-4]
-
-A fixture folder holds `config.json` (upstream config names), `weights.safetensors` (the upstream
-state dict, official key names), `inputs.safetensors` and `outputs.safetensors`. Everything is
-built from the config and loaded through the converter's key mapping; nothing about a particular
-fixture is assumed. One line per output with the relative error ||ours - ref|| / ||ref||; the exit
-status is 0 only when every error is below the tolerance.
+Everything is built from the fixture's config and loaded through the converter's key mapping;
+nothing about a particular fixture is assumed.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,16 +21,8 @@ from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet
 from storyagent.models.dynamicrafter.vae import build_vae
 
 
-def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    ours, ref = ours.double(), ref.double()
-    if ours.shape != ref.shape:
-        return float("inf")
-    denom = ref.norm()
-    return float((ours - ref).norm() / denom) if denom > 0 else float((ours - ref).norm())
-
-
 def load_fixture_pipeline(fixture: Path) -> DynamiCrafterPipeline:
-    config = DynamiCrafterConfig.from_dict(json.loads((fixture / "config.json").read_text()))
+    config = DynamiCrafterConfig.from_json(fixture / "config.json")
     parts = split_checkpoint(load_file(fixture / "weights.safetensors"), config)
     unet, vae, resampler = DynamiCrafterUNet(config.unet), build_vae(config.vae), Resampler(config.resampler)
     for module, name in ((unet, "unet"), (vae, "vae"), (resampler, "resampler")):
@@ -44,13 +30,11 @@ def load_fixture_pipeline(fixture: Path) -> DynamiCrafterPipeline:
     return DynamiCrafterPipeline(config, unet, vae, resampler)
 
 
-def run_fixture(fixture: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Compute every output the fixture has a reference for: name -> (ours, reference)."""
-    fixture = Path(fixture)
+def compute_outputs(fixture: Path) -> dict[str, torch.Tensor]:
+    """Everything the fixture records, recomputed by our modules."""
     pipe = load_fixture_pipeline(fixture)
     cfg = pipe.config
     inputs = load_file(fixture / "inputs.safetensors")
-    refs = load_file(fixture / "outputs.safetensors")
     ours: dict[str, torch.Tensor] = {}
 
     with torch.no_grad():
@@ -80,36 +64,10 @@ def run_fixture(fixture: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tens
         )
         ours["ddim_samples"] = samples
         ours["decoded_video"] = pipe.decode_latents(samples)
-    return {name: (value, refs[name]) for name, value in ours.items() if name in refs}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("fixture", type=Path, help="fixture folder (config.json, weights/inputs/outputs.safetensors)")
-    parser.add_argument("--tolerance", type=float, default=1e-4)
-    args = parser.parse_args(argv)
-    missing = [f for f in ("config.json", "weights.safetensors", "inputs.safetensors", "outputs.safetensors")
-               if not (args.fixture / f).exists()]
-    if missing:
-        print(f"error: {args.fixture} lacks {', '.join(missing)}; point at a parity fixture folder.", file=sys.stderr)
-        return 2
-    torch.manual_seed(0)
-    results = run_fixture(args.fixture)
-    refs = load_file(args.fixture / "outputs.safetensors")
-    ok = True
-    for name in refs:
-        if name not in results:
-            print(f"{name:16s} not computed (no implementation for this output)  FAIL")
-            ok = False
-            continue
-        ours, ref = results[name]
-        err = relative_error(ours, ref)
-        passed = err < args.tolerance
-        ok &= passed
-        print(f"{name:16s} shape={tuple(ref.shape)!s:22s} rel_err={err:.3e}  {'ok' if passed else 'FAIL'}")
-    print("PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    return ours
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from storyagent.models.parity import main
+
+    raise SystemExit(main([*sys.argv[1:], "--family", "dynamicrafter"]))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,15 @@ from torch import nn
 from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, variant_config
 from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
+from storyagent.models.dynamicrafter.loading import (
+    COMPONENTS, converted_once, load_component, load_encoders, missing_components, save_component, save_encoders,
+)
+from storyagent.models.dynamicrafter.offload import ModelOffloadMixin
 from storyagent.models.dynamicrafter.resampler import Resampler
 from storyagent.models.dynamicrafter.scheduler import DDIMScheduler, rescale_guidance
 from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet
 from storyagent.models.dynamicrafter.vae import build_vae, decode_frames, encode_frames
+from storyagent.progress import make_progress
 
 ImageInput = Any  # PIL image, H x W x 3 uint8 array, or (b, 3, H, W) tensor in [-1, 1]
 
@@ -45,7 +48,7 @@ class Conditioning:
     """Optional per-cross-attention-module contexts for the conditional branch (LoRA-BE's block-wise tokens)."""
 
 
-class DynamiCrafterPipeline:
+class DynamiCrafterPipeline(ModelOffloadMixin):
     """Animate one image into a short clip, guided by a prompt.
 
     Components: `unet`, `vae` (diffusers AutoencoderKL), `resampler`, `scheduler`, and the two
@@ -79,7 +82,8 @@ class DynamiCrafterPipeline:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, torch_dtype: torch.dtype = torch.float32,
-                        variant: str = "512", config: DynamiCrafterConfig | None = None) -> DynamiCrafterPipeline:
+                        device: str | torch.device = "cpu", variant: str = "512",
+                        config: DynamiCrafterConfig | None = None) -> DynamiCrafterPipeline:
         """Load a folder written by `convert.py` (or `save_pretrained`), or an official `model.ckpt`.
 
         Without a path, the weights are looked up through `storyagent.weights`
@@ -88,46 +92,36 @@ class DynamiCrafterPipeline:
         ~/.cache/storyagent), and loaded from there afterwards; `config` overrides the variant's
         configuration for that conversion.
         """
-        from safetensors.torch import load_file
-
         from storyagent.weights import resolve_weights
 
         name = f"dynamicrafter-{variant}"
         folder = resolve_weights(name, path)
         if folder.is_file() and folder.suffix in (".ckpt", ".pt", ".pth"):
-            folder = _converted_once(folder, name, config or variant_config(variant))
+            folder = converted_once(folder, name, config or variant_config(variant))
         if folder.is_file() or not (folder / "config.json").exists():
             raise WeightsNotFoundError(
-                f"{folder} is not a converted DynamiCrafter folder (config.json, unet/vae/resampler.safetensors); "
+                f"{folder} is not a converted DynamiCrafter folder (config.json, {'/, '.join(COMPONENTS)}/); "
                 f"run `storyagent weights fetch {name}` and then "
                 f"`python -m storyagent.models.dynamicrafter.convert model.ckpt OUT_DIR --variant {variant}`."
             )
-        missing = [f for f in ("unet", "vae", "resampler") if not (folder / f"{f}.safetensors").exists()]
-        if missing:
-            raise WeightsNotFoundError(f"{folder} lacks {', '.join(m + '.safetensors' for m in missing)}; "
+        if missing := missing_components(folder):
+            raise WeightsNotFoundError(f"{folder} lacks {', '.join(m + '/' for m in missing)}; "
                                        "convert the checkpoint again with storyagent.models.dynamicrafter.convert.")
-        config = DynamiCrafterConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        config = DynamiCrafterConfig.from_json(folder / "config.json")
         with torch.device("meta"):
             unet, vae, resampler = DynamiCrafterUNet(config.unet), build_vae(config.vae), Resampler(config.resampler)
-        for module, fname in ((unet, "unet"), (vae, "vae"), (resampler, "resampler")):
-            module.load_state_dict(load_file(folder / f"{fname}.safetensors"), strict=True, assign=True)
-        text_encoder, image_encoder = _load_encoders(folder)
-        pipe = cls(config, unet, vae, resampler, text_encoder, image_encoder)
-        return pipe.to(dtype=torch_dtype)
+        for module, name in zip((unet, vae, resampler), COMPONENTS):
+            load_component(module, folder, name)
+        pipe = cls(config, unet, vae, resampler, *load_encoders(folder))
+        return pipe.to(device, torch_dtype)
 
     def save_pretrained(self, path: str | Path) -> Path:
-        from storyagent.fileio import atomic_save_safetensors, atomic_write_json
+        from storyagent.fileio import atomic_write_json
 
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for module, fname in ((self.unet, "unet"), (self.vae, "vae"), (self.resampler, "resampler")):
-            atomic_save_safetensors(folder / f"{fname}.safetensors",
-                                    {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
-        if self.text_encoder is not None:
-            _save_hf(folder / "text_encoder", self.text_encoder.model)
-            self.text_encoder.tokenizer.save_pretrained(folder / "tokenizer")
-        if self.image_encoder is not None:
-            _save_hf(folder / "image_encoder", self.image_encoder.model)
+        for module, name in zip((self.unet, self.vae, self.resampler), COMPONENTS):
+            save_component(folder, name, module.state_dict())
+        save_encoders(folder, self.text_encoder, self.image_encoder)
         atomic_write_json(folder / "config.json", self.config.to_dict())
         return folder
 
@@ -140,42 +134,10 @@ class DynamiCrafterPipeline:
             mods["image_encoder"] = self.image_encoder
         return mods
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> DynamiCrafterPipeline:
-        if device is not None:
-            self.device = torch.device(device)
-        for module in self.modules.values():
-            kwargs: dict[str, Any] = {} if self.offload else {"device": self.device}
-            if dtype is not None and next(module.parameters()).dtype != dtype:
-                kwargs["dtype"] = dtype
-            if kwargs:
-                module.to(**kwargs)
-        return self
-
-    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> DynamiCrafterPipeline:
-        """Keep every model on the CPU and move each to `device` only while it runs."""
-        self.offload = True
-        self.device = torch.device(device)
-        for module in self.modules.values():
-            module.to("cpu")
-        return self
-
     def compile_unet(self, mode: str | None = None) -> DynamiCrafterPipeline:
         """torch.compile the UNet (the first call compiles; later calls with the same shapes are faster)."""
         self.unet = torch.compile(self.unet, mode=mode)  # type: ignore[assignment]
         return self
-
-    @contextlib.contextmanager
-    def _running(self, module: nn.Module) -> Iterator[nn.Module]:
-        if not self.offload:
-            yield module
-            return
-        module.to(self.device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -186,7 +148,7 @@ class DynamiCrafterPipeline:
         if self.text_encoder is None:
             raise WeightsNotFoundError("This pipeline has no text encoder; load the converted folder with its "
                                        "text_encoder/ (convert.py writes it from model.ckpt).")
-        with self._running(self.text_encoder) as enc, torch.no_grad():
+        with self.running(self.text_encoder) as enc, torch.no_grad():
             return enc(prompts).to(self.device)
 
     def encode_image_tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -194,12 +156,12 @@ class DynamiCrafterPipeline:
         if self.image_encoder is None:
             raise WeightsNotFoundError("This pipeline has no image encoder; load the converted folder with its "
                                        "image_encoder/ (convert.py writes it from model.ckpt).")
-        with self._running(self.image_encoder) as enc, torch.no_grad():
+        with self.running(self.image_encoder) as enc, torch.no_grad():
             tokens = enc(images).to(self.device)
         return self.resample(tokens)
 
     def resample(self, clip_tokens: torch.Tensor) -> torch.Tensor:
-        with self._running(self.resampler) as res, torch.no_grad():
+        with self.running(self.resampler) as res, torch.no_grad():
             return res(clip_tokens.to(self.device, self.resampler.proj_in.weight.dtype))
 
     def predict(self, latents: torch.Tensor, t: int, cond: Conditioning, fs: torch.Tensor,
@@ -235,7 +197,7 @@ class DynamiCrafterPipeline:
         """DDIM from `latents` (b, 4, t, h, w) at the last timestep down to a clean latent video."""
         spacing = timestep_spacing or self.config.sampling.timestep_spacing
         timesteps = self.scheduler.set_timesteps(num_inference_steps, spacing, eta)
-        with self._running(self.unet), torch.no_grad():
+        with self.running(self.unet), torch.no_grad():
             for i, t in enumerate(timesteps.tolist()):
                 out = self.predict(latents, t, cond, fs, guidance_scale, guidance_rescale)
                 latents = self.scheduler.step(out, t, latents.float(), generator).prev_sample
@@ -244,11 +206,11 @@ class DynamiCrafterPipeline:
         return latents
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        with self._running(self.vae) as vae, torch.no_grad():
+        with self.running(self.vae) as vae, torch.no_grad():
             return decode_frames(vae, latents.to(self.device), self.config.diffusion.scale_factor, self.vae_chunk).float()
 
     def encode_latents(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        with self._running(self.vae) as vae, torch.no_grad():
+        with self.running(self.vae) as vae, torch.no_grad():
             return encode_frames(vae, video.to(self.device), self.config.diffusion.scale_factor, generator,
                                  self.vae_chunk).float()
 
@@ -273,6 +235,40 @@ class DynamiCrafterPipeline:
             tensors.append(t[..., top : top + height, left : left + width].clamp(-1, 1))
         return torch.cat(tensors).to(self.device)
 
+    def encode_conditioning(self, pixels: torch.Tensor, prompts: list[str], num_frames: int, guided: bool,
+                            generator: torch.Generator | None = None) -> Conditioning:
+        """Everything the UNet sees besides the noisy latent, for (b, 3, H, W) images in [-1, 1]."""
+        b = pixels.shape[0]
+        # Text tokens of the prompt (one set per cross-attention module when a subject adapter
+        # recognises its token), and of the empty prompt for the unconditional branch.
+        module_texts = self.prompt_hook(prompts) if self.prompt_hook is not None else None
+        text = module_texts[0] if module_texts is not None else self.encode_prompt(prompts)
+        uncond_text = None
+        if guided:
+            uncond_text = (self.encode_prompt([""] * b) if self.config.diffusion.uncond_type == "empty_seq"
+                           else torch.zeros_like(text))
+        # Image tokens of the conditioning image, and of a zero image for the unconditional branch.
+        image_tokens = self.encode_image_tokens(pixels)
+        uncond_image_tokens = self.encode_image_tokens(torch.zeros_like(pixels)) if guided else None
+        # Latent of the conditioning frame, repeated over the frames (concatenated to the UNet input).
+        z = self.encode_latents(pixels[:, :, None], generator)  # (b, 4, 1, h, w)
+        return Conditioning(
+            context=torch.cat([text, image_tokens], dim=1).to(self.dtype),
+            concat=z.expand(-1, -1, num_frames, -1, -1).to(self.dtype),
+            uncond_context=torch.cat([uncond_text, uncond_image_tokens], dim=1).to(self.dtype) if guided else None,
+            module_contexts=None if module_texts is None else
+            [torch.cat([m.to(self.device), image_tokens], dim=1).to(self.dtype) for m in module_texts],
+        )
+
+    def check_inputs(self, height: int, width: int, output_type: str, images: int, prompts: int) -> None:
+        factor = self.config.vae_scale * 2 ** (len(self.config.unet.channel_mult) - 1)
+        if height % factor or width % factor:
+            raise InputError(f"height and width must be multiples of {factor}, got {height}x{width}.")
+        if output_type not in ("pt", "np", "latent"):
+            raise InputError(f"output_type must be 'pt', 'np' or 'latent', not {output_type!r}.")
+        if images != prompts:
+            raise InputError(f"Got {images} images but {prompts} prompts; give one prompt per image.")
+
     # ------------------------------------------------------------------ the pipeline
     def __call__(
         self,
@@ -289,146 +285,42 @@ class DynamiCrafterPipeline:
         generator: torch.Generator | None = None,
         output_type: str = "pt",
         latents: torch.Tensor | None = None,
-        progress: bool = True,
+        show_progress: bool = True,
     ) -> DynamiCrafterOutput:
         s = self.config.sampling
-        num_frames = num_frames or s.frames
-        height, width = height or s.height, width or s.width
+        num_frames, height, width = num_frames or s.frames, height or s.height, width or s.width
         guidance_rescale = s.guidance_rescale if guidance_rescale is None else guidance_rescale
         fs = s.fs if fs is None else fs
 
-        # 1. Check the inputs.
-        factor = self.config.vae_scale * 2 ** (len(self.config.unet.channel_mult) - 1)
-        if height % factor or width % factor:
-            raise InputError(f"height and width must be multiples of {factor}, got {height}x{width}.")
-        if output_type not in ("pt", "np", "latent"):
-            raise InputError(f"output_type must be 'pt', 'np' or 'latent', not {output_type!r}.")
+        # 1. Check the inputs and bring the images to (b, 3, height, width) in [-1, 1].
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         pixels = self.prepare_image(image, height, width)
-        if len(prompts) != pixels.shape[0]:
-            raise InputError(f"Got {pixels.shape[0]} images but {len(prompts)} prompts; give one prompt per image.")
+        self.check_inputs(height, width, output_type, pixels.shape[0], len(prompts))
         b = pixels.shape[0]
-        guided = guidance_scale != 1.0
 
-        # 2. Text tokens of the prompt (one set per cross-attention module when a subject adapter
-        #    recognises its token), and of the empty prompt for the unconditional branch.
-        module_texts = self.prompt_hook(prompts) if self.prompt_hook is not None else None
-        text = module_texts[0] if module_texts is not None else self.encode_prompt(prompts)
-        uncond_text = None
-        if guided:
-            uncond_text = (self.encode_prompt([""] * b) if self.config.diffusion.uncond_type == "empty_seq"
-                           else torch.zeros_like(text))
+        # 2. Conditioning: text and image tokens, and the first frame's latent (see encode_conditioning).
+        cond = self.encode_conditioning(pixels, prompts, num_frames, guidance_scale != 1.0, generator)
 
-        # 3. Image tokens of the conditioning image, and of a zero image for the unconditional branch.
-        image_tokens = self.encode_image_tokens(pixels)
-        uncond_image_tokens = self.encode_image_tokens(torch.zeros_like(pixels)) if guided else None
-
-        # 4. Latent of the conditioning frame, repeated over the frames (concatenated to the UNet input).
-        z = self.encode_latents(pixels[:, :, None], generator)  # (b, 4, 1, h, w)
-        concat = z.expand(-1, -1, num_frames, -1, -1).to(self.dtype)
-        cond = Conditioning(
-            context=torch.cat([text, image_tokens], dim=1).to(self.dtype),
-            concat=concat,
-            uncond_context=torch.cat([uncond_text, uncond_image_tokens], dim=1).to(self.dtype) if guided else None,
-            module_contexts=None if module_texts is None else
-            [torch.cat([m.to(self.device), image_tokens], dim=1).to(self.dtype) for m in module_texts],
-        )
-
-        # 5. Starting noise.
-        shape = (b, self.config.unet.out_channels, num_frames, z.shape[-2], z.shape[-1])
+        # 3. Starting noise.
+        shape = (b, self.config.unet.out_channels, num_frames, *cond.concat.shape[-2:])
         if latents is None:
             latents = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu")
         latents = latents.to(self.device, torch.float32)
         fs_t = torch.full((b,), fs, dtype=torch.long, device=self.device)
 
-        # 6. DDIM with classifier-free guidance.
-        from storyagent.progress import make_progress
-
-        with make_progress(transient=True, disable=not progress) as bar:
+        # 4. DDIM with classifier-free guidance.
+        with make_progress(transient=True, disable=not show_progress) as bar:
             task = bar.add_task("DynamiCrafter", total=num_inference_steps, status="")
             latents = self.denoise(latents, cond, fs_t, num_inference_steps, guidance_scale, guidance_rescale, eta,
                                    generator=generator, callback=lambda i, n: bar.update(task, completed=i))
         if output_type == "latent":
             return DynamiCrafterOutput(latents)
 
-        # 7. Decode frame by frame (or in chunks of `vae_chunk`).
+        # 5. Decode frame by frame (or in chunks of `vae_chunk`).
         video = self.decode_latents(latents)
         if output_type == "pt":
             return DynamiCrafterOutput(video)
 
-        # 8. To uint8 frames (b, t, H, W, 3).
+        # 6. To uint8 frames (b, t, H, W, 3).
         frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
         return DynamiCrafterOutput(frames)
-
-
-def _converted_once(ckpt: Path, name: str, config: DynamiCrafterConfig) -> Path:
-    """The safetensors folder converted from `ckpt`, converting it the first time it is needed."""
-    import hashlib
-    import os
-
-    from storyagent.models.dynamicrafter.convert import convert_checkpoint
-    from storyagent.progress import console
-    from storyagent.weights import resolve_weights
-
-    stat = ckpt.stat()
-    key = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    root = Path(os.environ.get("STORYAGENT_CACHE", Path.home() / ".cache" / "storyagent")).expanduser()
-    folder = root / f"{name}-{key}"
-    if (folder / "config.json").exists():
-        return folder
-    try:
-        tokenizer = resolve_weights("open-clip-vit-h-14")
-    except WeightsNotFoundError as exc:
-        raise WeightsNotFoundError(f"Converting {ckpt.name} needs the OpenCLIP tokenizer: {exc}") from exc
-    console.print(f"Converting {ckpt} to safetensors in {folder} (once)...")
-    # config.json is written last, so an interrupted conversion is redone rather than half-used.
-    convert_checkpoint(ckpt, folder, config, tokenizer_dir=tokenizer)
-    return folder
-
-
-def _load_encoders(folder: Path) -> tuple[TextEncoder | None, ImageEncoder | None]:
-    """transformers CLIP towers written by convert.py, if present."""
-    from safetensors.torch import load_file
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModel
-
-    def load(sub: str, config_cls, model_cls):
-        path = folder / sub
-        if not (path / "model.safetensors").exists():
-            return None
-        cfg = config_cls(**{k: v for k, v in json.loads((path / "config.json").read_text()).items()
-                            if k not in ("architectures", "model_type")})
-        model = model_cls(cfg)
-        state = {k.split("_model.", 1)[1] if k.startswith(("text_model.", "vision_model.")) else k: v
-                 for k, v in load_file(path / "model.safetensors").items()}
-        result = model.load_state_dict(state, strict=False)
-        # Buffers such as position_ids are rebuilt by transformers; any missing weight is an error.
-        missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
-        if missing:
-            raise WeightsNotFoundError(f"{path} lacks {len(missing)} weights ({missing[0]}, ...); convert the "
-                                       "checkpoint again with storyagent.models.dynamicrafter.convert.")
-        return model.eval()
-
-    text_model = load("text_encoder", CLIPTextConfig, CLIPTextModel)
-    vision_model = load("image_encoder", CLIPVisionConfig, CLIPVisionModel)
-    text_encoder = None
-    if text_model is not None:
-        tok_dir = folder / "tokenizer"
-        if not tok_dir.exists():
-            raise WeightsNotFoundError(
-                f"{folder} has a text encoder but no tokenizer/; copy the OpenCLIP ViT-H/14 tokenizer there "
-                "(`storyagent weights fetch open-clip-vit-h-14`, then its tokenizer files into tokenizer/)."
-            )
-        text_encoder = TextEncoder(text_model, CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True))
-    image_encoder = ImageEncoder(vision_model) if vision_model is not None else None
-    return text_encoder, image_encoder
-
-
-def _save_hf(folder: Path, model: nn.Module) -> None:
-    """A transformers CLIP tower as config.json + model.safetensors (what `_load_encoders` reads)."""
-    from storyagent.fileio import atomic_save_safetensors, atomic_write_json
-
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "config.json", model.config.to_dict())
-    atomic_save_safetensors(folder / "model.safetensors",
-                            {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-                            metadata={"format": "pt"})

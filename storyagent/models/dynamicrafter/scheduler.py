@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from storyagent.models.dynamicrafter.config import DiffusionConfig
+from storyagent.models.ldm import sqrt_linear_betas
 
 
 def make_betas(cfg: DiffusionConfig) -> np.ndarray:
     if cfg.beta_schedule != "linear":
         raise NotImplementedError(f"Beta schedule {cfg.beta_schedule!r} is not supported (only 'linear').")
-    betas = np.linspace(cfg.linear_start**0.5, cfg.linear_end**0.5, cfg.timesteps, dtype=np.float64) ** 2
+    betas = sqrt_linear_betas(cfg.linear_start, cfg.linear_end, cfg.timesteps)
     if cfg.rescale_betas_zero_snr:
         betas = zero_terminal_snr(betas)
     return betas

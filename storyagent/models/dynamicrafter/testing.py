@@ -11,9 +11,23 @@ from pathlib import Path
 
 import torch
 
-from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, tiny_config
+from storyagent.models.dynamicrafter.config import (
+    DynamiCrafterConfig, ResamplerConfig, SamplingConfig, UNetConfig, VAEConfig,
+)
 from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
 from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
+
+
+def tiny_config(frames: int = 4, latent_hw: tuple[int, int] = (8, 8)) -> DynamiCrafterConfig:
+    """A few-kilobyte configuration for CPU tests (same code paths as the 512 model)."""
+    return DynamiCrafterConfig(
+        unet=UNetConfig(model_channels=32, channel_mult=(1, 2), attention_resolutions=(1, 2), num_res_blocks=1,
+                        num_head_channels=8, context_dim=32, temporal_length=frames, dropout=0.0),
+        vae=VAEConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, resolution=32),
+        resampler=ResamplerConfig(dim=32, depth=1, dim_head=8, heads=4, num_queries=16, embedding_dim=48,
+                                  output_dim=32, ff_mult=2, video_length=frames),
+        sampling=SamplingConfig(ddim_steps=3, frames=frames, height=latent_hw[0] * 2, width=latent_hw[1] * 2),
+    )
 
 
 def write_tiny_tokenizer(folder: str | Path) -> Path:

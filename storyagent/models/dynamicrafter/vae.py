@@ -6,7 +6,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from storyagent.models.dynamicrafter.config import VAEConfig
-from storyagent.models.ldm_vae import build_autoencoder
+from storyagent.models.ldm import build_autoencoder
 
 
 def build_vae(cfg: VAEConfig) -> AutoencoderKL:
