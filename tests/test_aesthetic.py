@@ -6,7 +6,7 @@ from storyagent.errors import UnsafeCheckpointError, WeightsNotFoundError
 from storyagent.eval.observer import AestheticObserver
 from storyagent.models.aesthetic import (
     PUBLISHED_HEAD_SHAPES, AestheticHead, AestheticHeadConfig, AestheticPredictor, convert_head_to_safetensors,
-    load_head, load_head_state_dict)
+    load_head_state_dict)
 from storyagent.weights import resolve_weights
 
 
@@ -39,12 +39,12 @@ def test_pth_round_trip_weights_only_and_safetensors(tmp_path):
     head = AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4)))
     pth = tmp_path / "head.pth"
     torch.save(head.state_dict(), pth)
-    loaded = load_head(pth)
+    loaded = AestheticHead.from_pretrained(pth)
     assert loaded.config.embed_dim == 8 and loaded.config.hidden_dims == (16, 8, 8, 4)
     x = torch.randn(5, 8)
     torch.testing.assert_close(loaded(x), head.eval()(x))
     st = convert_head_to_safetensors(pth, tmp_path / "head.safetensors")
-    torch.testing.assert_close(load_head(st)(x), head(x))
+    torch.testing.assert_close(AestheticHead.from_pretrained(st)(x), head(x))
     assert set(load_head_state_dict(st)) == set(head.state_dict())
 
 
@@ -52,14 +52,14 @@ def test_pickle_with_code_is_refused(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"layers.0.weight": torch.zeros(1), "obj": AestheticHeadConfig()}, bad)
     with pytest.raises(UnsafeCheckpointError):
-        load_head(bad)
+        AestheticHead.from_pretrained(bad)
 
 
 def test_predictor_embeds_normalises_and_scores(tmp_path):
     model = tiny_clip(tmp_path / "clip")
     head = AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4)))
     torch.save(head.state_dict(), tmp_path / "head.pth")
-    predictor = AestheticPredictor.from_pretrained(tmp_path / "clip", tmp_path / "head.pth")
+    predictor = AestheticPredictor.from_pretrained(clip_path=tmp_path / "clip", head_path=tmp_path / "head.pth")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(3)]
     scores = predictor(images, batch_size=2)
@@ -77,10 +77,21 @@ def test_predictor_embeds_normalises_and_scores(tmp_path):
     np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_save_pretrained_round_trips_clip_and_head(tmp_path):
+    tiny_clip(tmp_path / "clip")
+    torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(),
+               tmp_path / "head.pth")
+    predictor = AestheticPredictor.from_pretrained(clip_path=tmp_path / "clip", head_path=tmp_path / "head.pth")
+    folder = predictor.save_pretrained(tmp_path / "saved")
+    assert (folder / "image_encoder").is_dir() and (folder / "head" / "model.safetensors").is_file()
+    images = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)]
+    assert AestheticPredictor.from_pretrained(folder)(images) == predictor(images)
+
+
 def test_missing_weights_fail_clearly(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError, match="storyagent weights fetch"):
-        AestheticPredictor.from_pretrained(tmp_path / "nope", tmp_path / "nope.pth")
+        AestheticPredictor.from_pretrained(clip_path=tmp_path / "nope", head_path=tmp_path / "nope.pth")
 
 
 def test_observer_flags_frames_under_threshold():

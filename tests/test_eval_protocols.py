@@ -109,7 +109,7 @@ def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path):
     # The report shares one CLIP between the metrics and the aesthetic head; the standalone predictor agrees.
     from storyagent.models.aesthetic import AestheticPredictor
 
-    predictor = AestheticPredictor.from_pretrained(tmp_path / "clip", tmp_path / "head.pth")
+    predictor = AestheticPredictor.from_pretrained(clip_path=tmp_path / "clip", head_path=tmp_path / "head.pth")
     board = np.asarray(Image.open(run / "storyboard" / "shot_01.png").convert("RGB"))
     assert float(rows[0]["Aesthetic"]) == pytest.approx(predictor([board])[0], abs=1e-4)
     assert (tmp_path / "rep" / "subject_per_frame_clip.png").exists()

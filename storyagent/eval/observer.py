@@ -42,7 +42,7 @@ class AestheticObserver:
             from storyagent.models.aesthetic import AestheticPredictor
 
             clip_path, head_path, device = self._paths
-            self._scorer = AestheticPredictor.from_pretrained(clip_path, head_path, device=device)
+            self._scorer = AestheticPredictor.from_pretrained(clip_path=clip_path, head_path=head_path, device=device)
         return self._scorer
 
     def review(self, storyboard_frames: Sequence[Frame] | Mapping[int, Frame], min_score: float) -> list[ShotReview]:

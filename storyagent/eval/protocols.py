@@ -94,10 +94,9 @@ def _aesthetic_scorer(encoder: CLIPEncoder, head_path: str | None):
     `CLIPModel.get_image_features` is the same projected embedding the predictor's vision tower
     gives, and `embed_images` already L2-normalises it.
     """
-    from storyagent.models.aesthetic import load_head
-    from storyagent.models.aesthetic.pipeline import resolve_head_file
+    from storyagent.models.aesthetic import AestheticHead
 
-    head = load_head(resolve_head_file(head_path)).to(encoder.device)
+    head = AestheticHead.from_pretrained(head_path, device=encoder.device)
 
     @torch.no_grad()
     def score(images: list[np.ndarray]) -> list[float]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from storyagent.errors import InputError
+from storyagent.models.aesthetic.config import AestheticHeadConfig
+from storyagent.weights import resolve_weights_file
 
 # The published `sac+logos+ava1-l14-linearMSE.pth` (improved-aesthetic-predictor): five Linear
 # layers interleaved with three Dropouts inside one `nn.Sequential` called `layers`, so the
@@ -17,16 +22,6 @@ PUBLISHED_HEAD_SHAPES: dict[str, tuple[int, ...]] = {
     "layers.6.weight": (16, 64), "layers.6.bias": (16,),
     "layers.7.weight": (1, 16), "layers.7.bias": (1,),
 }
-
-
-@dataclass
-class AestheticHeadConfig:
-    embed_dim: int = field(default=768, metadata={"help": "CLIP image embedding size (768 for ViT-L/14)."})
-    hidden_dims: tuple[int, ...] = field(
-        default=(1024, 128, 64, 16), metadata={"help": "Widths of the hidden Linear layers, in order."})
-    dropouts: tuple[float, ...] = field(
-        default=(0.2, 0.2, 0.1),
-        metadata={"help": "Dropout after each of the first hidden layers (training only; kept for the key layout)."})
 
 
 class AestheticHead(nn.Module):
@@ -47,6 +42,31 @@ class AestheticHead(nn.Module):
             width = hidden
         modules.append(nn.Linear(width, 1))
         self.layers = nn.Sequential(*modules)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None, torch_dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu") -> AestheticHead:
+        """A head file (the published `.pth`, loaded weights-only, or `.safetensors`) or a folder holding one;
+        default the cached "laion-aesthetic-v2". The layer widths are read off the tensors."""
+        from storyagent.models.aesthetic.convert import load_head_state_dict
+
+        file = resolve_weights_file("laion-aesthetic-v2", path, what="aesthetic head")
+        state = load_head_state_dict(file)
+        head = cls(AestheticHeadConfig.from_state_dict(state))
+        missing, unexpected = head.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InputError(
+                f"{file.name} does not match the aesthetic head layout "
+                f"(missing {sorted(missing)[:4]}, unexpected {sorted(unexpected)[:4]}).")
+        return head.to(device=device, dtype=torch_dtype).eval()
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """`path`/model.safetensors, which `from_pretrained(path)` reads back."""
+        from storyagent.fileio import atomic_save_safetensors
+
+        folder = Path(path)
+        atomic_save_safetensors(folder / "model.safetensors", {k: v.detach().cpu() for k, v in self.state_dict().items()})
+        return folder
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         """(B, embed_dim) unit-length embeddings -> (B,) scores."""

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from storyagent.models.aesthetic.convert import load_head
 from storyagent.models.aesthetic.head import AestheticHead
 from storyagent.weights import resolve_weights
 
@@ -29,19 +28,6 @@ def image_embeddings(output: object) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
             return value
     raise TypeError(f"no image embeddings in {type(output).__name__}")
-
-
-def resolve_head_file(head_path: str | os.PathLike[str] | None = None) -> Path:
-    """The head file: `head_path` (a file, or a folder holding one) or the cached `laion-aesthetic-v2`."""
-    head_file = resolve_weights("laion-aesthetic-v2", head_path)
-    if head_file.is_dir():
-        candidates = sorted(head_file.glob("*.safetensors")) + sorted(head_file.glob("*.pth"))
-        if not candidates:
-            from storyagent.errors import WeightsNotFoundError
-
-            raise WeightsNotFoundError(f"No .pth or .safetensors aesthetic head in {head_file}.")
-        head_file = candidates[0]
-    return head_file
 
 
 def clip_vision_config(clip_dir: str | os.PathLike[str]):
@@ -69,21 +55,32 @@ class AestheticPredictor:
         self.head = head.eval()
 
     @classmethod
-    def from_pretrained(cls, clip_path: str | os.PathLike[str] | None = None,
-                        head_path: str | os.PathLike[str] | None = None,
-                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AestheticPredictor:
-        """Load CLIP ViT-L/14 (`clip-vit-l-14`) and the head (`laion-aesthetic-v2`) from local paths or the cache."""
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None, torch_dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu", *, clip_path: str | os.PathLike[str] | None = None,
+                        head_path: str | os.PathLike[str] | None = None) -> AestheticPredictor:
+        """A folder written by `save_pretrained` (`image_encoder/`, `head/`), or CLIP ViT-L/14 from `clip_path`
+        and the head from `head_path`, each defaulting to the cache ("clip-vit-l-14", "laion-aesthetic-v2")."""
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
+        if path is not None:
+            clip_path = clip_path or Path(path) / "image_encoder"
+            head_path = head_path or Path(path) / "head"
         clip_dir = resolve_weights("clip-vit-l-14", clip_path)
-        head_file = resolve_head_file(head_path)
+        head = AestheticHead.from_pretrained(head_path, torch_dtype=torch_dtype, device=device)
         vision = CLIPVisionModelWithProjection.from_pretrained(
-            str(clip_dir), config=clip_vision_config(clip_dir), local_files_only=True, dtype=dtype)
+            str(clip_dir), config=clip_vision_config(clip_dir), local_files_only=True, dtype=torch_dtype)
         processor = CLIPImageProcessor.from_pretrained(str(clip_dir), local_files_only=True)
-        head = load_head(head_file).to(dtype)
         if vision.config.projection_dim != head.config.embed_dim:
             raise ValueError(f"CLIP embeds {vision.config.projection_dim}-d but the head expects {head.config.embed_dim}-d")
-        return cls(vision.to(device), processor, head.to(device))
+        return cls(vision.to(device), processor, head)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
+        """`image_encoder/` (the CLIP vision tower and its image processor) and `head/`."""
+        folder = Path(path)
+        self.vision_model.save_pretrained(folder / "image_encoder")
+        self.processor.save_pretrained(folder / "image_encoder")
+        self.head.save_pretrained(folder / "head")
+        return folder
 
     @property
     def device(self) -> torch.device:
