@@ -12,7 +12,7 @@ from storyagent.agents.crew import TRANSCRIPT, run_crew
 from storyagent.agents.llm import parse_llm
 from storyagent.config import RunConfig
 from storyagent.errors import StoryAgentError
-from storyagent.models.planner import TemplatePlanner
+from storyagent.models.planner import PlannerConfig, TemplatePlanner
 from storyagent.workspace import MANIFEST
 from tests.llm_server import Delay, HTTPError, LLMServer, ToolCall
 
@@ -26,7 +26,7 @@ def cfg_for(spec: str, review: str = "llm", shots: int = 3) -> RunConfig:
 
 
 def script_json(shots: int) -> str:
-    return TemplatePlanner(shot_duration=2.0)("a day at the seaside", "Pip", shots, seed=7, class_word="fox").model_dump_json()
+    return TemplatePlanner(PlannerConfig(shot_duration=2.0))("a day at the seaside", "Pip", shots, seed=7, class_word="fox").model_dump_json()
 
 
 def mtimes(root: Path, pattern: str) -> dict[str, int]:

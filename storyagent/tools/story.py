@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.fileio import atomic_write_text
-from storyagent.models.planner import TemplatePlanner
+from storyagent.models.planner import PlannerConfig, TemplatePlanner
 from storyagent.schemas import Artifact, StoryScript, format_validation_error
 from storyagent.workspace import Workspace, hash_json
 
@@ -25,7 +25,7 @@ def story_input_hash(cfg: RunConfig) -> str:
 
 
 def offline_planner(cfg: RunConfig) -> StoryScript:
-    return TemplatePlanner(shot_duration=cfg.shot_duration)(cfg.prompt, cfg.name, cfg.shots, cfg.seed, cfg.class_word)
+    return TemplatePlanner(PlannerConfig(shot_duration=cfg.shot_duration))(cfg.prompt, cfg.name, cfg.shots, cfg.seed, cfg.class_word)
 
 
 def load_story(ws: Workspace) -> StoryScript:

@@ -1,3 +1,6 @@
-from storyagent.models.animatic.pipeline import AnimaticConfig, AnimaticPipeline, ShotRender, SubjectSprites
+"""The animatic backend: the user's subject composited into procedural scenes (CPU, no weights)."""
+
+from storyagent.models.animatic.config import AnimaticConfig
+from storyagent.models.animatic.pipeline import AnimaticPipeline, ShotRender, SubjectSprites
 
 __all__ = ["AnimaticConfig", "AnimaticPipeline", "ShotRender", "SubjectSprites"]

@@ -8,7 +8,7 @@ shot's text, the camera moves as the shot says, and the narration is burnt in as
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from storyagent.media import ReferenceMedia, load_font, subject_cutout, wrap_text
 from storyagent.models.animatic.backgrounds import SceneSpec, draw_background, stable_seed
+from storyagent.models.animatic.config import AnimaticConfig
 from storyagent.schemas import CameraMotion, Shot, ShotType
 
 # Subject height as a fraction of the frame height, per shot type.
@@ -23,19 +24,6 @@ SUBJECT_HEIGHT = {ShotType.wide: 0.42, ShotType.medium: 0.68, ShotType.close_up:
 CANVAS_MARGIN = 1.3  # the scene is drawn this much larger than the frame, room for the camera to move
 CAMERA_TRAVEL = 0.1  # pans and tilts travel this fraction of the frame size
 ZOOM_RANGE = 1.25
-
-
-@dataclass
-class AnimaticConfig:
-    width: int = field(default=512, metadata={"help": "Frame width in pixels (even)."})
-    height: int = field(default=320, metadata={"help": "Frame height in pixels (even)."})
-    fps: float = field(default=8.0, metadata={"help": "Frames per second of every clip."})
-    subtitles: bool = field(default=True, metadata={"help": "Burn the narration in as a subtitle."})
-    sprite_fps: float = field(default=4.0, metadata={"help": "How fast the reference frames cycle (subject animation)."})
-
-    def __post_init__(self) -> None:
-        if self.width % 2 or self.height % 2 or min(self.width, self.height) < 64:
-            raise ValueError(f"frame size must be even and at least 64 px, got {self.width}×{self.height}")
 
 
 @dataclass
@@ -51,7 +39,10 @@ class SubjectSprites:
 
 @dataclass
 class ShotRender:
+    """One rendered shot."""
+
     frames: list[np.ndarray]
+    """The clip's frames, H×W×3 uint8, subtitles burnt in when asked for."""
     storyboard: np.ndarray
     """The first frame without subtitle: the shot's storyboard picture."""
     storyboard_mask: np.ndarray

@@ -1,3 +1,6 @@
-from storyagent.models.planner.template_planner import TemplatePlanner
+"""The offline Story Designer: a deterministic template planner (no LLM)."""
 
-__all__ = ["TemplatePlanner"]
+from storyagent.models.planner.config import PlannerConfig
+from storyagent.models.planner.pipeline import TemplatePlanner
+
+__all__ = ["PlannerConfig", "TemplatePlanner"]

@@ -1,19 +1,11 @@
-"""The offline Story Designer: a deterministic planner that writes an N-shot story arc.
-
-No LLM: the prompt is read for a place and a mood, and a five-beat arc (arrival, discovery,
-trouble, turn, home-coming) is laid over the N shots. Times of day advance through the story,
-shot types and camera motions follow the beat (establishing wide shots open, close-ups carry
-the turn). The same prompt, name, shot count and seed always give the same script.
-"""
+"""The offline planner's story arc: place and time vocabularies, five beats, and how a prompt is read."""
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 
-from storyagent.models.animatic.backgrounds import PLACE_WORDS, stable_seed
-from storyagent.schemas import NAMED_REGIONS, Shot, StoryScript
+from storyagent.models.animatic.backgrounds import PLACE_WORDS
 
 PLACE_PHRASES: dict[str, list[str]] = {
     "sea": ["a sandy beach by the sea", "the edge of the waves on the shore", "a rock pool on the beach", "the harbour wall by the sea"],
@@ -66,59 +58,12 @@ CAMERA_FOR_BEAT = [["zoom out", "pan right", "pan left"], ["pan right", "pan lef
 REGIONS = ["left", "center", "right"]
 
 
-@dataclass
-class TemplatePlanner:
-    """Writes a `StoryScript` without an LLM. Deterministic in (prompt, name, num_shots, seed)."""
-
-    shot_duration: float = 2.5
-
-    def __call__(self, prompt: str, name: str, num_shots: int, seed: int = 0, class_word: str = "character") -> StoryScript:
-        rng = random.Random(stable_seed(prompt, name, num_shots, seed))
-        topic = _topic(prompt)
-        place = _place_of(prompt)
-        home = HOME_FOR[place]
-        times = _times_for(prompt, num_shots, rng)
-        phrases = rng.sample(PLACE_PHRASES[place], k=len(PLACE_PHRASES[place]))
-        fmt = {"name": name, "Name": name[:1].upper() + name[1:], "topic": topic}
-
-        shots: list[Shot] = []
-        prev_shot, prev_camera, prev_region = "", "", ""
-        for i in range(num_shots):
-            # 1. Where in the arc this shot falls decides its beat.
-            beat_id = _beat_index(i, num_shots)
-            beat = BEATS[beat_id]
-            # 2. The story opens and closes near home when there is room for it.
-            at_home = num_shots >= 5 and (i == num_shots - 1) and rng.random() < 0.5
-            place_phrase = rng.choice(PLACE_PHRASES[home]) if at_home else phrases[i % len(phrases)]
-            background = f"{place_phrase} {TIME_PHRASES[times[i]]}"
-            # 3. Framing follows the beat but never repeats the previous shot exactly.
-            shot_type = _pick(rng, SHOT_FOR_BEAT[beat_id], avoid=prev_shot if i else "")
-            camera = _pick(rng, CAMERA_FOR_BEAT[beat_id], avoid=prev_camera)
-            region = _pick(rng, REGIONS, avoid=prev_region)
-            action = rng.choice(beat["action"])
-            narration = rng.choice(beat["narration"]).format(place=place_phrase, **fmt)
-            shots.append(Shot(
-                index=i + 1,
-                narration=narration,
-                description=f"{name} the {class_word} {action}, {background}, {shot_type} shot, storybook illustration",
-                subject_action=action,
-                subject_region=NAMED_REGIONS[region],
-                background=background,
-                shot_type=shot_type,
-                camera_motion=camera,
-                duration=self.shot_duration,
-            ))
-            prev_shot, prev_camera, prev_region = shot_type, camera, region
-        title = f"{fmt['Name']} and {topic}" if not topic.lower().startswith(name.lower()) else topic
-        return StoryScript(title=_clip(title[:1].upper() + title[1:], 200),
-                           logline=_clip(f"{fmt['Name']} the {class_word}: {prompt.strip()}", 600), shots=shots)
-
-
-def _clip(text: str, limit: int) -> str:
+def clip_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _topic(prompt: str) -> str:
+def story_topic(prompt: str) -> str:
     """A short noun phrase for the story's subject: 'a day at the seaside'."""
     text = re.sub(r"\s+", " ", prompt.strip().rstrip(".!?"))
     words = text.split(" ")
@@ -126,7 +71,8 @@ def _topic(prompt: str) -> str:
     return topic[:80] if topic else "an adventure"
 
 
-def _place_of(prompt: str) -> str:
+def place_of(prompt: str) -> str:
+    """The first place (a key of PLACE_WORDS) whose words the prompt uses; a meadow otherwise."""
     words = set(re.findall(r"[\w']+", prompt.lower()))
     for place, keys in PLACE_WORDS.items():
         if words & set(keys):
@@ -134,7 +80,7 @@ def _place_of(prompt: str) -> str:
     return "meadow"
 
 
-def _times_for(prompt: str, n: int, rng: random.Random) -> list[str]:
+def times_for(prompt: str, n: int, rng: random.Random) -> list[str]:
     """Times of day that advance through the story: a day-long arc, or a night story."""
     lower = prompt.lower()
     if "night" in lower or "dream" in lower:
@@ -145,12 +91,14 @@ def _times_for(prompt: str, n: int, rng: random.Random) -> list[str]:
     return [span[min(len(span) - 1, round(i * (len(span) - 1) / max(n - 1, 1)))] for i in range(n)]
 
 
-def _beat_index(i: int, n: int) -> int:
+def beat_index(i: int, n: int) -> int:
+    """Which of the five beats shot `i` of `n` falls on."""
     if n == 1:
         return 0
     return min(4, round(i * 4 / (n - 1)))
 
 
-def _pick(rng: random.Random, options: list[str], avoid: str) -> str:
+def pick(rng: random.Random, options: list[str], avoid: str) -> str:
+    """A random option other than `avoid`, unless `avoid` is the only one."""
     choices = [o for o in options if o != avoid] or options
     return rng.choice(choices)
