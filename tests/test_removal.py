@@ -53,7 +53,7 @@ def test_empty_or_mismatched_mask_is_refused():
 
 
 def test_diffusion_inpainting_changes_only_the_hole():
-    from storyagent.models.storydiffusion.tiny import tiny_sdxl
+    from storyagent.models.storydiffusion.testing import tiny_sdxl
 
     frame, mask = synthetic_frame(36)  # not a multiple of 8: padded for SDXL, cropped back
     remover = SubjectRemover.from_sdxl(tiny_sdxl(), RemovalConfig(num_inference_steps=2))

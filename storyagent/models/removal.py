@@ -20,6 +20,8 @@ from storyagent.media.box import Box, mask_box
 
 @dataclass
 class RemovalConfig:
+    """How far the subject's mask grows and how the hole is refilled."""
+
     dilate_fraction: float = 0.02
     """Mask growth as a share of the image's longer side; covers soft edges and shadows SAM leaves out."""
     min_dilate_px: int = 3
@@ -36,6 +38,8 @@ class RemovalConfig:
 
 @dataclass
 class RemovalResult:
+    """A frame with its subject removed, and where the subject was."""
+
     image: np.ndarray
     """H×W×3 uint8, the frame with the subject's region refilled."""
     mask: np.ndarray
@@ -45,9 +49,11 @@ class RemovalResult:
     box: Box
     """The subject mask's box (top, bottom, left, right; exclusive ends), for the redraw."""
     method: Literal["diffusion", "opencv"]
+    """Which inpainting refilled the hole."""
 
 
 def dilate_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """`mask` grown by `pixels` in every direction (an elliptical kernel, so corners stay round)."""
     if pixels <= 0:
         return mask.astype(bool)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
@@ -105,6 +111,7 @@ class SubjectRemover:
         return RemovalResult(image=out, mask=hole, subject_mask=subject, box=box, method=self.method)
 
     def _diffuse(self, image: np.ndarray, hole: np.ndarray, background: str, avoid: str, seed: int) -> np.ndarray:
+        """The SDXL inpainting of `hole`, prompted with `background`, at the image's own size."""
         height, width = image.shape[:2]
         # SDXL works on multiples of 8; pad by edge replication and crop back.
         ph, pw = -height % 8, -width % 8
