@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -178,9 +178,6 @@ class Film(Artifact):
     kind: Literal["film"] = "film"
     num_frames: int = Field(ge=1)
     fps: float = Field(gt=0)
-
-
-AnyArtifact = Annotated[StoryboardFrame | ShotClip | Film | Artifact, Field(union_mode="left_to_right")]
 
 
 def format_validation_error(exc: ValidationError, what: str = "input") -> str:

@@ -12,6 +12,7 @@ from storyagent.agents.llm import LLMSettings
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
+from storyagent.tools.backend import Backend, select_backend
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace
 
@@ -102,3 +103,9 @@ class CrewContext:
     """A tool's failure other than bad arguments: it ends the run with its own message."""
     events: list[str] = field(default_factory=list)
     """Notes for the transcript: a review overruled, a stage accepted after its last round."""
+    backend: Backend | None = None
+    """The run's backend, chosen once (from `cfg.backend` when not given)."""
+
+    def __post_init__(self) -> None:
+        if self.backend is None:
+            self.backend = select_backend(self.cfg)

@@ -26,7 +26,7 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backend import check_backend
+from storyagent.tools.backend import select_backend
 from storyagent.tools.film import assemble_film
 from storyagent.tools.subject import prepare_subject
 from storyagent.workspace import Workspace
@@ -74,11 +74,12 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
     llm = llm or parse_llm(cfg.llm)
     if cfg.review == "llm" and not llm.enabled:
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
-    check_backend(cfg)
+    backend = select_backend(cfg)  # the one choice of backend for the whole run
+    backend.check()
     ws = Workspace.open(out, cfg.inputs_record(), resume=resume)
     ws.manifest["speakers"] = []
     ctx = CrewContext(ws=ws, cfg=cfg, subject=prepare_subject(ws, cfg), llm=llm, review=cfg.review,
-                      show_progress=show_progress, max_rounds=max_rounds)
+                      show_progress=show_progress, max_rounds=max_rounds, backend=backend)
 
     # 1. The crew.
     director = UserProxyAgent(DIRECTOR, human_input_mode="NEVER", code_execution_config=False, llm_config=False,

@@ -16,7 +16,8 @@ from autogen import Agent, AssistantAgent, ConversableAgent, register_function
 from storyagent.agents.context import STAGE_AGENT, CrewContext
 from storyagent.agents.designer import role_message
 from storyagent.tools.story import revise_shots, save_story
-from storyagent.tools.storyboard import ShotSelection, ToolArgumentError, bump_takes, generate_storyboard
+from storyagent.tools.per_shot import bump_takes
+from storyagent.tools.storyboard import ShotSelection, ToolArgumentError, generate_storyboard
 from storyagent.tools.video import animate_shots
 
 ShotsArg = Annotated[list[int] | None, "Shot numbers to redo; leave empty to do every shot."]
@@ -36,7 +37,7 @@ def make_storyboard_generator(ctx: CrewContext) -> ConversableAgent:
                 save_story(ctx.ws, ctx.cfg, ctx.script, "storyboard review")
             bump_takes(ctx.ws, "storyboard", sel.shots or [s.index for s in ctx.script.shots])
         before = {f.shot: f.input_hash for f in ctx.storyboard}
-        ctx.storyboard = generate_storyboard(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.show_progress)
+        ctx.storyboard = generate_storyboard(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.show_progress, ctx.backend)
         redrawn = [f.shot for f in ctx.storyboard if before.get(f.shot) != f.input_hash]
         return (f"Storyboard ready: {len(ctx.storyboard)} pictures in storyboard/ (drawn now: {redrawn or 'none'}); "
                 f"contact sheet: storyboard.png")
@@ -56,7 +57,8 @@ def make_video_creator(ctx: CrewContext) -> ConversableAgent:
             bump_takes(ctx.ws, "video", sel.shots or [s.index for s in ctx.script.shots])
             ctx.ws.manifest.setdefault("video_feedback", []).append({"shots": sel.shots, "feedback": sel.feedback})
         before = {c.shot: c.input_hash for c in ctx.clips}
-        ctx.clips = animate_shots(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.storyboard, ctx.show_progress)
+        ctx.clips = animate_shots(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.storyboard, ctx.show_progress,
+                                  ctx.backend)
         redone = [c.shot for c in ctx.clips if before.get(c.shot) != c.input_hash]
         return f"Clips ready: {len(ctx.clips)} shots in shots/ (animated now: {redone or 'none'})"
 

@@ -29,6 +29,7 @@ from storyagent.eval.report import bar_plot, curve_plot, write_tables
 from storyagent.media import load_reference, read_frames
 from storyagent.progress import make_progress
 from storyagent.schemas import StoryScript
+from storyagent.tools.per_shot import clip_path, frame_path
 
 
 @dataclass
@@ -185,7 +186,7 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(f"Evaluating {name or run_dir.name}", total=len(script.shots), status="")
         for shot in script.shots:
-            clip_file = run_dir / "shots" / f"shot_{shot.index:02d}.mp4"
+            clip_file = run_dir / clip_path(shot.index)
             if not clip_file.exists():
                 raise InputError(f"{clip_file} is missing; finish the run first (`storyagent run ... --resume`).")
             frames = read_frames(clip_file, models.max_frames)
@@ -199,7 +200,7 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
                 row["CLIP-score"] = clip_score(frames, shot.description, models.clip)
                 row["CLIP-temp"] = clip_temp(frames, models.clip)
             # 3. Subject consistency: find the subject in every frame, compare with the reference.
-            board_file = run_dir / "storyboard" / f"shot_{shot.index:02d}.png"
+            board_file = run_dir / frame_path(shot.index)
             board_mask = _read_mask(board_file.with_name(board_file.stem + "_mask.png"))
             if board_file.exists():
                 boards[shot.index] = np.asarray(Image.open(board_file).convert("RGB"))

@@ -25,14 +25,6 @@ class Box(NamedTuple):
     right: int
 
     @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    @property
     def slices(self) -> tuple[slice, slice]:
         """Index an H×W(×C) array with these to get the box's pixels."""
         return slice(self.top, self.bottom), slice(self.left, self.right)

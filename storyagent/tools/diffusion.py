@@ -1,12 +1,15 @@
-"""The `diffusion` backend behind the storyboard and video tools (the paper's pipeline).
+"""The `diffusion` backend (the paper's pipeline, GPU and weights).
 
 Storyboard: StoryDiffusion draws every shot with one consistent subject, LangSAM finds it, it is
 removed, and AnyDoor redraws the user's own subject there (`diffusion_storyboard.py`). Video:
-DynamiCrafter animates each storyboard picture with the shot's description as its prompt.
-Weights come from `storyagent.weights` (a `STORYAGENT_WEIGHTS_*` path or the Hugging Face cache).
+DynamiCrafter animates each storyboard picture with the shot's description as its prompt, with
+the subject's LoRA-BE adapter when there is one. Weights come from `storyagent.weights` (a
+`STORYAGENT_WEIGHTS_*` path or the Hugging Face cache).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -14,8 +17,11 @@ from PIL import Image
 from storyagent.config import RunConfig
 from storyagent.media import write_video
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
+from storyagent.tools.backend import Backend
+from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_key
 from storyagent.tools.subject import PreparedSubject
-from storyagent.workspace import Workspace, hash_json
+from storyagent.workspace import Workspace, hash_file, hash_json
+
 
 def _device() -> str:
     import torch
@@ -32,42 +38,82 @@ def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
     return (max(32, round(cfg.width * scale / 32) * 32), max(32, round(cfg.height * scale / 32) * 32))
 
 
-def diffusion_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
-                         stage_hash: str, show_progress: bool) -> list[StoryboardFrame]:
-    """Draw the whole storyboard: StoryDiffusion renders all shots together, so they are redone together."""
-    from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion
+class DiffusionBackend(Backend):
+    """StoryDiffusion + LangSAM + AnyDoor storyboard; DynamiCrafter (+ LoRA-BE) clips.
 
-    width, height = storyboard_size(cfg)
-    anydoor = AnyDoorPipeline.from_pretrained(device=_device())
+    The video models are loaded on the first clip of a stage and dropped by `release()` at its end,
+    so the storyboard's models and DynamiCrafter never share the GPU.
+    """
 
-    def redraw(*args, seed: int | None = 0):
-        return anydoor.redraw(*args, seed=seed, num_inference_steps=cfg.steps, show_progress=False)
+    name = "diffusion"
+    weights = ("sdxl-base", "grounding-dino-base", "sam-vit-h", "anydoor", "dynamicrafter-512")
 
-    settings = DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
-                                         **({"steps": cfg.steps} if cfg.steps else {}))
-    records = generate_storyboard_diffusion(script, subject.subject, ws.root, settings, redraw=redraw, workspace=ws,
-                                            show_progress=show_progress)
-    frames = []
-    for record in records:
-        # A shot whose subject was not found keeps its initial picture; the Observer hears why.
-        frame = StoryboardFrame(path=record.final or record.initial, mask_path=record.mask, input_hash=stage_hash,
-                                shot=record.shot, meta={"found": record.found, "reason": record.reason})
-        frames.append(ws.record(f"storyboard/shot_{record.shot:02d}", frame))
-    return frames
-
-
-class DiffusionAnimator:
-    """Makes one shot's clip with DynamiCrafter; the pipeline is loaded once, on first use."""
-
-    def __init__(self, ws: Workspace, cfg: RunConfig, boards: dict[int, StoryboardFrame]) -> None:
-        self.ws, self.cfg, self.boards = ws, cfg, boards
-        self.adapter = cfg.adapter_path()
-        self.token: str | None = None
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__(cfg)
         self._pipe = None
+        self._adapter: tuple[Path | None, str | None] | None = None
+        self.token: str | None = None
+        """The adapter's subject token, once the adapter is loaded."""
+
+    def prepare_subject(self, subject: PreparedSubject) -> None:
+        """Nothing to build ahead: the storyboard reads the subject's frames and masks from the run
+        folder, and the LoRA-BE adapter is looked up with the first clip (a storyboard needs none)."""
+
+    # ---- storyboard -----------------------------------------------------------------------
+
+    def storyboard_hash(self, script: StoryScript, subject: PreparedSubject, takes: dict) -> str:
+        cfg = self.cfg
+        return hash_json({"shots": [s.model_dump(mode="json") for s in script.shots], "subject": subject.input_hash,
+                          "seed": cfg.seed, "takes": takes, "size": storyboard_size(cfg), "backend": self.name})
+
+    def storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
+                   show_progress: bool) -> list[StoryboardFrame]:
+        """StoryDiffusion renders all shots together, so they are redone together."""
+        h = self.storyboard_hash(script, subject, ws.manifest.get("takes", {}).get("storyboard", {}))
+        keys = [shot_key(STORYBOARD_DIR, s.index) for s in script.shots]
+        if not all(ws.fresh(k, h) for k in keys):
+            self._draw_storyboard(ws, script, subject, h, show_progress)
+        return [StoryboardFrame.model_validate(ws.artifact(k)) for k in keys]
+
+    def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject, stage_hash: str,
+                         show_progress: bool) -> None:
+        from storyagent.models.anydoor import AnyDoorPipeline
+        from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion
+
+        cfg = self.cfg
+        width, height = storyboard_size(cfg)
+        anydoor = AnyDoorPipeline.from_pretrained(device=_device())
+
+        def redraw(*args, seed: int | None = 0):
+            return anydoor.redraw(*args, seed=seed, num_inference_steps=cfg.steps, show_progress=False)
+
+        settings = DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
+                                             **({"steps": cfg.steps} if cfg.steps else {}))
+        # Records every shot's frame (the initial picture where the subject was not found) under
+        # its `shot_key`, with this stage's hash, once.
+        generate_storyboard_diffusion(script, subject.subject, ws.root, settings, redraw=redraw, workspace=ws,
+                                      input_hash=stage_hash, show_progress=show_progress)
+
+    # ---- video ----------------------------------------------------------------------------
+
+    def _adapter_and_hash(self) -> tuple[Path | None, str | None]:
+        """The subject's LoRA-BE adapter (given, or found beside the subject media) and its content
+        hash, looked up once a stage."""
+        if self._adapter is None:
+            path = self.cfg.adapter_path()
+            self._adapter = (path, hash_file(path) if path else None)
+        return self._adapter
+
+    @property
+    def adapter(self) -> Path | None:
+        return self._adapter_and_hash()[0]
+
+    def clip_inputs(self) -> dict[str, object]:
+        return {"backend": self.name, "adapter": self._adapter_and_hash()[1]}
 
     @property
     def pipe(self):
+        """DynamiCrafter, loaded on first use, with the subject's adapter when there is one."""
         if self._pipe is None:
             import torch
 
@@ -86,23 +132,24 @@ class DiffusionAnimator:
         text = f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}"
         if self.token is None:
             return text
-        return text.replace(self.cfg.name, self.token) if self.cfg.name in text else f"{self.token}, {text}"
+        name = self.cfg.name
+        return text.replace(name, self.token) if name in text else f"{self.token}, {text}"
 
-    def __call__(self, shot: Shot, input_hash: str, seed: int, rel_path: str) -> ShotClip:
+    def animate(self, ws: Workspace, shot: Shot, board: StoryboardFrame, input_hash: str, seed: int) -> ShotClip:
         import torch
 
-        image = np.asarray(Image.open(self.ws.path(self.boards[shot.index].path)).convert("RGB"))
+        image = np.asarray(Image.open(ws.path(board.path)).convert("RGB"))
         generator = torch.Generator(device="cpu").manual_seed(seed)
         pipe = self.pipe  # loads the adapter first, which decides the prompt's wording
         prompt = self.prompt(shot)
         out = pipe(image=image, prompt=prompt, num_inference_steps=self.cfg.steps or 50, generator=generator,
-                   output_type="np", progress=False)
+                   output_type="np", show_progress=False)
         frames = list(np.asarray(out.frames[0], dtype=np.uint8))  # (T, H, W, 3)
-        write_video(self.ws.path(rel_path), frames, self.cfg.fps)
-        return ShotClip(path=rel_path, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
-                        meta={"prompt": prompt, "adapter": str(self.adapter) if self.adapter else None})
+        rel = clip_path(shot.index)
+        write_video(ws.path(rel), frames, self.cfg.fps)
+        adapter = self.adapter
+        return ShotClip(path=rel, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
+                        meta={"prompt": prompt, "adapter": str(adapter) if adapter else None})
 
-
-def stage_hash(cfg: RunConfig, script: StoryScript, subject: PreparedSubject, takes: dict) -> str:
-    return hash_json({"shots": [s.model_dump(mode="json") for s in script.shots], "subject": subject.input_hash,
-                      "seed": cfg.seed, "takes": takes, "size": storyboard_size(cfg), "backend": "diffusion"})
+    def release(self) -> None:
+        self._pipe, self.token, self._adapter = None, None, None

@@ -21,14 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storyagent.fileio import atomic_write_json
 from storyagent.media import write_png
-from storyagent.models.langsam import LangSAMConfig, LangSAMPipeline
-from storyagent.models.removal import RemovalConfig, SubjectRemover
+from storyagent.models.langsam import LangSAMConfig, LangSAMPipeline, SubjectMask
+from storyagent.models.removal import SubjectRemover
 from storyagent.models.storydiffusion import ConsistentAttentionConfig, StoryDiffusionConfig, StoryDiffusionPipeline
 from storyagent.progress import make_progress
 from storyagent.schemas import Shot, StoryboardFrame, StoryScript, Subject
+from storyagent.tools.per_shot import STORYBOARD_DIR, shot_key
 from storyagent.workspace import Workspace, hash_json
 
-RECORDS = "storyboard/diffusion_storyboard.json"
+RECORDS = f"{STORYBOARD_DIR}/diffusion_storyboard.json"
 
 
 class DiffusionStoryboardConfig(BaseModel):
@@ -144,15 +145,19 @@ def generate_storyboard_diffusion(
     models: StoryboardModels | None = None,
     redraw: Redraw | Callable[..., np.ndarray] | None = None,
     workspace: Workspace | None = None,
+    input_hash: str | None = None,
     show_progress: bool = True,
 ) -> list[DiffusionShotRecord]:
     """Draw, mask, clear (and optionally redraw) every shot; return one record per shot.
 
-    `workspace`, when given, gets every written picture recorded in its manifest.
+    `workspace`, when given, gets every written picture recorded in its manifest, once: the
+    intermediate pictures under `storyboard/shot_NN_initial` and `..._removed`, and the shot's
+    storyboard frame (the redrawn picture, else the initial one) under `storyboard/shot_NN`, with
+    `input_hash` when given (the caller's cache key) or else the shot's own settings hash.
     """
     config = config or DiffusionStoryboardConfig()
     root = Path(run_dir)
-    (root / "storyboard").mkdir(parents=True, exist_ok=True)
+    (root / STORYBOARD_DIR).mkdir(parents=True, exist_ok=True)
     models = models or StoryboardModels.load(config)
     described, detect = subject_words(subject, config)
     shots = script.shots
@@ -160,8 +165,7 @@ def generate_storyboard_diffusion(
 
     with make_progress(disable=not show_progress) as progress:
         # 1. Initial storyboard: every shot at once, one consistent subject.
-        steps = config.steps * len(shots)
-        task = progress.add_task("Storyboard (StoryDiffusion)", total=steps, status="drawing")
+        task = progress.add_task("Storyboard (StoryDiffusion)", total=config.steps * len(shots), status="drawing")
         drawn = models.story([shot_text(s) for s in shots], described, seed=config.seed, output_type="np",
                              on_step=lambda: progress.advance(task))
         initial = [(np.clip(im, 0, 1) * 255).round().astype(np.uint8) for im in drawn.images]
@@ -170,50 +174,68 @@ def generate_storyboard_diffusion(
         progress.update(task, status="finding the subject")
         masks = models.langsam(initial, detect)
 
-        reference = reference_for_redraw(subject) if redraw is not None else None
+        # 3. Per shot: remove the drawn subject and redraw the user's own.
+        shot_step = _ShotStep(root, models, config, described, workspace,
+                              reference_for_redraw(subject) if redraw is not None else None, redraw)
         records: list[DiffusionShotRecord] = []
         clean = progress.add_task("Storyboard (remove, redraw)", total=len(shots), status="")
         for shot, image, found, prompt in zip(shots, initial, masks, drawn.prompts):
-            name = f"storyboard/shot_{shot.index:02d}"
             h = hash_json({"settings": settings, "shot": shot.model_dump(mode="json"), "subject": described})
-            write_png(root / f"{name}_initial.png", image)
-            record = DiffusionShotRecord(shot=shot.index, initial=f"{name}_initial.png", found=found.found,
-                                         box=found.box, score=found.score)
-            if not found.found:
-                # 3a. Nothing to remove: keep the initial picture, tell the Observer why.
-                record.reason = f"shot {shot.index}: {found.reason}; the storyboard keeps the initial picture"
-                records.append(record)
-                _record(workspace, f"{name}_initial", StoryboardFrame(path=record.initial, input_hash=h, shot=shot.index,
-                                                                      meta={"found": False, "reason": record.reason}))
-                progress.advance(clean)
-                continue
-
-            # 3b. Remove the drawn subject, keep the grown mask and box for the redraw.
-            removed = models.remover(image, found.mask, background=shot.background, avoid=described, seed=config.seed)
-            write_png(root / f"{name}_mask.png", removed.mask.astype(np.uint8) * 255)
-            write_png(root / f"{name}_removed.png", removed.image)
-            record.mask, record.removed = f"{name}_mask.png", f"{name}_removed.png"
-            _record(workspace, f"{name}_initial", StoryboardFrame(
-                path=record.initial, mask_path=record.mask, input_hash=h, shot=shot.index,
-                meta={"found": True, "box": list(found.box), "score": found.score, "prompt": prompt}))
-            _record(workspace, f"{name}_removed", StoryboardFrame(
-                path=record.removed, mask_path=record.mask, input_hash=h, shot=shot.index,
-                meta={"method": removed.method, "subject_box": list(removed.box)}))
-
-            # 4. Redraw the user's subject into the hole (AnyDoor), when a redraw step is given.
-            if redraw is not None:
-                final = redraw(reference[0], reference[1], removed.image, removed.mask, seed=config.seed + shot.index)
-                record.final = f"{name}.png"
-                write_png(root / record.final, np.asarray(final, dtype=np.uint8))
-                _record(workspace, name, StoryboardFrame(path=record.final, mask_path=record.mask, input_hash=h,
-                                                         shot=shot.index, meta={"redraw": True}))
-            records.append(record)
+            records.append(shot_step(shot, image, found, prompt, h, input_hash or h))
             progress.advance(clean)
 
     atomic_write_json(root / RECORDS, [r.model_dump(mode="json") for r in records])
     return records
 
 
-def _record(workspace: Workspace | None, key: str, artifact: StoryboardFrame) -> None:
-    if workspace is not None:
-        workspace.record(key, artifact)
+@dataclass
+class _ShotStep:
+    """Steps 3a-4 of `generate_storyboard_diffusion` for one shot: write, remove, redraw, record."""
+
+    root: Path
+    models: StoryboardModels
+    config: DiffusionStoryboardConfig
+    described: str
+    workspace: Workspace | None
+    reference: tuple[np.ndarray, np.ndarray] | None
+    redraw: Redraw | Callable[..., np.ndarray] | None
+
+    def __call__(self, shot: Shot, image: np.ndarray, found: SubjectMask, prompt: str, h: str,
+                 frame_hash: str) -> DiffusionShotRecord:
+        name = shot_key(STORYBOARD_DIR, shot.index)
+        write_png(self.root / f"{name}_initial.png", image)
+        record = DiffusionShotRecord(shot=shot.index, initial=f"{name}_initial.png", found=found.found,
+                                     box=found.box, score=found.score)
+        if not found.found:
+            # 3a. Nothing to remove: keep the initial picture, tell the Observer why.
+            record.reason = f"shot {shot.index}: {found.reason}; the storyboard keeps the initial picture"
+            self._record(f"{name}_initial", StoryboardFrame(path=record.initial, input_hash=h, shot=shot.index,
+                                                            meta={"found": False, "reason": record.reason}))
+        else:
+            # 3b. Remove the drawn subject, keep the grown mask and box for the redraw.
+            removed = self.models.remover(image, found.mask, background=shot.background, avoid=self.described,
+                                          seed=self.config.seed)
+            write_png(self.root / f"{name}_mask.png", removed.mask.astype(np.uint8) * 255)
+            write_png(self.root / f"{name}_removed.png", removed.image)
+            record.mask, record.removed = f"{name}_mask.png", f"{name}_removed.png"
+            self._record(f"{name}_initial", StoryboardFrame(
+                path=record.initial, mask_path=record.mask, input_hash=h, shot=shot.index,
+                meta={"found": True, "box": list(found.box), "score": found.score, "prompt": prompt}))
+            self._record(f"{name}_removed", StoryboardFrame(
+                path=record.removed, mask_path=record.mask, input_hash=h, shot=shot.index,
+                meta={"method": removed.method, "subject_box": list(removed.box)}))
+            # 4. Redraw the user's subject into the hole (AnyDoor), when a redraw step is given.
+            if self.redraw is not None:
+                final = self.redraw(self.reference[0], self.reference[1], removed.image, removed.mask,
+                                    seed=self.config.seed + shot.index)
+                record.final = f"{name}.png"
+                write_png(self.root / record.final, np.asarray(final, dtype=np.uint8))
+        # The shot's storyboard frame, recorded once.
+        meta = {"found": record.found, "reason": record.reason} | ({"redraw": True} if record.final else {})
+        self._record(name, StoryboardFrame(path=record.final or record.initial, mask_path=record.mask,
+                                           input_hash=frame_hash, shot=shot.index, meta=meta))
+        return record
+
+    def _record(self, key: str, artifact: StoryboardFrame) -> None:
+        if self.workspace is not None:
+            self.workspace.record(key, artifact)

@@ -1,8 +1,9 @@
-"""The loop every per-shot stage shares: reuse what is fresh, make what is not, one progress bar."""
+"""What every per-shot stage shares: artifact keys and file names, review takes, and the loop that
+reuses what is fresh and makes what is not, under one progress bar."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from storyagent.progress import make_progress
@@ -11,10 +12,40 @@ from storyagent.workspace import Workspace
 
 A = TypeVar("A", bound=Artifact)
 
+STORYBOARD_DIR = "storyboard"
+CLIPS_DIR = "shots"
+
+
+def shot_key(folder: str, index: int) -> str:
+    """The manifest key of shot `index`'s artifact in `folder` (`storyboard/shot_03`); its files share the name."""
+    return f"{folder}/shot_{index:02d}"
+
+
+def frame_path(index: int) -> str:
+    """Shot `index`'s storyboard picture (`storyboard/shot_03.png`); its mask is `..._mask.png`."""
+    return shot_key(STORYBOARD_DIR, index) + ".png"
+
+
+def clip_path(index: int) -> str:
+    """Shot `index`'s clip (`shots/shot_03.mp4`)."""
+    return shot_key(CLIPS_DIR, index) + ".mp4"
+
+
+def shot_take(ws: Workspace, stage: str, index: int) -> int:
+    """How many times a reviewer asked for this shot's `stage` to be redone; part of its seed and hash."""
+    return int(ws.manifest.get("takes", {}).get(stage, {}).get(str(index), 0))
+
+
+def bump_takes(ws: Workspace, stage: str, indices: Iterable[int]) -> None:
+    takes = ws.manifest.setdefault("takes", {}).setdefault(stage, {})
+    for i in indices:
+        takes[str(i)] = takes.get(str(i), 0) + 1
+    ws.save()
+
 
 def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label: str, kind: type[A],
                  input_hash: Callable[[Shot], str], make: Callable[[Shot, str], A], show_progress: bool = True) -> list[A]:
-    """For each shot: the artifact `key_prefix/shot_NN` if its inputs are unchanged, else `make(shot, hash)`.
+    """For each shot: the artifact `shot_key(key_prefix, index)` if its inputs are unchanged, else `make(shot, hash)`.
 
     Each made artifact is recorded in the manifest at once, so an interruption loses none.
     """
@@ -22,7 +53,7 @@ def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(label, total=len(shots), status="")
         for shot in shots:
-            key, h = f"{key_prefix}/shot_{shot.index:02d}", input_hash(shot)
+            key, h = shot_key(key_prefix, shot.index), input_hash(shot)
             if ws.fresh(key, h):
                 results.append(kind.model_validate(ws.artifact(key)))
                 progress.update(task, advance=1, status=f"shot {shot.index} reused")

@@ -3,52 +3,42 @@
 from __future__ import annotations
 
 from storyagent.config import RunConfig
-from storyagent.media import write_video
-from storyagent.models.animatic import AnimaticPipeline, SubjectSprites
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.per_shot import run_per_shot
-from storyagent.tools.storyboard import animatic_config, shot_take
+from storyagent.tools.backend import Backend, select_backend
+from storyagent.tools.per_shot import CLIPS_DIR, run_per_shot, shot_take
 from storyagent.tools.subject import PreparedSubject
-from storyagent.workspace import Workspace, hash_file, hash_json
-
-
-def clip_path(index: int) -> str:
-    return f"shots/shot_{index:02d}.mp4"
+from storyagent.workspace import Workspace, hash_json
 
 
 def animate_shots(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
-                  storyboard: list[StoryboardFrame], show_progress: bool = True) -> list[ShotClip]:
+                  storyboard: list[StoryboardFrame], show_progress: bool = True,
+                  backend: Backend | None = None) -> list[ShotClip]:
+    """Make every shot's clip that is missing or stale; return all of them.
+
+    `backend` is the run's (`select_backend(cfg)` when not given); the models it loads for the
+    clips are released when the stage ends.
+    """
+    backend = backend or select_backend(cfg)
     boards = {f.shot: f for f in storyboard}
-    if cfg.backend == "diffusion":
-        from storyagent.tools.diffusion import DiffusionAnimator
+    try:
+        backend.prepare_subject(subject)
+        clip_inputs = backend.clip_inputs()
 
-        animator = DiffusionAnimator(ws, cfg, boards)
-        adapter_hash = hash_file(animator.adapter) if animator.adapter else None
+        def input_hash(shot: Shot) -> str:
+            # A clip is made from its storyboard picture (by content) and its shot's text.
+            board = boards[shot.index]
+            return hash_json({"picture": board.meta.get("file_hashes", {}).get(board.path),
+                              "shot": shot.model_dump(mode="json"), "subject": subject.input_hash, "fps": cfg.fps,
+                              "take": shot_take(ws, "video", shot.index), **clip_inputs, "renderer": 1})
 
-        def render(shot: Shot, h: str, seed: int) -> ShotClip:
-            return animator(shot, h, seed, clip_path(shot.index))
-    else:
-        adapter_hash = None
-        pipe = AnimaticPipeline(animatic_config(cfg))
-        sprites = SubjectSprites.from_reference(subject.reference)
+        def animate(shot: Shot, h: str) -> ShotClip:
+            seed = cfg.seed + 1000 * shot_take(ws, "video", shot.index)
+            return backend.animate(ws, shot, boards[shot.index], h, seed)
 
-        def render(shot: Shot, h: str, seed: int) -> ShotClip:
-            frames = pipe(shot, sprites, seed=seed).frames
-            write_video(ws.path(clip_path(shot.index)), frames, cfg.fps)
-            return ShotClip(path=clip_path(shot.index), input_hash=h, shot=shot.index, num_frames=len(frames), fps=cfg.fps)
-
-    def input_hash(shot: Shot) -> str:
-        # A clip is made from its storyboard picture (by content) and its shot's text.
-        board = boards[shot.index]
-        return hash_json({"picture": board.meta.get("file_hashes", {}).get(board.path), "shot": shot.model_dump(mode="json"),
-                          "subject": subject.input_hash, "fps": cfg.fps, "take": shot_take(ws, "video", shot.index),
-                          "backend": cfg.backend, "adapter": adapter_hash, "renderer": 1})
-
-    def animate(shot: Shot, h: str) -> ShotClip:
-        return render(shot, h, cfg.seed + 1000 * shot_take(ws, "video", shot.index))
-
-    ws.set_stage("video", "running")
-    clips = run_per_shot(ws, script.shots, key_prefix="shots", label="Animating shots", kind=ShotClip,
-                         input_hash=input_hash, make=animate, show_progress=show_progress)
+        ws.set_stage("video", "running")
+        clips = run_per_shot(ws, script.shots, key_prefix=CLIPS_DIR, label="Animating shots", kind=ShotClip,
+                             input_hash=input_hash, make=animate, show_progress=show_progress)
+    finally:
+        backend.release()
     ws.set_stage("video", "done")
     return clips
