@@ -102,10 +102,3 @@ class AestheticPredictor:
             # 4. The MLP maps the embedding to the AVA scale.
             scores.extend(self.head(emb).float().cpu().tolist())
         return scores
-
-    def to(self, device: str | torch.device) -> AestheticPredictor:
-        self.vision_model.to(device)
-        self.head.to(device)
-        return self
-
-

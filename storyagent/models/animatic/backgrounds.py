@@ -47,8 +47,12 @@ SKY: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], tuple[float, fl
 
 @dataclass(frozen=True)
 class SceneSpec:
+    """What a background shows, read from its text."""
+
     place: str
+    """A key of PLACE_WORDS ("meadow" when the text names none)."""
     time: str
+    """A key of TIME_WORDS ("noon" when the text names none)."""
 
     @classmethod
     def from_text(cls, text: str) -> SceneSpec:

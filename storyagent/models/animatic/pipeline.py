@@ -31,6 +31,7 @@ class SubjectSprites:
     """The subject cut out of each reference frame, as RGBA crops (alpha = mask)."""
 
     sprites: list[np.ndarray]
+    """One h×w×4 uint8 crop per reference frame."""
 
     @classmethod
     def from_reference(cls, ref: ReferenceMedia) -> SubjectSprites:

@@ -22,6 +22,7 @@ class SubjectMask:
     """The subject in one image, or the reason it is absent. "Not found" is a result, not an error."""
 
     found: bool
+    """Whether the subject was found and masked."""
     mask: np.ndarray
     """(H, W) bool, True on the subject; all False when not found."""
     box: tuple[float, float, float, float] | None = None

@@ -19,10 +19,12 @@ SCENES = ("a sunny meadow", "a forest at dusk", "a snowy mountain", "a town stre
 
 @dataclass
 class Clip:
-    """A reference clip: frames (t, H, W, 3) uint8 and subject masks (t, H, W) bool."""
+    """A reference clip of the subject."""
 
     frames: np.ndarray
+    """(t, H, W, 3) uint8."""
     masks: np.ndarray
+    """(t, H, W) bool, True on the subject."""
 
 
 def fit_clip(clip: Clip, frames: int, height: int, width: int, start: int = 0) -> Clip:

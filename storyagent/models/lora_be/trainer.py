@@ -35,9 +35,14 @@ from storyagent.models.lora_be.losses import attention_mass_inside, localization
 
 @dataclass
 class StepResult:
+    """The losses of one training step (or of one evaluation)."""
+
     loss: float
+    """diffusion + localization_weight * localization."""
     diffusion: float
+    """MSE of the v- (or eps-) prediction."""
     localization: float
+    """The localization loss (minus the mean subject attention inside the mask)."""
     mask_attention: float
     """Mean attention probability of the subject token at masked positions (= -localization)."""
     mask_share: float
@@ -45,6 +50,8 @@ class StepResult:
 
 
 class LoRABETrainer:
+    """Trains one subject's adapter on a DynamiCrafter pipeline, checkpointing into `output_dir`."""
+
     def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path) -> None:
         if pipe.text_encoder is None or pipe.image_encoder is None:
             raise InputError("LoRA-BE training needs the pipeline's text and image encoders.")

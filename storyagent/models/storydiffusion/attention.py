@@ -33,16 +33,21 @@ class ConsistentAttentionState:
     """What every installed processor shares: the phase, the step, the sampler and the bank."""
 
     config: ConsistentAttentionConfig
+    """How much each image sees of the others, and where."""
     mode: Mode = "off"
+    """The phase: "write" while the identity shots fill the bank, "read" while the rest use it, else "off"."""
     step: int = 0
+    """The denoising step the next attention call belongs to (the bank's second key)."""
     images_in_batch: int = 1
     """Prompts in the current pipeline call; the batch is `images_in_batch` times the CFG branches."""
     image_size: tuple[int, int] = (1024, 1024)
     """(height, width) in pixels, to tell which scale a layer runs at from its token count."""
     generator: torch.Generator = field(default_factory=lambda: torch.Generator("cpu"))
+    """Draws which tokens are shared; reseeded at every write phase."""
     bank: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
     """layer name → step → sampled identity tokens, (branches, n_identity·k, C)."""
     write_branches: int | None = None
+    """Guidance branches (1 or 2) the write phase ran with; a read phase must match them."""
 
     def begin(self, mode: Mode, images_in_batch: int, image_size: tuple[int, int], seed: int | None = None) -> None:
         """Start a pipeline call in `mode`; a new write phase empties the bank and reseeds the sampler."""
@@ -52,10 +57,8 @@ class ConsistentAttentionState:
             self.write_branches = None
             self.generator.manual_seed(0 if seed is None else seed)
 
-    def end(self) -> None:
-        self.mode = "off"
-
     def clear(self) -> None:
+        """Empty the bank and switch the processors off."""
         self.bank.clear()
         self.mode, self.step, self.write_branches = "off", 0, None
 
