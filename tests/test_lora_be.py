@@ -134,11 +134,11 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
 
     fresh = tiny_pipeline()
     base = fresh(image, f"a {TOKEN} hops", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-                 progress=False).frames
+                 show_progress=False).frames
     load_adapter(fresh, path)
 
     def run(p, prompt):
-        return p(image, prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), progress=False).frames
+        return p(image, prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), show_progress=False).frames
 
     ours = run(fresh, f"a {TOKEN} hops")
     assert torch.equal(ours, run(trained, f"a {TOKEN} hops"))
