@@ -20,7 +20,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from storyagent.models.anydoor import AnyDoorConfig, AnyDoorPipeline, tiny_config
+from storyagent.models.anydoor import AnyDoorConfig, AnyDoorPipeline
+from storyagent.models.anydoor.testing import tiny_config
 from storyagent.models.anydoor.components import build_components
 from storyagent.models.anydoor.training import StoryAnyDoorTrainer, StoryAnyDoorTrainingConfig
 

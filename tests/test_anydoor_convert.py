@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
-from storyagent.errors import InputError, UnsafeCheckpointError
-from storyagent.models.anydoor import AnyDoorPipeline, tiny_config
+from storyagent.errors import ConversionError, InputError, UnsafeCheckpointError
+from storyagent.models.anydoor import AnyDoorPipeline
+from storyagent.models.anydoor.testing import tiny_config
 from storyagent.models.anydoor.components import build_components
 from storyagent.models.anydoor.convert import DINOV2_PREFIX, convert_checkpoint, main, to_official_state_dict
 
@@ -115,3 +117,39 @@ def test_command_line(official, tmp_path, capsys):
                  "--dinov2", str(folder / "dinov2_vitg14_pretrain.pth"), "--config", str(folder / "config.json")])
     assert code == 0 and "wrote" in capsys.readouterr().out
     assert AnyDoorPipeline.from_pretrained(tmp_path / "cli").config.unet.model_channels == 32
+
+
+def _edited_checkpoint(official, tmp_path, edit) -> tuple:
+    folder, config, _ = official
+    state = torch.load(folder / "epoch=1-step=8687.ckpt", weights_only=True)["state_dict"]
+    edit(state)
+    torch.save({"state_dict": state}, tmp_path / "edited.ckpt")
+    return tmp_path / "edited.ckpt", folder / "dinov2_vitg14_pretrain.pth", folder / "config.json"
+
+
+@pytest.mark.parametrize("key", [
+    "model.diffusion_model.output_blocks.0.0.in_layers.0.extra",  # a name the UNet's ResBlock lacks
+    "control_model.zero_convs.99.0.weight",  # a ControlNet output the config does not have
+    "first_stage_model.encoder.down.0.block.5.conv1.weight",  # the VAE
+    "cond_stage_model.projector.extra",  # the identity encoder's projector
+    "cond_stage_model.other.weight",  # no part of the model at all
+])
+def test_a_checkpoint_with_one_extra_key_is_refused_naming_it(official, tmp_path, capsys, key):
+    ckpt, dinov2, config = _edited_checkpoint(official, tmp_path, lambda state: state.__setitem__(key, torch.zeros(4)))
+    with pytest.raises(ConversionError, match=re.escape(key)):
+        convert_checkpoint(ckpt, tmp_path / "out", dinov2_pth=dinov2, config=official[1])
+    assert not (tmp_path / "out" / "config.json").exists()
+    assert main([str(ckpt), str(tmp_path / "cli"), "--dinov2", str(dinov2), "--config", str(config)]) == 2
+    assert key in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", [
+    "model.diffusion_model.output_blocks.3.0.out_layers.3.weight",
+    "control_model.middle_block_out.0.bias",
+    "first_stage_model.decoder.mid.attn_1.proj_out.weight",
+])
+def test_a_checkpoint_with_one_missing_key_is_refused_naming_it(official, tmp_path, key):
+    ckpt, dinov2, _ = _edited_checkpoint(official, tmp_path, lambda state: state.pop(key))
+    with pytest.raises(ConversionError, match=re.escape(key)):
+        convert_checkpoint(ckpt, tmp_path / "out", dinov2_pth=dinov2, config=official[1])
+    assert not (tmp_path / "out" / "config.json").exists()

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from storyagent.models.anydoor import parity
-from storyagent.models.anydoor.config import AnyDoorConfig, DinoV2Settings, SamplingSettings, UNetSettings, VAESettings
+from storyagent.models import parity
+from storyagent.models.anydoor.parity import write_fixture
+from storyagent.models.anydoor.config import AnyDoorConfig, ImageEncoderConfig, SamplingConfig, UNetConfig, VAEConfig
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "parity" / "anydoor_tiny"
 
@@ -35,19 +36,19 @@ def test_parity_command_passes_on_upstream_fixture(upstream_fixture, capsys):
 def _other_config(seed: int) -> AnyDoorConfig:
     """A topology unlike anydoor_tiny: 3 levels, 1 block each, attention on one level only,
     a plain-MLP 1-block DINOv2 trained for 280 px, other widths and latent size."""
-    unet = UNetSettings(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(2,),
+    unet = UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(2,),
                         num_head_channels=16, context_dim=24)
     return AnyDoorConfig(
         unet=unet, controlnet=replace(unet),
-        vae_ddconfig=VAESettings(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, resolution=64),
-        dinov2=DinoV2Settings(img_size=280, embed_dim=32, depth=1, num_heads=2, ffn_layer="mlp", projector=(32, 24)),
-        sampling=SamplingSettings(ddim_steps=3 + seed, cfg_scale=3.5, latent_hw=(8, 8)),
+        vae=VAEConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, resolution=64),
+        dinov2=ImageEncoderConfig(img_size=280, embed_dim=32, depth=1, num_heads=2, ffn_layer="mlp", projector=(32, 24)),
+        sampling=SamplingConfig(ddim_steps=3 + seed, cfg_scale=3.5, latent_hw=(8, 8)),
     )
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_parity_on_other_sizes_and_seeds(tmp_path, seed):
-    folder = parity.write_fixture(tmp_path / f"fx{seed}", _other_config(seed), seed=seed)
+    folder = write_fixture(tmp_path / f"fx{seed}", _other_config(seed), seed=seed)
     errors = parity.run(folder)
     assert len(errors) == 6 + 7  # 6 non-control outputs; conv_in + 3 blocks + 2 downsamples + middle
     assert max(errors.values()) < 1e-6
@@ -57,7 +58,7 @@ def test_parity_on_other_sizes_and_seeds(tmp_path, seed):
 
 
 def test_parity_command_fails_on_a_changed_weight(tmp_path, capsys):
-    folder = parity.write_fixture(tmp_path / "fx", _other_config(0), seed=3)
+    folder = write_fixture(tmp_path / "fx", _other_config(0), seed=3)
     weights = load_file(str(folder / "weights.safetensors"))
     key = "model.diffusion_model.output_blocks.0.0.out_layers.3.weight"
     weights[key] = weights[key] * 1.01

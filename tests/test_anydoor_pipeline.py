@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from storyagent.errors import InputError, WeightsNotFoundError
-from storyagent.models.anydoor import AnyDoorPipeline, tiny_config
+from storyagent.models.anydoor import AnyDoorPipeline
+from storyagent.models.anydoor.testing import tiny_config
 from storyagent.models.anydoor.components import build_components
 from storyagent.models.anydoor.preprocessing import (
-    PreprocessSettings,
+    PreprocessConfig,
     TargetCrop,
     expand_box,
     high_frequency_map,
@@ -61,7 +62,7 @@ def test_pad_to_square_centres_the_image():
 
 def test_reference_is_the_subject_on_white_square_224():
     image, mask = _scene(box=(30, 70, 50, 110))  # 40 x 60 subject
-    ref = prepare_reference(image, mask, PreprocessSettings())
+    ref = prepare_reference(image, mask, PreprocessConfig())
     assert ref.image.shape == (224, 224, 3) and ref.mask.shape == (224, 224) and ref.detail.shape == (224, 224, 3)
     # wider than tall: white bands above and below, white margin all round, subject in the middle
     assert (ref.image[:30] == 255).all() and (ref.image[-30:] == 255).all()
@@ -76,7 +77,7 @@ def test_high_frequency_map_keeps_edges_inside_the_eroded_mask_only():
     image[:, 32:] = 220  # one vertical edge
     mask = np.zeros((64, 64), bool)
     mask[8:56, 8:56] = True
-    detail = high_frequency_map(image, mask, PreprocessSettings(detail_resolution=64))
+    detail = high_frequency_map(image, mask, PreprocessConfig(detail_resolution=64))
     assert detail[:, 30:34].max() > 0  # the edge survives
     assert detail[:, :28].max() == 0 and detail[:, 37:].max() == 0  # flat colour does not
     assert detail[:12].max() == 0 and detail[-12:].max() == 0  # eroded border of the mask is dropped
@@ -84,7 +85,7 @@ def test_high_frequency_map_keeps_edges_inside_the_eroded_mask_only():
 
 def test_target_collage_has_the_detail_map_in_the_box_and_a_mask_channel():
     image, mask = _scene(box=(30, 70, 50, 110))
-    settings = PreprocessSettings(target_size=128)
+    settings = PreprocessConfig(target_size=128)
     ref = prepare_reference(*_scene(seed=1), settings)
     target = prepare_target(image, mask, ref, settings)
     assert target.hint.shape == (128, 128, 4) and target.image.shape == (128, 128, 3)
@@ -104,8 +105,8 @@ def test_target_collage_has_the_detail_map_in_the_box_and_a_mask_channel():
 
 def test_target_near_the_border_is_padded_and_padding_is_marked():
     image, mask = _scene(box=(0, 30, 60, 100))
-    target = prepare_target(image, mask, prepare_reference(image, mask, PreprocessSettings()),
-                            PreprocessSettings(target_size=64, target_crop_expand=3.0))
+    target = prepare_target(image, mask, prepare_reference(image, mask, PreprocessConfig()),
+                            PreprocessConfig(target_size=64, target_crop_expand=3.0))
     top, bottom, left, right = target.pad
     assert top + bottom > 0 or left + right > 0
     assert (target.hint[..., 3] == -1).any()
@@ -114,7 +115,7 @@ def test_target_near_the_border_is_padded_and_padding_is_marked():
 @pytest.mark.parametrize("box", [(30, 70, 50, 110), (0, 30, 60, 100), (90, 119, 0, 40)])
 def test_paste_back_changes_only_the_paste_box(box):
     image, mask = _scene(box=box)
-    settings = PreprocessSettings(target_size=64)
+    settings = PreprocessConfig(target_size=64)
     target = prepare_target(image, mask, prepare_reference(image, mask, settings), settings)
     generated = np.zeros((64, 64, 3), np.uint8)
     out, (py1, py2, px1, px2) = paste_back(generated, image, target, settings)
@@ -130,7 +131,7 @@ def test_paste_back_changes_only_the_paste_box(box):
 
 def test_paste_back_inverts_the_crop_geometry():
     image, mask = _scene(box=(0, 30, 60, 100))
-    settings = PreprocessSettings(target_size=256)
+    settings = PreprocessConfig(target_size=256)
     target = prepare_target(image, mask, prepare_reference(image, mask, settings), settings)
     # pasting the (resized) target crop itself back reproduces the frame up to resampling
     crop = ((target.image + 1) * 127.5).round().astype(np.uint8)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from storyagent.errors import InputError
-from storyagent.models.anydoor import AnyDoorPipeline, tiny_config
+from storyagent.models.anydoor import AnyDoorPipeline
+from storyagent.models.anydoor.testing import tiny_config
 from storyagent.models.anydoor.components import build_components
 from storyagent.models.anydoor.training import StoryAnyDoorTrainer, StoryAnyDoorTrainingConfig
 

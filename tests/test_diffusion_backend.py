@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.models.anydoor import tiny_config as anydoor_tiny
+    from storyagent.models.anydoor.testing import tiny_config as anydoor_tiny
     from storyagent.models.anydoor.components import build_components
     from storyagent.models.dynamicrafter.testing import tiny_pipeline
     from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam

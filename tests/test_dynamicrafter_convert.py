@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from storyagent.errors import UnsafeCheckpointError
+from storyagent.errors import ConversionError, UnsafeCheckpointError
 from storyagent.models.dynamicrafter import DynamiCrafterConfig, DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.convert import convert_checkpoint, main
 from storyagent.models.parity import relative_error
@@ -153,3 +154,45 @@ def test_official_checkpoint_from_the_weights_registry_is_converted_once(tmp_pat
     for a, b in zip(pipe.unet.parameters(), again.unet.parameters()):
         assert torch.equal(a, b)
     assert pipe.text_encoder is not None and pipe.image_encoder is not None
+
+
+def _official_checkpoint(tmp_path: Path, edit) -> Path:
+    state = load_file(FIXTURE / "weights.safetensors") | openclip_towers()
+    edit(state)
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": state}, ckpt)
+    return ckpt
+
+
+@needs_fixture
+@pytest.mark.parametrize("key", [
+    "model.diffusion_model.input_blocks.1.0.in_layers.0.extra",  # under a known block, a name the UNet lacks
+    "model.diffusion_model.input_blocks.99.0.conv.weight",  # a block the config does not have
+    "image_proj_model.layers.0.9.weight",  # the Resampler
+    "first_stage_model.decoder.up.0.block.7.conv1.weight",  # the VAE
+    "cond_stage_model.model.transformer.resblocks.0.ls_1.gamma",  # the OpenCLIP text tower
+    "something_else.weight",  # no part of the model at all
+])
+def test_a_checkpoint_with_one_extra_key_is_refused_naming_it(tmp_path, capsys, key):
+    ckpt = _official_checkpoint(tmp_path, lambda state: state.__setitem__(key, torch.zeros(4)))
+    config = DynamiCrafterConfig.from_json(FIXTURE / "config.json")
+    with pytest.raises(ConversionError, match=re.escape(key)):
+        convert_checkpoint(ckpt, tmp_path / "out", config)
+    assert not (tmp_path / "out" / "config.json").exists()
+    assert main([str(ckpt), str(tmp_path / "cli")]) == 2
+    assert "error:" in capsys.readouterr().out
+
+
+@needs_fixture
+@pytest.mark.parametrize("key", [
+    "model.diffusion_model.output_blocks.2.0.temopral_conv.conv3.3.weight",
+    "image_proj_model.proj_out.bias",
+    "first_stage_model.encoder.mid.attn_1.q.weight",
+    "embedder.model.visual.ln_post.bias",
+])
+def test_a_checkpoint_with_one_missing_key_is_refused_naming_it(tmp_path, key):
+    ckpt = _official_checkpoint(tmp_path, lambda state: state.pop(key))
+    config = DynamiCrafterConfig.from_json(FIXTURE / "config.json")
+    with pytest.raises(ConversionError, match=re.escape(key)):
+        convert_checkpoint(ckpt, tmp_path / "out", config)
+    assert not (tmp_path / "out" / "config.json").exists()

@@ -63,19 +63,25 @@ def take(state: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def rename_keys(state: StateDict, renames: Renames, what: str) -> StateDict:
-    """Rename every key by its longest matching module prefix in `renames`; an unmapped key raises."""
+def rename_keys(state: StateDict, renames: Renames, what: str, prefix: str = "") -> StateDict:
+    """Rename every key by its longest matching module prefix in `renames`; an unmapped key raises
+    `ConversionError` naming it as the checkpoint does (`prefix` + key)."""
     ordered = sorted(renames, key=len, reverse=True)
     out: StateDict = {}
     for key, value in state.items():
-        for src in ordered:
-            if key == src or key.startswith(src + "."):
-                out[renames[src] + key[len(src):]] = value
-                break
-        else:
-            raise ConversionError(f"The {what} weights hold {key!r}, which the converter's layout does not have; "
-                                  "is this the checkpoint the config describes?")
+        new = _renamed(key, renames, ordered)
+        if new is None:
+            raise ConversionError(f"The {what} weights hold {prefix + key!r}, which the converter's layout does "
+                                  "not have; is this the checkpoint the config describes?")
+        out[new] = value
     return out
+
+
+def _renamed(key: str, renames: Renames, ordered: list[str]) -> str | None:
+    for src in ordered:
+        if key == src or key.startswith(src + "."):
+            return renames[src] + key[len(src):]
+    return None
 
 
 def invert(renames: Renames) -> Renames:
@@ -83,15 +89,24 @@ def invert(renames: Renames) -> Renames:
     return {dst: src for src, dst in renames.items()}
 
 
-def check_keys(converted: Iterable[str], expected: Iterable[str], what: str, optional: Iterable[str] = ()) -> None:
-    """Raise `ConversionError` naming the keys a converted state dict lacks or has in excess."""
+def check_keys(converted: Iterable[str], expected: Iterable[str], what: str, optional: Iterable[str] = (),
+               renames: Renames | None = None, prefix: str = "") -> None:
+    """Raise `ConversionError` naming the keys a converted state dict lacks or has in excess.
+
+    With the `renames` table that produced `converted`, keys are named as the checkpoint names them
+    (`prefix` + upstream name), so the user finds them in their file.
+    """
     converted, expected, optional = set(converted), set(expected), set(optional)
     missing = sorted(expected - converted - optional)
     unexpected = sorted(converted - expected)
-    if missing or unexpected:
-        parts = ([f"missing {len(missing)} ({', '.join(missing[:5])})"] if missing else []) + \
-                ([f"unexpected {len(unexpected)} ({', '.join(unexpected[:5])})"] if unexpected else [])
-        raise ConversionError(f"The converted {what} weights do not match the model: {'; '.join(parts)}.")
+    if not missing and not unexpected:
+        return
+    back = invert(renames) if renames else {}
+    ordered = sorted(back, key=len, reverse=True)
+    name = lambda key: prefix + (_renamed(key, back, ordered) or key)  # noqa: E731
+    parts = ([f"missing {len(missing)} ({', '.join(map(name, missing[:5]))})"] if missing else []) + \
+            ([f"unexpected {len(unexpected)} ({', '.join(map(name, unexpected[:5]))})"] if unexpected else [])
+    raise ConversionError(f"The {what} weights do not match the model: {'; '.join(parts)}.")
 
 
 def reject_unknown_entries(state: StateDict, prefixes: Iterable[str], ignored: Iterable[str] = SCHEDULE_BUFFERS,
@@ -161,15 +176,16 @@ def vae_renames(cfg: DDConfig) -> Renames:
     return renames
 
 
-def convert_vae(state: StateDict, cfg: DDConfig) -> StateDict:
-    """ldm VAE state dict (without `first_stage_model.`) -> diffusers AutoencoderKL state dict."""
+def convert_vae(state: StateDict, cfg: DDConfig, prefix: str = "first_stage_model.") -> StateDict:
+    """ldm VAE state dict (without its `prefix`) -> diffusers AutoencoderKL state dict."""
     state = {k: v for k, v in state.items() if not k.startswith("loss.")}  # training-only loss weights
-    out = rename_keys(state, vae_renames(cfg), "VAE")
+    renames = vae_renames(cfg)
+    out = rename_keys(state, renames, "VAE", prefix)
     for key, value in out.items():
         # ldm's attention uses 1x1 convs, diffusers Linear layers: (out, in, 1, 1) -> (out, in)
         if ".mid_block.attentions." in key and key.endswith("weight") and value.ndim == 4:
             out[key] = value[:, :, 0, 0]
-    check_keys(out, build_autoencoder_on_meta(cfg).state_dict(), "VAE")
+    check_keys(out, build_autoencoder_on_meta(cfg).state_dict(), "VAE", renames=renames, prefix=prefix)
     return out
 
 

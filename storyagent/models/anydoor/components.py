@@ -11,22 +11,22 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
 
-from storyagent.models.anydoor.config import AnyDoorConfig, DiffusionSettings, UNetSettings, VAESettings
+from storyagent.models.anydoor.config import AnyDoorConfig, DiffusionConfig, UNetConfig, VAEConfig
 from storyagent.models.anydoor.image_encoder import AnyDoorImageEncoder
-from storyagent.models.ldm import build_autoencoder
+from storyagent.models.ldm import build_autoencoder, sqrt_linear_betas
 
 # Upstream's input_hint_block: 3x3 convs 16,16 | 32,32 | 96,96 | 256, three of them stride 2.
 HINT_EMBEDDING_CHANNELS = (16, 32, 96, 256)
 
 
-def _block_types(settings: UNetSettings) -> tuple[list[str], list[str]]:
+def _block_types(settings: UNetConfig) -> tuple[list[str], list[str]]:
     levels = range(len(settings.channel_mult))
     down = ["CrossAttnDownBlock2D" if settings.level_has_attention(i) else "DownBlock2D" for i in levels]
     up = ["CrossAttnUpBlock2D" if settings.level_has_attention(i) else "UpBlock2D" for i in reversed(levels)]
     return down, up
 
 
-def _shared_unet_kwargs(settings: UNetSettings) -> dict:
+def _shared_unet_kwargs(settings: UNetConfig) -> dict:
     down, _ = _block_types(settings)
     return dict(
         in_channels=settings.in_channels,
@@ -45,7 +45,7 @@ def _shared_unet_kwargs(settings: UNetSettings) -> dict:
     )
 
 
-def build_unet(settings: UNetSettings) -> UNet2DConditionModel:
+def build_unet(settings: UNetConfig) -> UNet2DConditionModel:
     _, up = _block_types(settings)
     return UNet2DConditionModel(
         sample_size=None,
@@ -55,7 +55,7 @@ def build_unet(settings: UNetSettings) -> UNet2DConditionModel:
     )
 
 
-def build_controlnet(settings: UNetSettings) -> ControlNetModel:
+def build_controlnet(settings: UNetConfig) -> ControlNetModel:
     return ControlNetModel(
         conditioning_channels=settings.hint_channels,
         conditioning_embedding_out_channels=HINT_EMBEDDING_CHANNELS,
@@ -63,21 +63,20 @@ def build_controlnet(settings: UNetSettings) -> ControlNetModel:
     )
 
 
-def build_vae(settings: VAESettings, scale_factor: float = 0.18215) -> AutoencoderKL:
+def build_vae(settings: VAEConfig, scale_factor: float = 0.18215) -> AutoencoderKL:
     return build_autoencoder(settings, scale_factor)
 
 
-def ddpm_betas(settings: DiffusionSettings) -> np.ndarray:
+def ddpm_betas(settings: DiffusionConfig) -> np.ndarray:
     """Upstream "linear" schedule: linear in sqrt(beta), computed in float64 as ldm does."""
-    root = np.linspace(settings.linear_start**0.5, settings.linear_end**0.5, settings.timesteps, dtype=np.float64)
-    return root**2
+    return sqrt_linear_betas(settings.linear_start, settings.linear_end, settings.timesteps)
 
 
-def alphas_cumprod(settings: DiffusionSettings) -> torch.Tensor:
+def alphas_cumprod(settings: DiffusionConfig) -> torch.Tensor:
     return torch.from_numpy(np.cumprod(1.0 - ddpm_betas(settings))).float()
 
 
-def build_scheduler(settings: DiffusionSettings) -> DDIMScheduler:
+def build_scheduler(settings: DiffusionConfig) -> DDIMScheduler:
     """DDIM with upstream's "uniform" spacing: t = 1, 1 + k, 1 + 2k, ... and the last step lands on
     alphas_cumprod[0] (not 1), which is diffusers' `leading` spacing, offset 1, no alpha-to-one."""
     scheduler = DDIMScheduler(
@@ -100,7 +99,7 @@ def build_components(config: AnyDoorConfig) -> dict:
     return {
         "unet": build_unet(config.unet).eval(),
         "controlnet": build_controlnet(config.controlnet).eval(),
-        "vae": build_vae(config.vae_ddconfig, config.diffusion.scale_factor).eval(),
+        "vae": build_vae(config.vae, config.diffusion.scale_factor).eval(),
         "image_encoder": AnyDoorImageEncoder(config.dinov2).eval(),
         "scheduler": build_scheduler(config.diffusion),
     }

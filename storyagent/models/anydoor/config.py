@@ -8,23 +8,14 @@ num_head_channels, ddconfig ...) means a config copied from an upstream YAML nee
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from storyagent.errors import InputError
-
-
-def _from_dict(cls, data: dict[str, Any]):
-    """Build a dataclass from `data`, ignoring upstream-only keys (use_checkpoint, legacy, ...)."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names})
+from storyagent.models.configuration import ConfigFileMixin, config_from_dict
 
 
 @dataclass
-class UNetSettings:
+class UNetConfig:
     """Upstream `openaimodel.UNetModel` / `cldm.ControlNet` arguments (SD 2.1 shape by default)."""
 
     in_channels: int = 4
@@ -58,7 +49,7 @@ class UNetSettings:
 
 
 @dataclass
-class VAESettings:
+class VAEConfig:
     """Upstream `AutoencoderKL` `ddconfig`."""
 
     z_channels: int = 4
@@ -80,7 +71,7 @@ class VAESettings:
 
 
 @dataclass
-class DinoV2Settings:
+class ImageEncoderConfig:
     """The identity encoder: a DINOv2 ViT (ViT-g/14 for the real model) and the linear projector."""
 
     img_size: int = 518
@@ -110,7 +101,7 @@ class DinoV2Settings:
 
 
 @dataclass
-class DiffusionSettings:
+class DiffusionConfig:
     """The DDPM schedule of `ldm.models.diffusion.ddpm.LatentDiffusion`."""
 
     linear_start: float = 0.00085
@@ -126,7 +117,7 @@ class DiffusionSettings:
 
 
 @dataclass
-class SamplingSettings:
+class SamplingConfig:
     """Inference defaults (upstream `run_inference.py`)."""
 
     ddim_steps: int = 50
@@ -144,49 +135,35 @@ class SamplingSettings:
 
 
 @dataclass
-class AnyDoorConfig:
+class AnyDoorConfig(ConfigFileMixin):
     """Everything needed to build the AnyDoor modules; defaults are the released model's."""
 
-    unet: UNetSettings = field(default_factory=UNetSettings)
-    controlnet: UNetSettings = field(default_factory=UNetSettings)
-    vae_ddconfig: VAESettings = field(default_factory=VAESettings)
-    dinov2: DinoV2Settings = field(default_factory=DinoV2Settings)
-    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    """The denoising UNet."""
+    controlnet: UNetConfig = field(default_factory=UNetConfig)
+    """The ControlNet (same trunk as the UNet, reading the 4-channel hint)."""
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    """The autoencoder (upstream `ddconfig`; written as `vae_ddconfig` in config.json)."""
+    dinov2: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    """The identity encoder and its projector."""
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    """The DDPM schedule."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Inference defaults."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnyDoorConfig:
-        sections = {
-            "unet": UNetSettings, "controlnet": UNetSettings, "vae_ddconfig": VAESettings,
-            "dinov2": DinoV2Settings, "diffusion": DiffusionSettings, "sampling": SamplingSettings,
-        }
-        return cls(**{name: _from_dict(kind, data.get(name, {})) for name, kind in sections.items()})
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> AnyDoorConfig:
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise InputError(f"Cannot read the AnyDoor config {path}: {exc}.") from exc
+        sections = {"unet": UNetConfig, "controlnet": UNetConfig, "vae": VAEConfig, "dinov2": ImageEncoderConfig,
+                    "diffusion": DiffusionConfig, "sampling": SamplingConfig}
+        data = {**data, "vae": data.get("vae_ddconfig", data.get("vae", {}))}
+        return cls(**{name: config_from_dict(kind, data.get(name, {})) for name, kind in sections.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["vae_ddconfig"] = out.pop("vae")
+        return out
 
     @property
     def image_size(self) -> int:
         """Side of the square image the VAE decodes from `sampling.latent_hw`."""
-        return self.sampling.latent_hw[0] * 2 ** (len(self.vae_ddconfig.ch_mult) - 1)
-
-
-def tiny_config(width: int = 32, dino_width: int = 48, context: int = 32) -> AnyDoorConfig:
-    """A CPU-sized AnyDoor (same topology as the real one) for tests and `--tiny` benchmarks."""
-    unet = UNetSettings(model_channels=width, channel_mult=(1, 2, 2, 2), num_head_channels=8,
-                        context_dim=context)
-    return AnyDoorConfig(
-        unet=unet,
-        controlnet=UNetSettings(**{**asdict(unet), "channel_mult": unet.channel_mult}),
-        vae_ddconfig=VAESettings(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, resolution=64),
-        dinov2=DinoV2Settings(embed_dim=dino_width, depth=2, num_heads=4, projector=(dino_width, context)),
-        sampling=SamplingSettings(ddim_steps=5, latent_hw=(16, 16)),
-    )
+        return self.sampling.latent_hw[0] * 2 ** (len(self.vae.ch_mult) - 1)

@@ -26,9 +26,13 @@ from pathlib import Path
 
 import torch
 
-from storyagent.errors import InputError
-from storyagent.models.anydoor.config import AnyDoorConfig, DinoV2Settings, UNetSettings, VAESettings
-from storyagent.models.anydoor.components import HINT_EMBEDDING_CHANNELS, build_components
+from storyagent.errors import InputError, StoryAgentError
+from storyagent.models.anydoor.components import HINT_EMBEDDING_CHANNELS, alphas_cumprod, build_components, ddpm_betas
+from storyagent.models.anydoor.config import AnyDoorConfig, ImageEncoderConfig, UNetConfig
+from storyagent.models.ldm import (
+    RESBLOCK_PARTS, check_keys, convert_vae, invert, module_renames, reject_unknown_entries, rename_keys, take,
+    vae_to_ldm,
+)
 from storyagent.weights import load_pickled_state_dict
 
 UNET_PREFIX = "model.diffusion_model."
@@ -37,38 +41,19 @@ VAE_PREFIX = "first_stage_model."
 DINOV2_PREFIX = "cond_stage_model.model."
 PROJECTOR_PREFIX = "cond_stage_model.projector."
 
-_RESNET_PARTS = {
-    "in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
-    "out_layers.0": "norm2", "out_layers.3": "conv2", "skip_connection": "conv_shortcut",
-}
-_VAE_RESNET_PARTS = {"nin_shortcut": "conv_shortcut"}  # norm1/conv1/norm2/conv2 keep their names
-_VAE_ATTENTION_PARTS = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+# DINOv2 release names -> transformers Dinov2 names, outside and inside the blocks.
+_DINOV2_TOP = {"cls_token": "embeddings.cls_token", "mask_token": "embeddings.mask_token",
+               "pos_embed": "embeddings.position_embeddings",
+               "patch_embed.proj": "embeddings.patch_embeddings.projection", "norm": "layernorm"}
+_DINOV2_BLOCK = {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.o_proj",
+                 "ls1.gamma": "layer_scale1.lambda1", "ls2.gamma": "layer_scale2.lambda1",
+                 "mlp.w3": "mlp.down_proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+# Fused projections upstream, split in transformers: q, k, v, and SwiGLU's gate (through SiLU) and value.
+_DINOV2_FUSED = {"attn.qkv": ("attention.q_proj", "attention.k_proj", "attention.v_proj"),
+                 "mlp.w12": ("mlp.gate_proj", "mlp.up_proj")}
 
 
-def _take(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _rename(state: dict[str, torch.Tensor], renames: dict[str, str], what: str) -> dict[str, torch.Tensor]:
-    """Rename every key by its longest matching module prefix; an unmapped key is an error."""
-    ordered = sorted(renames, key=len, reverse=True)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for src in ordered:
-            if key == src or key.startswith(src + "."):
-                out[renames[src] + key[len(src):]] = value
-                break
-        else:
-            raise InputError(f"The {what} weights hold {key!r}, which the AnyDoor layout does not have; "
-                             "is this an AnyDoor checkpoint with a matching config?")
-    return out
-
-
-def _resnet_renames(src: str, dst: str, parts: dict[str, str] = _RESNET_PARTS) -> dict[str, str]:
-    return {f"{src}.{a}": f"{dst}.{b}" for a, b in parts.items()}
-
-
-def _unet_trunk_renames(settings: UNetSettings) -> dict[str, str]:
+def _unet_trunk_renames(settings: UNetConfig) -> dict[str, str]:
     """Renames shared by the UNet and the ControlNet: time embedding, encoder path, middle."""
     renames = {"time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embedding.linear_2",
                "input_blocks.0.0": "conv_in"}
@@ -76,27 +61,27 @@ def _unet_trunk_renames(settings: UNetSettings) -> dict[str, str]:
     levels = len(settings.channel_mult)
     for level in range(levels):
         for j in range(settings.num_res_blocks):
-            renames |= _resnet_renames(f"input_blocks.{index}.0", f"down_blocks.{level}.resnets.{j}")
+            renames |= module_renames(f"input_blocks.{index}.0", f"down_blocks.{level}.resnets.{j}", RESBLOCK_PARTS)
             if settings.level_has_attention(level):
                 renames[f"input_blocks.{index}.1"] = f"down_blocks.{level}.attentions.{j}"
             index += 1
         if level != levels - 1:
             renames[f"input_blocks.{index}.0.op"] = f"down_blocks.{level}.downsamplers.0.conv"
             index += 1
-    renames |= _resnet_renames("middle_block.0", "mid_block.resnets.0")
+    renames |= module_renames("middle_block.0", "mid_block.resnets.0", RESBLOCK_PARTS)
     renames["middle_block.1"] = "mid_block.attentions.0"
-    renames |= _resnet_renames("middle_block.2", "mid_block.resnets.1")
+    renames |= module_renames("middle_block.2", "mid_block.resnets.1", RESBLOCK_PARTS)
     return renames
 
 
-def unet_renames(settings: UNetSettings) -> dict[str, str]:
+def unet_renames(settings: UNetConfig) -> dict[str, str]:
     renames = _unet_trunk_renames(settings)
     levels = len(settings.channel_mult)
     index = 0
     for up in range(levels):  # diffusers up block 0 is the coarsest level
         level = levels - 1 - up
         for j in range(settings.num_res_blocks + 1):
-            renames |= _resnet_renames(f"output_blocks.{index}.0", f"up_blocks.{up}.resnets.{j}")
+            renames |= module_renames(f"output_blocks.{index}.0", f"up_blocks.{up}.resnets.{j}", RESBLOCK_PARTS)
             sub = 1
             if settings.level_has_attention(level):
                 renames[f"output_blocks.{index}.1"] = f"up_blocks.{up}.attentions.{j}"
@@ -108,7 +93,7 @@ def unet_renames(settings: UNetSettings) -> dict[str, str]:
     return renames
 
 
-def controlnet_renames(settings: UNetSettings) -> dict[str, str]:
+def controlnet_renames(settings: UNetConfig) -> dict[str, str]:
     renames = _unet_trunk_renames(settings)
     # input_hint_block is Sequential(conv, SiLU, conv, SiLU, ..., conv): convs sit at even indices,
     # one in, two per channel step (same width, then stride 2 to the next width), one out.
@@ -125,106 +110,67 @@ def controlnet_renames(settings: UNetSettings) -> dict[str, str]:
     return renames
 
 
-def vae_renames(settings: VAESettings) -> dict[str, str]:
-    levels = len(settings.ch_mult)
-    renames: dict[str, str] = {}
-    for part in ("encoder", "decoder"):
-        renames[f"{part}.conv_in"] = f"{part}.conv_in"
-        renames[f"{part}.conv_out"] = f"{part}.conv_out"
-        renames[f"{part}.norm_out"] = f"{part}.conv_norm_out"
-        for b, name in ((1, "block_1"), (2, "block_2")):
-            renames |= _resnet_renames(f"{part}.mid.{name}", f"{part}.mid_block.resnets.{b - 1}",
-                                       {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2",
-                                        **_VAE_RESNET_PARTS})
-        renames |= {f"{part}.mid.attn_1.{a}": f"{part}.mid_block.attentions.0.{b}" for a, b in _VAE_ATTENTION_PARTS.items()}
-    for level in range(levels):
-        for j in range(settings.num_res_blocks):
-            renames |= _resnet_renames(f"encoder.down.{level}.block.{j}", f"encoder.down_blocks.{level}.resnets.{j}",
-                                       {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2",
-                                        **_VAE_RESNET_PARTS})
-        renames[f"encoder.down.{level}.downsample.conv"] = f"encoder.down_blocks.{level}.downsamplers.0.conv"
-        up = levels - 1 - level  # ldm's decoder.up[0] is the finest level, diffusers' up_blocks[0] the coarsest
-        for j in range(settings.num_res_blocks + 1):
-            renames |= _resnet_renames(f"decoder.up.{level}.block.{j}", f"decoder.up_blocks.{up}.resnets.{j}",
-                                       {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2",
-                                        **_VAE_RESNET_PARTS})
-        renames[f"decoder.up.{level}.upsample.conv"] = f"decoder.up_blocks.{up}.upsamplers.0.conv"
-    renames |= {"quant_conv": "quant_conv", "post_quant_conv": "post_quant_conv"}
+def dinov2_renames(cfg: ImageEncoderConfig) -> dict[str, str]:
+    """DINOv2 release names -> transformers `Dinov2Model` names, fused projections excluded."""
+    renames = dict(_DINOV2_TOP)
+    for layer in range(cfg.depth):
+        renames |= module_renames(f"blocks.{layer}", f"encoder.layer.{layer}", _DINOV2_BLOCK)
     return renames
 
 
-def convert_unet_state_dict(state: dict[str, torch.Tensor], settings: UNetSettings) -> dict[str, torch.Tensor]:
-    return _rename(state, unet_renames(settings), "UNet")
-
-
-def convert_controlnet_state_dict(state: dict[str, torch.Tensor], settings: UNetSettings) -> dict[str, torch.Tensor]:
-    out = _rename(state, controlnet_renames(settings), "ControlNet")
-    # Upstream's ControlNet replaces the output of its first input block (the conv on the noisy
-    # latent) by the hint embedding instead of adding the two, so that conv never contributes.
-    # diffusers adds conv_in(latent) + hint; a zero conv_in reproduces upstream exactly.
-    out["conv_in.weight"] = torch.zeros_like(out["conv_in.weight"])
-    out["conv_in.bias"] = torch.zeros_like(out["conv_in.bias"])
-    return out
-
-
-def convert_vae_state_dict(state: dict[str, torch.Tensor], settings: VAESettings) -> dict[str, torch.Tensor]:
-    out = _rename(state, vae_renames(settings), "VAE")
-    for key, value in out.items():
-        # ldm's VAE attention uses 1x1 convs; diffusers uses Linear layers: (out, in, 1, 1) -> (out, in)
-        if ".mid_block.attentions." in key and key.endswith("weight") and value.ndim == 4:
-            out[key] = value[:, :, 0, 0]
-    return out
-
-
-def convert_dinov2_state_dict(state: dict[str, torch.Tensor], settings: DinoV2Settings) -> dict[str, torch.Tensor]:
-    """DINOv2 release names -> transformers `Dinov2Model` names (prefixed `dinov2.` for the encoder)."""
-    fixed = {"cls_token": "embeddings.cls_token", "mask_token": "embeddings.mask_token",
-             "pos_embed": "embeddings.position_embeddings",
-             "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
-             "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-             "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}
-    block_parts = {"norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.o_proj",
-                   "ls1.gamma": "layer_scale1.lambda1", "ls2.gamma": "layer_scale2.lambda1",
-                   "mlp.w3": "mlp.down_proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key in fixed:
-            out[fixed[key]] = value
-            continue
-        # `blocks.N.*`, or `blocks.CHUNK.N.*` in chunked exports (N is the global block index there too)
-        match = re.fullmatch(r"blocks\.(?:\d+\.)?(\d+)\.(.+)", key)
-        if match is None:
-            raise InputError(f"The DINOv2 weights hold {key!r}, which a DINOv2 ViT does not have.")
-        layer, rest = match.groups()
-        dst = f"encoder.layer.{layer}."
-        kind = rest.rsplit(".", 1)[1]
-        if rest.startswith("attn.qkv."):
-            # Fused (3 * dim, dim) projection in q, k, v order -> three (dim, dim) projections.
-            for name, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
-                out[f"{dst}attention.{name}.{kind}"] = chunk
-            continue
-        if rest.startswith("mlp.w12."):
-            # SwiGLU's fused input projection: first half is the gate (through SiLU), second the value.
-            gate, up = value.chunk(2, dim=0)
-            out[f"{dst}mlp.gate_proj.{kind}"], out[f"{dst}mlp.up_proj.{kind}"] = gate, up
-            continue
-        for src, tgt in block_parts.items():
-            if rest == src or rest.startswith(src + "."):
-                out[dst + tgt + rest[len(src):]] = value
-                break
-        else:
-            raise InputError(f"The DINOv2 weights hold {key!r}, which a DINOv2 ViT does not have.")
+def convert_dinov2_state_dict(state: dict[str, torch.Tensor], cfg: ImageEncoderConfig) -> dict[str, torch.Tensor]:
+    """DINOv2 release weights -> our image encoder's `dinov2.*` entries."""
+    # Chunked exports name blocks `blocks.CHUNK.N.*`, N being the global index there too.
+    state = {re.sub(r"^blocks\.\d+\.(\d+\.)", r"blocks.\1", k) if re.match(r"^blocks\.\d+\.\d+\.", k) else k: v
+             for k, v in state.items()}
+    fused = {k: v for k, v in state.items() if re.fullmatch(r"blocks\.\d+\.(attn\.qkv|mlp\.w12)\.(weight|bias)", k)}
+    out = rename_keys({k: v for k, v in state.items() if k not in fused}, dinov2_renames(cfg), "DINOv2", DINOV2_PREFIX)
+    for key, value in fused.items():
+        _, layer, *part, kind = key.split(".")
+        targets = _DINOV2_FUSED[".".join(part)]
+        for target, chunk in zip(targets, value.chunk(len(targets), dim=0)):
+            out[f"encoder.layer.{layer}.{target}.{kind}"] = chunk
     return {f"dinov2.{k}": v for k, v in out.items()}
 
 
+def dinov2_to_release(state: dict[str, torch.Tensor], cfg: ImageEncoderConfig) -> dict[str, torch.Tensor]:
+    """The inverse of `convert_dinov2_state_dict` (the fused projections concatenated again)."""
+    state = take(state, "dinov2.")
+    split = {f"encoder.layer.{layer}.{t}.{kind}": (f"blocks.{layer}.{fused}.{kind}", i)
+             for layer in range(cfg.depth) for fused, targets in _DINOV2_FUSED.items()
+             for i, t in enumerate(targets) for kind in ("weight", "bias")}
+    out = rename_keys({k: v for k, v in state.items() if k not in split}, invert(dinov2_renames(cfg)), "converted DINOv2")
+    parts: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    for key, value in state.items():
+        if key in split:
+            name, i = split[key]
+            parts.setdefault(name, []).append((i, value))
+    return out | {name: torch.cat([v for _, v in sorted(chunks, key=lambda c: c[0])]) for name, chunks in parts.items()}
+
+
+def convert_controlnet_state_dict(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
+    out = rename_keys(state, controlnet_renames(cfg), "ControlNet", CONTROLNET_PREFIX)
+    # Upstream's ControlNet replaces the output of its first input block (the conv on the noisy
+    # latent) by the hint embedding instead of adding the two, so that conv never contributes.
+    # diffusers adds conv_in(latent) + hint; a zero conv_in reproduces upstream exactly.
+    for key in ("conv_in.weight", "conv_in.bias"):
+        if key in out:
+            out[key] = torch.zeros_like(out[key])
+    return out
+
+
 def convert_state_dict(state: dict[str, torch.Tensor], config: AnyDoorConfig) -> dict[str, dict[str, torch.Tensor]]:
-    """Split an official AnyDoor state dict into per-module state dicts with our names."""
-    encoder = convert_dinov2_state_dict(_take(state, DINOV2_PREFIX), config.dinov2)
-    encoder |= {f"projector.{k}": v for k, v in _take(state, PROJECTOR_PREFIX).items()}
+    """Split an official AnyDoor state dict into per-module state dicts with our names.
+
+    A key no module uses raises `ConversionError` naming it (missing keys are caught on loading).
+    """
+    reject_unknown_entries(state, (UNET_PREFIX, CONTROLNET_PREFIX, VAE_PREFIX, DINOV2_PREFIX, PROJECTOR_PREFIX))
+    encoder = convert_dinov2_state_dict(take(state, DINOV2_PREFIX), config.dinov2)
+    encoder |= {f"projector.{k}": v for k, v in take(state, PROJECTOR_PREFIX).items()}
     return {
-        "unet": convert_unet_state_dict(_take(state, UNET_PREFIX), config.unet),
-        "controlnet": convert_controlnet_state_dict(_take(state, CONTROLNET_PREFIX), config.controlnet),
-        "vae": convert_vae_state_dict(_take(state, VAE_PREFIX), config.vae_ddconfig),
+        "unet": rename_keys(take(state, UNET_PREFIX), unet_renames(config.unet), "UNet", UNET_PREFIX),
+        "controlnet": convert_controlnet_state_dict(take(state, CONTROLNET_PREFIX), config.controlnet),
+        "vae": convert_vae(take(state, VAE_PREFIX), config.vae),
         "image_encoder": encoder,
     }
 
@@ -232,64 +178,32 @@ def convert_state_dict(state: dict[str, torch.Tensor], config: AnyDoorConfig) ->
 def load_official_components(state: dict[str, torch.Tensor], config: AnyDoorConfig) -> dict:
     """Build the modules from `config` and load an official-layout state dict into them (strict)."""
     components = build_components(config)
+    encoder = {"projector": "projector"} | {f"model.{k}": f"dinov2.{v}" for k, v in dinov2_renames(config.dinov2).items()}
+    tables = {"unet": (unet_renames(config.unet), UNET_PREFIX),
+              "controlnet": (controlnet_renames(config.controlnet), CONTROLNET_PREFIX),
+              "image_encoder": (encoder, "cond_stage_model.")}
     for name, module_state in convert_state_dict(state, config).items():
-        module = components[name]
-        missing, unexpected = module.load_state_dict(module_state, strict=False)
+        renames, prefix = tables.get(name, (None, ""))
         # mask_token is unused at inference and absent from some exports; everything else must match.
-        missing = [k for k in missing if not k.endswith("mask_token")]
-        if missing or unexpected:
-            raise InputError(f"AnyDoor {name} weights do not match the config: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}.")
+        check_keys(module_state, components[name].state_dict(), f"AnyDoor {name}",
+                   optional=["dinov2.embeddings.mask_token"], renames=renames, prefix=prefix)
+        components[name].load_state_dict(module_state, strict=False)
     return components
 
 
-def _invert(state: dict[str, torch.Tensor], renames: dict[str, str]) -> dict[str, torch.Tensor]:
-    return _rename(state, {dst: src for src, dst in renames.items()}, "converted")
-
-
 def to_official_state_dict(components: dict, config: AnyDoorConfig) -> dict[str, torch.Tensor]:
-    """The inverse of `convert_state_dict`: our modules -> one state dict with official AnyDoor key
-    names (used to write synthetic official-layout checkpoints and parity fixtures)."""
-    from storyagent.models.anydoor.components import alphas_cumprod, ddpm_betas
-
-    out: dict[str, torch.Tensor] = {}
-    unet = _invert(components["unet"].state_dict(), unet_renames(config.unet))
-    out |= {UNET_PREFIX + k: v for k, v in unet.items()}
-    control = _invert(components["controlnet"].state_dict(), controlnet_renames(config.controlnet))
-    out |= {CONTROLNET_PREFIX + k: v for k, v in control.items()}
-    vae = _invert(components["vae"].state_dict(), vae_renames(config.vae_ddconfig))
-    for key, value in vae.items():
-        if ".mid.attn_1." in key and key.endswith("weight") and value.ndim == 2:
-            value = value[:, :, None, None]
-        out[VAE_PREFIX + key] = value
-    fixed = {"embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
-             "embeddings.position_embeddings": "pos_embed",
-             "embeddings.patch_embeddings.projection": "patch_embed.proj", "layernorm": "norm"}
-    parts = {"norm1": "norm1", "norm2": "norm2", "attention.o_proj": "attn.proj", "mlp.down_proj": "mlp.w3",
-             "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+    """The inverse of `convert_state_dict`, read off the same tables: our modules -> one state dict
+    with official AnyDoor key names (used to write official-layout checkpoints and parity fixtures)."""
     encoder = components["image_encoder"].state_dict()
-    for key, value in encoder.items():
-        if key.startswith("projector."):
-            out[PROJECTOR_PREFIX + key[len("projector."):]] = value
-            continue
-        key = key[len("dinov2."):]
-        match = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias|lambda1)", key)
-        if match is None:
-            head, _, kind = key.rpartition(".")
-            out[DINOV2_PREFIX + (fixed[key] if key in fixed else f"{fixed[head]}.{kind}")] = value
-            continue
-        layer, part, kind = match.groups()
-        dst = f"{DINOV2_PREFIX}blocks.{layer}."
-        if part == "attention.q_proj":
-            stem = f"dinov2.encoder.layer.{layer}.attention."
-            out[f"{dst}attn.qkv.{kind}"] = torch.cat([encoder[f"{stem}{n}.{kind}"] for n in ("q_proj", "k_proj", "v_proj")])
-        elif part == "mlp.gate_proj":
-            stem = f"dinov2.encoder.layer.{layer}.mlp."
-            out[f"{dst}mlp.w12.{kind}"] = torch.cat([encoder[f"{stem}gate_proj.{kind}"], encoder[f"{stem}up_proj.{kind}"]])
-        elif part in ("layer_scale1", "layer_scale2"):
-            out[f"{dst}ls{part[-1]}.gamma"] = value
-        elif part in parts:
-            out[f"{dst}{parts[part]}.{kind}"] = value
+    parts = {
+        UNET_PREFIX: rename_keys(components["unet"].state_dict(), invert(unet_renames(config.unet)), "converted UNet"),
+        CONTROLNET_PREFIX: rename_keys(components["controlnet"].state_dict(),
+                                       invert(controlnet_renames(config.controlnet)), "converted ControlNet"),
+        VAE_PREFIX: vae_to_ldm(components["vae"].state_dict(), config.vae),
+        DINOV2_PREFIX: dinov2_to_release({k: v for k, v in encoder.items() if k.startswith("dinov2.")}, config.dinov2),
+        PROJECTOR_PREFIX: take(encoder, "projector."),
+    }
+    out = {prefix + k: v for prefix, state in parts.items() for k, v in state.items()}
     out["betas"] = torch.from_numpy(ddpm_betas(config.diffusion)).float()
     out["alphas_cumprod"] = alphas_cumprod(config.diffusion)
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
@@ -330,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dinov2", help="dinov2_vitg14_pretrain.pth from the DINOv2 release")
     parser.add_argument("--config", help="AnyDoor config.json (defaults to the released model's)")
     args = parser.parse_args(argv)
-    config = AnyDoorConfig.from_json(args.config) if args.config else None
-    out = convert_checkpoint(args.checkpoint, args.out_dir, args.dinov2, config)
+    try:
+        config = AnyDoorConfig.from_json(args.config) if args.config else None
+        out = convert_checkpoint(args.checkpoint, args.out_dir, args.dinov2, config)
+    except StoryAgentError as exc:
+        print(f"error: {exc}")
+        return 2
     print(f"wrote {out}")
     return 0
 

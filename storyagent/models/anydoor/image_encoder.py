@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from transformers import Dinov2Config
 
-from storyagent.models.anydoor.config import DinoV2Settings
+from storyagent.models.anydoor.config import ImageEncoderConfig
 from storyagent.models.anydoor.dinov2 import AnyDoorDinov2Model
 
 
-def dinov2_config_from_settings(settings: DinoV2Settings) -> Dinov2Config:
+def dinov2_config(settings: ImageEncoderConfig) -> Dinov2Config:
     """A transformers config for the DINOv2 the settings describe (ViT-g/14 for the real model)."""
     if settings.ffn_layer not in ("swiglufused", "swiglu", "mlp"):
         raise ValueError(f"Unsupported DINOv2 ffn_layer {settings.ffn_layer!r}.")
@@ -39,10 +39,10 @@ class AnyDoorImageEncoder(nn.Module):
     then one Linear layer. The unconditional context is the encoding of an all-zero crop.
     """
 
-    def __init__(self, settings: DinoV2Settings) -> None:
+    def __init__(self, settings: ImageEncoderConfig) -> None:
         super().__init__()
         self.settings = settings
-        self.dinov2 = AnyDoorDinov2Model(dinov2_config_from_settings(settings))
+        self.dinov2 = AnyDoorDinov2Model(dinov2_config(settings))
         self.projector = nn.Linear(*settings.projector)
         self.register_buffer("image_mean", torch.tensor(settings.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(settings.image_std).view(1, 3, 1, 1), persistent=False)
@@ -63,26 +63,24 @@ class AnyDoorImageEncoder(nn.Module):
         return self(zeros).expand(batch_size, -1, -1)
 
     # Saving mirrors diffusers' folder layout: config.json + one safetensors file.
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         from dataclasses import asdict
 
         from storyagent.fileio import atomic_save_safetensors, atomic_write_json
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(path)
         atomic_write_json(folder / "config.json", asdict(self.settings))
         atomic_save_safetensors(folder / "model.safetensors", {k: v.detach().cpu() for k, v in self.state_dict().items()})
+        return folder
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike[str], torch_dtype: torch.dtype | None = None) -> AnyDoorImageEncoder:
+    def from_pretrained(cls, path: str | os.PathLike[str], torch_dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu") -> AnyDoorImageEncoder:
         from safetensors.torch import load_file
 
-        from storyagent.models.anydoor.config import _from_dict
+        from storyagent.models.configuration import config_from_dict
 
-        folder = Path(folder)
-        settings = _from_dict(DinoV2Settings, json.loads((folder / "config.json").read_text()))
-        encoder = cls(settings)
+        folder = Path(path)
+        encoder = cls(config_from_dict(ImageEncoderConfig, json.loads((folder / "config.json").read_text())))
         encoder.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-        if torch_dtype is not None:
-            encoder.to(torch_dtype)
-        return encoder.eval()
+        return encoder.to(device, torch_dtype).eval()

@@ -1,17 +1,13 @@
-"""Numerical parity with upstream AnyDoor on a fixture folder.
+"""AnyDoor's outputs for a parity fixture made by the upstream code (`storyagent.models.parity`
+compares them and is the command: `python -m storyagent.models.parity FIXTURE_DIR`), and
+`write_fixture`, which lays out fixtures of other sizes the same way.
 
-    python -m storyagent.models.anydoor.parity FIXTURE_DIR [--tolerance 1e-4]
-
-The folder holds `config.json` (upstream settings), `weights.safetensors` (the upstream
-`state_dict()`, official key names), `inputs.safetensors` (reference, hint, x_T, probe_timestep)
-and `outputs.safetensors` (what upstream computed). The models are built from the config, the
-weights go through the converter's key mapping, and every output is recomputed and compared by
-relative error ||ours - ref|| / ||ref||. Exit status 0 only if all are below the tolerance.
+The fixture's `inputs.safetensors` holds reference, hint, x_T and probe_timestep; the models are
+built from its config and the weights go through the converter's key mapping.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,13 +17,6 @@ from safetensors.torch import load_file
 from storyagent.models.anydoor.config import AnyDoorConfig
 from storyagent.models.anydoor.convert import load_official_components
 from storyagent.models.anydoor.pipeline import AnyDoorPipeline
-
-
-def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    ours, ref = ours.detach().double().cpu(), ref.detach().double().cpu()
-    if ours.shape != ref.shape:
-        return float("inf")
-    return float((ours - ref).norm() / ref.norm().clamp_min(1e-30))
 
 
 @torch.no_grad()
@@ -53,16 +42,6 @@ def compute_outputs(fixture: Path) -> dict[str, torch.Tensor]:
     outputs["decoded_image"] = pipe.decode_latents(samples)
     outputs["alphas_cumprod"] = pipe.scheduler.alphas_cumprod
     return outputs
-
-
-def run(fixture: str | Path, tolerance: float = 1e-4) -> dict[str, float]:
-    fixture = Path(fixture)
-    expected = load_file(str(fixture / "outputs.safetensors"))
-    ours = compute_outputs(fixture)
-    errors = {}
-    for name in sorted(expected):
-        errors[name] = relative_error(ours[name], expected[name]) if name in ours else float("inf")
-    return errors
 
 
 def write_fixture(folder: str | Path, config: AnyDoorConfig, seed: int = 0) -> Path:
@@ -95,7 +74,7 @@ def write_fixture(folder: str | Path, config: AnyDoorConfig, seed: int = 0) -> P
 
     side = config.dinov2.input_size
     h, w = config.sampling.latent_hw
-    image_side = h * 2 ** (len(config.vae_ddconfig.ch_mult) - 1)
+    image_side = h * 2 ** (len(config.vae.ch_mult) - 1)
     collage = torch.rand(1, 3, image_side, image_side, generator=gen) * 2 - 1
     region = (torch.rand(1, 1, image_side, image_side, generator=gen) > 0.5).float()
     inputs = {
@@ -110,26 +89,7 @@ def write_fixture(folder: str | Path, config: AnyDoorConfig, seed: int = 0) -> P
     return folder
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="AnyDoor parity against an upstream fixture folder.")
-    parser.add_argument("fixture", help="folder with config.json, weights/inputs/outputs.safetensors")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted")
-    args = parser.parse_args(argv)
-    fixture = Path(args.fixture)
-    missing = [n for n in ("config.json", "weights.safetensors", "inputs.safetensors", "outputs.safetensors")
-               if not (fixture / n).is_file()]
-    if missing:
-        print(f"{fixture} is not a parity fixture (missing {', '.join(missing)}).", file=sys.stderr)
-        return 2
-    errors = run(fixture, args.tolerance)
-    width = max(map(len, errors))
-    for name, err in errors.items():
-        print(f"{name:<{width}}  rel_err={err:.3e}  {'ok' if err < args.tolerance else 'FAIL'}")
-    worst = max(errors.values())
-    print(f"{'all' if worst < args.tolerance else 'NOT all'} {len(errors)} outputs below {args.tolerance:g} "
-          f"(worst {worst:.3e})")
-    return 0 if worst < args.tolerance else 1
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from storyagent.models.parity import main
+
+    raise SystemExit(main([*sys.argv[1:], "--family", "anydoor"]))

@@ -24,7 +24,7 @@ from storyagent.models.anydoor.components import build_scheduler
 from storyagent.models.anydoor.config import AnyDoorConfig
 from storyagent.models.anydoor.image_encoder import AnyDoorImageEncoder
 from storyagent.models.anydoor.preprocessing import (
-    PreprocessSettings,
+    PreprocessConfig,
     prepare_reference,
     prepare_target,
     paste_back,
@@ -59,41 +59,40 @@ class AnyDoorPipeline:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike[str] | None = None,
-                        torch_dtype: torch.dtype | None = None, device: str | torch.device | None = None
-                        ) -> AnyDoorPipeline:
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None, torch_dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu") -> AnyDoorPipeline:
         """Load a folder written by `convert.convert_checkpoint` (or `save_pretrained`).
 
-        Without `folder`, the converted weights are looked up as the `anydoor` entry of the
+        Without `path`, the converted weights are looked up as the `anydoor` entry of the
         weights registry; a folder that is missing or incomplete raises WeightsNotFoundError.
         """
         from storyagent.weights import resolve_weights
 
-        path = resolve_weights("anydoor", folder) if folder is not None else resolve_weights("anydoor")
+        path = resolve_weights("anydoor", path)
         needed = ["config.json", "unet", "controlnet", "vae", "image_encoder"]
         if not path.is_dir() or any(not (path / n).exists() for n in needed):
             raise WeightsNotFoundError(
                 f"{path} is not a converted AnyDoor folder (needs {', '.join(needed)}); convert the official "
                 "checkpoint with `python -m storyagent.models.anydoor.convert CKPT --dinov2 PTH OUT_DIR`.")
         config = AnyDoorConfig.from_json(path / "config.json")
-        kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
         pipe = cls(
-            unet=UNet2DConditionModel.from_pretrained(path / "unet", **kwargs),
-            controlnet=ControlNetModel.from_pretrained(path / "controlnet", **kwargs),
-            vae=AutoencoderKL.from_pretrained(path / "vae", **kwargs),
+            unet=UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch_dtype),
+            controlnet=ControlNetModel.from_pretrained(path / "controlnet", torch_dtype=torch_dtype),
+            vae=AutoencoderKL.from_pretrained(path / "vae", torch_dtype=torch_dtype),
             image_encoder=AnyDoorImageEncoder.from_pretrained(path / "image_encoder", torch_dtype),
             scheduler=build_scheduler(config.diffusion),
             config=config,
         )
-        return pipe.to(device) if device is not None else pipe
+        return pipe.to(device)
 
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
+    def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         from storyagent.fileio import atomic_write_json
 
-        folder = Path(folder)
+        folder = Path(path)
         for name in ("unet", "controlnet", "vae", "image_encoder"):
             getattr(self, name).save_pretrained(folder / name)
         atomic_write_json(folder / "config.json", self.config.to_dict())
+        return folder
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> AnyDoorPipeline:
         for module in (self.unet, self.controlnet, self.vae, self.image_encoder):
@@ -162,7 +161,7 @@ class AnyDoorPipeline:
                  target_mask: np.ndarray | None = None, target_box: tuple[int, int, int, int] | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  control_scale: float | None = None, eta: float | None = None,
-                 generator: torch.Generator | None = None, preprocess: PreprocessSettings | None = None,
+                 generator: torch.Generator | None = None, preprocess: PreprocessConfig | None = None,
                  show_progress: bool = True) -> AnyDoorOutput:
         """Redraw the subject of `reference_image` (where `reference_mask`) into `target_image`.
 
@@ -172,7 +171,7 @@ class AnyDoorPipeline:
         sampling = self.config.sampling
         steps = num_inference_steps or sampling.ddim_steps
         guidance = sampling.cfg_scale if guidance_scale is None else guidance_scale
-        preprocess = preprocess or PreprocessSettings(reference_size=self.config.dinov2.input_size,
+        preprocess = preprocess or PreprocessConfig(reference_size=self.config.dinov2.input_size,
                                                       target_size=self.config.image_size)
         if target_mask is None:
             if target_box is None:

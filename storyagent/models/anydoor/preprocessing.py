@@ -18,7 +18,7 @@ from storyagent.media.box import Box, expand_box, mask_box, square_box
 
 
 @dataclass
-class PreprocessSettings:
+class PreprocessConfig:
     """Ratios and sizes of AnyDoor's crops (defaults: upstream inference)."""
 
     reference_size: int = 224
@@ -79,7 +79,7 @@ def pad_to_square(image: np.ndarray, value: float) -> tuple[np.ndarray, tuple[in
     return np.pad(image, widths, mode="constant", constant_values=value), pad
 
 
-def high_frequency_map(image: np.ndarray, mask: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
+def high_frequency_map(image: np.ndarray, mask: np.ndarray, settings: PreprocessConfig) -> np.ndarray:
     """The subject's edges with their colours: Sobel magnitude inside the eroded mask, thresholded,
     used as a per-pixel weight on the image. Keeps detail, drops flat colour and the outline."""
     h, w = image.shape[:2]
@@ -105,7 +105,7 @@ def _check_image(image: np.ndarray, mask: np.ndarray, what: str) -> tuple[np.nda
     return image, mask.astype(bool)
 
 
-def prepare_reference(image: np.ndarray, mask: np.ndarray, settings: PreprocessSettings) -> ReferenceCrop:
+def prepare_reference(image: np.ndarray, mask: np.ndarray, settings: PreprocessConfig) -> ReferenceCrop:
     """Subject on white, cropped to its box grown by `reference_margin`, padded square, resized."""
     image, mask = _check_image(image, mask, "reference")
     y1, y2, x1, x2 = mask_box(mask, settings.min_mask_pixels)
@@ -126,7 +126,7 @@ def prepare_reference(image: np.ndarray, mask: np.ndarray, settings: PreprocessS
 
 
 def prepare_target(image: np.ndarray, mask: np.ndarray, reference: ReferenceCrop,
-                   settings: PreprocessSettings, box_expand: float | None = None,
+                   settings: PreprocessConfig, box_expand: float | None = None,
                    crop_expand: float | None = None) -> TargetCrop:
     """Square crop around the target box with the reference detail map pasted into the box."""
     image, mask = _check_image(image, mask, "target")
@@ -155,7 +155,7 @@ def prepare_target(image: np.ndarray, mask: np.ndarray, reference: ReferenceCrop
 
 
 def paste_back(generated: np.ndarray, frame: np.ndarray, target: TargetCrop,
-               settings: PreprocessSettings) -> tuple[np.ndarray, Box]:
+               settings: PreprocessConfig) -> tuple[np.ndarray, Box]:
     """Undo resize and padding of the generated square crop and paste it over `frame`'s crop box,
     less `paste_margin` on each side. Returns the new frame and the replaced box; every pixel
     outside that box is `frame`'s."""

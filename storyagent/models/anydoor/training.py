@@ -23,11 +23,10 @@ import torch.nn.functional as F
 
 from storyagent.errors import InputError
 from storyagent.models.anydoor.pipeline import AnyDoorPipeline
-from storyagent.models.anydoor.preprocessing import PreprocessSettings, prepare_reference, prepare_target
+from storyagent.models.anydoor.preprocessing import PreprocessConfig, prepare_reference, prepare_target
 from storyagent.progress import make_progress
 
 CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d+)$")
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
 @dataclass
@@ -64,7 +63,7 @@ class StoryAnyDoorTrainingConfig:
     """Chance of mirroring the reference crop (upstream augmentation)."""
     mixed_precision: bool = True
     """bfloat16 autocast on CUDA; ignored on CPU."""
-    preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     """Crop sizes; target_size is set from the model."""
 
 
@@ -109,7 +108,7 @@ class PairSampler:
         if len(frames) == 0 or len(frames) != len(masks):
             raise InputError("Fine-tuning needs at least one reference frame with a subject mask per frame.")
         self.frames, self.masks, self.config = frames, masks, config
-        self.settings = PreprocessSettings(**{**asdict(config.preprocess), "target_size": target_size,
+        self.settings = PreprocessConfig(**{**asdict(config.preprocess), "target_size": target_size,
                                               "reference_size": reference_size})
 
     def sample(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -118,7 +117,7 @@ class PairSampler:
         # another frame when there is one: the subject seen from a different pose/light
         j = int(rng.integers(len(self.frames) - 1)) if len(self.frames) > 1 else i
         j = j + (j >= i) if len(self.frames) > 1 else i
-        settings = PreprocessSettings(**{**asdict(self.settings), "reference_margin": rng.uniform(*c.reference_margin)})
+        settings = PreprocessConfig(**{**asdict(self.settings), "reference_margin": rng.uniform(*c.reference_margin)})
         reference = prepare_reference(self.frames[i], self.masks[i], settings)
         if rng.random() < c.flip_probability:
             reference.image, reference.mask = reference.image[:, ::-1].copy(), reference.mask[:, ::-1].copy()

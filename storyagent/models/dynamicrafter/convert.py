@@ -92,20 +92,22 @@ def resampler_renames(cfg: ResamplerConfig) -> dict[str, str]:
 
 
 def convert_unet(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
-    out = rename_keys(take(state, UNET_PREFIX), unet_renames(cfg), "DynamiCrafter UNet")
+    renames = unet_renames(cfg)
+    out = rename_keys(take(state, UNET_PREFIX), renames, "DynamiCrafter UNet", UNET_PREFIX)
     for key, value in out.items():
         # Transformers' 1x1 conv projections (init_attn, use_linear=False) become Linear weights.
         if key.endswith((".proj_in.weight", ".proj_out.weight")) and value.ndim > 2:
             out[key] = value.reshape(value.shape[0], value.shape[1])
     with torch.device("meta"):
-        check_keys(out, DynamiCrafterUNet(cfg).state_dict(), "DynamiCrafter UNet")
+        check_keys(out, DynamiCrafterUNet(cfg).state_dict(), "DynamiCrafter UNet", renames=renames, prefix=UNET_PREFIX)
     return out
 
 
 def convert_resampler(state: dict[str, torch.Tensor], cfg: ResamplerConfig) -> dict[str, torch.Tensor]:
-    out = rename_keys(take(state, RESAMPLER_PREFIX), resampler_renames(cfg), "DynamiCrafter Resampler")
+    renames = resampler_renames(cfg)
+    out = rename_keys(take(state, RESAMPLER_PREFIX), renames, "DynamiCrafter Resampler", RESAMPLER_PREFIX)
     with torch.device("meta"):
-        check_keys(out, Resampler(cfg).state_dict(), "DynamiCrafter Resampler")
+        check_keys(out, Resampler(cfg).state_dict(), "DynamiCrafter Resampler", renames=renames, prefix=RESAMPLER_PREFIX)
     return out
 
 
@@ -127,7 +129,7 @@ def _openclip_blocks(state: dict[str, torch.Tensor], prefix: str) -> dict[str, t
             continue
         out |= rename_keys({rest: value}, {"attn.out_proj": f"{base}self_attn.out_proj", "ln_1": f"{base}layer_norm1",
                                            "ln_2": f"{base}layer_norm2", "mlp.c_fc": f"{base}mlp.fc1",
-                                           "mlp.c_proj": f"{base}mlp.fc2"}, "OpenCLIP")
+                                           "mlp.c_proj": f"{base}mlp.fc2"}, "OpenCLIP", f"{prefix}resblocks.{i}.")
     return out
 
 
