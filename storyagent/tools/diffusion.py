@@ -120,7 +120,7 @@ class DiffusionBackend(Backend):
             from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 
             dtype = torch.bfloat16 if _device() == "cuda" else torch.float32
-            self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype).to(_device())
+            self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype, device=_device())
             if self.adapter is not None:
                 # LoRA-BE (paper, Sec. 3.3): the subject's own token keeps it the same inside every shot.
                 from storyagent.models.lora_be import load_adapter
