@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from storyagent.config import RunConfig
+from storyagent.errors import WeightsNotFoundError
 from storyagent.models.langsam import SubjectMask
 from storyagent.models.removal import SubjectRemover
 from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput
@@ -33,7 +34,7 @@ def test_the_backend_is_chosen_by_name_and_checks_its_weights(monkeypatch):
     assert isinstance(diffusion, DiffusionBackend)
     select_backend(run_config()).check()  # the animatic needs nothing
     monkeypatch.setattr("storyagent.tools.backend.weights_available", lambda name: name != "anydoor")
-    with pytest.raises(Exception, match=r"--backend diffusion needs weights .*\(anydoor\).*weights fetch anydoor"):
+    with pytest.raises(WeightsNotFoundError, match=r"--backend diffusion needs weights .*\(anydoor\).*weights fetch anydoor"):
         diffusion.check()
 
 
