@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from storyagent.models.removal import RemovalConfig, SubjectRemover, dilate_mask, mask_box
+from storyagent.media.box import mask_box
+from storyagent.models.removal import RemovalConfig, SubjectRemover, dilate_mask
 
 
 def synthetic_frame(size: int = 64):
