@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -86,7 +85,7 @@ class LangSAMPipeline:
             dino_path = dino_path or folder / "grounding_dino"
             sam_path = sam_path or folder / "sam"
             if config is None and (folder / "config.json").exists():
-                config = LangSAMConfig(**json.loads((folder / "config.json").read_text()))
+                config = LangSAMConfig.from_json(folder / "config.json")
         return cls(GroundingDinoDetector.from_pretrained(dino_path, torch_dtype=torch_dtype, device=device),
                    SamSegmenter.from_pretrained(sam_path, torch_dtype=torch_dtype, device=device), config)
 
@@ -96,7 +95,7 @@ class LangSAMPipeline:
         folder = Path(path)
         self.detector.save_pretrained(folder / "grounding_dino")
         self.segmenter.save_pretrained(folder / "sam")
-        atomic_write_json(folder / "config.json", asdict(self.config))
+        atomic_write_json(folder / "config.json", self.config.to_dict())
         return folder
 
     def __call__(

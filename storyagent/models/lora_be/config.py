@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from storyagent.models.configuration import ConfigFileMixin, config_from_dict
 
 # Linear projections of every spatial self/cross-attention (text and image branches) and every
 # temporal attention of our DynamiCrafter UNet (names as in storyagent.models.dynamicrafter.unet).
@@ -14,7 +16,7 @@ DEFAULT_TARGET_MODULES = (
 
 
 @dataclass
-class LoRABEConfig:
+class LoRABEConfig(ConfigFileMixin):
     """What LoRA-BE learns (LoRA on attention + one subject-token embedding per cross-attention module) and how."""
 
     token: str = "<subject>"
@@ -56,10 +58,6 @@ class LoRABEConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the adapter."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoRABEConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return config_from_dict(cls, data)
