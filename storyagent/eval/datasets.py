@@ -210,7 +210,7 @@ class DiffusionGenerator:
         # 3. Animate, then match the ground truth's size and length.
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         video = self.animator(image=board, prompt=text or "a cartoon scene", num_inference_steps=self.steps or 50,
-                              generator=generator, output_type="np", progress=False).frames[0]
+                              generator=generator, output_type="np", show_progress=False).frames[0]
         h, w = first.shape[:2]
         picks = np.linspace(0, len(video) - 1, num_frames).round().astype(int)
         return [cv2.resize(np.asarray(video[i], dtype=np.uint8), (w, h), interpolation=cv2.INTER_AREA) for i in picks]
