@@ -67,7 +67,7 @@ def run_mode(mode: str, args: argparse.Namespace, device: torch.device) -> dict[
     s = pipe.config.sampling
     image = (np.random.default_rng(0).random((s.height, s.width, 3)) * 255).astype(np.uint8)
     kwargs = dict(num_frames=s.frames, height=s.height, width=s.width, num_inference_steps=args.steps,
-                  guidance_scale=7.5, eta=1.0, fs=s.fs, progress=False)
+                  guidance_scale=7.5, eta=1.0, fs=s.fs, show_progress=False)
 
     def once() -> float:
         if device.type == "cuda":

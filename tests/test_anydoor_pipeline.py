@@ -9,8 +9,7 @@ import torch
 
 from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.models.anydoor import AnyDoorPipeline
-from storyagent.models.anydoor.testing import tiny_config
-from storyagent.models.anydoor.components import build_components
+from storyagent.models.anydoor.testing import tiny_config, tiny_pipeline
 from storyagent.models.anydoor.preprocessing import (
     PreprocessConfig,
     TargetCrop,
@@ -142,13 +141,9 @@ def test_paste_back_inverts_the_crop_geometry():
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    torch.manual_seed(0)
     config = tiny_config()
     config.sampling.ddim_steps = 2
-    components = build_components(config)
-    folder = tmp_path_factory.mktemp("anydoor")
-    AnyDoorPipeline(**components, config=config).save_pretrained(folder)
-    return folder
+    return tiny_pipeline(config).save_pretrained(tmp_path_factory.mktemp("anydoor"))
 
 
 def test_pipeline_round_trips_through_save_and_from_pretrained(tiny_folder):

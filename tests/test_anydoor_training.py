@@ -8,8 +8,7 @@ import torch
 
 from storyagent.errors import InputError
 from storyagent.models.anydoor import AnyDoorPipeline
-from storyagent.models.anydoor.testing import tiny_config
-from storyagent.models.anydoor.components import build_components
+from storyagent.models.anydoor.testing import tiny_config, tiny_pipeline
 from storyagent.models.anydoor.training import StoryAnyDoorTrainer, StoryAnyDoorTrainingConfig
 
 
@@ -27,16 +26,13 @@ def _frames(n=3, size=96):
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    torch.manual_seed(0)
     config = tiny_config()
     config.sampling.latent_hw = (8, 8)  # 64 px crops keep CPU backward passes short
-    folder = tmp_path_factory.mktemp("anydoor")
-    components = build_components(config)
+    pipe = tiny_pipeline(config)
     with torch.no_grad():  # diffusers zero-initialises ControlNet outputs; give them a value so gradients reach everything
-        for p in components["controlnet"].parameters():
+        for p in pipe.controlnet.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    AnyDoorPipeline(**components, config=config).save_pretrained(folder)
-    return folder
+    return pipe.save_pretrained(tmp_path_factory.mktemp("anydoor"))
 
 
 def _settings(**kw):

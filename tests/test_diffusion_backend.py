@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.models.anydoor.testing import tiny_config as anydoor_tiny
-    from storyagent.models.anydoor.components import build_components
+    from storyagent.models.anydoor.testing import tiny_pipeline as anydoor_tiny
     from storyagent.models.dynamicrafter.testing import tiny_pipeline
     from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
     from storyagent.models.storydiffusion.testing import tiny_sdxl
@@ -28,8 +26,7 @@ def tiny_weights(tmp_path_factory):
     tiny_sdxl().save_pretrained(root / "sdxl")
     save_tiny_grounding_dino(root / "gdino")
     sam = save_tiny_sam(root / "sam_vit_b.pth")
-    config = anydoor_tiny()
-    AnyDoorPipeline(**build_components(config), config=config).save_pretrained(root / "anydoor")
+    anydoor_tiny().save_pretrained(root / "anydoor")
     tiny_pipeline().save_pretrained(root / "dc")
     return {"sdxl-base": root / "sdxl", "grounding-dino-base": root / "gdino", "sam-vit-h": sam,
             "anydoor": root / "anydoor", "dynamicrafter-512": root / "dc"}

@@ -18,3 +18,15 @@ def tiny_config(width: int = 32, dino_width: int = 48, context: int = 32) -> Any
         dinov2=ImageEncoderConfig(embed_dim=dino_width, depth=2, num_heads=4, projector=(dino_width, context)),
         sampling=SamplingConfig(ddim_steps=5, latent_hw=(16, 16)),
     )
+
+
+def tiny_pipeline(config: AnyDoorConfig | None = None, seed: int = 0):
+    """An AnyDoor pipeline with random weights for `config` (default `tiny_config()`)."""
+    import torch
+
+    from storyagent.models.anydoor.components import build_components
+    from storyagent.models.anydoor.pipeline import AnyDoorPipeline
+
+    config = config or tiny_config()
+    torch.manual_seed(seed)
+    return AnyDoorPipeline(**build_components(config), config=config)
