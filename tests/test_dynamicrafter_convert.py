@@ -155,6 +155,14 @@ def test_official_checkpoint_from_the_weights_registry_is_converted_once(tmp_pat
         assert torch.equal(a, b)
     assert pipe.text_encoder is not None and pipe.image_encoder is not None
 
+    # A cache folder in the earlier flat layout (unet.safetensors beside config.json) is converted again.
+    for name in ("unet", "vae", "resampler"):
+        (folder / name / "diffusion_pytorch_model.safetensors").rename(folder / f"{name}.safetensors")
+    third = DynamiCrafterPipeline.from_pretrained(config=config)
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    for a, b in zip(pipe.unet.parameters(), third.unet.parameters()):
+        assert torch.equal(a, b)
+
 
 def _official_checkpoint(tmp_path: Path, edit) -> Path:
     state = load_file(FIXTURE / "weights.safetensors") | openclip_towers()

@@ -126,7 +126,8 @@ def converted_once(ckpt: Path, name: str, config: DynamiCrafterConfig) -> Path:
     key = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     root = Path(os.environ.get("STORYAGENT_CACHE", Path.home() / ".cache" / "storyagent")).expanduser()
     folder = root / f"{name}-{key}"
-    if (folder / "config.json").exists():
+    # A folder from before the subfolder layout has config.json but no unet/: convert it again.
+    if (folder / "config.json").exists() and not missing_components(folder):
         return folder
     try:
         tokenizer = resolve_weights("open-clip-vit-h-14")
