@@ -12,7 +12,6 @@ from storyagent.models.anydoor import AnyDoorPipeline
 from storyagent.models.anydoor.testing import tiny_config, tiny_pipeline
 from storyagent.models.anydoor.preprocessing import (
     PreprocessConfig,
-    TargetCrop,
     expand_box,
     high_frequency_map,
     mask_box,
