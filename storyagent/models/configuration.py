@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from storyagent.errors import InputError
 
@@ -25,11 +25,23 @@ def config_from_dict(cls: type[C], data: dict[str, Any] | None) -> C:
 
 
 class ConfigFileMixin:
-    """`from_json` / `to_dict` for a top-level config whose class defines `from_dict`."""
+    """`from_dict` / `from_json` / `to_dict` for a top-level config dataclass.
+
+    The default `from_dict` reads a flat config; a config made of sections overrides it and
+    starts from `field_data(data)`.
+    """
+
+    json_names: ClassVar[dict[str, str]] = {}
+    """Fields written under their upstream name in config.json: field -> JSON key."""
+
+    @classmethod
+    def field_data(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """`data` keyed by field names; an upstream JSON key wins over the field's own name."""
+        return {**data, **{name: data[key] for name, key in cls.json_names.items() if key in data}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        raise NotImplementedError
+        return config_from_dict(cls, cls.field_data(data))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]):
@@ -40,4 +52,7 @@ class ConfigFileMixin:
             raise InputError(f"Cannot read the config {path}: {exc}.") from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        out = asdict(self)  # type: ignore[call-overload]
+        for name, key in self.json_names.items():
+            out[key] = out.pop(name)
+        return out

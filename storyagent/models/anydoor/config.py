@@ -8,8 +8,8 @@ num_head_channels, ddconfig ...) means a config copied from an upstream YAML nee
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from storyagent.models.configuration import ConfigFileMixin, config_from_dict
 
@@ -151,17 +151,14 @@ class AnyDoorConfig(ConfigFileMixin):
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Inference defaults."""
 
+    json_names: ClassVar[dict[str, str]] = {"vae": "vae_ddconfig"}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnyDoorConfig:
         sections = {"unet": UNetConfig, "controlnet": UNetConfig, "vae": VAEConfig, "dinov2": ImageEncoderConfig,
                     "diffusion": DiffusionConfig, "sampling": SamplingConfig}
-        data = {**data, "vae": data.get("vae_ddconfig", data.get("vae", {}))}
+        data = cls.field_data(data)
         return cls(**{name: config_from_dict(kind, data.get(name, {})) for name, kind in sections.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["vae_ddconfig"] = out.pop("vae")
-        return out
 
     @property
     def image_size(self) -> int:

@@ -6,10 +6,10 @@ config or a parity fixture's `config.json` loads with `DynamiCrafterConfig.from_
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from storyagent.models.configuration import ConfigFileMixin, config_from_dict as _from_dict
+from storyagent.models.configuration import ConfigFileMixin, config_from_dict
 
 
 @dataclass
@@ -195,27 +195,25 @@ class DynamiCrafterConfig(ConfigFileMixin):
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Default sampling settings."""
 
+    json_names: ClassVar[dict[str, str]] = {"vae": "vae_ddconfig"}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DynamiCrafterConfig:
         """Read a parity-fixture style dict (`unet`, `vae_ddconfig`, `resampler`, `diffusion`, `sampling`)."""
+        data = cls.field_data(data)
+        vae = config_from_dict(VAEConfig, data.get("vae"))
         sampling = dict(data.get("sampling", {}))
         if "latent_hw" in sampling and "height" not in sampling:
             # Fixtures give the latent size; the VAE downsamples by 2 per level after the first.
-            vae = _from_dict(VAEConfig, data.get("vae_ddconfig", data.get("vae")))
             factor = 2 ** (len(vae.ch_mult) - 1)
             sampling["height"], sampling["width"] = (s * factor for s in sampling["latent_hw"])
         return cls(
-            unet=_from_dict(UNetConfig, data.get("unet")),
-            vae=_from_dict(VAEConfig, data.get("vae_ddconfig", data.get("vae"))),
-            resampler=_from_dict(ResamplerConfig, data.get("resampler")),
-            diffusion=_from_dict(DiffusionConfig, data.get("diffusion")),
-            sampling=_from_dict(SamplingConfig, sampling),
+            unet=config_from_dict(UNetConfig, data.get("unet")),
+            vae=vae,
+            resampler=config_from_dict(ResamplerConfig, data.get("resampler")),
+            diffusion=config_from_dict(DiffusionConfig, data.get("diffusion")),
+            sampling=config_from_dict(SamplingConfig, sampling),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["vae_ddconfig"] = out.pop("vae")
-        return out
 
     @property
     def vae_scale(self) -> int:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from storyagent.models.configuration import ConfigFileMixin, config_from_dict
+from storyagent.models.configuration import ConfigFileMixin
 
 
 @dataclass
@@ -28,10 +27,6 @@ class LangSAMConfig(ConfigFileMixin):
         for name in ("box_threshold", "text_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LangSAMConfig:
-        return config_from_dict(cls, data)
 
 
 @dataclass(frozen=True)

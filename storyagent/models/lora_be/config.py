@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyagent.models.configuration import ConfigFileMixin, config_from_dict
+from storyagent.models.configuration import ConfigFileMixin
 
 # Linear projections of every spatial self/cross-attention (text and image branches) and every
 # temporal attention of our DynamiCrafter UNet (names as in storyagent.models.dynamicrafter.unet).
@@ -57,7 +57,3 @@ class LoRABEConfig(ConfigFileMixin):
     """Training prompt; {token} is replaced by the subject token."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the adapter."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LoRABEConfig:
-        return config_from_dict(cls, data)
