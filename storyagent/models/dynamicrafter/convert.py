@@ -133,15 +133,6 @@ def _openclip_blocks(state: dict[str, torch.Tensor], prefix: str) -> dict[str, t
     return out
 
 
-def _check_tower(state: dict[str, torch.Tensor], prefix: str, used: tuple[str, ...], unused: tuple[str, ...]) -> None:
-    """Every entry of an OpenCLIP tower outside its residual blocks must be one the converter knows."""
-    blocks = prefix + ("visual." if prefix == VISION_PREFIX else "") + "transformer.resblocks."
-    unknown = [k for k in state if k.startswith(prefix) and not k.startswith(blocks)
-               and k[len(prefix):] not in used + unused]
-    if unknown:
-        raise ConversionError(f"The OpenCLIP weights hold {unknown[0]!r}, which the converter's layout does not have.")
-
-
 _TEXT_TOP = {"token_embedding.weight": "embeddings.token_embedding.weight",
              "positional_embedding": "embeddings.position_embedding.weight",
              "ln_final.weight": "final_layer_norm.weight", "ln_final.bias": "final_layer_norm.bias"}
@@ -152,26 +143,30 @@ _VISION_TOP = {"visual.conv1.weight": "embeddings.patch_embedding.weight",
                "visual.ln_post.weight": "post_layernorm.weight", "visual.ln_post.bias": "post_layernorm.bias"}
 
 
-def _convert_tower(state: dict[str, torch.Tensor], prefix: str, top: dict[str, str],
+def _convert_tower(state: dict[str, torch.Tensor], prefix: str, transformer: str, top: dict[str, str],
                    unused: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    _check_tower(state, prefix, tuple(top), unused)
-    blocks = prefix + ("visual." if prefix == VISION_PREFIX else "") + "transformer."
-    out = _openclip_blocks(state, blocks)
+    """One OpenCLIP tower under `prefix`: its residual blocks under `transformer`, the `top` entries
+    renamed; any other entry must be one of the known `unused` ones."""
+    blocks = prefix + transformer + "resblocks."
+    unknown = [k for k in state if k.startswith(prefix) and not k.startswith(blocks)
+               and k[len(prefix):] not in (*top, *unused)]
+    if unknown:
+        raise ConversionError(f"The OpenCLIP weights hold {unknown[0]!r}, which the converter's layout does not have.")
     missing = [prefix + k for k in top if prefix + k not in state]
     if missing:
         raise ConversionError(f"The OpenCLIP weights lack {missing[0]!r}; the checkpoint is incomplete.")
-    return out | {ours: state[prefix + theirs] for theirs, ours in top.items()}
+    return _openclip_blocks(state, prefix + transformer) | {ours: state[prefix + theirs] for theirs, ours in top.items()}
 
 
 def convert_text_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """OpenCLIP text tower (`cond_stage_model.model.*`) -> transformers CLIPTextModel state dict
     (top-level names, as transformers 5 uses; the loader also accepts a `text_model.` prefix)."""
-    return _convert_tower(state, TEXT_PREFIX, _TEXT_TOP, _UNUSED_TEXT)
+    return _convert_tower(state, TEXT_PREFIX, "transformer.", _TEXT_TOP, _UNUSED_TEXT)
 
 
 def convert_image_encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """OpenCLIP vision tower (`embedder.model.visual.*`) -> transformers CLIPVisionModel state dict."""
-    return _convert_tower(state, VISION_PREFIX, _VISION_TOP, _UNUSED_VISION)
+    return _convert_tower(state, VISION_PREFIX, "visual.transformer.", _VISION_TOP, _UNUSED_VISION)
 
 
 def text_encoder_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
