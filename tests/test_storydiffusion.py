@@ -1,4 +1,8 @@
-"""Consistent Self-Attention on a tiny random SDXL: equality at ratio 0, who attends to whom, the bank."""
+"""Consistent Self-Attention on a tiny random SDXL: equality at ratio 0, who attends to whom, the bank,
+upstream's schedule (skipped first step, random bypass, one sample per step), styles, redrawing one shot.
+
+Upstream = HVision-NKU/StoryDiffusion @ 8de45e424887766fdd84dc917436ff8605f00149.
+"""
 
 from collections import defaultdict
 
@@ -8,11 +12,16 @@ import torch
 
 from storyagent.errors import WeightsNotFoundError
 from storyagent.models.storydiffusion import (
+    DEPICTIONS,
+    STYLES,
     ConsistentAttentionConfig,
+    ConsistentAttentionState,
     ConsistentSelfAttentionProcessor,
+    IdentityPass,
     StoryDiffusionConfig,
     StoryDiffusionPipeline,
     load_sdxl,
+    shot_prompt,
 )
 from storyagent.models.storydiffusion.testing import tiny_sdxl
 
@@ -28,10 +37,16 @@ def sdxl_folder(tmp_path_factory):
     return folder
 
 
-def make_pipe(folder, **attention) -> StoryDiffusionPipeline:
+# Tests of who attends to whom share at every step and layer call; those about upstream's schedule
+# (skipped first step, random bypass) pass its settings explicitly.
+EXACT = {"skip_steps": 0, "bypass_early": 0.0, "bypass_late": 0.0}
+UPSTREAM = {"skip_steps": 1, "bypass_early": 0.3, "bypass_late": 0.1, "bypass_until": 20}
+
+
+def make_pipe(folder, steps: int = 3, read_batch_size: int = 1, **attention) -> StoryDiffusionPipeline:
     cfg = StoryDiffusionConfig(
-        attention=ConsistentAttentionConfig(**attention), num_identity=3, num_inference_steps=3,
-        guidance_scale=5.0, height=SIZE, width=SIZE, style="none",
+        attention=ConsistentAttentionConfig(**{**EXACT, **attention}), num_identity=3, num_inference_steps=steps,
+        guidance_scale=5.0, height=SIZE, width=SIZE, style="none", read_batch_size=read_batch_size,
     )
     return StoryDiffusionPipeline.from_pretrained(folder, config=cfg)
 
@@ -77,6 +92,23 @@ def sources(key_rows: torch.Tensor, candidates: torch.Tensor) -> list[tuple[int,
     return [(int(i) // t, int(i) % t) for i in best.indices]
 
 
+def attended(call: dict) -> list[dict[int, list[int]]]:
+    """Per batch row of a recorded call: source row → the tokens of that row it attended to."""
+    own_keys = call["module"].to_k(call["hidden"])  # (b, T, C') every token's key
+    rows = []
+    for row in range(own_keys.shape[0]):
+        from_tokens = defaultdict(list)
+        for src_row, token in sources(call["key"][row], own_keys):
+            from_tokens[src_row].append(token)
+        rows.append(dict(from_tokens))
+    return rows
+
+
+def shares_tokens(call: dict) -> bool:
+    """Whether the call attended to more than the layer's own tokens (else it was plain self-attention)."""
+    return call["key"].shape[1] > call["hidden"].shape[1]
+
+
 def test_ratio_zero_equals_plain_sdxl(sdxl_folder):
     pipe = make_pipe(sdxl_folder, default_ratio=0.0, ratios={})
     ours = pipe(SHOTS, SUBJECT, seed=7, num_identity=2, output_type="np")
@@ -111,14 +143,10 @@ def test_identity_images_attend_to_each_others_sampled_tokens_only(sdxl_folder):
         b, t, _ = hidden.shape
         assert b == 2 * n, "classifier-free guidance doubles the batch: [uncond × n, cond × n]"
         k = round({16: 0.25, 64: 0.5}[t] * t)
-        own_keys = call["module"].to_k(hidden)  # (b, T, C') every token's key
         assert key.shape[1] == t + (n - 1) * k
         picked_by_image: dict[int, set[int]] = {}
-        for row in range(b):
-            branch, image = divmod(row, n)
-            from_tokens = defaultdict(list)
-            for src_row, token in sources(key[row], own_keys):
-                from_tokens[src_row].append(token)
+        for row, from_tokens in enumerate(attended(call)):
+            branch = row // n
             # only images of the same guidance branch
             assert {r // n for r in from_tokens} == {branch}
             assert sorted(from_tokens[row]) == list(range(t)), "an image sees all of its own tokens"
@@ -174,7 +202,7 @@ def test_deterministic_per_seed_and_without_guidance(sdxl_folder):
 
 def test_read_without_bank_and_branch_mismatch_fail_clearly(sdxl_folder):
     pipe = make_pipe(sdxl_folder)
-    pipe.state.begin("read", 1, (SIZE, SIZE))
+    pipe.state.begin("read", [0], (SIZE, SIZE))
     with pytest.raises(RuntimeError, match="no identity tokens stored"):
         pipe.sdxl(prompt="a rabbit", num_inference_steps=2, height=SIZE, width=SIZE, output_type="np")
     pipe.state.clear()
@@ -204,3 +232,154 @@ def test_save_pretrained_round_trips_the_sdxl(sdxl_folder, tmp_path):
     theirs = again(SHOTS[:2], SUBJECT, seed=0, num_identity=1, output_type="np").images
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_defaults_are_upstreams():
+    # gradio_app_sdxl_specific_id_low_vram.py, SpatialAttnProcessor2_0.__call__ @ 8de45e4: plain
+    # attention while `cur_step < 1`, then bypass when `random.random() <= rand_num`, rand_num 0.3
+    # while `cur_step < 20`, else 0.1.
+    cfg = ConsistentAttentionConfig()
+    assert (cfg.skip_steps, cfg.bypass_early, cfg.bypass_late, cfg.bypass_until) == (1, 0.3, 0.1, 20)
+    assert [cfg.bypass_chance(s) for s in (1, 19, 20, 50)] == [0.3, 0.3, 0.1, 0.1]
+    with pytest.raises(ValueError, match="bypass chances"):
+        ConsistentAttentionConfig(bypass_early=1.5)
+
+
+def test_skipped_first_step_is_plain_self_attention_in_both_phases(sdxl_folder):
+    pipe = make_pipe(sdxl_folder, skip_steps=1)  # upstream's threshold, no random bypass
+    rec = Recorder(pipe)
+    pipe(SHOTS, SUBJECT, seed=1, num_identity=3)
+    for call in rec.calls:
+        if call["step"] == 0:
+            # every key row is exactly the row's own token: attention over the image itself
+            t = call["hidden"].shape[1]
+            assert all(list(tokens) == [row] and tokens[row] == list(range(t))
+                       for row, tokens in enumerate(attended(call)))
+        else:
+            assert shares_tokens(call)
+    assert {c["mode"] for c in rec.calls if c["step"] == 0} == {"write", "read"}
+
+
+def test_bypass_rate_follows_upstream_and_is_reproducible():
+    state = ConsistentAttentionState(ConsistentAttentionConfig(**UPSTREAM))
+
+    def bypassed(step: int, calls: int = 4000) -> torch.Tensor:
+        state.step = step
+        return torch.stack([~state.sharing() for _ in range(calls)]).float()  # (calls, images)
+
+    state.begin("write", [5, 6, 7], (SIZE, SIZE))
+    before = state.bypass[0].get_state()
+    assert bypassed(0).all(), "the skipped step never shares"
+    assert torch.equal(state.bypass[0].get_state(), before), "and draws nothing"
+    early, late = bypassed(3), bypassed(25)
+    # one draw per layer call for the whole identity batch
+    assert torch.equal(early[:, 0:1].expand(-1, 3), early)
+    assert abs(float(early.mean()) - 0.3) < 0.03 and abs(float(late.mean()) - 0.1) < 0.02
+    state.begin("write", [5, 6, 7], (SIZE, SIZE))
+    assert torch.equal(bypassed(3), early), "the same identity seeds draw the same bypasses"
+    state.begin("write", [5, 6, 8], (SIZE, SIZE))
+    assert not torch.equal(bypassed(3), early)
+
+    # read phase: every image draws on its own, from its own seed only
+    state.begin("read", [11, 12], (SIZE, SIZE))
+    together = bypassed(3)
+    assert abs(float(together.mean()) - 0.3) < 0.03 and not torch.equal(together[:, 0], together[:, 1])
+    state.begin("read", [12], (SIZE, SIZE))
+    assert torch.equal(bypassed(3)[:, 0], together[:, 1])
+
+
+def test_bypass_rate_over_a_run(sdxl_folder):
+    pipe = make_pipe(sdxl_folder, steps=30, **UPSTREAM)
+    rec = Recorder(pipe)
+    pipe(SHOTS, SUBJECT, seed=3, num_identity=2, guidance_scale=1.0, output_type="latent")
+    pattern = [(c["mode"], c["layer"], c["step"], shares_tokens(c)) for c in rec.calls]
+    assert not any(shared for _, _, step, shared in pattern if step == 0)
+    early = [not shared for _, _, step, shared in pattern if 1 <= step < 20]
+    late = [not shared for _, _, step, shared in pattern if step >= 20]
+    assert len(early) == 3 * 19 * len(pipe.layers) and len(late) == 3 * 10 * len(pipe.layers)
+    assert abs(np.mean(early) - 0.3) < 0.1 and abs(np.mean(late) - 0.1) < 0.08
+
+    rec.calls.clear()
+    pipe(SHOTS, SUBJECT, seed=3, num_identity=2, guidance_scale=1.0, output_type="latent")
+    assert [(c["mode"], c["layer"], c["step"], shares_tokens(c)) for c in rec.calls] == pattern
+
+
+def test_one_token_sample_per_step_and_resolution(sdxl_folder):
+    # gradio_app_sdxl_specific_id_low_vram.py, SpatialAttnProcessor2_0.__call__ @ 8de45e4: indices1024
+    # / indices4096 are drawn again only once `attn_count == total_count` (after a step's last layer)
+    # and serve every layer of that resolution in the step.
+    pipe = make_pipe(sdxl_folder, default_ratio=0.5, ratios={})
+    rec = Recorder(pipe)
+    pipe(SHOTS[:3], SUBJECT, seed=1)
+    samples: dict[tuple[int, int], list] = defaultdict(list)
+    for call in (c for c in rec.calls if c["mode"] == "write"):
+        # what row 0 (image 0, unconditional branch) saw of images 1 and 2
+        seen = attended(call)[0]
+        samples[(call["step"], call["hidden"].shape[1])].append((sorted(seen[1]), sorted(seen[2])))
+    assert {t for _, t in samples} == {16, 64} and len(samples) == 2 * 3
+    for layers in samples.values():
+        assert len(layers) == 2 and layers[0] == layers[1], "two layers of one resolution, one sample"
+    for t in (16, 64):
+        assert len({str(samples[(step, t)][0]) for step in range(3)}) == 3, "a new sample every step"
+
+
+def test_default_style_negative_names_no_kind_of_depiction():
+    default = StoryDiffusionConfig().style
+    assert default == "cinematic"
+    for name, style in STYLES.items():
+        excluded = [d for d in DEPICTIONS if d in style.negative.lower()]
+        if name == default:
+            assert excluded == [], "the default must not push against a cartoon, drawn or photographed subject"
+        # an opt-in style that rules out a depiction says so
+        assert all(d in style.doc.lower() for d in excluded), (name, excluded)
+    assert shot_prompt(SUBJECT, "waves", "photographic")[1] == STYLES["photographic"].negative
+    assert "cartoon" in STYLES["photographic"].negative and "photo" in STYLES["anime"].negative
+
+
+def test_redraw_one_shot_reproduces_it_exactly(sdxl_folder):
+    # upstream's schedule with a high early bypass chance, so the draws a redraw must reproduce happen
+    pipe = make_pipe(sdxl_folder, steps=4, **{**UPSTREAM, "bypass_early": 0.5})
+    rec = Recorder(pipe)
+    steps = []
+    first = pipe(SHOTS, SUBJECT, seed=5, num_identity=2, output_type="np", on_step=lambda: steps.append(1))
+    assert first.identity == [0, 1] and first.identity_pass == IdentityPass(SHOTS[:2], [5, 6])
+    assert len(steps) == 4 * 4
+    read3 = [shares_tokens(c) for c in rec.calls if c["mode"] == "read" and c["step"] > 0][-12:]  # shot 3, steps 1-3
+    assert any(read3) and not all(read3), "shot 3 both shared and bypassed"
+
+    for k, denoised in ((3, 2 + 1), (1, 2)):  # a read shot; an identity shot (the pass alone runs)
+        steps.clear()
+        again = pipe(SHOTS, SUBJECT, seed=5, identity=first.identity_pass, only=[k], output_type="np",
+                     on_step=lambda: steps.append(1))
+        assert np.array_equal(again.images[k], first.images[k])
+        assert [i for i, im in enumerate(again.images) if im is not None] == [k]
+        assert again.prompts[k] == first.prompts[k] and again.prompts.count(None) == 3
+        assert len(steps) == 4 * denoised, "progress counts only what is denoised"
+
+    for k in (3, 1):
+        seeds = [5, 6, 7, 8]
+        seeds[k] = 99
+        changed = pipe(SHOTS, SUBJECT, seeds=seeds, identity=first.identity_pass, output_type="np")
+        for i in range(4):
+            assert np.array_equal(changed.images[i], first.images[i]) == (i != k), (k, i)
+    assert changed.identity == [0], "shot 1 with another seed is no longer the identity member"
+
+
+def test_batched_read_shots_draw_their_own_bypasses(sdxl_folder):
+    alone = make_pipe(sdxl_folder, steps=4, **{**UPSTREAM, "bypass_early": 0.5})
+    batched = make_pipe(sdxl_folder, steps=4, read_batch_size=3, **{**UPSTREAM, "bypass_early": 0.5})
+    shots = [*SHOTS, "swims in a pond", "reads a book"]
+    a = alone(shots, SUBJECT, seed=2, num_identity=2, output_type="np").images
+    b = batched(shots, SUBJECT, seed=2, num_identity=2, output_type="np").images
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_bad_seeds_and_only_fail_clearly(sdxl_folder):
+    pipe = make_pipe(sdxl_folder)
+    with pytest.raises(ValueError, match="3 seeds for 4 shots"):
+        pipe(SHOTS, SUBJECT, seeds=[1, 2, 3])
+    with pytest.raises(ValueError, match="`only` must name shots"):
+        pipe(SHOTS, SUBJECT, only=[4])
+    with pytest.raises(ValueError, match="one seed per prompt"):
+        pipe(SHOTS, SUBJECT, identity=IdentityPass(["a"], []))

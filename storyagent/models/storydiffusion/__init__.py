@@ -7,17 +7,25 @@ from storyagent.models.storydiffusion.attention import (
     remove_consistent_attention,
 )
 from storyagent.models.storydiffusion.config import ConsistentAttentionConfig, StoryDiffusionConfig
-from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput, StoryDiffusionPipeline, load_sdxl
-from storyagent.models.storydiffusion.prompts import STYLES, shot_prompt
+from storyagent.models.storydiffusion.pipeline import (
+    IdentityPass,
+    StoryDiffusionOutput,
+    StoryDiffusionPipeline,
+    load_sdxl,
+)
+from storyagent.models.storydiffusion.prompts import DEPICTIONS, STYLES, Style, shot_prompt
 
 __all__ = [
+    "DEPICTIONS",
     "STYLES",
     "ConsistentAttentionConfig",
     "ConsistentAttentionState",
     "ConsistentSelfAttentionProcessor",
+    "IdentityPass",
     "StoryDiffusionConfig",
     "StoryDiffusionOutput",
     "StoryDiffusionPipeline",
+    "Style",
     "install_consistent_attention",
     "load_sdxl",
     "remove_consistent_attention",

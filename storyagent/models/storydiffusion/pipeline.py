@@ -35,13 +35,33 @@ def load_sdxl(
 
 
 @dataclass
-class StoryDiffusionOutput:
-    images: list[Image.Image] | list[np.ndarray]
-    """One image per shot, in shot order (PIL, or H×W×3 float arrays in [0, 1] for output_type="np")."""
+class IdentityPass:
+    """The shots denoised together to fill the token bank. Store it with a storyboard and pass it
+    back to redraw single shots later: the same pass gives the same bank, byte for byte."""
+
     prompts: list[str]
-    """The full prompt each shot was drawn from."""
+    """Shot texts as in `shots` (before the subject and the style are put around them)."""
+    seeds: list[int]
+    """One noise seed per prompt."""
+
+    def member(self, text: str, seed: int) -> int | None:
+        """Position of the first member with this text and seed, else None."""
+        return next((j for j, pair in enumerate(zip(self.prompts, self.seeds)) if pair == (text, seed)), None)
+
+
+@dataclass
+class StoryDiffusionOutput:
+    """What one storyboard call drew, and the identity pass to draw more shots like it later."""
+
+    images: list[Image.Image | np.ndarray | None]
+    """One entry per shot, in shot order: PIL, or H×W×3 float arrays in [0, 1] for output_type="np";
+    None for a shot that was not drawn (not in `only`)."""
+    prompts: list[str | None]
+    """The full prompt each drawn shot was drawn from; None for a shot that was not drawn."""
     identity: list[int]
-    """Positions of the shots that were denoised together and filled the token bank."""
+    """Positions of the drawn shots whose image is an identity-pass image (same text and seed as a member)."""
+    identity_pass: IdentityPass | None = None
+    """The identity pass this call ran (always set by the pipeline; None only in hand-built outputs)."""
 
 
 class StoryDiffusionPipeline:
@@ -86,6 +106,9 @@ class StoryDiffusionPipeline:
         subject: str,
         *,
         seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        identity: IdentityPass | None = None,
+        only: Sequence[int] | None = None,
         style: str | None = None,
         num_identity: int | None = None,
         num_inference_steps: int | None = None,
@@ -97,45 +120,72 @@ class StoryDiffusionPipeline:
     ) -> StoryDiffusionOutput:
         """Draw one image per shot description, all showing `subject` (e.g. "a small grey rabbit").
 
-        `on_step` is called after every denoising step of every batch (for a progress bar).
+        `seeds` gives every shot its own noise seed (default: `seed + i` for shot i). `identity` is
+        the pass that fills the token bank (default: the first `num_identity` shots with their
+        seeds); it always runs. `only` names the shots to draw (default: all): a shot with the
+        text and seed of an identity member takes that member's image, every other one reads the
+        bank. A shot's picture depends only on its own text and seed and on the identity pass, so
+        redrawing shot k with the earlier `identity_pass` and `only=[k]` reproduces it exactly
+        (with `read_batch_size` 1; batching read shots may change the last bits).
+
+        `on_step` is called once per shot and denoising step actually run: steps × (identity-pass
+        size + shots read) calls in all, which for a full draw with the default pass is steps × shots.
         """
         if not shots:
             raise ValueError("no shots to draw")
         # 1. This call's settings: the pipeline's defaults, overridden by what was passed.
         cfg = self.call_config(style=style, num_identity=num_identity, num_inference_steps=num_inference_steps,
                                guidance_scale=guidance_scale, height=height, width=width)
+        size = (cfg.height, cfg.width)
 
-        # 2. Prompts: the subject leads every shot, the style wraps all of them alike.
-        pairs = [shot_prompt(subject, shot, cfg.style) for shot in shots]
-        prompts, negatives = [p for p, _ in pairs], [n for _, n in pairs]
+        # 2. One seed per shot, and the shots to draw.
+        seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(shots))]
+        if len(seeds) != len(shots):
+            raise ValueError(f"{len(seeds)} seeds for {len(shots)} shots")
+        wanted = sorted(set(only)) if only is not None else list(range(len(shots)))
+        if not wanted or not 0 <= wanted[0] <= wanted[-1] < len(shots):
+            raise ValueError(f"`only` must name shots among 0..{len(shots) - 1}, got {only}")
+        prompts = {i: shot_prompt(subject, shots[i], cfg.style)[0] for i in wanted}
 
-        # 3. Identity shots (fill the bank) and the rest (read it).
-        identity = list(range(min(cfg.num_identity, len(shots))))
-        rest = list(range(len(identity), len(shots)))
+        # 3. The identity pass, and which drawn shots take its images (member j) or read the bank.
+        n = min(cfg.num_identity, len(shots))
+        if identity is None:
+            identity = IdentityPass(list(shots[:n]), seeds[:n])
+        if not identity.prompts or len(identity.prompts) != len(identity.seeds):
+            raise ValueError("the identity pass needs one seed per prompt and at least one prompt")
+        members = {i: identity.member(shots[i], seeds[i]) for i in wanted}
+        from_identity = {i: j for i, j in members.items() if j is not None}
+        read = [i for i, j in members.items() if j is None]
 
-        # 4. One CPU generator per shot: a shot's starting noise depends on the seed and its position
-        #    only, never on which batch it lands in.
-        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(len(shots))]
-
-        def run(indices: list[int]) -> list:
-            return self.denoise(cfg, [prompts[i] for i in indices], [negatives[i] for i in indices],
-                                [generators[i] for i in indices], output_type, on_step)
+        def draw(texts: list[str], text_seeds: list[int], kind: str) -> list:
+            # a shot's starting noise comes from its own seed alone, never from its batch
+            pairs = [shot_prompt(subject, text, cfg.style) for text in texts]
+            generators = [torch.Generator("cpu").manual_seed(s) for s in text_seeds]
+            return self.denoise(cfg, [p for p, _ in pairs], [neg for _, neg in pairs], generators, kind, on_step)
 
         images: dict[int, object] = {}
         try:
-            # 5. Write phase: the identity shots attend to each other's sampled tokens; the bank fills.
-            self.state.begin("write", len(identity), (cfg.height, cfg.width), seed=seed)
-            images.update(zip(identity, run(identity)))
+            # 4. Write phase: the identity shots attend to each other's sampled tokens; the bank fills.
+            #    Its pictures are decoded only when a drawn shot takes one.
+            self.state.begin("write", identity.seeds, size)
+            written = draw(identity.prompts, identity.seeds, output_type if from_identity else "latent")
+            images.update((i, written[j]) for i, j in from_identity.items())
 
-            # 6. Read phase: the other shots attend to their own tokens plus the bank, a few at a time.
+            # 5. Read phase: the other shots attend to their own tokens plus the bank, a few at a time.
             step = max(1, cfg.read_batch_size)
-            for batch in (rest[start : start + step] for start in range(0, len(rest), step)):
-                self.state.begin("read", len(batch), (cfg.height, cfg.width))
-                images.update(zip(batch, run(batch)))
+            for batch in (read[start : start + step] for start in range(0, len(read), step)):
+                batch_seeds = [seeds[i] for i in batch]
+                self.state.begin("read", batch_seeds, size)
+                images.update(zip(batch, draw([shots[i] for i in batch], batch_seeds, output_type)))
         finally:
-            # 7. The bank is large (tokens × layers × steps); never keep it past the call.
+            # 6. The bank is large (tokens × layers × steps); never keep it past the call.
             self.state.clear()
-        return StoryDiffusionOutput(images=[images[i] for i in range(len(shots))], prompts=prompts, identity=identity)
+        return StoryDiffusionOutput(
+            images=[images.get(i) for i in range(len(shots))],
+            prompts=[prompts.get(i) for i in range(len(shots))],
+            identity=sorted(from_identity),
+            identity_pass=identity,
+        )
 
     def call_config(self, **overrides: object) -> StoryDiffusionConfig:
         """The pipeline's config with the per-call values that are not None put over it."""
@@ -151,7 +201,9 @@ class StoryDiffusionPipeline:
         def step_end(pipe, step, timestep, kwargs):
             self.state.on_step_end(pipe, step, timestep, kwargs)
             if on_step is not None:
-                on_step()
+                # once per shot, so a progress total of steps × shots holds however the shots are batched
+                for _ in prompts:
+                    on_step()
             return kwargs
 
         out = self.sdxl(
