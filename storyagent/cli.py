@@ -86,7 +86,11 @@ def run(
     fps: Annotated[float, typer.Option(help="Frames per second.")] = 8.0,
     duration: Annotated[float, typer.Option(help="Seconds per shot (>= 2).")] = 2.5,
     steps: Annotated[Optional[int], typer.Option(help="Diffusion backend: denoising steps of every model (default: each model's own).")] = None,
-    adapter: Annotated[Optional[Path], typer.Option(help="Diffusion backend: LoRA-BE adapter from `storyagent finetune video` (default: a *.lora_be.safetensors beside the subject).")] = None,
+    finetune: Annotated[str, typer.Option(help="Diffusion backend: auto (train StoryAnyDoor and LoRA-BE on the subject unless cached) | off (stock models) | force (train again).")] = "auto",
+    preset: Annotated[str, typer.Option("--finetune-preset", help="Diffusion backend: paper (StoryAnyDoor 20,000 steps, LoRA-BE 400 epochs) | quick (short LoRA fine-tunes).")] = "paper",
+    anydoor_steps: Annotated[Optional[int], typer.Option("--anydoor-steps", help="Diffusion backend: StoryAnyDoor training steps (default: the preset's).")] = None,
+    lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help="Diffusion backend: LoRA-BE epochs (default: the preset's).")] = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="Diffusion backend: animate with this LoRA-BE adapter (from `storyagent finetune video`) instead of training one.")] = None,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
     review: Annotated[str, typer.Option(help="Observer: none | rules | llm | human | aesthetic.")] = "none",
     min_score: Annotated[float, typer.Option("--min-score", help="With --review aesthetic: redraw storyboard pictures scoring under this (0-10).")] = 5.0,
@@ -102,11 +106,15 @@ def run(
       storyagent run "lost in the city at night" -s cat.mp4 --name Tom --class-word cat --shots 6 --out runs/tom
 
       storyagent run "lost in the city at night" -s cat.mp4 --out runs/tom --resume   # after editing runs/tom/story.json
+
+      storyagent run "a rainy day" -s cat.mp4 --name Tom --class-word cat --backend diffusion   # GPU: learns Tom once (cached)
     """
     folder = out if out is not None else default_out(prompt, resume)
     _make_film(folder, resume, llm, quiet, verbose, prompt=prompt, subject=subject, name=name or default_name(subject),
                class_word=class_word, mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
-               fps=fps, shot_duration=duration, steps=steps, video_adapter=adapter, review=review, min_score=min_score)
+               fps=fps, shot_duration=duration, steps=steps, finetune=finetune, finetune_preset=preset,
+               anydoor_steps=anydoor_steps, lora_be_epochs=lora_be_epochs, video_adapter=adapter, review=review,
+               min_score=min_score)
 
 
 def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose: bool, **settings: object) -> None:

@@ -30,7 +30,11 @@ class RunConfig(BaseModel):
     shot_duration: float = Field(default=2.5, ge=2.0, le=20.0, description="Seconds per shot.")
     max_reference_frames: int = Field(default=16, ge=1, le=64, description="Reference frames sampled from the subject media.")
     steps: int | None = Field(default=None, ge=1, le=500, description="Diffusion backend: denoising steps of every model (default: each model's own).")
-    video_adapter: Path | None = Field(default=None, description="Diffusion backend: LoRA-BE adapter from `storyagent finetune video` (default: a *.lora_be.safetensors file in the subject folder).")
+    finetune: Literal["auto", "off", "force"] = Field(default="auto", description="Diffusion backend: auto trains StoryAnyDoor and LoRA-BE on the subject unless this subject's fine-tunes are cached; off uses the stock models; force trains again.")
+    finetune_preset: Literal["paper", "quick"] = Field(default="paper", description="Diffusion backend: paper (StoryAnyDoor Adam 1e-5 x 20,000 steps, LoRA-BE Adam 1e-4 x 400 epochs) or quick (a short LoRA fine-tune of each, for a first look).")
+    anydoor_steps: int | None = Field(default=None, ge=1, le=200_000, description="Diffusion backend: StoryAnyDoor training steps (default: the preset's).")
+    lora_be_epochs: int | None = Field(default=None, ge=1, le=10_000, description="Diffusion backend: LoRA-BE epochs over the subject's clips (default: the preset's).")
+    video_adapter: Path | None = Field(default=None, description="Diffusion backend: a LoRA-BE adapter from `storyagent finetune video` to animate with instead of training one.")
     storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
     review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
@@ -69,14 +73,10 @@ class RunConfig(BaseModel):
             raise InputError(format_validation_error(exc, "options")) from exc
 
     def adapter_path(self) -> Path | None:
-        """The LoRA-BE adapter to animate with: the one given, else one found beside the subject media."""
-        if self.video_adapter is not None:
-            if not self.video_adapter.is_file():
-                raise InputError(f"Adapter {self.video_adapter} does not exist; train one with `storyagent finetune video`.")
-            return self.video_adapter
-        folder = self.subject if self.subject.is_dir() else self.subject.parent
-        found = sorted(folder.glob("*.lora_be.safetensors"))
-        return found[0] if found else None
+        """The LoRA-BE adapter the user gave (`--video-adapter`), checked; None when not given."""
+        if self.video_adapter is not None and not self.video_adapter.is_file():
+            raise InputError(f"Adapter {self.video_adapter} does not exist; train one with `storyagent finetune video`.")
+        return self.video_adapter
 
     def inputs_record(self) -> dict[str, object]:
         """What the manifest stores as the run's inputs."""

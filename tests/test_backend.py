@@ -17,7 +17,7 @@ from storyagent.tools.animatic import AnimaticBackend
 from storyagent.tools.backend import select_backend
 from storyagent.tools.diffusion import DiffusionBackend
 from storyagent.tools.diffusion_storyboard import StoryboardModels
-from storyagent.tools.per_shot import clip_path, frame_path, shot_key
+from storyagent.tools.per_shot import clip_path, frame_path, record_redo, shot_key
 from storyagent.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +44,19 @@ def test_per_shot_names_come_from_one_key():
 
 
 class FakeStory:
-    def __call__(self, shots, subject, seed=0, output_type="np", on_step=None):
-        rng = np.random.default_rng(seed)
-        return StoryDiffusionOutput(images=[rng.random((SIZE, SIZE, 3)) for _ in shots],
-                                    prompts=[f"{subject}, {s}" for s in shots], identity=[0])
+    """Draws shot i from its own seed; records which shots each call drew."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, shots, subject, seed=0, seeds=None, identity=None, only=None, output_type="np", on_step=None):
+        only = list(range(len(shots))) if only is None else list(only)
+        self.calls.append(only)
+        return StoryDiffusionOutput(
+            images=[np.random.default_rng(seeds[i]).random((SIZE, SIZE, 3)) if i in only else None
+                    for i in range(len(shots))],
+            prompts=[f"{subject}, {s}" if i in only else None for i, s in enumerate(shots)],
+            identity=[0], identity_pass=identity)
 
 
 class FakeLangSAM:
@@ -91,19 +100,26 @@ def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypa
     recorded = Counter()
     record = ws.record
     monkeypatch.setattr(ws, "record", lambda key, artifact: (recorded.update([key]), record(key, artifact))[1])
-    models = StoryboardModels(FakeStory(), FakeLangSAM(), SubjectRemover())
+    story = FakeStory()
+    models = StoryboardModels(story, FakeLangSAM(), SubjectRemover())
     monkeypatch.setattr(StoryboardModels, "load", classmethod(lambda cls, config: models))
     monkeypatch.setattr(AnyDoorPipeline, "from_pretrained", classmethod(lambda cls, *a, **kw: FakeAnyDoor()))
 
-    backend = DiffusionBackend(run_config(backend="diffusion", width=64, height=64, storyboard_side=64, steps=1))
+    backend = DiffusionBackend(run_config(backend="diffusion", width=64, height=64, storyboard_side=64, steps=1,
+                                          finetune="off"))
     prepared = PreparedSubject(subject=subject, reference=None, input_hash="subject")
     boards = backend.storyboard(ws, script, prepared, show_progress=False)
     assert recorded and set(recorded.values()) == {1}, recorded
     assert [b.path for b in boards] == [frame_path(1), frame_path(2), "storyboard/shot_03_initial.png"]
     assert [b.meta["found"] for b in boards] == [True, True, False]
     assert boards[2].meta["reason"].startswith("shot 3: no 'fox' found")
-    stage_hash = boards[0].input_hash
-    assert all(ws.artifact(shot_key("storyboard", i))["input_hash"] == stage_hash for i in (1, 2, 3))
+    assert all(ws.artifact(shot_key("storyboard", i))["input_hash"] == boards[i - 1].input_hash for i in (1, 2, 3))
     # Nothing changed: the next call reuses every frame and records nothing.
     recorded.clear()
     assert backend.storyboard(ws, script, prepared, show_progress=False) == boards and not recorded
+    # A new take of shot 2 draws shot 2 alone, from the same identity shots' pass.
+    record_redo(ws, "storyboard", [2])
+    again = backend.storyboard(ws, script, prepared, show_progress=False)
+    assert story.calls[-1] == [1] and {k for k in recorded if not k.endswith(("_initial", "_removed"))} == {
+        "storyboard/shot_02"}
+    assert [a == b for a, b in zip(again, boards)] == [True, False, True]

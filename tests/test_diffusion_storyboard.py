@@ -69,31 +69,52 @@ def test_storyboard_files_records_manifest_and_redraw_hook(weights, subject, tmp
         return out
 
     records = generate_storyboard_diffusion(script(), subject, ws.root, cfg, redraw=redraw, workspace=ws,
-                                            show_progress=False)
-    assert [r.shot for r in records] == [1, 2, 3] and all(r.found and r.reason == "" for r in records)
+                                            show_progress=False).records
+    assert [r.shot for r in records] == [1, 2, 3] and all(r.found for r in records)
     for r in records:
         initial = np.asarray(Image.open(ws.root / r.initial))
-        mask = np.asarray(Image.open(ws.root / r.mask)) > 127
+        hole = np.asarray(Image.open(ws.root / r.hole)) > 127
         removed = np.asarray(Image.open(ws.root / r.removed))
-        assert initial.shape == removed.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
-        np.testing.assert_array_equal(removed[~mask], initial[~mask])  # only the hole was refilled
+        assert initial.shape == removed.shape == (SIZE, SIZE, 3) and hole.shape == (SIZE, SIZE)
+        np.testing.assert_array_equal(removed[~hole], initial[~hole])  # only the hole was refilled
         assert r.final == f"storyboard/shot_{r.shot:02d}.png" and (ws.root / r.final).exists()
-    # the redraw got the largest reference mask (12×12), the removed frame and its grown mask
+    # the redraw got the largest reference mask (12×12), the removed frame and its hole
     assert [c[0] for c in calls] == [144] * 3 and [c[3] for c in calls] == [1, 2, 3]
     np.testing.assert_array_equal(calls[0][1], np.asarray(Image.open(ws.root / records[0].removed)))
-    np.testing.assert_array_equal(calls[0][2], np.asarray(Image.open(ws.root / records[0].mask)) > 127)
+    np.testing.assert_array_equal(calls[0][2], np.asarray(Image.open(ws.root / records[0].hole)) > 127)
     manifest = json.loads((ws.root / "manifest.json").read_text())
     assert {"storyboard/shot_01_initial", "storyboard/shot_01_removed", "storyboard/shot_01"} <= set(manifest["artifacts"])
     saved = json.loads((ws.root / "storyboard/diffusion_storyboard.json").read_text())
     assert [s["shot"] for s in saved] == [1, 2, 3]
 
 
+def test_the_redrawn_picture_keeps_the_removal_output_outside_the_new_subject(weights, subject, tmp_path):
+    """AnyDoor regenerates its whole crop (here: noise over the entire frame); only the new subject
+    (LangSAM's mask on the redrawn picture) is taken from it, every other pixel is the removal's."""
+    cfg = config(weights, box_threshold=0.0, text_threshold=0.0)
+    drawn = {}
+
+    def redraw(reference_image, reference_mask, target_image, target_mask, seed=0):
+        drawn[seed] = np.random.default_rng(seed).integers(0, 256, target_image.shape, dtype=np.uint8)
+        return drawn[seed]
+
+    records = generate_storyboard_diffusion(script(2), subject, tmp_path, cfg, redraw=redraw,
+                                            show_progress=False).records
+    for r in records:
+        final = np.asarray(Image.open(tmp_path / r.final))
+        mask = np.asarray(Image.open(tmp_path / r.mask)) > 127
+        removed = np.asarray(Image.open(tmp_path / r.removed))
+        assert 0 < mask.sum() < mask.size
+        np.testing.assert_array_equal(final[~mask], removed[~mask])
+        np.testing.assert_array_equal(final[mask], drawn[r.seed][mask])
+
+
 def test_subject_not_found_is_reported_not_raised(weights, subject, tmp_path):
     cfg = config(weights, box_threshold=1.0)
-    records = generate_storyboard_diffusion(script(2), subject, tmp_path / "run", cfg, show_progress=False)
+    records = generate_storyboard_diffusion(script(2), subject, tmp_path / "run", cfg, show_progress=False).records
     assert [r.found for r in records] == [False, False]
     assert "shot 1: no 'rabbit' found" in records[0].reason
-    assert records[0].mask is None and records[0].removed is None
+    assert records[0].hole is None and records[0].removed is None and records[0].final is None
     assert (tmp_path / "run" / records[0].initial).exists()
 
 
@@ -101,8 +122,8 @@ def test_models_load_through_the_real_loaders_and_are_reusable(weights, subject,
     cfg = config(weights, box_threshold=0.0, removal="auto", dtype="float32")
     models = StoryboardModels.load(cfg)
     assert models.remover.method == "diffusion"
-    a = generate_storyboard_diffusion(script(2), subject, tmp_path / "a", cfg, models=models, show_progress=False)
-    b = generate_storyboard_diffusion(script(2), subject, tmp_path / "b", cfg, models=models, show_progress=False)
+    a = generate_storyboard_diffusion(script(2), subject, tmp_path / "a", cfg, models=models, show_progress=False).records
+    b = generate_storyboard_diffusion(script(2), subject, tmp_path / "b", cfg, models=models, show_progress=False).records
     for ra, rb in zip(a, b):  # same seed, same pictures
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / ra.removed)),
                                       np.asarray(Image.open(tmp_path / "b" / rb.removed)))

@@ -78,7 +78,10 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
     backend.check()
     ws = Workspace.open(out, cfg.inputs_record(), resume=resume)
     ws.manifest["speakers"] = []
-    ctx = CrewContext(ws=ws, cfg=cfg, subject=prepare_subject(ws, cfg), llm=llm, review=cfg.review,
+    # 0. The subject preparation stage: reference frames and masks, and what the backend learns from them.
+    subject = prepare_subject(ws, cfg, backend.reference_masks())
+    backend.prepare_subject(ws, subject, show_progress)
+    ctx = CrewContext(ws=ws, cfg=cfg, subject=subject, llm=llm, review=cfg.review,
                       show_progress=show_progress, max_rounds=max_rounds, backend=backend)
 
     # 1. The crew.

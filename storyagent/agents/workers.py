@@ -16,7 +16,7 @@ from autogen import Agent, AssistantAgent, ConversableAgent, register_function
 from storyagent.agents.context import STAGE_AGENT, CrewContext
 from storyagent.agents.designer import role_message
 from storyagent.tools.story import revise_shots, save_story
-from storyagent.tools.per_shot import bump_takes
+from storyagent.tools.per_shot import record_redo
 from storyagent.tools.storyboard import ShotSelection, ToolArgumentError, generate_storyboard
 from storyagent.tools.video import animate_shots
 
@@ -35,7 +35,7 @@ def make_storyboard_generator(ctx: CrewContext) -> ConversableAgent:
             if sel.feedback:
                 ctx.script = revise_shots(ctx.script, sel.shots, sel.feedback)
                 save_story(ctx.ws, ctx.cfg, ctx.script, "storyboard review")
-            bump_takes(ctx.ws, "storyboard", sel.shots or [s.index for s in ctx.script.shots])
+            record_redo(ctx.ws, "storyboard", sel.shots or [s.index for s in ctx.script.shots], sel.feedback)
         before = {f.shot: f.input_hash for f in ctx.storyboard}
         ctx.storyboard = generate_storyboard(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.show_progress, ctx.backend)
         redrawn = [f.shot for f in ctx.storyboard if before.get(f.shot) != f.input_hash]
@@ -54,8 +54,7 @@ def make_video_creator(ctx: CrewContext) -> ConversableAgent:
         assert ctx.script is not None and ctx.storyboard, "the storyboard comes first"
         sel = ShotSelection(shots=shots or None, feedback=feedback).checked(len(ctx.script.shots))
         if sel.shots or sel.feedback:
-            bump_takes(ctx.ws, "video", sel.shots or [s.index for s in ctx.script.shots])
-            ctx.ws.manifest.setdefault("video_feedback", []).append({"shots": sel.shots, "feedback": sel.feedback})
+            record_redo(ctx.ws, "video", sel.shots or [s.index for s in ctx.script.shots], sel.feedback)
         before = {c.shot: c.input_hash for c in ctx.clips}
         ctx.clips = animate_shots(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.storyboard, ctx.show_progress,
                                   ctx.backend)

@@ -26,7 +26,7 @@ class AnimaticBackend(Backend):
         self.sprites: SubjectSprites | None = None
         self._subject_hash: str | None = None
 
-    def prepare_subject(self, subject: PreparedSubject) -> None:
+    def prepare_subject(self, ws: Workspace, subject: PreparedSubject, show_progress: bool = True) -> None:
         """Cut the subject out of every reference frame (the sprites every shot composites)."""
         if self._subject_hash != subject.input_hash:
             self.sprites = SubjectSprites.from_reference(subject.reference)
@@ -39,7 +39,7 @@ class AnimaticBackend(Backend):
 
     def storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
                    show_progress: bool) -> list[StoryboardFrame]:
-        self.prepare_subject(subject)
+        self.prepare_subject(ws, subject)
 
         def input_hash(shot: Shot) -> str:
             return self.storyboard_hash(subject, shot, shot_take(ws, "storyboard", shot.index))

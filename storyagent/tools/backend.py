@@ -4,7 +4,9 @@
 crew keeps the object) and the tools only call the object's methods:
 
 - `check()`: fail before any work when the backend cannot run here (missing weights);
-- `prepare_subject(subject)`: what the backend builds from the subject, once per subject;
+- `reference_masks()`: how the subject's reference frames are masked (None: the media cut-out);
+- `prepare_subject(ws, subject)`: what the backend builds from the subject, once per subject
+  (the crew's subject preparation stage);
 - `storyboard(...)`: every shot's picture and mask, recorded once each under `shot_key`;
 - `clip_inputs()` and `animate(...)`: one shot's clip, made from its storyboard picture;
 - `release()`: drop the models a stage loaded, so the next stage has the GPU memory.
@@ -22,7 +24,7 @@ from storyagent.weights import weights_available
 from storyagent.workspace import Workspace
 
 if TYPE_CHECKING:
-    from storyagent.tools.subject import PreparedSubject
+    from storyagent.tools.subject import LangSAMMasks, PreparedSubject
 
 
 class Backend(ABC):
@@ -44,8 +46,12 @@ class Backend(ABC):
                 f"run `storyagent weights fetch {' '.join(missing)}` or leave out --backend for the offline animatic."
             )
 
+    def reference_masks(self) -> LangSAMMasks | None:
+        """What masks the subject's reference frames; None leaves the media cut-out (alpha, GrabCut)."""
+        return None
+
     @abstractmethod
-    def prepare_subject(self, subject: PreparedSubject) -> None:
+    def prepare_subject(self, ws: Workspace, subject: PreparedSubject, show_progress: bool = True) -> None:
         """Build what this backend needs from the subject; the tools call it before every stage, so it
         must return at once when `subject` is the one already prepared."""
 
@@ -54,9 +60,8 @@ class Backend(ABC):
                    show_progress: bool) -> list[StoryboardFrame]:
         """Every shot's storyboard picture (and subject mask), reusing the fresh ones.
 
-        Each frame is recorded once, under `shot_key(STORYBOARD_DIR, index)`. The animatic draws shot
-        by shot; the diffusion backend draws all shots together (one consistent subject), so it
-        redraws them together.
+        Each frame is recorded once, under `shot_key(STORYBOARD_DIR, index)`; a shot whose picture is
+        fresh is not drawn again, whatever happens to the others.
         """
 
     def clip_inputs(self) -> dict[str, object]:

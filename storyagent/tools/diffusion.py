@@ -1,14 +1,16 @@
 """The `diffusion` backend (the paper's pipeline, GPU and weights).
 
-Storyboard: StoryDiffusion draws every shot with one consistent subject, LangSAM finds it, it is
-removed, and AnyDoor redraws the user's own subject there (`diffusion_storyboard.py`). Video:
-DynamiCrafter animates each storyboard picture with the shot's description as its prompt, with
-the subject's LoRA-BE adapter when there is one. Weights come from `storyagent.weights` (a
-`STORYAGENT_WEIGHTS_*` path or the Hugging Face cache).
+Subject: LangSAM masks the reference frames, and the subject's StoryAnyDoor and LoRA-BE
+fine-tunes are found in the cache or trained (`finetunes.py`). Storyboard: StoryDiffusion draws
+every shot with one consistent subject, LangSAM finds it, it is removed, and StoryAnyDoor redraws
+the user's own subject there (`diffusion_storyboard.py`). Video: DynamiCrafter with the subject's
+LoRA-BE adapter animates each storyboard picture with the shot's description as its prompt.
+Weights come from `storyagent.weights` (a `STORYAGENT_WEIGHTS_*` path or the Hugging Face cache).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +19,13 @@ from PIL import Image
 from storyagent.config import RunConfig
 from storyagent.media import write_video
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
+from storyagent.models.storydiffusion import IdentityPass
 from storyagent.tools.backend import Backend
-from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_key
-from storyagent.tools.subject import PreparedSubject
+from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion, shot_text
+from storyagent.tools.finetunes import FineTune, SubjectFineTunes
+from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_key, shot_take
+from storyagent.tools.subject import LangSAMMasks, PreparedSubject, default_device
 from storyagent.workspace import Workspace, hash_file, hash_json
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
@@ -38,8 +37,13 @@ def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
     return (max(32, round(cfg.width * scale / 32) * 32), max(32, round(cfg.height * scale / 32) * 32))
 
 
+IDENTITY = "storyboard_identity"
+"""Manifest key of the identity shots' pass the storyboard pictures share (see `storyboard`)."""
+
+
 class DiffusionBackend(Backend):
-    """StoryDiffusion + LangSAM + AnyDoor storyboard; DynamiCrafter (+ LoRA-BE) clips.
+    """The subject's fine-tunes; StoryDiffusion + LangSAM + StoryAnyDoor storyboard; DynamiCrafter
+    (+ LoRA-BE) clips.
 
     The video models are loaded on the first clip of a stage and dropped by `release()` at its end,
     so the storyboard's models and DynamiCrafter never share the GPU.
@@ -51,65 +55,107 @@ class DiffusionBackend(Backend):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__(cfg)
         self._pipe = None
-        self._adapter: tuple[Path | None, str | None] | None = None
         self.token: str | None = None
         """The adapter's subject token, once the adapter is loaded."""
+        self.finetunes: dict[str, FineTune] = {}
+        self._prepared: str | None = None
 
-    def prepare_subject(self, subject: PreparedSubject) -> None:
-        """Nothing to build ahead: the storyboard reads the subject's frames and masks from the run
-        folder, and the LoRA-BE adapter is looked up with the first clip (a storyboard needs none)."""
+    def reference_masks(self) -> LangSAMMasks:
+        return LangSAMMasks(self.cfg.class_word)
+
+    def prepare_subject(self, ws: Workspace, subject: PreparedSubject, show_progress: bool = True) -> None:
+        """The subject's StoryAnyDoor and LoRA-BE fine-tunes (paper, Fig. 3), from the cache or trained now."""
+        if self._prepared == subject.input_hash:
+            return
+        cfg = self.cfg
+        if cfg.finetune == "off":
+            self.finetunes = {}
+            ws.manifest["finetunes"] = {"off": "the stock AnyDoor and DynamiCrafter (--finetune off)"}
+            ws.save()
+        else:
+            # A LoRA-BE adapter the user gave is used as it is; StoryAnyDoor is still the subject's own.
+            wanted = ("story_anydoor",) if cfg.video_adapter else ("story_anydoor", "lora_be")
+            self.finetunes = SubjectFineTunes(cfg, subject, self.reference_masks(), show_progress)(ws, wanted)
+        self._prepared = subject.input_hash
 
     # ---- storyboard -----------------------------------------------------------------------
 
-    def storyboard_hash(self, script: StoryScript, subject: PreparedSubject, takes: dict) -> str:
+    def storyboard_settings(self, subject: PreparedSubject) -> DiffusionStoryboardConfig:
         cfg = self.cfg
-        return hash_json({"shots": [s.model_dump(mode="json") for s in script.shots], "subject": subject.input_hash,
-                          "seed": cfg.seed, "takes": takes, "size": storyboard_size(cfg), "backend": self.name})
+        width, height = storyboard_size(cfg)
+        return DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
+                                         **({"steps": cfg.steps} if cfg.steps else {}))
 
     def storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
                    show_progress: bool) -> list[StoryboardFrame]:
-        """StoryDiffusion renders all shots together, so they are redone together."""
-        h = self.storyboard_hash(script, subject, ws.manifest.get("takes", {}).get("storyboard", {}))
-        keys = [shot_key(STORYBOARD_DIR, s.index) for s in script.shots]
-        if not all(ws.fresh(k, h) for k in keys):
-            self._draw_storyboard(ws, script, subject, h, show_progress)
-        return [StoryboardFrame.model_validate(ws.artifact(k)) for k in keys]
+        """Draw the shots whose picture is missing or stale, and only those.
 
-    def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject, stage_hash: str,
-                         show_progress: bool) -> None:
+        Every picture shares one identity shots' pass (StoryDiffusion's "bank"), stored in the
+        manifest with the first drawing. While any picture made with it is still fresh, it is kept
+        and run again to redraw the stale shots alone (a redo of shot 2 leaves the others as they
+        are); when none is, the first shots as they are now make a new one.
+        """
+        self.prepare_subject(ws, subject, show_progress)
+        settings = self.storyboard_settings(subject)
+        shared = hash_json({"settings": settings.model_dump(mode="json"), "subject": subject.input_hash,
+                            "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name})
+        seeds = {s.index: settings.seed + s.index + 1000 * shot_take(ws, "storyboard", s.index) for s in script.shots}
+
+        def frame_hash(shot: Shot, identity: IdentityPass) -> str:
+            return hash_json({"shared": shared, "identity": asdict(identity), "text": shot_text(shot),
+                              "seed": seeds[shot.index]})
+
+        keys = {s.index: shot_key(STORYBOARD_DIR, s.index) for s in script.shots}
+        stored = ws.manifest.get(IDENTITY, {})
+        identity = IdentityPass(**stored["pass"]) if stored.get("shared") == shared else None
+        stale = [s.index for s in script.shots if identity is None or not ws.fresh(keys[s.index], frame_hash(s, identity))]
+        if identity is None or len(stale) == len(script.shots):
+            first = script.shots[:settings.num_identity]
+            identity = IdentityPass(prompts=[shot_text(s) for s in first], seeds=[seeds[s.index] for s in first])
+        if stale:
+            self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity,
+                                  lambda shot: frame_hash(shot, identity), show_progress)
+            ws.manifest[IDENTITY] = {"shared": shared, "pass": asdict(identity)}
+            ws.save()
+        return [StoryboardFrame.model_validate(ws.artifact(keys[s.index])) for s in script.shots]
+
+    def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
+                         settings: DiffusionStoryboardConfig, only: list[int], seeds: dict[int, int],
+                         identity: IdentityPass, frame_hash, show_progress: bool) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
-        from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion
+        from storyagent.models.anydoor.training import apply_finetune
 
-        cfg = self.cfg
-        width, height = storyboard_size(cfg)
-        anydoor = AnyDoorPipeline.from_pretrained(device=_device())
+        anydoor = AnyDoorPipeline.from_pretrained(device=default_device())
+        if "story_anydoor" in self.finetunes:
+            anydoor = apply_finetune(anydoor, self.finetunes["story_anydoor"].path)
+        steps = self.cfg.steps
 
         def redraw(*args, seed: int | None = 0):
-            return anydoor.redraw(*args, seed=seed, num_inference_steps=cfg.steps, show_progress=False)
+            return anydoor.redraw(*args, seed=seed, num_inference_steps=steps, show_progress=False)
 
-        settings = DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
-                                             **({"steps": cfg.steps} if cfg.steps else {}))
-        # Records every shot's frame (the initial picture where the subject was not found) under
-        # its `shot_key`, with this stage's hash, once.
+        # Records every drawn shot's frame (the initial picture where the subject was not found)
+        # under its `shot_key`, once.
         generate_storyboard_diffusion(script, subject.subject, ws.root, settings, redraw=redraw, workspace=ws,
-                                      input_hash=stage_hash, show_progress=show_progress)
+                                      only=only, seeds=seeds, identity=identity, frame_hash=frame_hash,
+                                      show_progress=show_progress)
+
+    def finetune_key(self, model: str) -> str | None:
+        found = self.finetunes.get(model)
+        return found.key if found else None
 
     # ---- video ----------------------------------------------------------------------------
 
-    def _adapter_and_hash(self) -> tuple[Path | None, str | None]:
-        """The subject's LoRA-BE adapter (given, or found beside the subject media) and its content
-        hash, looked up once a stage."""
-        if self._adapter is None:
-            path = self.cfg.adapter_path()
-            self._adapter = (path, hash_file(path) if path else None)
-        return self._adapter
-
     @property
     def adapter(self) -> Path | None:
-        return self._adapter_and_hash()[0]
+        """The LoRA-BE adapter the clips are made with: the one given, else the subject's fine-tune."""
+        given = self.cfg.adapter_path()
+        if given is not None:
+            return given
+        return Path(self.finetunes["lora_be"].path) if "lora_be" in self.finetunes else None
 
     def clip_inputs(self) -> dict[str, object]:
-        return {"backend": self.name, "adapter": self._adapter_and_hash()[1]}
+        given = self.cfg.adapter_path()
+        return {"backend": self.name, "adapter": hash_file(given) if given else self.finetune_key("lora_be")}
 
     @property
     def pipe(self):
@@ -119,8 +165,9 @@ class DiffusionBackend(Backend):
 
             from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 
-            dtype = torch.bfloat16 if _device() == "cuda" else torch.float32
-            self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype, device=_device())
+            device = default_device()
+            dtype = torch.bfloat16 if device == "cuda" else torch.float32
+            self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype, device=device)
             if self.adapter is not None:
                 # LoRA-BE (paper, Sec. 3.3): the subject's own token keeps it the same inside every shot.
                 from storyagent.models.lora_be import load_adapter
@@ -152,4 +199,4 @@ class DiffusionBackend(Backend):
                         meta={"prompt": prompt, "adapter": str(adapter) if adapter else None})
 
     def release(self) -> None:
-        self._pipe, self.token, self._adapter = None, None, None
+        self._pipe, self.token = None, None

@@ -2,15 +2,25 @@
 
 Per story: StoryDiffusion draws every shot with one consistent subject; LangSAM finds that subject
 in each picture; the subject is removed (the background refilled); and, when a redraw model is
-given (AnyDoor, "StoryAnyDoor"), the user's own subject is drawn back into the hole. Files:
-`storyboard/shot_NN_initial.png`, `shot_NN_mask.png`, `shot_NN_removed.png` and, after a redraw,
-`shot_NN.png`. A shot whose subject is not found is reported with the reason, never a crash.
+given (AnyDoor, "StoryAnyDoor"), the user's own subject is drawn into the hole. The redrawn
+picture keeps the removal's background wherever the new subject is not: it is pasted through the
+new subject's own mask (LangSAM on the redrawn picture), not through AnyDoor's whole crop box.
+
+Files per shot: `storyboard/shot_NN_initial.png` (StoryDiffusion), `shot_NN_hole.png` and
+`shot_NN_removed.png` (what was refilled, and the result), `shot_NN.png` (the redrawn picture)
+and `shot_NN_mask.png` (the subject's mask in the shot's storyboard picture). A shot whose
+subject is not found is reported with the reason, never a crash.
+
+Shots can be drawn a few at a time (`only`): the identity shots' pass is run again from the
+`IdentityPass` stored with the first drawing, so a redrawn shot keeps the same subject and the
+other shots are not touched.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -23,7 +33,12 @@ from storyagent.fileio import atomic_write_json
 from storyagent.media import write_png
 from storyagent.models.langsam import LangSAMConfig, LangSAMPipeline, SubjectMask
 from storyagent.models.removal import SubjectRemover
-from storyagent.models.storydiffusion import ConsistentAttentionConfig, StoryDiffusionConfig, StoryDiffusionPipeline
+from storyagent.models.storydiffusion import (
+    ConsistentAttentionConfig,
+    IdentityPass,
+    StoryDiffusionConfig,
+    StoryDiffusionPipeline,
+)
 from storyagent.progress import make_progress
 from storyagent.schemas import Shot, StoryboardFrame, StoryScript, Subject
 from storyagent.tools.per_shot import STORYBOARD_DIR, shot_key
@@ -44,7 +59,7 @@ class DiffusionStoryboardConfig(BaseModel):
     height: int = Field(default=768, ge=16, multiple_of=8, description="Storyboard height in pixels.")
     steps: int = Field(default=30, ge=1, le=200, description="Denoising steps per shot.")
     guidance_scale: float = Field(default=5.0, ge=0.0, description="Classifier-free guidance scale.")
-    seed: int = Field(default=0, ge=0, description="Seed of every shot's noise and of the token sampling.")
+    seed: int = Field(default=0, ge=0, description="Seed of the token sampling; shot i's noise uses seed + i unless given per shot.")
     style: str = Field(default="cinematic", description="Prompt style shared by all shots.")
     num_identity: int = Field(default=3, ge=1, description="Shots drawn together to fix the subject's look.")
     sampling_ratio: float = Field(default=0.5, ge=0.0, le=1.0, description="Share of the other identity shots' tokens each attends to.")
@@ -72,8 +87,12 @@ class DiffusionShotRecord(BaseModel):
     shot: int
     initial: str
     mask: str | None = None
+    """The subject's mask in the shot's storyboard picture (the redrawn one when there is one)."""
+    hole: str | None = None
+    """What the removal refilled (the drawn subject's mask, grown)."""
     removed: str | None = None
     final: str | None = None
+    seed: int = 0
     found: bool
     box: tuple[float, float, float, float] | None = None
     score: float = 0.0
@@ -136,6 +155,16 @@ def reference_for_redraw(subject: Subject) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(Image.open(subject.frames[best]).convert("RGB")), masks[best]
 
 
+@dataclass
+class DiffusionStoryboard:
+    """What one call drew."""
+
+    records: list[DiffusionShotRecord]
+    """One record per drawn shot, in shot order."""
+    identity: IdentityPass
+    """The identity shots' pass the drawn shots share; pass it back to redraw some shots later."""
+
+
 def generate_storyboard_diffusion(
     script: StoryScript,
     subject: Subject,
@@ -145,15 +174,20 @@ def generate_storyboard_diffusion(
     models: StoryboardModels | None = None,
     redraw: Redraw | Callable[..., np.ndarray] | None = None,
     workspace: Workspace | None = None,
-    input_hash: str | None = None,
+    only: Sequence[int] | None = None,
+    seeds: Mapping[int, int] | None = None,
+    identity: IdentityPass | None = None,
+    frame_hash: Callable[[Shot], str] | None = None,
     show_progress: bool = True,
-) -> list[DiffusionShotRecord]:
-    """Draw, mask, clear (and optionally redraw) every shot; return one record per shot.
+) -> DiffusionStoryboard:
+    """Draw, mask, clear (and optionally redraw) the shots numbered in `only` (default: all).
 
+    `seeds` maps a shot number to its seed (default `config.seed + number`); `identity` is the
+    identity shots' pass to share (default: the first `num_identity` shots as they are now).
     `workspace`, when given, gets every written picture recorded in its manifest, once: the
     intermediate pictures under `storyboard/shot_NN_initial` and `..._removed`, and the shot's
     storyboard frame (the redrawn picture, else the initial one) under `storyboard/shot_NN`, with
-    `input_hash` when given (the caller's cache key) or else the shot's own settings hash.
+    `frame_hash(shot)` when given (the caller's cache key) or else the shot's own settings hash.
     """
     config = config or DiffusionStoryboardConfig()
     root = Path(run_dir)
@@ -161,80 +195,115 @@ def generate_storyboard_diffusion(
     models = models or StoryboardModels.load(config)
     described, detect = subject_words(subject, config)
     shots = script.shots
+    drawn = [i for i, s in enumerate(shots) if only is None or s.index in only]
+    shot_seeds = [seeds[s.index] if seeds is not None else config.seed + s.index for s in shots]
     settings = config.model_dump(mode="json", exclude={"device", "cpu_offload"})
 
     with make_progress(disable=not show_progress) as progress:
-        # 1. Initial storyboard: every shot at once, one consistent subject.
-        task = progress.add_task("Storyboard (StoryDiffusion)", total=config.steps * len(shots), status="drawing")
-        drawn = models.story([shot_text(s) for s in shots], described, seed=config.seed, output_type="np",
-                             on_step=lambda: progress.advance(task))
-        initial = [(np.clip(im, 0, 1) * 255).round().astype(np.uint8) for im in drawn.images]
+        # 1. Initial storyboard: the identity shots' pass, then the asked-for shots reading its subject.
+        passes = len(identity.prompts) if identity is not None else min(config.num_identity, len(shots))
+        total = config.steps * (passes + len(drawn))  # at most: identity shots asked for are drawn once
+        task = progress.add_task("Storyboard (StoryDiffusion)", total=total, status="drawing")
+        story = models.story([shot_text(s) for s in shots], described, seed=config.seed, seeds=shot_seeds,
+                             identity=identity, only=drawn, output_type="np", on_step=lambda: progress.advance(task))
+        progress.update(task, completed=total)
+        initial = {i: (np.clip(story.images[i], 0, 1) * 255).round().astype(np.uint8) for i in drawn}
 
-        # 2. The subject's mask in every picture.
+        # 2. The subject's mask in every drawn picture.
         progress.update(task, status="finding the subject")
-        masks = models.langsam(initial, detect)
+        found = dict(zip(drawn, models.langsam([initial[i] for i in drawn], detect)))
 
         # 3. Per shot: remove the drawn subject and redraw the user's own.
-        shot_step = _ShotStep(root, models, config, described, workspace,
+        shot_step = _ShotStep(root, models, described, detect, workspace,
                               reference_for_redraw(subject) if redraw is not None else None, redraw)
         records: list[DiffusionShotRecord] = []
-        clean = progress.add_task("Storyboard (remove, redraw)", total=len(shots), status="")
-        for shot, image, found, prompt in zip(shots, initial, masks, drawn.prompts):
-            h = hash_json({"settings": settings, "shot": shot.model_dump(mode="json"), "subject": described})
-            records.append(shot_step(shot, image, found, prompt, h, input_hash or h))
+        clean = progress.add_task("Storyboard (remove, redraw)", total=len(drawn), status="")
+        for i in drawn:
+            shot = shots[i]
+            h = hash_json({"settings": settings, "shot": shot.model_dump(mode="json"), "subject": described,
+                           "seed": shot_seeds[i]})
+            records.append(shot_step(shot, initial[i], found[i], story.prompts[i], shot_seeds[i], h,
+                                     frame_hash(shot) if frame_hash else h))
             progress.advance(clean)
 
-    atomic_write_json(root / RECORDS, [r.model_dump(mode="json") for r in records])
-    return records
+    _save_records(root, records)
+    return DiffusionStoryboard(records, story.identity_pass)
+
+
+def _save_records(root: Path, records: list[DiffusionShotRecord]) -> None:
+    """Merge the drawn shots' records into `RECORDS` (shots drawn earlier keep theirs)."""
+    path = root / RECORDS
+    try:
+        kept = {r["shot"]: r for r in json.loads(path.read_text(encoding="utf-8"))}
+    except (OSError, ValueError, TypeError, KeyError):
+        kept = {}
+    kept.update({r.shot: r.model_dump(mode="json") for r in records})
+    atomic_write_json(path, [kept[k] for k in sorted(kept)])
 
 
 @dataclass
 class _ShotStep:
-    """Steps 3a-4 of `generate_storyboard_diffusion` for one shot: write, remove, redraw, record."""
+    """Step 3 of `generate_storyboard_diffusion` for one shot: write, remove, redraw, record."""
 
     root: Path
     models: StoryboardModels
-    config: DiffusionStoryboardConfig
     described: str
+    detect: str
     workspace: Workspace | None
     reference: tuple[np.ndarray, np.ndarray] | None
     redraw: Redraw | Callable[..., np.ndarray] | None
 
-    def __call__(self, shot: Shot, image: np.ndarray, found: SubjectMask, prompt: str, h: str,
+    def __call__(self, shot: Shot, image: np.ndarray, found: SubjectMask, prompt: str, seed: int, h: str,
                  frame_hash: str) -> DiffusionShotRecord:
         name = shot_key(STORYBOARD_DIR, shot.index)
         write_png(self.root / f"{name}_initial.png", image)
         record = DiffusionShotRecord(shot=shot.index, initial=f"{name}_initial.png", found=found.found,
-                                     box=found.box, score=found.score)
+                                     box=found.box, score=found.score, seed=seed)
+        subject_mask = found.mask
         if not found.found:
             # 3a. Nothing to remove: keep the initial picture, tell the Observer why.
             record.reason = f"shot {shot.index}: {found.reason}; the storyboard keeps the initial picture"
             self._record(f"{name}_initial", StoryboardFrame(path=record.initial, input_hash=h, shot=shot.index,
                                                             meta={"found": False, "reason": record.reason}))
         else:
-            # 3b. Remove the drawn subject, keep the grown mask and box for the redraw.
+            # 3b. Remove the drawn subject (its grown mask is the hole the redraw fills).
             removed = self.models.remover(image, found.mask, background=shot.background, avoid=self.described,
-                                          seed=self.config.seed)
-            write_png(self.root / f"{name}_mask.png", removed.mask.astype(np.uint8) * 255)
-            write_png(self.root / f"{name}_removed.png", removed.image)
-            record.mask, record.removed = f"{name}_mask.png", f"{name}_removed.png"
+                                          seed=seed)
+            record.hole, record.removed = f"{name}_hole.png", f"{name}_removed.png"
+            write_png(self.root / record.hole, removed.mask.astype(np.uint8) * 255)
+            write_png(self.root / record.removed, removed.image)
             self._record(f"{name}_initial", StoryboardFrame(
-                path=record.initial, mask_path=record.mask, input_hash=h, shot=shot.index,
+                path=record.initial, mask_path=record.hole, input_hash=h, shot=shot.index,
                 meta={"found": True, "box": list(found.box), "score": found.score, "prompt": prompt}))
             self._record(f"{name}_removed", StoryboardFrame(
-                path=record.removed, mask_path=record.mask, input_hash=h, shot=shot.index,
+                path=record.removed, mask_path=record.hole, input_hash=h, shot=shot.index,
                 meta={"method": removed.method, "subject_box": list(removed.box)}))
             # 4. Redraw the user's subject into the hole (AnyDoor), when a redraw step is given.
             if self.redraw is not None:
-                final = self.redraw(self.reference[0], self.reference[1], removed.image, removed.mask,
-                                    seed=self.config.seed + shot.index)
+                final, subject_mask, note = self.paste_redrawn(removed.image, removed.mask, seed)
                 record.final = f"{name}.png"
-                write_png(self.root / record.final, np.asarray(final, dtype=np.uint8))
+                record.reason = f"shot {shot.index}: {note}" if note else ""
+                write_png(self.root / record.final, final)
+        record.mask = f"{name}_mask.png"
+        write_png(self.root / record.mask, subject_mask.astype(np.uint8) * 255)
         # The shot's storyboard frame, recorded once.
-        meta = {"found": record.found, "reason": record.reason} | ({"redraw": True} if record.final else {})
+        meta = {"found": record.found, "reason": record.reason, "prompt": prompt, "seed": seed}
         self._record(name, StoryboardFrame(path=record.final or record.initial, mask_path=record.mask,
-                                           input_hash=frame_hash, shot=shot.index, meta=meta))
+                                           input_hash=frame_hash, shot=shot.index,
+                                           meta=meta | ({"redraw": True} if record.final else {})))
         return record
+
+    def paste_redrawn(self, removed: np.ndarray, hole: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """(picture, its subject mask, a note): the redrawn subject over the removal's background.
+
+        AnyDoor regenerates its whole square crop; only the new subject is taken from it, so the
+        background the removal refilled survives around a smaller or differently posed subject.
+        """
+        redrawn = np.asarray(self.redraw(self.reference[0], self.reference[1], removed, hole, seed=seed), np.uint8)
+        (new,) = self.models.langsam([redrawn], self.detect)
+        mask, note = (new.mask, "") if new.found else (
+            hole, f"the redrawn subject was not found ({new.reason}); pasted through the removal's hole")
+        return np.where(mask[..., None], redrawn, removed), mask, note
 
     def _record(self, key: str, artifact: StoryboardFrame) -> None:
         if self.workspace is not None:

@@ -36,10 +36,14 @@ def shot_take(ws: Workspace, stage: str, index: int) -> int:
     return int(ws.manifest.get("takes", {}).get(stage, {}).get(str(index), 0))
 
 
-def bump_takes(ws: Workspace, stage: str, indices: Iterable[int]) -> None:
+def record_redo(ws: Workspace, stage: str, indices: Iterable[int], feedback: str = "") -> None:
+    """A reviewer asked for these shots' `stage` again: a new take each (a new seed), and the
+    reviewer's words kept with it under `manifest["redos"][stage][shot]`."""
     takes = ws.manifest.setdefault("takes", {}).setdefault(stage, {})
+    redos = ws.manifest.setdefault("redos", {}).setdefault(stage, {})
     for i in indices:
         takes[str(i)] = takes.get(str(i), 0) + 1
+        redos.setdefault(str(i), []).append({"take": takes[str(i)], "feedback": feedback})
     ws.save()
 
 

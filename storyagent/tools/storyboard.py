@@ -44,7 +44,7 @@ def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subj
     """
     backend = backend or select_backend(cfg)
     ws.set_stage("storyboard", "running")
-    backend.prepare_subject(subject)
+    backend.prepare_subject(ws, subject, show_progress)
     frames = backend.storyboard(ws, script, subject, show_progress)
     write_contact_sheet(ws, script, frames)
     ws.set_stage("storyboard", "done")

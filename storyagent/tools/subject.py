@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from storyagent.config import RunConfig
-from storyagent.media import ReferenceMedia, load_reference, media_files, write_png
+from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
 from storyagent.schemas import Artifact, Subject
 from storyagent.workspace import Workspace, hash_file, hash_json
 
@@ -21,19 +22,61 @@ class PreparedSubject:
     """Hash of the source media's contents and the cut-out settings; every later stage depends on it."""
 
 
+def default_device() -> str:
+    """Where the diffusion backend's models run: CUDA when there is one."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+EXACT_MASKS = ("user mask", "alpha")
+"""Mask sources the user drew themselves: kept as they are, never replaced by a model's guess."""
+
+
+@dataclass
+class LangSAMMasks:
+    """The subject's masks as the paper makes them (Figs. 2-3): LangSAM finds the class word; where
+    it finds nothing, the media cut-out (GrabCut) stands in, labelled so in the manifest."""
+
+    class_word: str
+    device: str = field(default_factory=default_device)
+    name = "langsam"
+
+    def __call__(self, frames: Sequence[np.ndarray],
+                 fallback: Sequence[tuple[np.ndarray, str]] | None = None) -> list[tuple[np.ndarray, str]]:
+        """(mask, how it was found) per frame; `fallback` is each frame's cut-out when already made."""
+        from storyagent.models.langsam import LangSAMPipeline
+
+        found = LangSAMPipeline.from_pretrained(device=self.device)(list(frames), self.class_word)
+        out = []
+        for i, (frame, result) in enumerate(zip(frames, found)):
+            if result.found:
+                out.append((result.mask, "langsam"))
+                continue
+            mask, how = fallback[i] if fallback is not None else segment_subject(frame)
+            out.append((mask, f"{how} (LangSAM found no {self.class_word})"))
+        return out
+
+
 def frame_key(number: int) -> str:
     """The manifest key of the subject's reference frame `number` (from 1): `subject/frame_03`; its
     files are `frame_03.png` and `frame_03_mask.png`."""
     return f"subject/frame_{number:02d}"
 
 
-def prepare_subject(ws: Workspace, cfg: RunConfig) -> PreparedSubject:
-    """Read the subject's reference media into `subject/` (reused while the media are unchanged)."""
+def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = None) -> PreparedSubject:
+    """Read the subject's reference media into `subject/` (reused while the media are unchanged).
+
+    Masks come from the media (a user's mask, the alpha channel, else GrabCut); with `masks` (the
+    diffusion backend's LangSAM) every mask the user did not draw is LangSAM's where it finds the
+    subject.
+    """
     files = media_files(cfg.subject)
     sources = {str(f): hash_file(f) for f in files}
     if cfg.mask is not None:
         sources[f"mask:{cfg.mask}"] = hash_file(cfg.mask)
-    h = hash_json({"sources": sources, "max_frames": cfg.max_reference_frames})
+    h = hash_json({"sources": sources, "max_frames": cfg.max_reference_frames,
+                   "masks": masks.name if masks else "cut-out"})
     count = ws.manifest.get("subject_frames", 0)
     keys = [frame_key(i + 1) for i in range(count)]
     if count and all(ws.fresh(k, h) for k in keys):
@@ -45,6 +88,11 @@ def prepare_subject(ws: Workspace, cfg: RunConfig) -> PreparedSubject:
     else:
         ws.set_stage("subject", "running")
         ref = load_reference(cfg.subject, cfg.max_reference_frames, cfg.mask)
+        if masks is not None:
+            guessed = [i for i, how in enumerate(ref.mask_methods) if how not in EXACT_MASKS]
+            found = masks([ref.frames[i] for i in guessed], [(ref.masks[i], ref.mask_methods[i]) for i in guessed])
+            for i, (mask, how) in zip(guessed, found):
+                ref.masks[i], ref.mask_methods[i] = mask, how
         for i, (frame, mask) in enumerate(zip(ref.frames, ref.masks)):
             rel, mrel = frame_key(i + 1) + ".png", frame_key(i + 1) + "_mask.png"
             write_png(ws.path(rel), frame)

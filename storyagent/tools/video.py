@@ -21,7 +21,7 @@ def animate_shots(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: P
     backend = backend or select_backend(cfg)
     boards = {f.shot: f for f in storyboard}
     try:
-        backend.prepare_subject(subject)
+        backend.prepare_subject(ws, subject, show_progress)
         clip_inputs = backend.clip_inputs()
 
         def input_hash(shot: Shot) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +119,11 @@ def converted_once(ckpt: Path, name: str, config: DynamiCrafterConfig) -> Path:
     """The converted folder for official `ckpt`, converting it into the StoryAgent cache the first time."""
     from storyagent.models.dynamicrafter.convert import convert_checkpoint
     from storyagent.progress import console
-    from storyagent.weights import resolve_weights
+    from storyagent.weights import cache_dir, resolve_weights
 
     stat = ckpt.stat()
     key = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    root = Path(os.environ.get("STORYAGENT_CACHE", Path.home() / ".cache" / "storyagent")).expanduser()
-    folder = root / f"{name}-{key}"
+    folder = cache_dir(f"{name}-{key}")
     # A folder from before the subfolder layout has config.json but no unet/: convert it again.
     if (folder / "config.json").exists() and not missing_components(folder):
         return folder
