@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,10 @@ from storyagent.errors import InputError
 from storyagent.models.dynamicrafter import DynamiCrafterUNet, variant_config
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
 from storyagent.models.lora_be import (
-    BlockwiseEmbeddings, Clip, LoRABEConfig, LoRABETrainer, SubjectPromptEncoder, add_lora, augment_clip, load_adapter,
-    module_text_contexts, tokenize_with_subject,
+    BlockwiseEmbeddings, Clip, LoRABEConfig, LoRABETrainer, SubjectPromptEncoder, add_lora, augment_clip, fit_clip,
+    is_temporal, load_adapter, load_subject_clips, module_text_contexts, tokenize_with_subject,
 )
+from tests.test_lora_be_data import write_index_video
 
 TOKEN = "<miffy>"
 
@@ -152,8 +155,8 @@ def test_adapter_for_another_configuration_is_refused(tmp_path):
     path = trainer.save(tmp_path / "a.safetensors")
     other = tiny_pipeline()
     other.unet.cross_attentions.pop()  # a list copy: the model itself is unchanged
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     tensors = load_file(path)
     with safe_open(path, "pt") as f:
@@ -207,3 +210,97 @@ def test_lora_weights_stay_float32_under_a_bf16_base(tmp_path):
     assert {p.dtype for p in trainer.lora_params} == {torch.float32}
     assert next(pipe.unet.conv_in.parameters()).dtype == torch.bfloat16
     assert np.isfinite(result.loss) and trainer.embeddings.embeddings.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- faithful training steps
+
+def unet_inputs(pipe) -> tuple[list[tuple], object]:
+    """Record (x, t, context, fs) of every UNet call."""
+    seen: list[tuple] = []
+
+    def hook(module, args, kwargs):
+        seen.append((args[0].detach().clone(), args[1].clone(), args[2].detach().clone(), kwargs["fs"].clone()))
+
+    return seen, pipe.unet.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_conditioning_is_a_random_frame_of_the_clip_with_its_unscaled_latent(tmp_path):
+    """Upstream draws the conditioning frame inside the clip (`rand_cond_frame: true`,
+    configs/training_512_v1.0/config.yaml), uses it for the CLIP tokens and concatenates its latent
+    z[:, :, cond_frame_index] (get_batch_input, lvdm/models/ddpm3d.py) before `forward` scales only
+    x_start by scale_arr[t] (`use_dynamic_rescale: true`, `base_scale: 0.7`)."""
+    pipe = tiny_pipeline()
+    sched = pipe.scheduler
+    assert sched.scale_arr is not None and sched.scale_arr.min() < 1  # dynamic rescale is on
+    trainer = LoRABETrainer(pipe, config(), tmp_path)
+    clip = synthetic_clip()  # 4 frames that differ: the block moves
+    video, _ = trainer._tensors(fit_clip(clip, 4, 16, 16))
+    seen, handle = unet_inputs(pipe)
+    drawn = []
+    for _ in range(6):
+        state = trainer.generator.get_state()
+        result = trainer.train_step(clip)
+        x, t, context, _ = seen[-1]
+        c = result.cond_frame
+        drawn.append(c)
+        generator = torch.Generator()
+        generator.set_state(state)
+        z = pipe.encode_latents(video, generator)  # the same posterior sample the step drew
+        assert sched.scale_arr[t].item() != 1.0
+        assert torch.equal(x[:, 4:], z[:, :, c : c + 1].expand_as(z))
+        assert torch.equal(context[:, 77:], pipe.encode_image_tokens(video[:, :, c]))
+    handle.remove()
+    assert all(0 <= c < 4 for c in drawn) and len(set(drawn)) > 1
+
+
+def test_fs_is_the_clips_frame_rate_after_striding(tmp_path):
+    """fs is the clip's fps after striding (webvid.py: fps_ori // frame_stride, with
+    `fps_condition_type: 'fps'` in configs/training_512_v1.0/config.yaml); photos get the default."""
+    (video,) = load_subject_clips([write_index_video(tmp_path / "v.mp4", 40)], segment=lambda fs: [
+        (np.ones(f.shape[:2], bool), "all") for f in fs])
+    assert video.stride == 2 and video.fps == 15.0
+    photo = dataclasses.replace(synthetic_clip(frames=1), still=True)
+    pipe = tiny_pipeline()
+    trainer = LoRABETrainer(pipe, config(), tmp_path / "run")
+    seen, handle = unet_inputs(pipe)
+    assert trainer.train_step(video).fs == round(30 / 2)
+    trainer.train_step(photo)
+    handle.remove()
+    assert [int(s[3][0]) for s in seen] == [15, pipe.config.unet.default_fs]
+    # Models conditioned on the frame stride (the 256 model, `fps_condition_type: 'fs'`) get the stride.
+    pipe.config.diffusion.fps_condition_type = "fs"
+    assert trainer.clip_fs(video) == 2
+
+
+def lora_weights(pipe, temporal: bool) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in pipe.unet.named_parameters() if "lora_" in n and is_temporal(n) == temporal}
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_photos_train_appearance_only(tmp_path):
+    """A still has no motion: photo steps must leave the temporal LoRA bit-identical (even with Adam
+    momentum from earlier video steps) while spatial LoRA and the block-wise embeddings learn."""
+    photo = dataclasses.replace(synthetic_clip(frames=1), still=True)
+    pipe = tiny_pipeline()
+    trainer = LoRABETrainer(pipe, config(), tmp_path / "photos")
+    temporal, spatial, emb = lora_weights(pipe, True), lora_weights(pipe, False), trainer.embeddings.embeddings.clone()
+    assert temporal and spatial
+    results = [trainer.train_step(photo) for _ in range(3)]
+    assert all(r.appearance_only for r in results)
+    assert not changed(temporal, lora_weights(pipe, True))
+    assert changed(spatial, lora_weights(pipe, False)) and not torch.equal(emb, trainer.embeddings.embeddings)
+
+    # Photos mixed with a video: the video moves the temporal LoRA, the next photo step does not.
+    pipe = tiny_pipeline()
+    trainer = LoRABETrainer(pipe, config(), tmp_path / "mix")
+    temporal = lora_weights(pipe, True)
+    assert not trainer.train_step(synthetic_clip()).appearance_only
+    after_video = lora_weights(pipe, True)
+    assert changed(temporal, after_video)
+    spatial = lora_weights(pipe, False)
+    assert trainer.train_step(photo).appearance_only
+    assert not changed(after_video, lora_weights(pipe, True))
+    assert changed(spatial, lora_weights(pipe, False))

@@ -9,8 +9,7 @@ from typer.testing import CliRunner
 from storyagent.commands.finetune_video import app
 from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
-from storyagent.models.lora_be import load_adapter
-
+from storyagent.models.lora_be import load_adapter, load_subject_clips
 
 
 def subject_folder(path):
@@ -32,6 +31,7 @@ def test_finetune_video_writes_an_adapter_and_resumes(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "2 clips, 2 steps" in result.output
+    assert "2 of 2 clips are photos: they train appearance only" in result.output
     pipe = DynamiCrafterPipeline.from_pretrained(weights)
     assert load_adapter(pipe, out).token == "<miffy>"
 
@@ -48,28 +48,37 @@ def test_missing_subject_is_one_clear_line(tmp_path):
     assert "does not exist" in result.output and "Traceback" not in result.output
 
 
-def test_segmenter_masks_replace_the_cut_out_where_the_subject_is_found(tmp_path):
+def test_langsam_masks_where_it_finds_the_subject_and_grabcut_elsewhere(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from storyagent.commands.finetune_video import load_subject_clips
+    from storyagent.commands.finetune_video import pick_segmenter
+    from storyagent.media import media_files, segment_subject
+    from storyagent.models.langsam import LangSAMPipeline
 
-    subject = subject_folder(tmp_path / "subject")
-    cutout = load_subject_clips(subject)
+    subject = tmp_path / "subject"
+    subject.mkdir()
+    for i in range(2):  # plain RGB photos: no alpha channel, so the segmenter decides
+        rgb = np.full((40, 40, 3), (30, 60, 200), np.uint8)
+        rgb[8 + i : 30 + i, 10:28] = (240, 200, 20)
+        Image.fromarray(rgb).save(subject / f"pose{i}.png")
     calls = []
 
-    def segmenter(images, text):
-        # A LangSAM stand-in: finds the subject in the first image only, as a left-half mask.
+    def fake_langsam(images, text):
+        # A LangSAM stand-in: finds the subject in the first photo only, as a left-half mask.
         calls.append(text)
         out = []
-        for i, im in enumerate(images):
+        for im in images:
             m = np.zeros(im.shape[:2], bool)
             m[:, : im.shape[1] // 2] = True
-            out.append(SimpleNamespace(found=i == 0, mask=m))
+            out.append(SimpleNamespace(found=len(calls) == 1, mask=m))
         return out
 
-    clips = load_subject_clips(subject, class_word="rabbit", segmenter=segmenter)
-    assert calls == ["rabbit"]
+    monkeypatch.setattr(LangSAMPipeline, "from_pretrained", classmethod(lambda cls, **kw: fake_langsam))
+    assert pick_segmenter("cutout", "cpu", "rabbit") is None
+    segment = pick_segmenter("langsam", "cpu", "rabbit")
+    clips = load_subject_clips(media_files(subject), segment=segment)
+    assert calls == ["rabbit", "rabbit"]
+    assert clips[0].mask_methods == ["langsam"]
     assert clips[0].masks[0][:, :20].all() and not clips[0].masks[0][:, 20:].any()
-    assert np.array_equal(clips[1].masks, cutout[1].masks)  # not found: the cut-out stays
-    # The cut-out itself follows the photo's alpha channel.
-    assert cutout[0].masks[0, 8:30, 10:28].all() and not cutout[0].masks[0, :8].any()
+    mask, how = segment_subject(clips[1].frames[0])  # not found: the GrabCut cut-out, labelled as such
+    assert clips[1].mask_methods == [how] and how.startswith("grabcut") and np.array_equal(clips[1].masks[0], mask)

@@ -2,17 +2,17 @@
 
     storyagent finetune video --subject DIR --token "<miffy>" --class-word rabbit [--out miffy.safetensors]
 
-Every photo or video in DIR is one reference clip; subject masks come from the media module's
-cut-out (a NAME_mask.png beside a photo, its alpha channel, or GrabCut). Training checkpoints go
-to a work folder next to the adapter, so running the same command again resumes.
+Every video in DIR gives up to four clips of consecutive frames at one stride (about two seconds
+each) and every photo one still clip, which trains the subject's appearance only (the temporal
+LoRA learns motion from videos alone). Subject masks come from a NAME_mask.png beside a file or a
+photo's alpha channel, else LangSAM (`--masks`) or the media module's GrabCut cut-out. Training
+checkpoints go to a work folder next to the adapter, so running the same command again resumes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
-from collections.abc import Callable
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
@@ -20,6 +20,9 @@ import typer
 from storyagent.commands import fail
 from storyagent.errors import StoryAgentError
 from storyagent.progress import console
+
+if TYPE_CHECKING:
+    from storyagent.models.lora_be import Segmenter
 
 app = typer.Typer(help="Fine-tune models on your subject.", no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -29,45 +32,30 @@ def _group() -> None:
     """Fine-tune models on your subject (a group, so more targets can join `video`)."""
 
 
-def load_subject_clips(subject: Path, frames_per_clip: int = 16, class_word: str | None = None,
-                       segmenter: Callable | None = None):
-    """One `Clip` per media file in `subject`, with subject masks.
+def pick_segmenter(choice: str, device: str, class_word: str) -> Segmenter | None:
+    """The subject masks' source for `load_subject_clips`: LangSAM when asked for, or on "auto"
+    when both of its weights are cached; else None (the media module's cut-out).
 
-    Masks come from `segmenter` (a LangSAM pipeline: images, text -> results with .found/.mask)
-    where it finds the `class_word`, and from the media module's cut-out everywhere else.
+    LangSAM looks for `class_word`; in a frame where it finds nothing the frame falls back to the
+    GrabCut cut-out, labelled as such ("grabcut", ...). A mask file beside the media or a photo's
+    alpha channel still wins over both (see `storyagent.models.lora_be.data.subject_masks`).
     """
-    from storyagent.media import load_reference, media_files
-    from storyagent.models.lora_be import Clip
-
-    files = media_files(subject)
-    ref = load_reference(subject, max_frames=frames_per_clip * len(files))
-    masks = list(ref.masks)
-    if segmenter is not None and class_word:
-        for i, result in enumerate(segmenter(ref.frames, class_word)):
-            if result.found and result.mask.shape == masks[i].shape:
-                masks[i] = result.mask
-    grouped: dict[Path, list[int]] = defaultdict(list)
-    for i, source in enumerate(ref.sources):
-        grouped[source].append(i)
-    clips = []
-    for indices in grouped.values():
-        shape = ref.frames[indices[0]].shape
-        keep = [i for i in indices if ref.frames[i].shape == shape]
-        clips.append(Clip(np.stack([ref.frames[i] for i in keep]), np.stack([masks[i] for i in keep])))
-    return clips
-
-
-def pick_segmenter(choice: str, device: str):
-    """LangSAM when asked for, or on "auto" when both of its weights are cached; else None (cut-out)."""
     from storyagent.weights import weights_available
 
     if choice == "cutout":
         return None
     if choice == "auto" and not (weights_available("grounding-dino-base") and weights_available("sam-vit-h")):
         return None
+    from storyagent.media import segment_subject
     from storyagent.models.langsam import LangSAMPipeline
 
-    return LangSAMPipeline.from_pretrained(device=device)
+    langsam = LangSAMPipeline.from_pretrained(device=device)
+
+    def segment(frames: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
+        return [(result.mask, "langsam") if result.found else segment_subject(frame)
+                for frame, result in zip(frames, langsam(frames, class_word))]
+
+    return segment
 
 
 @app.command("video")
@@ -80,7 +68,8 @@ def finetune_video(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the reference clips.")] = 400,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 4,
     learning_rate: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-4,
-    localization_weight: Annotated[float, typer.Option("--lambda", help="Weight of the localization loss.")] = 1.0,
+    localization_weight: Annotated[float, typer.Option(
+        "--lambda", help="Weight of the localization loss (its mean over the cross-attention modules).")] = 1.0,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between resumable checkpoints.")] = 100,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="Train on the reference backgrounds as they are.")] = False,
     no_checkpointing: Annotated[bool, typer.Option("--no-gradient-checkpointing", help="Faster, more memory.")] = False,
@@ -93,8 +82,13 @@ def finetune_video(
     """Train LoRA-BE on the subject's clips and write one adapter file."""
     import torch
 
+    from storyagent.media import media_files
     from storyagent.models.dynamicrafter import DynamiCrafterPipeline
-    from storyagent.models.lora_be import LoRABEConfig, LoRABETrainer
+    from storyagent.models.lora_be import (
+        LoRABEConfig,
+        LoRABETrainer,
+        load_subject_clips,
+    )
 
     safe_name = "".join(c if c.isalnum() else "_" for c in token).strip("_") or "subject"
     out = out or Path(f"{safe_name}.lora_be.safetensors")
@@ -103,8 +97,15 @@ def finetune_video(
     try:
         if masks not in ("auto", "langsam", "cutout"):
             raise fail(f"--masks must be auto, langsam or cutout, not {masks!r}.")
-        clips = load_subject_clips(subject, class_word=class_word, segmenter=pick_segmenter(masks, str(dev)))
-        pipe = DynamiCrafterPipeline.from_pretrained(weights).to(dev)
+        files = media_files(subject)
+        # On the CPU until the clips are cut, so LangSAM and DynamiCrafter never share the GPU.
+        pipe = DynamiCrafterPipeline.from_pretrained(weights)
+        clips = load_subject_clips(files, frames=pipe.config.sampling.frames,
+                                   segment=pick_segmenter(masks, str(dev), class_word))
+        pipe.to(dev)
+        if stills := sum(c.still for c in clips):
+            console.print(f"{stills} of {len(clips)} clips are photos: they train appearance only "
+                          "(the temporal LoRA learns motion from the videos).")
         config = LoRABEConfig(token=token, class_word=class_word, epochs=epochs, rank=rank, alpha=float(rank),
                               learning_rate=learning_rate, localization_weight=localization_weight,
                               checkpoint_every=checkpoint_every, augment=not no_augment,

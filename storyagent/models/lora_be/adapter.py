@@ -42,6 +42,12 @@ def add_lora(unet: DynamiCrafterUNet, config: LoRABEConfig) -> list[torch.nn.Par
     return params
 
 
+def is_temporal(name: str) -> bool:
+    """Whether a UNet parameter lies in a temporal layer (temporal attention or convolution,
+    `init_temporal_attn`): the part of the model that learns motion rather than appearance."""
+    return any("temporal" in part for part in name.split("."))
+
+
 class SubjectPromptEncoder:
     """The pipeline's prompt hook: prompts mentioning the token -> (M, b, 77, d) per-module text contexts."""
 

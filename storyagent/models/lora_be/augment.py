@@ -6,31 +6,26 @@ background per clip: another reference frame, a flat colour, noise, or a procedu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import cv2
 import numpy as np
 
 from storyagent.models.animatic.backgrounds import draw_background
+from storyagent.models.lora_be.data import Clip
 
 SCENES = ("a sunny meadow", "a forest at dusk", "a snowy mountain", "a town street", "a beach at noon",
           "a cosy room", "a desert at dawn", "outer space")
 
 
-@dataclass
-class Clip:
-    """A reference clip of the subject."""
-
-    frames: np.ndarray
-    """(t, H, W, 3) uint8."""
-    masks: np.ndarray
-    """(t, H, W) bool, True on the subject."""
-
-
 def fit_clip(clip: Clip, frames: int, height: int, width: int, start: int = 0) -> Clip:
-    """`frames` consecutive frames from `start` (looping short clips), resized to cover and centre-cropped."""
+    """`frames` consecutive frames from `start`, resized to cover and centre-cropped.
+
+    A clip that runs out holds its last frame (a photo becomes a still video): wrapping around
+    would put a cut between the last and the first frame.
+    """
     t = clip.frames.shape[0]
-    idx = [(start + i) % t for i in range(frames)]
+    idx = [min(start + i, t - 1) for i in range(frames)]
     h, w = clip.frames.shape[1:3]
     scale = max(height / h, width / w)
     size = (max(width, round(w * scale)), max(height, round(h * scale)))
@@ -41,7 +36,9 @@ def fit_clip(clip: Clip, frames: int, height: int, width: int, start: int = 0) -
         m = cv2.resize(clip.masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
         out_f.append(f[top : top + height, left : left + width])
         out_m.append(m[top : top + height, left : left + width].astype(bool))
-    return Clip(np.stack(out_f), np.stack(out_m))
+    return replace(clip, frames=np.stack(out_f), masks=np.stack(out_m),
+                   source_indices=[clip.source_indices[i] for i in idx],
+                   mask_methods=[clip.mask_methods[i] for i in idx] if clip.mask_methods else [])
 
 
 def random_background(rng: np.random.Generator, height: int, width: int, others: list[np.ndarray]) -> np.ndarray:
@@ -76,4 +73,4 @@ def augment_clip(clip: Clip, rng: np.random.Generator, others: list[np.ndarray] 
         alpha = wm[..., None]
         frames.append((wf * alpha + background * (1 - alpha)).round().clip(0, 255).astype(np.uint8))
         masks.append(wm > 0.5)
-    return Clip(np.stack(frames), np.stack(masks))
+    return replace(clip, frames=np.stack(frames), masks=np.stack(masks))

@@ -30,7 +30,8 @@ class LoRABEConfig(ConfigFileMixin):
     target_modules: str = DEFAULT_TARGET_MODULES
     """Regular expression (full match) over UNet module names that get LoRA."""
     localization_weight: float = 1.0
-    """lambda: total loss = diffusion loss + lambda * localization loss."""
+    """lambda: total loss = diffusion loss + lambda * localization loss (the mean over the
+    cross-attention modules, not their sum; see `losses.localization_loss`)."""
     learning_rate: float = 1e-4
     """Adam learning rate for LoRA weights and embeddings."""
     epochs: int = 400
@@ -42,7 +43,8 @@ class LoRABEConfig(ConfigFileMixin):
     width: int | None = None
     """Training width in pixels; None uses the model's setting."""
     fs: int | None = None
-    """fps / frame-stride conditioning while training; None uses the model's default."""
+    """fs conditioning for clips without a frame rate (photos); None uses the model's default.
+    Video clips are always conditioned on their own rate after striding (source fps / stride)."""
     gradient_checkpointing: bool = True
     """Recompute UNet stages in the backward pass to save memory."""
     mixed_precision: bool = True

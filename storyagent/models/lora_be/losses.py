@@ -46,7 +46,15 @@ def _attention_and_masks(attns: list[DualCrossAttention], token_mask: torch.Tens
 
 def localization_loss(attns: list[DualCrossAttention], token_mask: torch.Tensor, masks: torch.Tensor,
                       latent_hw: tuple[int, int], levels: int) -> torch.Tensor:
-    """-(1/F) sum_f mean(D[f, m_f = 1]) averaged over the cross-attention modules.
+    """-(1/F) sum_f mean(D[f, m_f = 1]), the mean (not the sum) over the cross-attention modules.
+
+    Per module this is LoRA-BE's localization term (StoryAgent, arXiv 2411.04925: minus the
+    subject token's attention inside the subject mask, averaged over the F frames). The paper
+    does not clearly say that the terms of the modules (16 in the 512 model, each with its own
+    block-wise embedding) are summed, so they are averaged: the loss stays in [-1, 0] whatever the
+    model's depth, and `LoRABEConfig.localization_weight` (lambda, `--lambda`) weighs it against
+    the diffusion loss the same way on every configuration. A sum would be this mean times 16
+    on the 512 model, i.e. lambda x 16.
 
     masks: (b, t, H, W) subject masks in {0, 1}; each module compares against the mask resized
     (area, then > 0.5) to its own resolution. Frames whose resized mask is empty are skipped.
