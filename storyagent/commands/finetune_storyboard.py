@@ -50,7 +50,8 @@ def finetune_storyboard(
         config = StoryAnyDoorTrainingConfig(steps=steps, learning_rate=learning_rate, use_lora=lora,
                                             lora_rank=lora_rank, lora_alpha=lora_rank,
                                             checkpoint_every=checkpoint_every, seed=seed)
-        trainer = StoryAnyDoorTrainer(pipe, reference.frames, reference.masks, out, config)
+        trainer = StoryAnyDoorTrainer(pipe, reference.frames, reference.masks, out, config,
+                                      sources=reference.sources)
         losses = trainer.train(show_progress=not quiet)
         model_dir = trainer.export(out / "model")
     except StoryAgentError as exc:

@@ -3,11 +3,14 @@
 Boxes are `storyagent.media.Box` (top, bottom, left, right; exclusive ends), in pixels of the
 image they refer to; the box geometry (`mask_box`, `expand_box`, `square_box`) lives with it.
 Upstream draws some ratios at random during training; inference here is deterministic and the
-ratios are settings (the trainer draws them from ranges).
+ratios are settings (the trainer draws them from ranges). The training-only augmentations
+(`augment_reference`, `brightness_contrast`, `perturb_mask`) are pure functions of their
+arguments; the trainer makes the random draws.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -28,7 +31,7 @@ class PreprocessConfig:
     target_box_expand: float = 1.1
     """The target mask's box is grown by this factor; the subject is generated inside it."""
     target_crop_expand: float = 2.0
-    """The crop around the target box is this many times the box (upstream draws 1.5 to 3)."""
+    """The crop around the target box is this many times the box (upstream training draws 1.3 to 2.9)."""
     target_size: int = 512
     """Side of the square target crop the diffusion model works on."""
     paste_margin: int = 5
@@ -127,8 +130,13 @@ def prepare_reference(image: np.ndarray, mask: np.ndarray, settings: PreprocessC
 
 def prepare_target(image: np.ndarray, mask: np.ndarray, reference: ReferenceCrop,
                    settings: PreprocessConfig, box_expand: float | None = None,
-                   crop_expand: float | None = None) -> TargetCrop:
-    """Square crop around the target box with the reference detail map pasted into the box."""
+                   crop_expand: float | None = None,
+                   region_from_mask: Callable[[np.ndarray], np.ndarray] | None = None) -> TargetCrop:
+    """Square crop around the target box with the reference detail map pasted into the box.
+
+    The hint's mask channel is the box; with `region_from_mask` (training) it is that function of
+    the target mask cropped like the image (upstream trains on perturbed target masks this way).
+    """
     image, mask = _check_image(image, mask, "target")
     hw = image.shape[:2]
     box = expand_box(mask_box(mask, settings.min_mask_pixels), box_expand or settings.target_box_expand, hw)
@@ -139,8 +147,11 @@ def prepare_target(image: np.ndarray, mask: np.ndarray, reference: ReferenceCrop
 
     collage = crop.copy()
     collage[by1:by2, bx1:bx2] = cv2.resize(reference.detail, (bx2 - bx1, by2 - by1), interpolation=cv2.INTER_LINEAR)
-    region = np.zeros(crop.shape[:2], np.float32)
-    region[by1:by2, bx1:bx2] = 1.0
+    if region_from_mask is None:
+        region = np.zeros(crop.shape[:2], np.float32)
+        region[by1:by2, bx1:bx2] = 1.0
+    else:
+        region = region_from_mask(mask[cy1:cy2, cx1:cx2]).astype(np.float32)
 
     crop_sq, pad = pad_to_square(crop, 0)
     collage_sq, _ = pad_to_square(collage, 0)
@@ -168,3 +179,85 @@ def paste_back(generated: np.ndarray, frame: np.ndarray, target: TargetCrop,
     out = frame.copy()
     out[cy1 + m:cy2 - m, cx1 + m:cx2 - m] = full[m:full.shape[0] - m, m:full.shape[1] - m]
     return out, Box(cy1 + m, cy2 - m, cx1 + m, cx2 - m)
+
+
+# ---------------------------------------------------------------------- training-only augmentation
+
+
+def brightness_contrast(image: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """`image * alpha + 255 * beta` on every pixel, clipped to [0, 255] and truncated to uint8.
+
+    This is albumentations' RandomBrightnessContrast with `brightness_by_max=True` (its default,
+    which upstream AnyDoor trains with): contrast scales, brightness shifts by a share of 255.
+    The white background is transformed with the subject, so it turns grey whenever
+    alpha + beta < 1, as in upstream's training references.
+    """
+    table = np.arange(256, dtype=np.float32)
+    table *= alpha  # float32 arithmetic, like albumentations' lookup table
+    table += beta * 255.0
+    return cv2.LUT(image, np.clip(table, 0, 255).astype(np.uint8))
+
+
+def augment_reference(reference: ReferenceCrop, settings: PreprocessConfig, flip: bool = False,
+                      alpha: float = 1.0, beta: float = 0.0) -> ReferenceCrop:
+    """The reference crop mirrored (`flip`) and/or passed through `brightness_contrast(alpha, beta)`.
+
+    The mask follows the flip only; the high-frequency map is recomputed from the augmented image,
+    because upstream derives the collage's detail from the augmented reference too.
+    """
+    image, mask = reference.image, reference.mask
+    if flip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    if alpha != 1.0 or beta != 0.0:
+        image = brightness_contrast(np.ascontiguousarray(image), alpha, beta)
+    if image is reference.image:
+        return reference
+    image, mask = np.ascontiguousarray(image), np.ascontiguousarray(mask)
+    return ReferenceCrop(image=image, mask=mask, detail=high_frequency_map(image, mask, settings))
+
+
+def _random_kernel(rng: np.random.Generator) -> np.ndarray:
+    """A 3-9 px square, disc, or half-height/half-width ellipse structuring element."""
+    size = int(rng.integers(3, 10))
+    shape, ksize = [(cv2.MORPH_RECT, (size, size)), (cv2.MORPH_ELLIPSE, (size, size)),
+                    (cv2.MORPH_ELLIPSE, (size, size // 2)), (cv2.MORPH_ELLIPSE, (size // 2, size))][rng.integers(4)]
+    return cv2.getStructuringElement(shape, ksize)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two masks (1.0 when both are empty)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    union = int(np.count_nonzero(a | b))
+    return int(np.count_nonzero(a & b)) / union if union else 1.0
+
+
+def perturb_mask(mask: np.ndarray, rng: np.random.Generator, iou_range: tuple[float, float] = (0.3, 0.99),
+                 rounds: int = 250) -> np.ndarray:
+    """A coarse region around `mask`, like one a user would draw: bool, same shape.
+
+    Aims at an IoU with `mask` drawn from `iou_range`: each round dilates or erodes four random
+    rectangles of the region (and sometimes seeds a stray pixel), never removing the mask itself,
+    until the IoU falls below the aim or `rounds` run out; the largest connected part is kept.
+    Upstream AnyDoor's `perturb_mask` does this to the target mask for 70 % of training samples.
+    """
+    truth = np.asarray(mask, bool)
+    h, w = truth.shape
+    region = truth.astype(np.uint8)
+    if h <= 2 or w <= 2 or not truth.any():
+        return truth.copy()
+    aim = rng.uniform(*iou_range)
+    for _ in range(rounds):
+        for _ in range(4):
+            x0, y0 = int(rng.integers(w)), int(rng.integers(h))
+            x1, y1 = int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))
+            if rng.random() < 0.1:  # a stray pixel: the next dilation grows it into a blob or fills a hole
+                region[(y0 + y1) // 2, (x0 + x1) // 2] = rng.integers(2)
+            morph = cv2.dilate if rng.random() < 0.5 else cv2.erode
+            region[y0:y1, x0:x1] = morph(region[y0:y1, x0:x1], _random_kernel(rng))
+            region |= truth
+        if mask_iou(region, truth) < aim:
+            break
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
+    if count <= 1:
+        return truth.copy()
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
