@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -80,11 +81,13 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
     count = ws.manifest.get("subject_frames", 0)
     keys = [frame_key(i + 1) for i in range(count)]
     if count and all(ws.fresh(k, h) for k in keys):
-        ref = ReferenceMedia(frames=[], masks=[], sources=files)
+        ref = ReferenceMedia(frames=[], masks=[])
         for k in keys:
             entry = ws.artifact(k)
             ref.frames.append(np.asarray(Image.open(ws.path(entry["path"])).convert("RGB")))
             ref.masks.append(np.asarray(Image.open(ws.path(entry["mask_path"])).convert("L")) > 127)
+            ref.mask_methods.append(entry["meta"]["mask_method"])
+            ref.sources.append(Path(entry["meta"]["source"]))
     else:
         ws.set_stage("subject", "running")
         ref = load_reference(cfg.subject, cfg.max_reference_frames, cfg.mask)
