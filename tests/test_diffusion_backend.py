@@ -3,10 +3,12 @@ through the same weights lookup (`STORYAGENT_WEIGHTS_*`) a real install uses."""
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from storyagent.agents.crew import run_crew
@@ -240,3 +242,58 @@ def test_a_storyboard_redo_of_shot_2_changes_shot_2_only(tmp_path, monkeypatch, 
     meta = manifest["artifacts"]["storyboard/shot_02"]["meta"]
     assert meta["seed"] != first_prompt["seed"] and "under a red umbrella" in meta["prompt"]
     assert manifest["redos"]["storyboard"]["2"] == [{"take": 1, "feedback": "under a red umbrella"}]
+
+
+def test_a_clip_redo_animates_again_with_a_new_seed_and_the_reviewers_words(tmp_path, monkeypatch, tiny_weights):
+    from test_human_review import ScriptedIO
+
+    use(monkeypatch, tiny_weights)
+    cfg = diffusion_config(PIP, shots=2, finetune="off")
+    first = run_crew(cfg, tmp_path, show_progress=False)
+    io = ScriptedIO(["ok", "ok", "redo 2: slowly turning its head", "ok"])
+    again = run_crew(cfg.model_copy(update={"review": "human"}), tmp_path, resume=True, show_progress=False, io=io)
+    assert again.clips[0] == first.clips[0], "shot 1 untouched"
+    old, new = first.clips[1].meta, again.clips[1].meta
+    assert new["seed"] != old["seed"] and new["prompt"].startswith("slowly turning its head, ")
+
+
+def test_an_interrupted_finetune_resumes_where_it_stopped(tmp_path, monkeypatch, tiny_weights, subject_folder):
+    """Training StoryAnyDoor in two sittings (1 step, then the run) gives the fine-tune one sitting gives."""
+    from safetensors.torch import load_file
+
+    from storyagent.models.anydoor import AnyDoorPipeline
+    from storyagent.models.anydoor.training import StoryAnyDoorTrainer
+    from storyagent.tools.finetunes import SubjectFineTunes, story_anydoor_config
+    from storyagent.tools.subject import LangSAMMasks, prepare_subject
+    from storyagent.workspace import Workspace
+
+    use(monkeypatch, tiny_weights)
+    cfg = diffusion_config(subject_folder)
+
+    def finetunes(cache: str, resumed_from: int | None = None, **kw):
+        monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / cache))
+        ws = Workspace.open(tmp_path / f"run-{cache}", cfg.inputs_record(), resume=True)
+        run_cfg = cfg.model_copy(update=kw)
+        subject = prepare_subject(ws, run_cfg, LangSAMMasks("fox"))
+        tunes = SubjectFineTunes(run_cfg, subject, LangSAMMasks("fox"), show_progress=False)
+        if resumed_from is not None:  # a first sitting stopped after `resumed_from` steps
+            folder, _ = tunes.folder("story_anydoor", asdict(story_anydoor_config(run_cfg)))
+            ref = subject.reference
+            StoryAnyDoorTrainer(AnyDoorPipeline.from_pretrained(), ref.frames, ref.masks, folder / "work",
+                                story_anydoor_config(run_cfg), sources=ref.sources).train(
+                steps=resumed_from, show_progress=False)
+        return tunes.ensure("story_anydoor")
+
+    steps_taken = []
+    step = StoryAnyDoorTrainer.train_step
+    monkeypatch.setattr(StoryAnyDoorTrainer, "train_step", lambda self: (steps_taken.append(self.step), step(self))[1])
+    whole = finetunes("one-sitting")
+    steps_taken.clear()
+    resumed = finetunes("two-sittings", resumed_from=1)
+    assert steps_taken == [0, 1], "the run took the one step the first sitting had not"
+    assert whole.trained_now and resumed.trained_now and whole.steps == resumed.steps == 2
+    a, b = load_file(whole.path), load_file(resumed.path)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # force trains again from scratch, auto finds it in the cache.
+    assert not finetunes("two-sittings").trained_now
+    assert finetunes("two-sittings", finetune="force").trained_now

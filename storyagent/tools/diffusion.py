@@ -23,7 +23,7 @@ from storyagent.models.storydiffusion import IdentityPass
 from storyagent.tools.backend import Backend
 from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion, shot_text
 from storyagent.tools.finetunes import FineTune, SubjectFineTunes
-from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_key, shot_take
+from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key, shot_take
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject, default_device
 from storyagent.workspace import Workspace, hash_file, hash_json
 
@@ -175,8 +175,10 @@ class DiffusionBackend(Backend):
                 self.token = load_adapter(self._pipe, self.adapter).token
         return self._pipe
 
-    def prompt(self, shot: Shot) -> str:
+    def prompt(self, shot: Shot, feedback: str = "") -> str:
+        """The shot's video prompt: the reviewer's words for this clip first, the subject as its token."""
         text = f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}"
+        text = f"{feedback}, {text}" if feedback else text
         if self.token is None:
             return text
         name = self.cfg.name
@@ -188,7 +190,7 @@ class DiffusionBackend(Backend):
         image = np.asarray(Image.open(ws.path(board.path)).convert("RGB"))
         generator = torch.Generator(device="cpu").manual_seed(seed)
         pipe = self.pipe  # loads the adapter first, which decides the prompt's wording
-        prompt = self.prompt(shot)
+        prompt = self.prompt(shot, shot_feedback(ws, "video", shot.index))
         out = pipe(image=image, prompt=prompt, num_inference_steps=self.cfg.steps or 50, generator=generator,
                    output_type="np", show_progress=False)
         frames = list(np.asarray(out.frames[0], dtype=np.uint8))  # (T, H, W, 3)
@@ -196,7 +198,7 @@ class DiffusionBackend(Backend):
         write_video(ws.path(rel), frames, self.cfg.fps)
         adapter = self.adapter
         return ShotClip(path=rel, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
-                        meta={"prompt": prompt, "adapter": str(adapter) if adapter else None})
+                        meta={"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None})
 
     def release(self) -> None:
         self._pipe, self.token = None, None

@@ -47,6 +47,12 @@ def record_redo(ws: Workspace, stage: str, indices: Iterable[int], feedback: str
     ws.save()
 
 
+def shot_feedback(ws: Workspace, stage: str, index: int) -> str:
+    """Every word a reviewer gave for this shot's `stage`, oldest first ("" when none)."""
+    redos = ws.manifest.get("redos", {}).get(stage, {}).get(str(index), [])
+    return "; ".join(r["feedback"] for r in redos if r.get("feedback"))
+
+
 def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label: str, kind: type[A],
                  input_hash: Callable[[Shot], str], make: Callable[[Shot, str], A], show_progress: bool = True) -> list[A]:
     """For each shot: the artifact `shot_key(key_prefix, index)` if its inputs are unchanged, else `make(shot, hash)`.
