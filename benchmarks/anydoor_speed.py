@@ -23,7 +23,8 @@ from rich.table import Table
 from storyagent.models.anydoor import AnyDoorConfig, AnyDoorPipeline
 from storyagent.models.anydoor.testing import tiny_config
 from storyagent.models.anydoor.components import build_components
-from storyagent.models.anydoor.training import StoryAnyDoorTrainer, StoryAnyDoorTrainingConfig
+from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
+from storyagent.models.anydoor.training import StoryAnyDoorTrainer
 
 
 def _scene(side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

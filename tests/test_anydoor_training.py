@@ -24,14 +24,10 @@ from storyagent.models.anydoor.preprocessing import (
     prepare_target,
 )
 from storyagent.models.anydoor.testing import tiny_config, tiny_pipeline
-from storyagent.models.anydoor.training import (
-    PairSampler,
-    StoryAnyDoorTrainer,
-    StoryAnyDoorTrainingConfig,
-    apply_finetune,
-    draw_ratio,
-    sample_timestep,
-)
+from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
+from storyagent.models.anydoor.finetune import apply_finetune
+from storyagent.models.anydoor.pairs import PairSampler, draw_ratio, sample_timestep
+from storyagent.models.anydoor.training import StoryAnyDoorTrainer
 
 UPSTREAM = "ali-vilab/AnyDoor@44ca2b2a70ec2cf107f3d26a5b46def6670fb0a5"
 

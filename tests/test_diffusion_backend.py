@@ -150,7 +150,7 @@ def test_a_diffusion_run_learns_the_subject_and_films_with_what_it_learned(tmp_p
     them, the storyboard is redrawn by the trained StoryAnyDoor and the clips are animated with the
     trained LoRA-BE; a second run of the same subject (another folder) trains nothing."""
     from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.models.anydoor.training import apply_finetune
+    from storyagent.models.anydoor.finetune import apply_finetune
     from storyagent.tools.diffusion_storyboard import reference_for_redraw
 
     use(monkeypatch, tiny_weights)

@@ -41,7 +41,8 @@ def finetune_storyboard(
 
     from storyagent.media import load_reference
     from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.models.anydoor.training import StoryAnyDoorTrainer, StoryAnyDoorTrainingConfig
+    from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
+    from storyagent.models.anydoor.training import StoryAnyDoorTrainer
 
     try:
         reference = load_reference(subject, max_frames=max_frames, mask=mask)

@@ -123,7 +123,7 @@ class DiffusionBackend(Backend):
                          settings: DiffusionStoryboardConfig, only: list[int], seeds: dict[int, int],
                          identity: IdentityPass, frame_hash, show_progress: bool) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
-        from storyagent.models.anydoor.training import apply_finetune
+        from storyagent.models.anydoor.finetune import apply_finetune
 
         anydoor = AnyDoorPipeline.from_pretrained(device=default_device())
         if "story_anydoor" in self.finetunes:

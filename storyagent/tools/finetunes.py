@@ -67,7 +67,7 @@ def _media_key(cfg: RunConfig, subject: PreparedSubject, masks: LangSAMMasks) ->
 
 
 def story_anydoor_config(cfg: RunConfig):
-    from storyagent.models.anydoor.training import StoryAnyDoorTrainingConfig
+    from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
 
     overrides = {"seed": cfg.seed} | ({"steps": cfg.anydoor_steps} if cfg.anydoor_steps else {})
     return StoryAnyDoorTrainingConfig.preset(cfg.finetune_preset, **overrides)

@@ -8,9 +8,11 @@ num_head_channels, ddconfig ...) means a config copied from an upstream YAML nee
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
 
+from storyagent.errors import InputError
+from storyagent.models.anydoor.preprocessing import PreprocessConfig
 from storyagent.models.configuration import ConfigFileMixin, config_from_dict
 
 
@@ -164,3 +166,100 @@ class AnyDoorConfig(ConfigFileMixin):
     def image_size(self) -> int:
         """Side of the square image the VAE decodes from `sampling.latent_hw`."""
         return self.sampling.latent_hw[0] * 2 ** (len(self.vae.ch_mult) - 1)
+
+
+Preset = Literal["paper", "quick"]
+
+
+@dataclass
+class StoryAnyDoorTrainingConfig:
+    """Fine-tuning settings (defaults: the paper's StoryAnyDoor on upstream AnyDoor's recipe)."""
+
+    steps: int = 20_000
+    """Optimizer steps in total (the paper uses 20 000)."""
+    learning_rate: float = 1e-5
+    """Adam learning rate (the paper's and upstream AnyDoor's)."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay. Upstream's `configure_optimizers` builds `torch.optim.AdamW`
+    with torch's default, 0.01; at 1e-5 it shrinks weights by 0.2 % over 20 000 steps."""
+    batch_size: int = 1
+    """Pairs per step. Upstream pretrains with 16 per GPU on 2 GPUs; the paper gives no batch
+    for StoryAnyDoor, and 1 keeps a full fine-tune on one GPU with a handful of frames."""
+    use_lora: bool = False
+    """Train LoRA adapters on the attention projections instead of the full ControlNet and decoder."""
+    lora_rank: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / rank)."""
+    checkpoint_every: int = 500
+    """Save a resumable checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Older checkpoints beyond this many are deleted."""
+    seed: int = 0
+    """Seeds pair sampling, augmentation, timesteps, noise and the LoRA initialisation; with it a
+    resumed run matches an uninterrupted one."""
+    reference_margin: tuple[float, float] = (1.1, 1.5)
+    """White margin around the reference subject, drawn like upstream (`randint(11, 15) / 10`): a
+    multiple of 0.1 in [low, high), i.e. 1.1 to 1.4."""
+    target_box_expand: tuple[float, float] = (1.1, 1.2)
+    """Target box growth, drawn in tenths in [low, high) as upstream's `expand_bbox(ratio=[1.1, 1.2])`
+    does, which makes it always 1.1."""
+    target_crop_expand: tuple[float, float] = (1.3, 3.0)
+    """Crop-around-box factor, drawn in tenths in [low, high) as upstream's
+    `expand_bbox(ratio=[1.3, 3.0])`: 1.3 to 2.9."""
+    flip_probability: float = 0.5
+    """Chance of mirroring the reference (upstream `aug_data_mask`: HorizontalFlip p=0.5). Upstream's
+    rotation there is commented out, so there is none here."""
+    brightness_contrast_probability: float = 0.5
+    """Chance of a brightness/contrast change of the reference (upstream `aug_data_mask`:
+    albumentations RandomBrightnessContrast, p=0.5)."""
+    brightness_limit: float = 0.2
+    """Brightness shift drawn in [-limit, limit] times 255 (albumentations' default, upstream's)."""
+    contrast_limit: float = 0.2
+    """Contrast factor drawn in [1 - limit, 1 + limit] (albumentations' default, upstream's)."""
+    perturbed_mask_probability: float = 0.7
+    """Chance that the hint's mask channel is a perturbed target mask instead of the box (upstream
+    `process_pairs`), so the model also follows loose, hand-drawn-like regions."""
+    perturbed_mask_iou: tuple[float, float] = (0.3, 0.99)
+    """Range of the aimed IoU between perturbed and true target mask (upstream `perturb_mask`)."""
+    uniform_timestep_probability: float = 0.3
+    """Share of timesteps drawn uniformly over the schedule; the rest come from the pair kind's
+    range in `pairs.TIMESTEP_RANGES` (upstream `sample_timestep`)."""
+    mixed_precision: bool = True
+    """bfloat16 autocast on CUDA (upstream trains in fp16 AMP; bf16 needs no loss scaling); ignored on CPU."""
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    """Crop sizes; target_size and reference_size are set from the model."""
+
+    @classmethod
+    def preset(cls, name: Preset, **overrides: Any) -> StoryAnyDoorTrainingConfig:
+        """Named settings, with `overrides` on top.
+
+        - `paper`: the paper's StoryAnyDoor, a full fine-tune (ControlNet, UNet decoder, projector)
+          with Adam at 1e-5 for 20 000 steps.
+        - `quick`: LoRA rank 16 (alpha 16) at 1e-4 for 1 000 steps, checkpoints every 250. A
+          low-rank update moves the weights far less per step than a full fine-tune, so it takes
+          the 10x learning rate usual for diffusion LoRAs (e.g. diffusers' DreamBooth-LoRA
+          example); 1 000 steps is still dozens of passes over a subject's handful of frames, at a
+          twentieth of the paper's steps, and the optimizer holds state for the adapters only.
+          It is a first look, not evaluated against the paper's setting.
+        """
+        presets: dict[str, dict[str, Any]] = {
+            "paper": {},
+            "quick": {"use_lora": True, "lora_rank": 16, "lora_alpha": 16, "learning_rate": 1e-4,
+                      "steps": 1_000, "checkpoint_every": 250},
+        }
+        if name not in presets:
+            raise InputError(f"Unknown StoryAnyDoor preset {name!r}; use one of {', '.join(presets)}.")
+        return cls(**(presets[name] | overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (tuples as lists)."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return [_jsonable(v) for v in obj]
+    return obj
