@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -19,13 +20,15 @@ from PIL import Image
 from storyagent.config import RunConfig
 from storyagent.media import write_video
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.models.storydiffusion import IdentityPass
 from storyagent.tools.backend import Backend
-from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig, generate_storyboard_diffusion, shot_text
 from storyagent.tools.finetunes import FineTune, SubjectFineTunes
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key, shot_take
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject, default_device
 from storyagent.workspace import Workspace, hash_file, hash_json
+
+if TYPE_CHECKING:  # the models load with the first storyboard, not with the command line
+    from storyagent.models.storydiffusion import IdentityPass
+    from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig
 
 
 def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
@@ -80,7 +83,9 @@ class DiffusionBackend(Backend):
 
     # ---- storyboard -----------------------------------------------------------------------
 
-    def storyboard_settings(self, subject: PreparedSubject) -> DiffusionStoryboardConfig:
+    def storyboard_settings(self) -> DiffusionStoryboardConfig:
+        from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig
+
         cfg = self.cfg
         width, height = storyboard_size(cfg)
         return DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
@@ -95,8 +100,11 @@ class DiffusionBackend(Backend):
         and run again to redraw the stale shots alone (a redo of shot 2 leaves the others as they
         are); when none is, the first shots as they are now make a new one.
         """
+        from storyagent.models.storydiffusion import IdentityPass
+        from storyagent.tools.diffusion_storyboard import shot_text
+
         self.prepare_subject(ws, subject, show_progress)
-        settings = self.storyboard_settings(subject)
+        settings = self.storyboard_settings()
         shared = hash_json({"settings": settings.model_dump(mode="json"), "subject": subject.input_hash,
                             "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name})
         seeds = {s.index: settings.seed + s.index + 1000 * shot_take(ws, "storyboard", s.index) for s in script.shots}
@@ -124,6 +132,7 @@ class DiffusionBackend(Backend):
                          identity: IdentityPass, frame_hash, show_progress: bool) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
         from storyagent.models.anydoor.finetune import apply_finetune
+        from storyagent.tools.diffusion_storyboard import generate_storyboard_diffusion
 
         anydoor = AnyDoorPipeline.from_pretrained(device=default_device())
         if "story_anydoor" in self.finetunes:
