@@ -2,7 +2,8 @@
 
 Each request is routed by its system message to a role (designer, manager, storyboard, video,
 observer); the role's next scripted answer is sent back. An answer is text, a tool call, a
-delay, an HTTP error, or a callable that sees the request first. Every request is recorded.
+delay, an HTTP error, a raw body (malformed answers), or a callable that sees the request first.
+Every request is recorded.
 """
 
 from __future__ import annotations
@@ -44,9 +45,19 @@ class HTTPError:
 
 
 @dataclass
+class Raw:
+    """Bytes sent as they are with status 200: a broken server's answer."""
+
+    body: bytes
+    content_type: str = "application/json"
+
+
+@dataclass
 class ScriptedLLM:
     script: dict[str, list[Any]]
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
+    """Each request's Authorization header, in order ("" when none)."""
     cursor: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def role_of(self, body: dict[str, Any]) -> str:
@@ -70,7 +81,7 @@ class ScriptedLLM:
         if i >= len(answers):
             raise AssertionError(f"no scripted answer left for {role} (request {i + 1})")
         answer = answers[i]
-        if callable(answer) and not isinstance(answer, (ToolCall, Delay, HTTPError)):
+        if callable(answer) and not isinstance(answer, (ToolCall, Delay, HTTPError, Raw)):
             answer = answer(body)
         return role, answer
 
@@ -102,6 +113,7 @@ class LLMServer:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                llm.authorizations.append(self.headers.get("Authorization", ""))
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": "not found"}})
                 try:
@@ -113,13 +125,16 @@ class LLMServer:
                     answer = answer.then
                 if isinstance(answer, HTTPError):
                     return self._send(answer.status, {"error": {"message": answer.message, "type": "invalid_request_error"}})
+                if isinstance(answer, Raw):
+                    return self._send(200, answer.body, answer.content_type)
                 self._send(200, completion(answer, body.get("model", "test")))
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload: dict[str, Any] | bytes,
+                      content_type: str = "application/json") -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)

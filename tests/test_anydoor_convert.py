@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from storyagent.errors import ConversionError, InputError, UnsafeCheckpointError
 from storyagent.models.anydoor import AnyDoorPipeline
@@ -140,7 +145,7 @@ def test_a_checkpoint_with_one_extra_key_is_refused_naming_it(official, tmp_path
         convert_checkpoint(ckpt, tmp_path / "out", dinov2_pth=dinov2, config=official[1])
     assert not (tmp_path / "out" / "config.json").exists()
     assert main([str(ckpt), str(tmp_path / "cli"), "--dinov2", str(dinov2), "--config", str(config)]) == 2
-    assert key in capsys.readouterr().out
+    assert key in capsys.readouterr().err and not (tmp_path / "cli").exists()
 
 
 @pytest.mark.parametrize("key", [
@@ -153,3 +158,79 @@ def test_a_checkpoint_with_one_missing_key_is_refused_naming_it(official, tmp_pa
     with pytest.raises(ConversionError, match=re.escape(key)):
         convert_checkpoint(ckpt, tmp_path / "out", dinov2_pth=dinov2, config=official[1])
     assert not (tmp_path / "out" / "config.json").exists()
+
+
+# ---- the command line on files that are not the checkpoint (issue 16) --------------------------------
+
+
+def write_bad_checkpoint(kind: str, folder: Path) -> Path:
+    """A file a converter must refuse: missing, random bytes, truncated or unrelated safetensors, or a
+    pickle that needs code to load."""
+    path = folder / f"{kind}.ckpt"
+    if kind == "random":
+        path.write_bytes(random.Random(0).randbytes(4096))
+    elif kind in ("truncated", "unrelated"):
+        path = folder / f"{kind}.safetensors"
+        save_file({"model.diffusion_model.out.2.bias": torch.ones(64), "other.weight": torch.ones(32, 32)}
+                  if kind == "truncated" else {"text.embedding": torch.ones(8, 4), "head.bias": torch.zeros(4)}, path)
+        if kind == "truncated":
+            path.write_bytes(path.read_bytes()[:-100])
+    elif kind == "pickle":
+        torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(4)}, "callback": NotATensor()}, path)
+    return path
+
+
+BAD_FILES = {"missing": "does not exist", "random": "is neither a PyTorch checkpoint nor a safetensors file",
+             "truncated": "is a damaged safetensors file", "pickle": "Refusing checkpoint",
+             "unrelated": r"is not an? \w+ checkpoint: it holds none of the model's \d+ UNet weights "
+                          r"\(model\.diffusion_model\."}
+
+
+def assert_refused_in_one_line(captured, needle: str, out: Path) -> None:
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(needle, lines[0]), captured.err
+    assert "Traceback" not in captured.err
+    assert not out.exists(), "no output folder is left behind"
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_command_line_refuses_a_bad_checkpoint_in_one_line(official, tmp_path, capsys, kind):
+    folder, _, _ = official
+    ckpt = write_bad_checkpoint(kind, tmp_path)
+    assert main([str(ckpt), str(tmp_path / "out"), "--dinov2", str(folder / "dinov2_vitg14_pretrain.pth"),
+                 "--config", str(folder / "config.json")]) == 2
+    assert_refused_in_one_line(capsys.readouterr(), BAD_FILES[kind], tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_command_line_refuses_bad_dinov2_weights_in_one_line(official, tmp_path, capsys, kind):
+    folder, _, _ = official
+    dinov2 = write_bad_checkpoint(kind, tmp_path)
+    assert main([str(folder / "epoch=1-step=8687.ckpt"), str(tmp_path / "out"), "--dinov2", str(dinov2),
+                 "--config", str(folder / "config.json")]) == 2
+    # The DINOv2 file holds no UNet: an unrelated one is refused naming an entry the encoder does not have.
+    needle = "The DINOv2 weights hold 'cond_stage_model.model.head.bias'" if kind == "unrelated" else BAD_FILES[kind]
+    assert_refused_in_one_line(capsys.readouterr(), needle, tmp_path / "out")
+
+
+def test_command_line_without_dinov2_says_to_pass_it_and_keeps_an_existing_folder(official, tmp_path, capsys):
+    folder, _, _ = official
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main([str(folder / "epoch=1-step=8687.ckpt"), str(out), "--config", str(folder / "config.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [f"error: {folder / 'epoch=1-step=8687.ckpt'} holds no DINOv2 weights; "
+                                                 "pass --dinov2 dinov2_vitg14_pretrain.pth."]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"], "a folder the user had is left as it was"
+
+
+def test_module_run_as_a_command_shows_no_traceback(tmp_path):
+    ckpt = write_bad_checkpoint("random", tmp_path)
+    res = subprocess.run([sys.executable, "-m", "storyagent.models.anydoor.convert", str(ckpt), str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [f"error: {ckpt} is neither a PyTorch checkpoint nor a safetensors file; "
+                                               "give the path of the AnyDoor checkpoint."]
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from storyagent.models.dynamicrafter import DynamiCrafterConfig, DynamiCrafterPi
 from storyagent.models.dynamicrafter.convert import convert_checkpoint, main
 from storyagent.models.parity import relative_error
 from storyagent.models.dynamicrafter.testing import write_tiny_tokenizer
+from tests.test_anydoor_convert import BAD_FILES, assert_refused_in_one_line, write_bad_checkpoint
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "dynamicrafter_tiny"
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"parity fixture {FIXTURE} is absent (../shared not mounted)")
@@ -130,11 +133,39 @@ def test_checkpoint_with_a_custom_object_is_refused(tmp_path):
     assert not (tmp_path / "out" / "unet" / "diffusion_pytorch_model.safetensors").exists()
 
 
-def test_command_line_reports_a_refused_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("kind", BAD_FILES)
+def test_command_line_refuses_a_bad_checkpoint_in_one_line(tmp_path, capsys, kind):
+    ckpt = write_bad_checkpoint(kind, tmp_path)
+    assert main([str(ckpt), str(tmp_path / "out"), "--tokenizer", str(tmp_path)]) == 2
+    assert_refused_in_one_line(capsys.readouterr(), BAD_FILES[kind], tmp_path / "out")
+
+
+def test_a_state_dict_of_another_model_is_refused_naming_what_it_lacks(tmp_path, capsys):
+    # Tensors under the model's own prefixes, but none of the UNet's names: another model's state dict.
     ckpt = tmp_path / "model.ckpt"
-    torch.save({"state_dict": {"x": NotATensor()}}, ckpt)
-    assert main([str(ckpt), str(tmp_path / "out")]) == 2
-    assert "Refusing checkpoint" in capsys.readouterr().out
+    torch.save({"state_dict": {"model.diffusion_model.encoder.layer.0.weight": torch.ones(4, 4),
+                               "first_stage_model.quant.weight": torch.ones(4)}}, ckpt)
+    assert main([str(ckpt), str(tmp_path / "out"), "--tokenizer", str(tmp_path)]) == 2
+    needle = (r"is not a DynamiCrafter checkpoint: it holds none of the model's 1516 UNet weights "
+              r"\(model\.diffusion_model\.fps_embedding\.0\.bias, ")
+    assert_refused_in_one_line(capsys.readouterr(), needle, tmp_path / "out")
+
+
+def test_command_line_refuses_a_tokenizer_that_is_not_a_folder(tmp_path, capsys):
+    ckpt = write_bad_checkpoint("unrelated", tmp_path)
+    assert main([str(ckpt), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "nothing")]) == 2
+    assert_refused_in_one_line(capsys.readouterr(), "--tokenizer .* is not a folder", tmp_path / "out")
+
+
+def test_module_run_as_a_command_shows_no_traceback(tmp_path):
+    ckpt = write_bad_checkpoint("truncated", tmp_path)
+    res = subprocess.run([sys.executable, "-m", "storyagent.models.dynamicrafter.convert", str(ckpt),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stdout == "", "no tokenizer note when nothing was converted"
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"error: {ckpt} is a damaged safetensors file (") and line.endswith(
+        "); download the DynamiCrafter model.ckpt again.")
+    assert not (tmp_path / "out").exists()
 
 
 @needs_fixture
@@ -187,8 +218,8 @@ def test_a_checkpoint_with_one_extra_key_is_refused_naming_it(tmp_path, capsys, 
     with pytest.raises(ConversionError, match=re.escape(key)):
         convert_checkpoint(ckpt, tmp_path / "out", config)
     assert not (tmp_path / "out" / "config.json").exists()
-    assert main([str(ckpt), str(tmp_path / "cli")]) == 2
-    assert "error:" in capsys.readouterr().out
+    assert main([str(ckpt), str(tmp_path / "cli")]) == 2  # the default variant: refused, if on another key
+    assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "cli").exists()
 
 
 @needs_fixture

@@ -8,22 +8,36 @@ Specs:
   PATH                                       an AG2 OAI_CONFIG_LIST JSON file
 
 When `--llm` is not given: STORYAGENT_LLM, then `llm = "..."` in ./storyagent.toml or
-~/.config/storyagent/config.toml, then `none`. API keys are never written to logs or the manifest.
+~/.config/storyagent/config.toml, then `none`. API keys are never written to logs or the manifest, nor
+are credentials inside a URL (`http://user:pass@host/v1`): the client alone keeps them.
+
+Every answer is checked on arrival (UTF-8 JSON with a non-empty `choices` list of messages), so a
+broken endpoint ends the run with one sentence naming `--llm` instead of an error deep in the client.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from storyagent.errors import InputError
+from storyagent.errors import InputError, StoryAgentError
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT = 120.0
+TIMEOUT_VARIABLE = "STORYAGENT_LLM_TIMEOUT"
 CONFIG_FILES = (Path("storyagent.toml"), Path("~/.config/storyagent/config.toml").expanduser())
+
+
+class LLMAnswerError(StoryAgentError):
+    """The endpoint answered with something that is not a chat completion."""
 
 
 @dataclass
@@ -32,6 +46,7 @@ class LLMSettings:
     """What the user asked for, safe to log (never holds a key)."""
     config_list: list[dict[str, Any]] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
+    _http: httpx.Client | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -39,22 +54,95 @@ class LLMSettings:
 
     @property
     def endpoint(self) -> str:
+        """Where the LLM is, safe to show (credentials in the URL removed)."""
         if not self.config_list:
             return "none"
-        return str(self.config_list[0].get("base_url") or "https://api.openai.com/v1")
+        return without_credentials(str(self.config_list[0].get("base_url") or "https://api.openai.com/v1"))
 
     def llm_config(self, temperature: float | None = None) -> dict[str, Any] | bool:
         """The AG2 `llm_config` for an agent; False when offline."""
         if not self.enabled:
             return False
-        entries = []
-        for entry in self.config_list:
-            e = {**entry, "timeout": self.timeout, "max_retries": 0}
-            entries.append(e)
+        entries = [{**entry, "timeout": self.timeout, "max_retries": 0, "http_client": self.http_client()}
+                   for entry in self.config_list]
         cfg: dict[str, Any] = {"config_list": entries, "cache_seed": None}
         if temperature is not None:
             cfg["temperature"] = temperature
         return cfg
+
+    def http_client(self) -> httpx.Client:
+        """One connection pool for the whole crew, checking every chat completion as it arrives."""
+        if self._http is None:
+            import openai
+
+            class SharedClient(openai.DefaultHttpxClient):
+                def __deepcopy__(self, memo: dict[int, Any]) -> SharedClient:
+                    return self  # AG2 deep-copies every llm_config; a connection pool is shared, not copied
+
+            self._http = SharedClient(event_hooks={"response": [self._check_answer]})
+        return self._http
+
+    def _check_answer(self, response: httpx.Response) -> None:
+        if (response.status_code != 200 or not response.request.url.path.rstrip("/").endswith("/chat/completions")
+                or "event-stream" in response.headers.get("content-type", "")):
+            return  # error statuses are the client's to explain; only completions have this shape
+        response.read()
+        problem = answer_problem(response.content)
+        if problem is not None:
+            # Raised inside the openai client, which wraps it; explain_llm_error finds it in the chain.
+            raise LLMAnswerError(f"The LLM at {self.endpoint} answered {problem}; check that --llm {self.spec} "
+                                  "points at an OpenAI-compatible chat-completions endpoint, or use --llm none.")
+
+
+def answer_problem(body: bytes) -> str | None:
+    """What is wrong with a chat-completions body, as the end of "The LLM answered ..."; None if usable."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "with a body that is not UTF-8 text"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return f"with a body that is not JSON (it starts {text.strip()[:40]!r})"
+    if not isinstance(data, dict):
+        return f"with JSON that is not an object (a {type(data).__name__})"
+    choices = data.get("choices")
+    if choices is None:
+        error = data.get("error")
+        if error:
+            detail = error.get("message") if isinstance(error, dict) else error
+            return f"with an error instead of a completion ({str(detail).strip()[:120]!r})"
+        return 'without a "choices" list'
+    if not isinstance(choices, list):
+        return f'with "choices" that is not a list (a {type(choices).__name__})'
+    if not choices:
+        return 'with an empty "choices" list'
+    if not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+        return 'with a choice that holds no "message" object'
+    return None
+
+
+def without_credentials(url: str) -> str:
+    """`url` without `user:password@`, for anything that is shown or recorded."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def llm_timeout() -> float:
+    """Seconds to wait for one LLM answer, from STORYAGENT_LLM_TIMEOUT (default 120)."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{TIMEOUT_VARIABLE}={raw!r} is not a timeout; set it to a number of seconds above 0 "
+                         f"(e.g. 300) or unset it for the default {DEFAULT_TIMEOUT:g}.")
+    return value
 
 
 def default_spec() -> str:
@@ -73,7 +161,7 @@ def default_spec() -> str:
 
 def parse_llm(spec: str | None) -> LLMSettings:
     spec = (spec or default_spec()).strip()
-    timeout = float(os.environ.get("STORYAGENT_LLM_TIMEOUT", DEFAULT_TIMEOUT))
+    timeout = llm_timeout()
     if spec.lower() in ("", "none", "offline"):
         return LLMSettings("none", timeout=timeout)
     kind, _, rest = spec.partition(":")
@@ -93,7 +181,8 @@ def parse_llm(spec: str | None) -> LLMSettings:
         if not model or not url.startswith(("http://", "https://")):
             raise InputError("--llm openai-compatible needs MODEL@http://host:port/v1, e.g. openai-compatible:llama3@http://127.0.0.1:8000/v1.")
         key = os.environ.get("STORYAGENT_LLM_API_KEY", "not-needed")
-        return LLMSettings(f"openai-compatible:{model}@{url}", [{"model": model, "base_url": url, "api_key": key}], timeout)
+        return LLMSettings(f"openai-compatible:{model}@{without_credentials(url)}",
+                           [{"model": model, "base_url": url, "api_key": key}], timeout)
     path = Path(spec).expanduser()
     if path.is_file():
         try:
@@ -113,11 +202,13 @@ def explain_llm_error(exc: BaseException, settings: LLMSettings) -> str | None:
     """One sentence for an LLM failure, naming the setting to fix; None if `exc` is not one."""
     import openai
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        where = settings.endpoint
+    chain = _causes(exc)
+    # A malformed answer is found by our check inside the client, which wraps it as a connection error.
+    malformed = next((e for e in chain if isinstance(e, LLMAnswerError)), None)
+    if malformed is not None:
+        return str(malformed)
+    where = settings.endpoint
+    for current in chain:
         if isinstance(current, openai.APITimeoutError):
             return (f"The LLM at {where} did not answer within {settings.timeout:g} s; "
                     "raise STORYAGENT_LLM_TIMEOUT, use a faster model, or run with --llm none.")
@@ -131,5 +222,14 @@ def explain_llm_error(exc: BaseException, settings: LLMSettings) -> str | None:
             return f"The model in --llm {settings.spec} does not support tool calls; choose a model that does."
         if isinstance(current, openai.APIStatusError):
             return f"The LLM at {where} answered with an error ({current.status_code}); check --llm {settings.spec}."
-        current = current.__cause__ or current.__context__
     return None
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -26,6 +26,7 @@ from storyagent.media import read_frames
 REVIEW_MODES = ("none", "rules", "llm", "human", "aesthetic")
 MIN_SUBJECT_FRACTION = 0.01
 BLANK_STD = 3.0
+MAX_VERDICT_ATTEMPTS = 3
 
 
 def make_observer(ctx: CrewContext) -> ConversableAgent | None:
@@ -125,14 +126,28 @@ def review_images(ctx: CrewContext) -> list[str]:
 
 
 def llm_review(agent: ConversableAgent, ctx: CrewContext) -> str:
+    """The vision LLM's verdict. One it cannot give (shots out of range) goes back to it with the reason, at
+    most `MAX_VERDICT_ATTEMPTS` times; then the stage is accepted as it is and the transcript says so."""
     assert ctx.script is not None
     text = (f"Stage under review: {ctx.stage}. The story, as JSON: {ctx.script.model_dump_json()}\n"
             f"The character is {ctx.cfg.name}, a {ctx.cfg.class_word}. Give your verdict on one line.")
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     content += [{"type": "image_url", "image_url": {"url": url}} for url in review_images(ctx)]
-    response = agent.client.create(messages=[{"role": "system", "content": _role()}, {"role": "user", "content": content}])
-    answer = agent.client.extract_text_or_completion_object(response)[0]
-    return (answer if isinstance(answer, str) else str(answer)).strip().splitlines()[0] if answer else "good"
+    messages: list[dict[str, Any]] = [{"role": "system", "content": _role()}, {"role": "user", "content": content}]
+    for _ in range(MAX_VERDICT_ATTEMPTS):
+        response = agent.client.create(messages=messages)
+        answer = agent.client.extract_text_or_completion_object(response)[0]
+        lines = (answer if isinstance(answer, str) else str(answer or "")).strip().splitlines()
+        verdict = lines[0] if lines else "good"
+        try:
+            parse_verdict(verdict, len(ctx.script.shots))
+            return verdict
+        except InputError as exc:
+            retry = f"That verdict cannot be used: {exc} Give your verdict again on one line."
+            messages += [{"role": "assistant", "content": verdict}, {"role": "user", "content": retry}]
+    ctx.events.append(f"{ctx.stage}: accepted; the observer's LLM gave no usable verdict in {MAX_VERDICT_ATTEMPTS} "
+                      f"tries (last: {verdict[:80]!r})")
+    return "good"
 
 
 # ---- human ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def make_storyboard_generator(ctx: CrewContext) -> ConversableAgent:
 
     def generate_storyboard_tool(shots: ShotsArg = None, feedback: FeedbackArg = "") -> str:
         assert ctx.script is not None, "the story comes first"
-        sel = ShotSelection(shots=shots or None, feedback=feedback).checked(len(ctx.script.shots))
+        sel = ShotSelection.from_call(shots, feedback, len(ctx.script.shots))
         if sel.shots or sel.feedback:
             # The story is the source of truth: a change asked for the pictures is written into it.
             if sel.feedback:
@@ -52,7 +52,7 @@ def make_video_creator(ctx: CrewContext) -> ConversableAgent:
 
     def animate_shots_tool(shots: ShotsArg = None, feedback: FeedbackArg = "") -> str:
         assert ctx.script is not None and ctx.storyboard, "the storyboard comes first"
-        sel = ShotSelection(shots=shots or None, feedback=feedback).checked(len(ctx.script.shots))
+        sel = ShotSelection.from_call(shots, feedback, len(ctx.script.shots))
         if sel.shots or sel.feedback:
             record_redo(ctx.ws, "video", sel.shots or [s.index for s in ctx.script.shots], sel.feedback)
         before = {c.shot: c.input_hash for c in ctx.clips}

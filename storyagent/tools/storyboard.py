@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.media import contact_sheet, write_png
-from storyagent.schemas import Artifact, StoryboardFrame, StoryScript
+from storyagent.schemas import Artifact, StoryboardFrame, StoryScript, format_validation_error
 from storyagent.tools.backend import Backend, select_backend
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json
@@ -29,11 +29,18 @@ class ShotSelection(BaseModel):
     shots: list[int] | None = Field(default=None, description="Shot numbers to redo; empty or null for every shot.")
     feedback: str = Field(default="", max_length=2000, description="The reviewer's words for those shots.")
 
-    def checked(self, num_shots: int) -> ShotSelection:
-        bad = [s for s in self.shots or [] if not 1 <= s <= num_shots]
+    @classmethod
+    def from_call(cls, shots: list[int] | None, feedback: str, num_shots: int) -> ShotSelection:
+        """A tool call's arguments, checked; every problem is a `ToolArgumentError`, which goes back to the
+        LLM that made the call so it can correct it (a bounded number of times)."""
+        try:
+            selection = cls(shots=shots or None, feedback=feedback)
+        except ValidationError as exc:
+            raise ToolArgumentError(format_validation_error(exc, "tool arguments") + ".") from exc
+        bad = [s for s in selection.shots or [] if not 1 <= s <= num_shots]
         if bad:
             raise ToolArgumentError(f"Shot numbers must be between 1 and {num_shots}; got {bad}.")
-        return self
+        return selection
 
 
 def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,

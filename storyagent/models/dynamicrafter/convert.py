@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from storyagent.errors import ConversionError, StoryAgentError, UnsafeCheckpointError, WeightsNotFoundError
+from storyagent.errors import ConversionError, InputError, UnsafeCheckpointError, WeightsNotFoundError
+from storyagent.models.anydoor.convert import official_names, refuse_foreign_state, run_converter
 from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, ResamplerConfig, UNetConfig, variant_config
 from storyagent.models.dynamicrafter.loading import (
     COMPONENTS, POSITION_IDS, build_clip_on_meta, clip_config, save_clip, save_component,
@@ -232,6 +233,8 @@ def convert_checkpoint(ckpt: str | Path, out_dir: str | Path, config: DynamiCraf
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise UnsafeCheckpointError(f"{ckpt} holds non-tensor entries ({bad[0]!r}, ...); it is not a plain state dict.")
+    refuse_foreign_state(state, official_names(lambda: DynamiCrafterUNet(config.unet), unet_renames(config.unet),
+                                               UNET_PREFIX), ckpt, "a DynamiCrafter checkpoint")
     parts = split_checkpoint(state, config)
     encoders = {}
     if "text_encoder" in parts:
@@ -264,19 +267,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from storyagent.weights import resolve_weights
 
-    tokenizer = args.tokenizer
+    tokenizer, note = args.tokenizer, None
     if tokenizer is None:
         try:
             tokenizer = resolve_weights("open-clip-vit-h-14")
         except WeightsNotFoundError as exc:
-            print(f"note: no tokenizer copied ({exc}); add one to OUT_DIR/tokenizer before using prompts.")
-    try:
-        path = convert_checkpoint(args.checkpoint, args.out_dir, variant_config(args.variant), tokenizer_dir=tokenizer)
-    except StoryAgentError as exc:
-        print(f"error: {exc}")
-        return 2
-    print(f"wrote {path}")
-    return 0
+            note = f"note: no tokenizer copied ({exc}); add one to OUT_DIR/tokenizer before using prompts."
+
+    def convert() -> Path:
+        # Checked first: the tokenizer is copied last, after the weights were written.
+        if tokenizer is not None and not Path(tokenizer).is_dir():
+            raise InputError(f"--tokenizer {tokenizer} is not a folder; give the folder holding the OpenCLIP "
+                             "ViT-H/14 tokenizer files.")
+        return convert_checkpoint(args.checkpoint, args.out_dir, variant_config(args.variant), tokenizer_dir=tokenizer)
+
+    code = run_converter(convert, args.out_dir, {"the DynamiCrafter model.ckpt": args.checkpoint})
+    if code == 0 and note:
+        print(note)
+    return code
 
 
 if __name__ == "__main__":
