@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +13,7 @@ import typer
 from rich.table import Table
 
 from storyagent.commands import fail
-from storyagent.errors import StoryAgentError
+from storyagent.errors import InputError, StoryAgentError
 from storyagent.progress import console
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -58,15 +59,40 @@ def default_name(subject: Path) -> str:
 
 def default_out(prompt: str, resume: bool) -> Path:
     """`runs/<prompt-slug>`; a new run never lands in a folder that already holds one."""
-    from storyagent.workspace import MANIFEST, slugify
+    from storyagent.workspace import read_run, slugify
+
+    def taken(folder: Path) -> bool:
+        try:
+            return read_run(folder) is not None
+        except StoryAgentError:  # a damaged manifest: someone's run, left for them to look at
+            return True
 
     base = Path("runs") / slugify(prompt)
-    if resume or not (base / MANIFEST).exists():
+    if resume or not taken(base):
         return base
     n = 2
-    while (base.with_name(f"{base.name}-{n}") / MANIFEST).exists():
+    while taken(base.with_name(f"{base.name}-{n}")):
         n += 1
     return base.with_name(f"{base.name}-{n}")
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled as Ctrl-C is (finished work kept, a message, no traceback)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def interrupted(exc: BaseException) -> tuple[str, int]:
+    """How to report an interruption: the words, and the exit status a shell expects (128 + signal)."""
+    if isinstance(exc, Stopped):
+        return f"Stopped by {exc}.", 128 + exc.signum
+    return "Interrupted.", 128 + signal.SIGINT
 
 
 @app.command()
@@ -117,8 +143,12 @@ def run(
                min_score=min_score)
 
 
-def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose: bool, **settings: object) -> None:
-    """Validate the settings, run the crew, print where the film is; one sentence on any user error."""
+def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose: bool, own_story_only: bool = False,
+               **settings: object) -> None:
+    """Validate the settings, run the crew, print where the film is; one sentence on any user error.
+
+    `own_story_only` (the demo): refuse a folder that holds a run of another story.
+    """
     from storyagent.agents.crew import run_crew
     from storyagent.agents.llm import parse_llm
     from storyagent.config import RunConfig
@@ -126,14 +156,31 @@ def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose
     try:
         llm_settings = parse_llm(llm)
         cfg = RunConfig.build(**settings, llm=llm_settings.spec)
+        if own_story_only:
+            _refuse_another_story(folder, cfg.inputs_record())
         result = run_crew(cfg, folder, resume=resume, show_progress=not quiet, llm=llm_settings, verbose=verbose)
     except StoryAgentError as exc:
         raise fail(str(exc)) from None
-    except (KeyboardInterrupt, EOFError):
-        console.print(f"\n[yellow]Interrupted.[/] Finished work is kept in {folder}; continue with the same command plus "
-                      f"--out {folder} --resume.", highlight=False)
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, EOFError) as exc:
+        words, status = interrupted(exc)
+        console.print(f"\n[yellow]{words}[/] Finished work is kept in {folder}; continue with the same command plus "
+                      f"--out {folder} --resume.", highlight=False, soft_wrap=True)
+        raise typer.Exit(status) from None
     _summary(result)
+
+
+def _refuse_another_story(folder: Path, inputs: dict[str, object]) -> None:
+    """The demo resumes its own run in `folder`, and never writes over a run made with other inputs.
+
+    The number of shots may differ: that is the demo at another length, not someone's story.
+    """
+    from storyagent.workspace import read_run
+
+    run = read_run(folder)
+    if run is not None and {k: v for k, v in run["inputs"].items() if k != "shots"} != \
+            {k: v for k, v in inputs.items() if k != "shots"}:
+        raise InputError(f"{folder} holds a run of another story, which the demo never writes over; "
+                         "give the demo another --out.")
 
 
 def _summary(result) -> None:
@@ -182,8 +229,8 @@ def chat(
             subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
         while not (prompt or "").strip():
             prompt = Prompt.ask("What is the story about?", console=console)
-    except (KeyboardInterrupt, EOFError):
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, EOFError) as exc:
+        raise typer.Exit(interrupted(exc)[1]) from None
     folder = out if out is not None else default_out(prompt, resume)
     if resume and (folder / TRANSCRIPT).exists():
         _show_previous_session(folder / TRANSCRIPT)
@@ -216,8 +263,8 @@ def demo(
     subject = EXAMPLES_DIR / "pip"
     if not subject.exists():
         raise fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
-    _make_film(out, resume=True, llm="none", quiet=quiet, verbose=False, prompt="a day at the seaside", subject=subject,
-               name="Pip", class_word="fox", shots=shots)
+    _make_film(out, resume=True, llm="none", quiet=quiet, verbose=False, own_story_only=True,
+               prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots)
 
 
 @app.command()
@@ -288,14 +335,20 @@ def weights_fetch(names: Annotated[list[str], typer.Argument(help="Names from `s
 
 
 def main() -> None:
+    # A closed terminal (SIGHUP) or `kill`/a scheduler (SIGTERM) stops a run as Ctrl-C does: the
+    # exception unwinds through the atomic writers, so no temp file is left and finished work is kept.
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop)
     _mount_commands()
     try:
         app()
     except StoryAgentError as exc:
         sys.exit(fail(str(exc)).exit_code)
-    except KeyboardInterrupt:
-        console.print("\n[yellow]Interrupted.[/]")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        words, status = interrupted(exc)
+        console.print(f"\n[yellow]{words}[/]")
+        sys.exit(status)
     except Exception as exc:  # a bug: one line to the user, the traceback only on request
         if os.environ.get("STORYAGENT_DEBUG"):
             raise

@@ -1,6 +1,8 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
-An interrupted write leaves either the old file or the new one, never half of one.
+An interrupted write leaves either the old file or the new one, never half of one. A process
+killed mid-write (SIGKILL, power loss) leaves its temp file behind; `remove_temp_files` clears
+those, and it matches only the names `atomic_path` makes.
 """
 
 from __future__ import annotations
@@ -8,23 +10,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# `.{stem}.{8 hex digits}.tmp{suffix}`: hidden, and the suffix kept so writers that infer the format
+# from it work. The names are made here rather than by `tempfile` so that TEMP_NAME matches exactly
+# them; its alphabet also takes `tempfile.mkstemp`'s 8 characters, which earlier versions used.
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?")
+
+
+def _temp_path(path: Path) -> Path:
+    while True:
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return tmp
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`.
-
-    The temporary name keeps the suffix, so writers that infer the format from it work.
-    """
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_path(path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -32,6 +45,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files `atomic_path` left in `folder` and its subfolders; returns them.
+
+    Only for a folder no live process writes to (a run folder under its lock). Symlinked folders
+    are not followed, so nothing outside `folder` is touched.
+    """
+    removed = []
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            p = Path(dirpath, name)
+            if TEMP_NAME.fullmatch(name) and not p.is_symlink() and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

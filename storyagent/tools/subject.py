@@ -11,6 +11,7 @@ from PIL import Image
 
 from storyagent.config import RunConfig
 from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
+from storyagent.media.reading import _sibling_mask as sibling_mask
 from storyagent.schemas import Artifact, Subject
 from storyagent.workspace import Workspace, hash_file, hash_json
 
@@ -73,11 +74,11 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
     subject.
     """
     files = media_files(cfg.subject)
-    sources = {str(f): hash_file(f) for f in files}
-    if cfg.mask is not None:
-        sources[f"mask:{cfg.mask}"] = hash_file(cfg.mask)
-    h = hash_json({"sources": sources, "max_frames": cfg.max_reference_frames,
-                   "masks": masks.name if masks else "cut-out"})
+    # Contents only, in reading order (it decides which frame is frame_01): the same media under
+    # another spelling of their path (relative, absolute, through a symlink) reuse the frames.
+    sources = [[hash_file(f), *([hash_file(m)] if (m := sibling_mask(f)) else [])] for f in files]
+    h = hash_json({"sources": sources, "mask": hash_file(cfg.mask) if cfg.mask is not None else None,
+                   "max_frames": cfg.max_reference_frames, "masks": masks.name if masks else "cut-out"})
     count = ws.manifest.get("subject_frames", 0)
     keys = [frame_key(i + 1) for i in range(count)]
     if count and all(ws.fresh(k, h) for k in keys):
