@@ -26,7 +26,7 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backend import select_backend
+from storyagent.tools.backend import Backend, select_backend
 from storyagent.tools.film import assemble_film
 from storyagent.tools.subject import prepare_subject
 from storyagent.workspace import Workspace
@@ -76,7 +76,13 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
     backend = select_backend(cfg)  # the one choice of backend for the whole run
     backend.check()
-    ws = Workspace.open(out, cfg.inputs_record(), resume=resume)
+    with Workspace.open(out, cfg.inputs_record(), resume=resume) as ws:  # the folder's lock, held to the end
+        return _run(ws, cfg, backend, llm, show_progress, max_rounds, verbose, io)
+
+
+def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show_progress: bool, max_rounds: int,
+         verbose: bool, io: IOStream | None) -> RunResult:
+    """`run_crew` inside its open run folder."""
     ws.manifest["speakers"] = []
     # 0. The subject preparation stage: reference frames and masks, and what the backend learns from them.
     subject = prepare_subject(ws, cfg, backend.reference_masks())
