@@ -57,6 +57,24 @@ class RunConfig(BaseModel):
             raise ValueError(f"--shots must be between 1 and {MAX_SHOTS}, got {v}")
         return v
 
+    # The media checks answer in one sentence (InputError, which pydantic lets through unwrapped).
+    # Run here, they refuse a bad path before the run folder is made and before the subject's files
+    # are hashed, which would block for ever on a FIFO. Imported late: the media stack is heavy.
+    @field_validator("subject")
+    @classmethod
+    def _subject_ok(cls, v: Path) -> Path:
+        from storyagent.media.reading import media_files
+
+        media_files(v)
+        return v
+
+    @field_validator("mask")
+    @classmethod
+    def _mask_ok(cls, v: Path | None) -> Path | None:
+        from storyagent.media.reading import regular_file
+
+        return v if v is None else regular_file(v, "--mask", "pass a mask image (white = subject)")
+
     @field_validator("width", "height")
     @classmethod
     def _even(cls, v: int) -> int:

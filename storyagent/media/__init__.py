@@ -3,7 +3,8 @@
 Frames are H×W×3 uint8 RGB numpy arrays; masks are H×W bool arrays (True = subject); pixel boxes
 are `Box` (top, bottom, left, right; ends exclusive).
 
-- `reading`: media files, images, videos, mask images, the subject's reference media
+- `reading`: media files, images, videos (streamed: `probe_video`, `decode_video`), mask images, the
+  subject's reference media; bounded memory, special files refused
 - `segmentation`: GrabCut subject masks, mask checks, the RGBA cut-out
 - `box`: the one `Box` type and the geometry on it
 - `writing`: mp4 and PNG, written atomically
@@ -14,11 +15,14 @@ from storyagent.media.box import Box, expand_box, grow_box, mask_box, square_box
 from storyagent.media.layout import contact_sheet, load_font, wrap_text
 from storyagent.media.reading import (
     IMAGE_SUFFIXES,
+    MAX_PIXELS,
     MIN_SIDE,
     VIDEO_SUFFIXES,
     ReferenceMedia,
+    decode_video,
     load_reference,
     media_files,
+    probe_video,
     read_frames,
     read_image,
     read_mask,
@@ -28,8 +32,8 @@ from storyagent.media.segmentation import check_mask, segment_subject, subject_c
 from storyagent.media.writing import write_png, write_video
 
 __all__ = [
-    "IMAGE_SUFFIXES", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "ReferenceMedia", "check_mask", "contact_sheet",
-    "expand_box", "grow_box", "load_font", "load_reference", "mask_box", "media_files", "read_frames", "read_image",
-    "read_mask", "read_video", "segment_subject", "square_box", "subject_cutout", "wrap_text", "write_png",
-    "write_video",
+    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "ReferenceMedia", "check_mask",
+    "contact_sheet", "decode_video", "expand_box", "grow_box", "load_font", "load_reference", "mask_box",
+    "media_files", "probe_video", "read_frames", "read_image", "read_mask", "read_video", "segment_subject",
+    "square_box", "subject_cutout", "wrap_text", "write_png", "write_video",
 ]
