@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from storyagent.errors import InputError
 from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_error
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def without_credentials(text: str) -> str:
+    """`text` with the `user:password@` of every URL in it removed, for anything shown or recorded."""
+    return _URL_CREDENTIALS.sub("", text)
 
 
 class RunConfig(BaseModel):
@@ -97,7 +105,8 @@ class RunConfig(BaseModel):
         return self.video_adapter
 
     def inputs_record(self) -> dict[str, object]:
-        """What the manifest stores as the run's inputs."""
+        """What the manifest stores as the run's inputs (never a password from an --llm URL)."""
         data = self.model_dump(mode="json")
+        data["llm"] = without_credentials(self.llm)
         data["subject"] = str(self.subject.resolve())
         return data

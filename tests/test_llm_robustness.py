@@ -161,3 +161,13 @@ def test_cli_reports_a_bad_llm_timeout_without_internal_error(tmp_path):
     expected = ("error: STORYAGENT_LLM_TIMEOUT='abc' is not a timeout; set it to a number of seconds above 0 "
                 "(e.g. 300) or unset it for the default 120.")
     assert res.stderr.strip().splitlines() == [expected]
+
+
+def test_the_python_api_records_no_password_either():
+    """`run_crew(cfg)` records `cfg.inputs_record()`: an --llm URL's credentials never reach it."""
+    from storyagent.config import RunConfig
+
+    cfg = RunConfig.build(prompt="a day", subject=PIP,
+                          name="Pip", llm="openai-compatible:m@http://pip:hunter2-secret@127.0.0.1:9/v1")
+    assert cfg.inputs_record()["llm"] == "openai-compatible:m@http://127.0.0.1:9/v1"
+    assert cfg.llm.endswith("pip:hunter2-secret@127.0.0.1:9/v1"), "the client still gets them"

@@ -24,8 +24,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from storyagent.config import without_credentials
 from storyagent.errors import InputError, StoryAgentError
 
 if TYPE_CHECKING:
@@ -120,14 +120,6 @@ def answer_problem(body: bytes) -> str | None:
     if not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
         return 'with a choice that holds no "message" object'
     return None
-
-
-def without_credentials(url: str) -> str:
-    """`url` without `user:password@`, for anything that is shown or recorded."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def llm_timeout() -> float:
