@@ -14,8 +14,9 @@ buffers in the checkpoint. This module holds that shared layout once, as rename 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -201,3 +202,21 @@ def vae_to_ldm(state: StateDict, cfg: DDConfig) -> StateDict:
 def build_autoencoder_on_meta(cfg: DDConfig) -> AutoencoderKL:
     with torch.device("meta"):
         return build_autoencoder(cfg)
+
+
+def official_names(build: Callable[[], torch.nn.Module], renames: Mapping[str, str], prefix: str) -> list[str]:
+    """The checkpoint names of a module's weights: `build()` (on the meta device, nothing allocated) through
+    its rename table read backwards."""
+    with torch.device("meta"):
+        ours = build().state_dict()
+    return sorted(prefix + k for k in rename_keys(dict.fromkeys(ours), invert(dict(renames)), "converted"))
+
+
+def refuse_foreign_state(state: Mapping[str, Any], expected: list[str], path: str | os.PathLike[str],
+                         what: str) -> None:
+    """Refuse a state dict holding none of `expected` (the checkpoint names of the model's UNet, which every
+    checkpoint of the model holds), naming the first few and how many."""
+    if any(key in state for key in expected):
+        return  # the model's, if perhaps incomplete: the conversion names what is missing
+    raise ConversionError(f"{path} is not {what}: it holds none of the model's {len(expected)} UNet weights "
+                          f"({', '.join(expected[:3])}, ...); give the official checkpoint.")

@@ -22,23 +22,19 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import sys
-import zipfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from storyagent.errors import ConversionError, InputError, StoryAgentError
+from storyagent.errors import InputError
 from storyagent.models.anydoor.components import (
     HINT_EMBEDDING_CHANNELS, alphas_cumprod, build_components, build_unet, ddpm_betas,
 )
 from storyagent.models.anydoor.config import AnyDoorConfig, ImageEncoderConfig, UNetConfig
+from storyagent.models.conversion import run_converter
 from storyagent.models.ldm import (
-    RESBLOCK_PARTS, check_keys, convert_vae, invert, module_renames, reject_unknown_entries, rename_keys, take,
-    vae_to_ldm,
+    RESBLOCK_PARTS, check_keys, convert_vae, invert, module_renames, official_names, refuse_foreign_state,
+    reject_unknown_entries, rename_keys, take, vae_to_ldm,
 )
 from storyagent.weights import load_pickled_state_dict
 
@@ -260,108 +256,6 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_converter(convert, args.out_dir, {"the AnyDoor checkpoint": args.checkpoint,
                                                  "the DINOv2 weights (--dinov2)": args.dinov2})
-
-
-# ---- what both converters' command lines share (the DynamiCrafter converter imports these) ----------
-
-
-def run_converter(convert: Callable[[], Path], out_dir: str, inputs: Mapping[str, str | None]) -> int:
-    """A converter's command line: check the input files (`inputs`: what each is -> its path), convert,
-    say where the result is.
-
-    Any failure is one sentence on stderr and exit status 2 (STORYAGENT_DEBUG=1 raises it instead);
-    an output folder this run created is removed again, so none is left half-written.
-    """
-    out = Path(out_dir)
-    created = not out.exists()
-    done = False
-    try:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"The output {out} is a file; give a folder to write the converted model into.")
-        for what, path in inputs.items():
-            if path is not None and (problem := checkpoint_file_problem(path, what)):
-                raise InputError(problem)
-        result = convert()
-        done = True
-    except KeyboardInterrupt:
-        print("error: interrupted before the conversion finished; run the same command again.", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("STORYAGENT_DEBUG"):
-            raise
-        print(f"error: {failure_sentence(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        if not done and created:
-            shutil.rmtree(out, ignore_errors=True)
-    print(f"wrote {result}")
-    return 0
-
-
-def checkpoint_file_problem(path: str | os.PathLike[str], what: str) -> str | None:
-    """Why `path` cannot be `what`, read off the file's first bytes before a loader sees it; None if it may be."""
-    path = Path(path)
-    if not path.exists():
-        return f"{path} does not exist; give the path of {what}."
-    if not path.is_file():
-        return f"{path} is not a file; give the path of {what} itself."
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(9)
-    except OSError as exc:
-        return f"Cannot read {path} ({exc.strerror}); check that it is {what} and readable."
-    if head.startswith(b"PK\x03\x04"):  # torch.save's zip format
-        if zipfile.is_zipfile(path):
-            return None
-        return (f"{path} is a damaged PyTorch checkpoint (its zip archive is truncated or corrupt); "
-                f"download {what} again.")
-    if head[8:9] == b"{":  # safetensors: the header's length (8 bytes), then the JSON header
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt"):
-                return None
-        except (SafetensorError, OSError, ValueError) as exc:
-            return f"{path} is a damaged safetensors file ({_first_line(exc)}); download {what} again."
-    if head[:1] == b"\x80":  # a pickle: torch.save's legacy format
-        return None
-    return f"{path} is neither a PyTorch checkpoint nor a safetensors file; give the path of {what}."
-
-
-def failure_sentence(exc: BaseException) -> str:
-    """One sentence for any failure of a conversion, saying what to do."""
-    if isinstance(exc, StoryAgentError):
-        return _first_line(exc)
-    if isinstance(exc, MemoryError):
-        return "There is not enough memory to convert this checkpoint; close other programs or use a larger machine."
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or _first_line(exc)}{where}; check the paths and the free disk space, then run again."
-    return (f"The conversion failed unexpectedly ({type(exc).__name__}: {_first_line(exc)}); run again with "
-            "STORYAGENT_DEBUG=1 for the traceback and report it.")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def official_names(build: Callable[[], torch.nn.Module], renames: Mapping[str, str], prefix: str) -> list[str]:
-    """The checkpoint names of a module's weights: `build()` (on the meta device, nothing allocated) through
-    its rename table read backwards."""
-    with torch.device("meta"):
-        ours = build().state_dict()
-    return sorted(prefix + k for k in rename_keys(dict.fromkeys(ours), invert(dict(renames)), "converted"))
-
-
-def refuse_foreign_state(state: Mapping[str, Any], expected: list[str], path: str | os.PathLike[str],
-                         what: str) -> None:
-    """Refuse a state dict holding none of `expected` (the checkpoint names of the model's UNet, which every
-    checkpoint of the model holds), naming the first few and how many."""
-    if any(key in state for key in expected):
-        return  # the model's, if perhaps incomplete: the conversion names what is missing
-    raise ConversionError(f"{path} is not {what}: it holds none of the model's {len(expected)} UNet weights "
-                          f"({', '.join(expected[:3])}, ...); give the official checkpoint.")
 
 
 if __name__ == "__main__":

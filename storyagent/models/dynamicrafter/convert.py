@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from storyagent.errors import ConversionError, InputError, UnsafeCheckpointError, WeightsNotFoundError
-from storyagent.models.anydoor.convert import official_names, refuse_foreign_state, run_converter
+from storyagent.models.conversion import run_converter
 from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, ResamplerConfig, UNetConfig, variant_config
 from storyagent.models.dynamicrafter.loading import (
     COMPONENTS, POSITION_IDS, build_clip_on_meta, clip_config, save_clip, save_component,
@@ -33,7 +33,8 @@ from storyagent.models.dynamicrafter.loading import (
 from storyagent.models.dynamicrafter.resampler import Resampler
 from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet, plan_stages
 from storyagent.models.ldm import (
-    RESBLOCK_PARTS, check_keys, convert_vae, module_renames, reject_unknown_entries, rename_keys, take,
+    RESBLOCK_PARTS, check_keys, convert_vae, module_renames, official_names, refuse_foreign_state, reject_unknown_entries,
+    rename_keys, take,
 )
 
 UNET_PREFIX = "model.diffusion_model."
