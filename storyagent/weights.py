@@ -196,8 +196,8 @@ def resolve_weights_file(name: str, local_path: str | os.PathLike[str] | None = 
 
 
 def _unsafe_message(path: Any, exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (
-        f"Refusing checkpoint {path}: it needs more than plain tensors to load "
-        f"(weights_only=True failed: {first}). Convert it to safetensors in a trusted environment."
-    )
+    text = str(exc).strip()
+    # torch's refusal runs to a page of advice; its first sentence says what failed
+    first = text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
+    return (f"Refusing checkpoint {path}: it needs more than plain tensors to load ({first}); "
+            "convert it to safetensors in a trusted environment.")
