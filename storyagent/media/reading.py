@@ -120,7 +120,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
     """
     path = Path(path)
     rgb, alpha = _read_picture(path, "Image", "pass a png/jpg/webp photo", _to_rgb8, max_pixels)
-    _check_size(rgb, path)
+    check_size(rgb, path)
     return rgb, alpha
 
 
@@ -178,7 +178,7 @@ def _to_rgb8(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(img.convert("RGB")).copy(), None
 
 
-def _check_size(frame: np.ndarray, path: Path, min_side: int = MIN_SIDE) -> None:
+def check_size(frame: np.ndarray, path: Path, min_side: int = MIN_SIDE) -> None:
     _check_dims(frame.shape[1], frame.shape[0], path, min_side)
 
 
@@ -341,7 +341,7 @@ def load_reference(path: str | Path, max_frames: int = 16, mask: str | Path | No
         else:
             rgb, alpha = read_image(file)
             frames, alphas = [rgb], [alpha]
-        user_mask = Path(mask) if mask is not None else _sibling_mask(file)
+        user_mask = Path(mask) if mask is not None else sibling_mask(file)
         for frame, alpha in zip(frames, alphas):
             if user_mask is not None:
                 m, how = read_mask(user_mask, frame.shape[:2]), "user mask"
@@ -362,7 +362,7 @@ def load_reference(path: str | Path, max_frames: int = 16, mask: str | Path | No
     return ref
 
 
-def _sibling_mask(file: Path) -> Path | None:
+def sibling_mask(file: Path) -> Path | None:
     for suffix in ("_mask.png", "-mask.png", ".mask.png"):
         candidate = file.with_name(file.stem + suffix)
         if candidate.exists() or candidate.is_symlink():  # a broken link is answered, not skipped

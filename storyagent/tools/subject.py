@@ -11,7 +11,7 @@ from PIL import Image
 
 from storyagent.config import RunConfig
 from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
-from storyagent.media.reading import _sibling_mask as sibling_mask
+from storyagent.media.reading import sibling_mask
 from storyagent.schemas import Artifact, Subject
 from storyagent.workspace import Workspace, hash_file, hash_json
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from storyagent.errors import InputError
 from storyagent.media import MIN_SIDE, VIDEO_SUFFIXES, check_mask, read_image, read_mask, segment_subject
-from storyagent.media.reading import _check_size, _sibling_mask
+from storyagent.media.reading import check_size, sibling_mask
 
 Segmenter = Callable[[list[np.ndarray]], list[tuple[np.ndarray, str]]]
 """Frames (H, W, 3) uint8 -> one (mask (H, W) bool, how it was made) per frame."""
@@ -100,7 +100,7 @@ def subject_masks(frames: list[np.ndarray], file: Path, alpha: np.ndarray | None
     Masks the user made win over guesses: a NAME_mask.png beside the file, then a photo's alpha
     channel (`alpha`, at the frames' size), then `segment`, then GrabCut (`segment_subject`).
     """
-    if (user := _sibling_mask(file)) is not None:
+    if (user := sibling_mask(file)) is not None:
         return [(read_mask(user, frames[0].shape[:2]), "user mask")] * len(frames)  # one file's frames share a size
     if alpha is not None:
         mask = alpha > 127
@@ -169,7 +169,7 @@ def _decode_frames(file: Path, wanted: set[int], max_side: int) -> dict[int, np.
                 if i in wanted:
                     rgb = frame.to_ndarray(format="rgb24")
                     if not kept:
-                        _check_size(rgb, file, MIN_SIDE)
+                        check_size(rgb, file, MIN_SIDE)
                     kept[i] = fit_long_side(rgb, max_side)
                 if i >= last:
                     break
