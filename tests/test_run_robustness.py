@@ -16,7 +16,8 @@ from PIL import Image
 
 from storyagent.agents.crew import TRANSCRIPT, run_crew
 from storyagent.errors import InputError
-from storyagent.workspace import LOCK, MANIFEST, Workspace
+from storyagent.run_lock import LOCK
+from storyagent.workspace import MANIFEST, Workspace
 from tests.test_cli import PIP, ROOT, cli
 from tests.test_workspace_resume import small_cfg
 
