@@ -166,6 +166,7 @@ def test_a_diffusion_run_learns_the_subject_and_films_with_what_it_learned(tmp_p
     methods = {a["meta"]["mask_method"] for k, a in manifest["artifacts"].items() if k.startswith("subject/frame_")}
     assert methods and all(m == "langsam" or "LangSAM found no fox" in m or m == "alpha" for m in methods), methods
 
+    assert first.film is not None and (tmp_path / "first" / "film.mp4").exists(), "the whole chain, to the film"
     # The clips were animated with the LoRA-BE the run trained, under the subject's token.
     assert all(c.meta["adapter"] == tunes["lora_be"]["path"] and "<pip>" in c.meta["prompt"] for c in first.clips)
 
