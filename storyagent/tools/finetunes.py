@@ -24,7 +24,7 @@ from storyagent.fileio import atomic_write_json
 from storyagent.progress import console
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject, default_device
 from storyagent.weights import cache_dir, resolve_weights, weights_fingerprint
-from storyagent.workspace import Workspace, hash_file, hash_json
+from storyagent.workspace import Workspace, hash_json
 
 Model = Literal["story_anydoor", "lora_be"]
 FILES: dict[str, str] = {"story_anydoor": "story_anydoor.safetensors", "lora_be": "lora_be.safetensors"}
@@ -59,13 +59,6 @@ def subject_token(name: str) -> str:
     return "<" + ("".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "subject") + ">"
 
 
-def _media_key(cfg: RunConfig, subject: PreparedSubject, masks: LangSAMMasks) -> dict[str, object]:
-    """What a fine-tune learns from, by content (the same files under another path share fine-tunes)."""
-    media = sorted(hash_file(f) for f in subject.subject.reference_media)
-    return {"media": media, "mask": hash_file(cfg.mask) if cfg.mask else None, "masks": masks.name,
-            "max_frames": cfg.max_reference_frames}
-
-
 def story_anydoor_config(cfg: RunConfig):
     from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
 
@@ -89,7 +82,9 @@ class SubjectFineTunes:
         self.device = default_device()
 
     def folder(self, model: Model, settings: dict[str, object]) -> tuple[Path, str]:
-        key = hash_json({"model": model, **_media_key(self.cfg, self.subject, self.masks),
+        # The subject's input hash is already the media's contents, their masks and how many frames
+        # were read: the same files under another path share fine-tunes.
+        key = hash_json({"model": model, "subject": self.subject.input_hash,
                          "base": weights_fingerprint(resolve_weights(BASE_WEIGHTS[model])), "settings": settings})
         return cache_dir("subjects", f"{model}-{key}"), key
 
