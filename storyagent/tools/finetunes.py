@@ -141,6 +141,7 @@ class SubjectFineTunes:
         from storyagent.models.lora_be import LoRABETrainer, load_subject_clips
 
         clips = load_subject_clips(list(self.subject.subject.reference_media), segment=self.masks)
+        self.masks.release()
         pipe = DynamiCrafterPipeline.from_pretrained(device=self.device)
         trainer = LoRABETrainer(pipe, config, work)
         trainer.train(clips, show_progress=self.show_progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -43,13 +44,22 @@ class LangSAMMasks:
     class_word: str
     device: str = field(default_factory=default_device)
     name = "langsam"
+    _pipe: Any = field(default=None, init=False, repr=False)
 
     def __call__(self, frames: Sequence[np.ndarray],
                  fallback: Sequence[tuple[np.ndarray, str]] | None = None) -> list[tuple[np.ndarray, str]]:
-        """(mask, how it was found) per frame; `fallback` is each frame's cut-out when already made."""
-        from storyagent.models.langsam import LangSAMPipeline
+        """(mask, how it was found) per frame; `fallback` is each frame's cut-out when already made.
 
-        found = LangSAMPipeline.from_pretrained(device=self.device)(list(frames), self.class_word)
+        LangSAM is loaded on the first call that has frames and kept (one load for all of a subject's
+        files) until `release`.
+        """
+        if not frames:
+            return []
+        if self._pipe is None:
+            from storyagent.models.langsam import LangSAMPipeline
+
+            self._pipe = LangSAMPipeline.from_pretrained(device=self.device)
+        found = self._pipe(list(frames), self.class_word)
         out = []
         for i, (frame, result) in enumerate(zip(frames, found)):
             if result.found:
@@ -58,6 +68,10 @@ class LangSAMMasks:
             mask, how = fallback[i] if fallback is not None else segment_subject(frame)
             out.append((mask, f"{how} (LangSAM found no {self.class_word})"))
         return out
+
+    def release(self) -> None:
+        """Drop LangSAM, so the next model has the GPU memory."""
+        self._pipe = None
 
 
 def frame_key(number: int) -> str:
@@ -97,6 +111,7 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
             found = masks([ref.frames[i] for i in guessed], [(ref.masks[i], ref.mask_methods[i]) for i in guessed])
             for i, (mask, how) in zip(guessed, found):
                 ref.masks[i], ref.mask_methods[i] = mask, how
+            masks.release()
         for i, (frame, mask) in enumerate(zip(ref.frames, ref.masks)):
             rel, mrel = frame_key(i + 1) + ".png", frame_key(i + 1) + "_mask.png"
             write_png(ws.path(rel), frame)
