@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from storyagent.commands import fail
 from storyagent.errors import InputError, StoryAgentError
@@ -32,9 +31,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-weights_app = typer.Typer(help="List or download model weights (the only commands that use the network).",
-                          no_args_is_help=True)
-app.add_typer(weights_app, name="weights")
 
 
 def _mount_commands() -> None:
@@ -42,6 +38,8 @@ def _mount_commands() -> None:
     from storyagent.commands.eval import app as eval_app
     from storyagent.commands.finetune_storyboard import finetune_storyboard
     from storyagent.commands.finetune_video import finetune_video
+    from storyagent.commands.weights import app as weights_app
+    from storyagent.commands.weights import doctor
 
     app.add_typer(eval_app, name="eval", help="Score runs with the paper's metrics and compare runs or methods.")
     finetune_app = typer.Typer(help="Teach the models your character (needs weights; a GPU for real use).",
@@ -49,6 +47,8 @@ def _mount_commands() -> None:
     finetune_app.command("storyboard")(finetune_storyboard)
     finetune_app.command("video")(finetune_video)
     app.add_typer(finetune_app, name="finetune")
+    app.command()(doctor)
+    app.add_typer(weights_app, name="weights")
 
 
 def default_name(subject: Path) -> str:
@@ -265,73 +265,6 @@ def demo(
         raise fail(f"The example subject {subject} is missing; reinstall from a source checkout.")
     _make_film(out, resume=True, llm="none", quiet=quiet, verbose=False, own_story_only=True,
                prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots)
-
-
-@app.command()
-def doctor() -> None:
-    """What works on this machine: torch, GPU, weights found, LLM configured."""
-    from importlib import metadata
-
-    from storyagent.weights import WEIGHTS, weights_available
-
-    table = Table(title="StoryAgent doctor", show_lines=False)
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("what it enables")
-    ok, no = "[green]ok[/]", "[yellow]missing[/]"
-    table.add_row("python", f"{sys.version.split()[0]}", "everything")
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        table.add_row("torch", f"{ok} {torch.__version__}", "diffusion backend, fine-tuning, metrics")
-        table.add_row("GPU", f"{ok} {gpu}" if gpu else "[yellow]none[/] (CPU only)", "diffusion backend at usable speed")
-    except ImportError:
-        table.add_row("torch", no, "diffusion backend, fine-tuning, metrics")
-    for pkg in ("autogen", "av", "diffusers", "transformers"):
-        try:
-            table.add_row(pkg, f"{ok} {metadata.version(pkg)}", "")
-        except metadata.PackageNotFoundError:
-            table.add_row(pkg, no, "")
-    table.add_row("animatic backend", ok, "the offline default: always available")
-    for name, spec in WEIGHTS.items():
-        table.add_row(f"weights: {name}", ok if weights_available(name) else f"{no} (storyagent weights fetch {name})",
-                      spec.purpose)
-    llm = "OPENAI_API_KEY set" if os.environ.get("OPENAI_API_KEY") else None
-    if os.environ.get("OAI_CONFIG_LIST"):
-        llm = f"OAI_CONFIG_LIST={os.environ['OAI_CONFIG_LIST']}"
-    table.add_row("LLM", f"{ok} {llm}" if llm else "[yellow]none[/] (offline planner)", "LLM Story Designer, LLM Observer")
-    console.print(table)
-
-
-@weights_app.command("list")
-def weights_list() -> None:
-    """Every model the diffusion backend and the tools can use, and whether it is cached here."""
-    from storyagent.weights import WEIGHTS, weights_available
-
-    table = Table()
-    for col in ("name", "cached", "repository", "purpose"):
-        table.add_column(col)
-    for name, spec in WEIGHTS.items():
-        table.add_row(name, "yes" if weights_available(name) else "no", spec.repo_id, spec.purpose)
-    console.print(table)
-
-
-@weights_app.command("fetch")
-def weights_fetch(names: Annotated[list[str], typer.Argument(help="Names from `storyagent weights list`.")]) -> None:
-    """Download weights into the Hugging Face cache (uses the network)."""
-    from storyagent.weights import WEIGHTS, download_weights
-
-    unknown = [n for n in names if n not in WEIGHTS]
-    if unknown:
-        raise fail(f"Unknown weights {', '.join(unknown)}; see `storyagent weights list`.")
-    for name in names:
-        console.print(f"fetching {name} ...")
-        try:
-            path = download_weights(name)
-        except Exception as exc:  # network and hub errors: one line, not a traceback
-            raise fail(f"Could not fetch {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        console.print(f"  {name} → {path}")
 
 
 def main() -> None:
