@@ -117,6 +117,7 @@ def run(
     anydoor_steps: Annotated[Optional[int], typer.Option("--anydoor-steps", help="Diffusion backend: StoryAnyDoor training steps (default: the preset's).")] = None,
     lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help="Diffusion backend: LoRA-BE epochs (default: the preset's).")] = None,
     adapter: Annotated[Optional[Path], typer.Option(help="Diffusion backend: animate with this LoRA-BE adapter (from `storyagent finetune video`) instead of training one.")] = None,
+    low_vram: Annotated[bool, typer.Option("--low-vram", help="Diffusion backend: offload idle model parts to the CPU and decode in chunks (fits a smaller GPU, slower).")] = False,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
     review: Annotated[str, typer.Option(help="Observer: none | rules | llm | human | aesthetic.")] = "none",
     min_score: Annotated[float, typer.Option("--min-score", help="With --review aesthetic: redraw storyboard pictures scoring under this (0-10).")] = 5.0,
@@ -139,7 +140,7 @@ def run(
     _make_film(folder, resume, llm, quiet, verbose, prompt=prompt, subject=subject, name=name or default_name(subject),
                class_word=class_word, mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
                fps=fps, shot_duration=duration, steps=steps, finetune=finetune, finetune_preset=preset,
-               anydoor_steps=anydoor_steps, lora_be_epochs=lora_be_epochs, video_adapter=adapter, review=review,
+               anydoor_steps=anydoor_steps, lora_be_epochs=lora_be_epochs, video_adapter=adapter, low_vram=low_vram, review=review,
                min_score=min_score)
 
 

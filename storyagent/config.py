@@ -43,6 +43,7 @@ class RunConfig(BaseModel):
     anydoor_steps: int | None = Field(default=None, ge=1, le=200_000, description="Diffusion backend: StoryAnyDoor training steps (default: the preset's).")
     lora_be_epochs: int | None = Field(default=None, ge=1, le=10_000, description="Diffusion backend: LoRA-BE epochs over the subject's clips (default: the preset's).")
     video_adapter: Path | None = Field(default=None, description="Diffusion backend: a LoRA-BE adapter from `storyagent finetune video` to animate with instead of training one.")
+    low_vram: bool = Field(default=False, description="Diffusion backend: offload idle model parts to the CPU and decode the VAE in chunks, to fit a GPU with less memory (slower).")
     storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
     review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
