@@ -41,7 +41,8 @@ def test_planner_handles_unicode():
 
 def test_background_text_decides_scene():
     assert SceneSpec.from_text("a sandy beach by the sea at dusk") == SceneSpec("sea", "dusk")
-    assert SceneSpec.from_text("the kitchen at home at night") == SceneSpec("room", "night")
+    assert SceneSpec.from_text("the kitchen at home at night") == SceneSpec("kitchen", "night")
+    assert SceneSpec.from_text("a cosy room at home at night") == SceneSpec("room", "night")
     night = draw_background("a busy town street at night", 160, 100)
     noon = draw_background("a busy town street at noon", 160, 100)
     assert night.mean() < noon.mean() - 30
