@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +21,7 @@ def doctor() -> None:
     """What works on this machine: torch, GPU, weights found, LLM configured."""
     from importlib import metadata
 
-    from storyagent.weights import WEIGHTS, weights_available
+    from storyagent.weights import WEIGHTS, weights_state
 
     table = Table(title="StoryAgent doctor", show_lines=False)
     table.add_column("check")
@@ -43,7 +44,10 @@ def doctor() -> None:
             table.add_row(pkg, no, "")
     table.add_row("animatic backend", ok, "the offline default: always available")
     for name, spec in WEIGHTS.items():
-        table.add_row(f"weights: {name}", ok if weights_available(name) else f"{no} (storyagent weights fetch {name})",
+        state = weights_state(name)
+        usable = state in ("local path", "converted", "downloaded")
+        # One command fixes any missing piece: fetch downloads what is absent and converts what needs it.
+        table.add_row(f"weights: {name}", f"{ok} {state}" if usable else f"{no} (storyagent weights fetch {name})",
                       spec.purpose)
     llm = "OPENAI_API_KEY set" if os.environ.get("OPENAI_API_KEY") else None
     if os.environ.get("OAI_CONFIG_LIST"):
@@ -54,29 +58,115 @@ def doctor() -> None:
 
 @app.command("list")
 def weights_list() -> None:
-    """Every model the diffusion backend and the tools can use, and whether it is cached here."""
-    from storyagent.weights import WEIGHTS, weights_available
+    """Every model the diffusion backend and the tools can use: its state here, size and licence."""
+    from storyagent.weights import WEIGHTS, weights_state
+    from storyagent.weights_registry import entry_size, human_size, load_registry
 
+    entries = load_registry()
     table = Table()
-    for col in ("name", "cached", "repository", "purpose"):
+    for col in ("name", "state", "size", "licence", "purpose"):
         table.add_column(col)
     for name, spec in WEIGHTS.items():
-        table.add_row(name, "yes" if weights_available(name) else "no", spec.repo_id, spec.purpose)
+        size = human_size(entry_size(entries[name])) if name in entries else "-"
+        table.add_row(name, weights_state(name), size, spec.licence, spec.purpose)
     console.print(table)
 
 
-@app.command("fetch")
-def weights_fetch(names: Annotated[list[str], typer.Argument(help="Names from `storyagent weights list`.")]) -> None:
-    """Download weights into the Hugging Face cache (uses the network)."""
-    from storyagent.weights import WEIGHTS, download_weights
+def backend_weights(backend: str) -> tuple[str, ...]:
+    """The weights `run --backend BACKEND` loads."""
+    from storyagent.tools.animatic import AnimaticBackend
+    from storyagent.tools.diffusion import DiffusionBackend
 
-    unknown = [n for n in names if n not in WEIGHTS]
+    backends = {b.name: b for b in (AnimaticBackend, DiffusionBackend)}
+    if backend not in backends:
+        raise fail(f"Unknown backend {backend!r}; choose one of {', '.join(backends)}.")
+    return backends[backend].weights
+
+
+def parse_configs(items: list[str], names: list[str]) -> dict[str, Path]:
+    """`--config NAME=FILE` options by weights name."""
+    configs: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise fail(f"--config {item} is not NAME=FILE; e.g. --config anydoor=my_anydoor.json.")
+        if name not in names:
+            raise fail(f"--config names {name}, which this command does not fetch ({', '.join(names)}).")
+        if not Path(path).expanduser().is_file():
+            raise fail(f"--config {item}: {path} is not a file; give the JSON file of the model's architecture.")
+        configs[name] = Path(path).expanduser().resolve()
+    return configs
+
+
+@app.command("fetch")
+def weights_fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="Names from `storyagent weights list`.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Fetch every model this backend needs (diffusion).")] = None,
+    config: Annotated[list[str] | None, typer.Option(
+        help="NAME=FILE: convert NAME with the architecture in FILE (its family's config JSON) instead of the "
+             "released model's; repeatable.")] = None,
+    revision: Annotated[str, typer.Option(help="Branch, tag or commit of the repositories.")] = "main",
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Download weights (resuming a partial download), convert them once where the loader needs it, and record
+    size, sha256, licence and source. Uses the network; afterwards everything runs offline."""
+    from storyagent.errors import StoryAgentError
+    from storyagent.weights import WEIGHTS
+    from storyagent.weights_fetch import fetch_order, fetch_weights
+
+    wanted = list(names or []) + list(backend_weights(backend) if backend else ())
+    if not wanted:
+        raise fail("Name the weights to fetch (see `storyagent weights list`) or give --backend diffusion.")
+    unknown = [n for n in wanted if n not in WEIGHTS]
     if unknown:
         raise fail(f"Unknown weights {', '.join(unknown)}; see `storyagent weights list`.")
-    for name in names:
-        console.print(f"fetching {name} ...")
+    order = fetch_order(wanted)
+    configs = parse_configs(config or [], order)
+    for name in order:
+        spec = WEIGHTS[name]
+        console.print(f"fetching {name} ({spec.repo_id}, licence: {spec.licence}) ...")
         try:
-            path = download_weights(name)
+            path = fetch_weights(name, configs.get(name), revision=revision, show_progress=not quiet)
+        except KeyboardInterrupt:
+            raise fail("Interrupted; run the same command again to continue the download.", 130) from None
+        except StoryAgentError as exc:
+            raise fail(f"Could not fetch {name}: {_first_line(exc)}") from None
         except Exception as exc:  # network and hub errors: one line, not a traceback
-            raise fail(f"Could not fetch {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        console.print(f"  {name} → {path}")
+            if os.environ.get("STORYAGENT_DEBUG"):
+                raise
+            raise fail(f"Could not fetch {name}: {_first_line(exc)}") from None
+        console.print(f"  {name} -> {path}")
+
+
+@app.command("verify")
+def weights_verify(names: Annotated[list[str] | None, typer.Argument(help="Names to check; default every fetched one.")] = None,
+                   quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False) -> None:
+    """Check every file `weights fetch` recorded against its recorded size and sha256; exit 1 on a problem."""
+    from storyagent.progress import make_progress
+    from storyagent.weights_registry import file_problem, load_registry, names_in, recorded_files
+
+    entries = load_registry()
+    unknown = [n for n in names or [] if n not in entries]
+    if unknown:
+        raise fail(f"Nothing was fetched for {', '.join(unknown)}; run `storyagent weights fetch {' '.join(unknown)}`.")
+    files = [f for n in names_in(entries, names) for f in recorded_files(entries[n], n)]
+    if not files:
+        console.print("Nothing fetched yet; `storyagent weights fetch NAME` records what it downloads.")
+        return
+    problems = []
+    with make_progress(disable=quiet) as progress:
+        task = progress.add_task("verifying", total=sum(f.size for f in files), status="")
+        for f in files:
+            if problem := file_problem(f, lambda n: progress.advance(task, n)):
+                problems.append((f, problem))
+    for f, problem in problems:
+        console.print(f"[red]{problem}[/]: {f.path} ({f.name}); fix: storyagent weights fetch {f.name}",
+                      highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"ok: {len(files)} files match their recorded size and sha256")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -92,3 +92,30 @@ def failure_sentence(exc: BaseException) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def convert_downloaded(converter: str, files: list[Path], out_dir: Path, *, name: str,
+                       needs: Mapping[str, Path], config: Path | None = None) -> Path:
+    """`storyagent weights fetch`'s conversion: `converter`'s `convert_downloaded` turns the upstream
+    `files` into `out_dir`, through a temporary folder beside it, so `out_dir` only ever appears complete.
+
+    `needs` maps the other weights the conversion reads to their paths; `config`, a JSON file of the
+    family's config, replaces the architecture it would otherwise assume.
+    """
+    import importlib
+
+    for path in files:
+        if path.suffix in (".ckpt", ".pth", ".pt", ".safetensors") and (problem := checkpoint_file_problem(path, name)):
+            raise InputError(problem)
+    if config is not None and not Path(config).is_file():
+        raise InputError(f"The config {config} for {name} is not a file; give the JSON file of its architecture.")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        importlib.import_module(converter).convert_downloaded(files, tmp, name=name, needs=needs, config=config)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -240,6 +241,13 @@ def convert_checkpoint(anydoor_ckpt: str | os.PathLike[str], out_dir: str | os.P
         components[name].save_pretrained(out / name)
     atomic_write_json(out / "config.json", config.to_dict())
     return out
+
+
+def convert_downloaded(files: list[Path], out_dir: Path, *, name: str, needs: Mapping[str, Path],
+                       config: Path | None = None) -> Path:
+    """`storyagent weights fetch`'s entry point: the downloaded AnyDoor checkpoint (DINOv2 inside) into
+    `out_dir`; `config` (an AnyDoorConfig JSON) replaces the released model's configuration."""
+    return convert_checkpoint(files[0], out_dir, None, AnyDoorConfig.from_json(config) if config else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -256,6 +257,16 @@ def convert_checkpoint(ckpt: str | Path, out_dir: str | Path, config: DynamiCraf
     # config.json last: a folder without it is an interrupted conversion, redone rather than half-used.
     atomic_write_json(out / "config.json", config.to_dict())
     return out
+
+
+def convert_downloaded(files: list[Path], out_dir: Path, *, name: str, needs: Mapping[str, Path],
+                       config: Path | None = None) -> Path:
+    """`storyagent weights fetch`'s entry point: the downloaded `model.ckpt` of weights `name`
+    (dynamicrafter-512, ...) into `out_dir`, with the OpenCLIP tokenizer (`needs`) copied in; `config`
+    (a DynamiCrafterConfig JSON) replaces the variant's configuration."""
+    variant = name.rsplit("-", 1)[-1]
+    cfg = DynamiCrafterConfig.from_json(config) if config else variant_config(variant)
+    return convert_checkpoint(files[0], out_dir, cfg, tokenizer_dir=needs.get("open-clip-vit-h-14"))
 
 
 def main(argv: list[str] | None = None) -> int:

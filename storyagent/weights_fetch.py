@@ -1,0 +1,241 @@
+"""`storyagent weights fetch`: the only code that uses the network, and only when the user asks.
+
+Each file is found through huggingface_hub (its URL, commit and ETag from `get_hf_file_metadata`,
+a snapshot's file list from `HfApi.model_info`; `HF_ENDPOINT` and the token are honoured) and
+downloaded into the Hugging Face cache in its own layout (`blobs/<etag>`, `snapshots/<commit>/<file>`,
+`refs/<revision>`), so `resolve_weights` finds it offline afterwards. The download keeps its
+partial file (`blobs/<etag>.incomplete`) when it is interrupted and continues it with an HTTP
+Range request next time: huggingface_hub itself drops a partial file when its call fails, and a
+multi-GB checkpoint should not start again after a dropped connection or a Ctrl-C. Weights that
+need converting are converted once into the StoryAgent cache; everything is recorded (size,
+sha256, licence, source) in the registry (`storyagent.weights_registry`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from storyagent.errors import StoryAgentError
+from storyagent.progress import console
+from storyagent.weights import WEIGHTS, WeightSpec, resolve_weights
+from storyagent.weights_registry import describe_folder, load_registry, record_entry, same_file, sha256_file
+
+
+class DownloadError(StoryAgentError):
+    """A download stopped or arrived damaged; the message says how to continue."""
+
+
+def endpoint() -> str:
+    """The Hub to download from: `HF_ENDPOINT` as it is now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def fetch_order(names: list[str]) -> list[str]:
+    """`names` with the weights their conversions need placed before them, each once."""
+    order: list[str] = []
+
+    def add(name: str) -> None:
+        for need in WEIGHTS[name].needs:
+            add(need)
+        if name not in order:
+            order.append(name)
+
+    for name in names:
+        add(name)
+    return order
+
+
+def fetch_weights(name: str, config: Path | None = None, revision: str = "main", show_progress: bool = True) -> Path:
+    """Download `name` (resuming a partial download), convert it once when its loader needs that, record
+    it in the registry, and return what `resolve_weights(name)` now finds."""
+    spec = WEIGHTS[name]
+    previous = {f["path"]: f for f in load_registry().get(name, {}).get("files", [])}
+    with _progress(show_progress) as progress:
+        commit, files = remote_files(spec, revision)
+        fetched = [download_file(spec.repo_id, f, commit, revision, progress, previous.get(f)) for f in files]
+    entry: dict[str, Any] = {
+        "repo_id": spec.repo_id, "revision": commit, "requested_revision": revision, "licence": spec.licence,
+        "licence_url": spec.licence_url, "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": [f.record() for f in fetched],
+    }
+    if spec.converter is not None:
+        entry["converted"] = convert_once(spec, fetched, config, load_registry().get(name, {}).get("converted"))
+    record_entry(name, entry)
+    return resolve_weights(name)
+
+
+def remote_files(spec: WeightSpec, revision: str) -> tuple[str, list[str]]:
+    """(the commit `revision` names now, the repository files to fetch)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi(endpoint=endpoint()).model_info(spec.repo_id, revision=revision)
+    names = [s.rfilename for s in info.siblings or []]
+    if spec.files:
+        missing = [f for f in spec.files if f not in names]
+        if missing:
+            raise DownloadError(f"{spec.repo_id} at {revision} has no {missing[0]}; the repository changed, "
+                                "so StoryAgent's list of its files needs updating.")
+        return info.sha, list(spec.files)
+    if spec.allow_patterns:
+        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in spec.allow_patterns)]
+    return info.sha, names
+
+
+@dataclass
+class Fetched:
+    """One file in the Hugging Face cache, as fetched."""
+
+    path: str
+    """Its name inside the repository."""
+    local: Path
+    url: str
+    size: int
+    sha256: str
+
+    def record(self) -> dict[str, Any]:
+        return {"path": self.path, "local": os.fspath(self.local), "url": self.url, "size": self.size,
+                "sha256": self.sha256}
+
+
+def download_file(repo_id: str, filename: str, commit: str, revision: str, progress: Progress,
+                  recorded: dict[str, Any] | None = None) -> Fetched:
+    """One repository file into the Hugging Face cache at `commit`; a file already there is not fetched again."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.file_download import repo_folder_name
+
+    url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint())
+    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    pointer = storage / "snapshots" / commit / filename
+    if revision != commit:
+        (storage / "refs").mkdir(parents=True, exist_ok=True)
+        (storage / "refs" / revision).write_text(commit)
+    if pointer.is_file():
+        size = pointer.stat().st_size
+        digest = recorded["sha256"] if same_file(recorded, pointer) else _hash_with_progress(pointer, filename, progress)
+        return Fetched(filename, pointer, url, size, digest)
+    meta = get_hf_file_metadata(url, endpoint=endpoint())
+    if meta.etag is None or meta.size is None:
+        raise DownloadError(f"{url} answered without an ETag or a size; is HF_ENDPOINT a Hugging Face Hub?")
+    blob = storage / "blobs" / meta.etag
+    digest = _download(meta.location, blob, meta.size, meta.etag, filename, progress) if not blob.is_file() \
+        else _hash_with_progress(blob, filename, progress)
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(os.path.relpath(blob, pointer.parent), pointer)
+    except OSError:  # no symlinks here (Windows without developer mode): the snapshot holds the file itself
+        shutil.copyfile(blob, pointer)
+    return Fetched(filename, pointer, url, meta.size, digest)
+
+
+def _download(url: str, blob: Path, size: int, etag: str, label: str, progress: Progress) -> str:
+    """Stream `url` into `blob`, continuing `blob.incomplete` with a Range request; return its sha256."""
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    part = blob.with_name(blob.name + ".incomplete")
+    have = part.stat().st_size if part.exists() else 0
+    if have > size:  # not this file's beginning: start again
+        part.unlink()
+        have = 0
+    task = progress.add_task(label, total=size, completed=0)
+    h = _sha256_of(part, lambda n: progress.advance(task, n)) if have else hashlib.sha256()
+    headers = build_hf_headers() | {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        with get_session().stream("GET", url, headers=headers, follow_redirects=True, timeout=60) as response:
+            hf_raise_for_status(response)
+            if have and response.status_code != 206:  # the server ignored the Range: take it from the start
+                part.unlink()
+                h, have = hashlib.sha256(), 0
+                progress.update(task, completed=0)
+            with open(part, "ab") as fh:
+                for chunk in response.iter_bytes(1 << 20):
+                    fh.write(chunk)
+                    h.update(chunk)
+                    progress.advance(task, len(chunk))
+    except Exception as exc:  # the Hub's HTTP errors are OSErrors; a dropped connection is the client's own
+        if not isinstance(exc, (OSError, *_transport_errors())):
+            raise
+        done = part.stat().st_size if part.exists() else 0
+        raise DownloadError(f"The download of {label} stopped after {done} of {size} bytes ({_first_line(exc)}); "
+                            "run the same command again to continue it.") from exc
+    got = part.stat().st_size
+    if got != size:
+        raise DownloadError(f"The download of {label} stopped after {got} of {size} bytes; run the same "
+                            "command again to continue it.")
+    digest = h.hexdigest()
+    # An LFS file's ETag is its sha256: a damaged download is caught here, not when it is loaded.
+    if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) and digest != etag:
+        part.unlink()
+        raise DownloadError(f"The download of {label} arrived damaged (its sha256 is not the one the Hub "
+                            "states); run the same command again to fetch it anew.")
+    os.replace(part, blob)
+    return digest
+
+
+def _sha256_of(path: Path, advance) -> Any:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+            advance(len(chunk))
+    return h
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's "connection dropped" errors (huggingface_hub's client is httpx2, before 2.x httpx)."""
+    found = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _hash_with_progress(path: Path, label: str, progress: Progress) -> str:
+    task = progress.add_task(f"{label} (checking)", total=path.stat().st_size)
+    return sha256_file(path, lambda n: progress.advance(task, n))
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=console, disable=not show)
+
+
+def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
+                 recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """The converted folder of `fetched` in the StoryAgent cache (converted now unless it already is),
+    as the registry records it: its folder relative to the cache, its key's inputs, and its files."""
+    from storyagent.models.conversion import convert_downloaded
+    from storyagent.weights import cache_dir, weights_fingerprint
+
+    needs = {n: resolve_weights(n) for n in spec.needs}
+    key_inputs = {"files": [f.sha256 for f in fetched], "converter": spec.converter,
+                  "config": sha256_file(config) if config else None,
+                  "needs": {n: weights_fingerprint(p) for n, p in needs.items()}}
+    key = hashlib.sha256(repr(sorted(key_inputs.items())).encode()).hexdigest()[:16]
+    folder = f"converted/{spec.name}-{key}"
+    out = cache_dir(folder)
+    if recorded and recorded.get("folder") == folder and out.is_dir():
+        return recorded
+    console.print(f"converting {spec.name} into {out} (once) ...")
+    convert_downloaded(spec.converter, [f.local for f in fetched], out, name=spec.name, needs=needs, config=config)
+    return {"folder": folder, "config": os.fspath(config) if config else None, "files": describe_folder(out)}
