@@ -3,6 +3,7 @@
 A previsualisation, honest about what it is: every pixel of the subject comes from the
 reference media (so it is the same character in every shot), the background is drawn from the
 shot's text, the camera moves as the shot says, and the narration is burnt in as a subtitle.
+Where the subject and the subtitles go is decided by `layout.plan_shot`, and drawn exactly there.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from storyagent.media import ReferenceMedia, load_font, subject_cutout, wrap_text
-from storyagent.models.animatic.backgrounds import SceneSpec, draw_background, stable_seed
+from storyagent.models.animatic.backgrounds import SceneSpec, draw_background
 from storyagent.models.animatic.config import AnimaticConfig
-from storyagent.schemas import CameraMotion, Shot, ShotType
+from storyagent.models.animatic.layout import Box, ShotLayout, plan_shot, subtitle_font_size
+from storyagent.schemas import Shot, ShotType
 
-# Subject height as a fraction of the frame height, per shot type.
-SUBJECT_HEIGHT = {ShotType.wide: 0.42, ShotType.medium: 0.68, ShotType.close_up: 1.1}
 CANVAS_MARGIN = 1.3  # the scene is drawn this much larger than the frame, room for the camera to move
-CAMERA_TRAVEL = 0.1  # pans and tilts travel this fraction of the frame size
-ZOOM_RANGE = 1.25
 
 
 @dataclass
@@ -37,6 +35,11 @@ class SubjectSprites:
     def from_reference(cls, ref: ReferenceMedia) -> SubjectSprites:
         return cls([subject_cutout(f, m) for f, m in zip(ref.frames, ref.masks)])
 
+    @property
+    def max_aspect(self) -> float:
+        """Width/height of the widest sprite: the layout sizes the subject's box for it."""
+        return max(s.shape[1] / max(1, s.shape[0]) for s in self.sprites)
+
 
 @dataclass
 class ShotRender:
@@ -48,6 +51,10 @@ class ShotRender:
     """The first frame without subtitle: the shot's storyboard picture."""
     storyboard_mask: np.ndarray
     """Where the subject is in the storyboard picture (bool H×W)."""
+    layouts: list[ShotLayout] | None = None
+    """The layout of every rendered frame (subject box, subtitle band, camera)."""
+    masks: list[np.ndarray] | None = None
+    """Where the subject is in every frame (bool H×W)."""
 
 
 class AnimaticPipeline:
@@ -56,86 +63,81 @@ class AnimaticPipeline:
     def __init__(self, config: AnimaticConfig | None = None) -> None:
         self.config = config or AnimaticConfig()
 
+    def clip_length(self, shot: Shot) -> int:
+        return max(2, round(shot.duration * self.config.fps))
+
+    def layout(self, shot: Shot, sprites: SubjectSprites, seed: int = 0,
+               num_frames: int | None = None) -> list[ShotLayout]:
+        """The per-frame layout the render uses. A storyboard (`num_frames=1`) is laid out as the
+        clip's first frame, so the storyboard's subject mask matches the clip."""
+        cfg = self.config
+        n = self.clip_length(shot) if num_frames in (None, 1) else num_frames
+        return plan_shot(shot, n, cfg.width, cfg.height, sprites.max_aspect, fps=cfg.fps, seed=seed)
+
     def __call__(self, shot: Shot, sprites: SubjectSprites, seed: int = 0, num_frames: int | None = None) -> ShotRender:
-        """Render `shot`; `num_frames=1` renders only the storyboard picture."""
+        """Render `shot`; `num_frames=1` renders only the storyboard picture (the clip's first frame)."""
         cfg = self.config
         W, H = cfg.width, cfg.height
-        n = num_frames or max(2, round(shot.duration * cfg.fps))
+        layouts = self.layout(shot, sprites, seed, num_frames)[: 1 if num_frames == 1 else None]
         scene = SceneSpec.from_text(shot.background)
 
-        # 1. The scene canvas, larger than the frame so the camera can move over it.
+        # The scene canvas, larger than the frame so the camera can move over it.
         cw, ch = _even(W * CANVAS_MARGIN), _even(H * CANVAS_MARGIN)
         background = draw_background(shot.background, cw, ch, seed)
-        ox, oy = (cw - W) / 2, (ch - H) / 2  # where the resting camera's frame sits on the canvas
-
-        # 2. The subject's size and resting place, in canvas pixels, from shot type and region.
-        target_h = SUBJECT_HEIGHT[ShotType(shot.shot_type)] * H
-        cx = ox + shot.subject_region.center[0] * W
-        if ShotType(shot.shot_type) == ShotType.close_up:
-            top = oy + 0.06 * H  # a close-up frames the head; the body runs off the bottom
-            base_y = top + target_h
-        else:
-            base_y = oy + min(0.97, shot.subject_region.y + shot.subject_region.h) * H
-        motion = _subject_motion(shot.subject_action, n, cfg.fps, stable_seed(shot.index, seed))
+        to_rest = np.array([[1.0, 0.0, -(cw - W) / 2], [0.0, 1.0, -(ch - H) / 2], [0.0, 0.0, 1.0]], np.float32)
         tint = np.array(scene.tint if scene.place != "space" else (0.9, 0.9, 1.0), np.float32)
-        scaled = [_scale_sprite(s, target_h, tint) for s in sprites.sprites]
-
-        # 3. Camera path: one affine canvas→frame transform per frame.
-        cameras = _camera_path(CameraMotion(shot.camera_motion), n, W, H, ox, oy,
-                               focus=(cx - ox, base_y - oy - target_h / 2))
-
-        subtitle = _subtitle_layer(shot.narration, W, H) if cfg.subtitles else None
+        tinted = [_tint(s, tint) for s in sprites.sprites]
+        subtitle = _subtitle_layer(shot.narration, W, H, layouts[0].subtitle_box) if cfg.subtitles else None
+        shadow = ShotType(shot.shot_type) != ShotType.close_up
         frames: list[np.ndarray] = []
-        first, first_mask = None, None
-        for t in range(n):
-            # 4. Composite the subject at this frame's place, then film it with the camera.
-            sprite = scaled[int(t / cfg.fps * cfg.sprite_fps) % len(scaled)]
-            dx, dy, flip = motion[t]
-            if flip:
-                sprite = sprite[:, ::-1]
-            canvas = background.copy()
-            alpha = np.zeros((ch, cw), np.float32)
-            _paste(canvas, alpha, sprite, x=cx + dx * W - sprite.shape[1] / 2, y=base_y + dy * H - sprite.shape[0])
-            frame = cv2.warpAffine(canvas, cameras[t], (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        masks: list[np.ndarray] = []
+        for t, lay in enumerate(layouts):
+            camera = (np.vstack([lay.camera, [0.0, 0.0, 1.0]]) @ to_rest)[:2]
+            frame = cv2.warpAffine(background, camera, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            sprite = tinted[int(t / cfg.fps * cfg.sprite_fps) % len(tinted)]
+            alpha = _paste_in_box(frame, sprite[:, ::-1] if lay.flipped else sprite, lay.subject_box, shadow)
             if t == 0:
-                first = frame.copy()
-                first_mask = cv2.warpAffine(alpha, cameras[t], (W, H), flags=cv2.INTER_LINEAR) > 0.5
-            if subtitle is not None:
-                frame = _over(frame, subtitle)
-            frames.append(frame)
-        assert first is not None and first_mask is not None
-        return ShotRender(frames=frames, storyboard=first, storyboard_mask=first_mask)
+                storyboard = frame.copy()
+            masks.append(alpha > 0.5)
+            frames.append(_over(frame, subtitle) if subtitle is not None else frame)
+        return ShotRender(frames=frames, storyboard=storyboard, storyboard_mask=masks[0], layouts=layouts, masks=masks)
 
 
 def _even(x: float) -> int:
     return int(math.ceil(x / 2) * 2)
 
 
-def _scale_sprite(sprite: np.ndarray, target_h: float, tint: np.ndarray) -> np.ndarray:
-    h, w = sprite.shape[:2]
-    s = target_h / h
-    out = cv2.resize(sprite, (max(1, round(w * s)), max(1, round(h * s))),
-                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    rgb = np.clip(out[..., :3].astype(np.float32) * tint, 0, 255).astype(np.uint8)
-    return np.dstack([rgb, out[..., 3]])
+def _tint(sprite: np.ndarray, tint: np.ndarray) -> np.ndarray:
+    rgb = np.clip(sprite[..., :3].astype(np.float32) * tint, 0, 255).astype(np.uint8)
+    return np.dstack([rgb, sprite[..., 3]])
 
 
-def _paste(canvas: np.ndarray, alpha_acc: np.ndarray, sprite: np.ndarray, x: float, y: float) -> None:
-    """Alpha-composite `sprite` onto `canvas` with its top-left corner at (x, y), clipped."""
-    ch, cw = canvas.shape[:2]
+def _paste_in_box(frame: np.ndarray, sprite: np.ndarray, box: Box, shadow: bool) -> np.ndarray:
+    """Scale `sprite` to the box's height, centre it in the box and alpha-composite it; returns its alpha (H×W).
+
+    The pasted pixels stay inside the box (rounded inwards); what falls outside the frame is clipped.
+    """
+    H, W = frame.shape[:2]
+    x0, y0, x1, y1 = box
     sh, sw = sprite.shape[:2]
-    x0, y0 = round(x), round(y)
-    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(cw, x0 + sw), min(ch, y0 + sh)
+    th = max(1, math.floor(y1 - y0))
+    tw = max(1, min(math.floor(x1 - x0), round(sw * th / sh)))
+    px, py = math.ceil((x0 + x1 - tw) / 2 - 1e-6), math.ceil(y0 - 1e-6)
+    scaled = cv2.resize(np.ascontiguousarray(sprite), (tw, th),
+                        interpolation=cv2.INTER_AREA if th < sh else cv2.INTER_LINEAR)
+    if shadow and py + th < H - 2:
+        # A soft contact shadow grounds the subject; skipped when its feet are off the frame.
+        _shadow(frame, px + tw / 2, py + th - 2, max(4.0, tw / 3))
+    alpha_out = np.zeros((H, W), np.float32)
+    cx0, cy0, cx1, cy1 = max(0, px), max(0, py), min(W, px + tw), min(H, py + th)
     if cx1 <= cx0 or cy1 <= cy0:
-        return
-    crop = sprite[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        return alpha_out
+    crop = scaled[cy0 - py:cy1 - py, cx0 - px:cx1 - px]
     a = crop[..., 3:4].astype(np.float32) / 255.0
-    # A soft contact shadow grounds the subject; skipped when its feet are off the canvas.
-    if y0 + sh < ch - 2:
-        _shadow(canvas, x0 + sw / 2, y0 + sh - 2, max(4.0, sw / 3))
-    region = canvas[cy0:cy1, cx0:cx1].astype(np.float32)
-    canvas[cy0:cy1, cx0:cx1] = (region * (1 - a) + crop[..., :3].astype(np.float32) * a).astype(np.uint8)
-    alpha_acc[cy0:cy1, cx0:cx1] = np.maximum(alpha_acc[cy0:cy1, cx0:cx1], a[..., 0])
+    region = frame[cy0:cy1, cx0:cx1].astype(np.float32)
+    frame[cy0:cy1, cx0:cx1] = (region * (1 - a) + crop[..., :3].astype(np.float32) * a).astype(np.uint8)
+    alpha_out[cy0:cy1, cx0:cx1] = a[..., 0]
+    return alpha_out
 
 
 def _shadow(canvas: np.ndarray, cx: float, cy: float, rx: float) -> None:
@@ -150,68 +152,25 @@ def _shadow(canvas: np.ndarray, cx: float, cy: float, rx: float) -> None:
     canvas[y0:y1, x0:x1] = (canvas[y0:y1, x0:x1].astype(np.float32) * shade).astype(np.uint8)
 
 
-def _subject_motion(action: str, n: int, fps: float, seed: int) -> list[tuple[float, float, bool]]:
-    """Per-frame (dx, dy, flipped) offsets as fractions of the frame: a gentle, action-aware motion."""
-    words = action.lower()
-    rng = np.random.default_rng(seed)
-    direction = 1.0 if rng.random() < 0.5 else -1.0
-    travel = 0.18 if any(k in words for k in ("walk", "run", "hurr", "set", "arriv", "explor", "search", "home")) else 0.03
-    hop = 0.08 if any(k in words for k in ("jump", "hop", "play")) else 0.015
-    out = []
-    for t in range(n):
-        u = t / max(n - 1, 1)
-        dx = direction * travel * (u - 0.5)
-        phase = 2 * math.pi * t / fps
-        dy = -abs(math.sin(phase * 1.2)) * hop if hop > 0.05 else -hop * (0.5 + 0.5 * math.sin(phase * 2))
-        out.append((dx, dy, direction < 0 and travel > 0.05))
-    return out
+def _subtitle_layer(text: str, W: int, H: int, box: Box) -> np.ndarray:
+    """An RGBA overlay with the narration wrapped in at most two lines inside `box`, outlined for legibility.
 
-
-def _camera_path(motion: CameraMotion, n: int, W: int, H: int, ox: float, oy: float,
-                 focus: tuple[float, float]) -> list[np.ndarray]:
-    """Affine maps canvas → frame for each frame; eased so moves start and end softly."""
-    mats = []
-    for t in range(n):
-        u = t / max(n - 1, 1)
-        e = 0.5 - 0.5 * math.cos(math.pi * u)
-        px = py = 0.0
-        zoom = 1.0
-        if motion == CameraMotion.pan_left:
-            px = CAMERA_TRAVEL * W * (0.5 - e)
-        elif motion == CameraMotion.pan_right:
-            px = CAMERA_TRAVEL * W * (e - 0.5)
-        elif motion == CameraMotion.tilt_up:
-            py = CAMERA_TRAVEL * H * (0.5 - e)
-        elif motion == CameraMotion.tilt_down:
-            py = CAMERA_TRAVEL * H * (e - 0.5)
-        elif motion == CameraMotion.zoom_in:
-            zoom = 1.0 + (ZOOM_RANGE - 1.0) * e
-        elif motion == CameraMotion.zoom_out:
-            zoom = ZOOM_RANGE - (ZOOM_RANGE - 1.0) * e
-        # Zoom about the subject (clamped so the frame stays on the canvas), then shift for pan/tilt.
-        fx, fy = focus
-        m = np.array([[zoom, 0.0, 0.0], [0.0, zoom, 0.0]], np.float32)
-        m[0, 2] = -(ox + px) * zoom + fx * (1 - zoom)
-        m[1, 2] = -(oy + py) * zoom + fy * (1 - zoom)
-        mats.append(m)
-    return mats
-
-
-def _subtitle_layer(text: str, W: int, H: int) -> np.ndarray:
-    """An RGBA overlay with the narration wrapped in at most two lines, outlined for legibility."""
-    size = max(12, H // 18)
+    Lines hug the box's edge nearest the frame's edge (its bottom for a bottom band, its top for a top one).
+    """
+    size = subtitle_font_size(H)
     font = load_font(size)
     layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    lines = wrap_text(draw, text, font, int(W * 0.9))
+    x0, y0, x1, y1 = box
+    lines = wrap_text(draw, text, font, int((x1 - x0) * 0.9))
     if len(lines) > 2:
         lines = lines[:2]
         lines[1] = lines[1][: max(1, len(lines[1]) - 1)] + "…"
     line_h = int(size * 1.3)
-    y = H - 10 - line_h * len(lines)
+    y = y0 + 6 if y0 <= 0 else y1 - 10 - line_h * len(lines)
     for line in lines:
         w = draw.textlength(line, font=font)
-        draw.text(((W - w) / 2, y), line, font=font, fill=(255, 255, 255, 255),
+        draw.text((x0 + (x1 - x0 - w) / 2, y), line, font=font, fill=(255, 255, 255, 255),
                   stroke_width=max(1, size // 10), stroke_fill=(0, 0, 0, 255))
         y += line_h
     return np.asarray(layer)
