@@ -1,33 +1,52 @@
 """The offline Story Designer: a deterministic planner that writes an N-shot story arc.
 
-No LLM: the prompt is read for a place and a mood, and a five-beat arc (arrival, discovery,
-trouble, turn, home-coming) is laid over the N shots. Times of day advance through the story,
-shot types and camera motions follow the beat (establishing wide shots open, close-ups carry
-the turn). The same prompt, name, shot count and seed always give the same script.
+No LLM: the prompt is read for a kind of story (baking, a ghost story, a first day at school,
+a treasure hunt ...), its setting, subject, verb and object, and that kind's five beats
+(arrival, discovery, trouble, turn, home-coming) are laid over the N shots, filled with those
+pieces, never with the prompt pasted in. Times of day advance through the story, shot types
+and camera motions follow the beat. The same prompt, name, shot count and seed always give
+the same script.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 from storyagent.models.animatic.backgrounds import stable_seed
 from storyagent.models.planner.arc import (
-    BEATS,
     CAMERA_FOR_BEAT,
     HOME_FOR,
     PLACE_PHRASES,
     REGIONS,
     SHOT_FOR_BEAT,
-    TIME_PHRASES,
+    background_text,
     beat_index,
     clip_text,
     pick,
-    place_of,
-    story_topic,
+    split_where,
     times_for,
 )
 from storyagent.models.planner.config import PlannerConfig
+from storyagent.models.planner.genres import GENRES
+from storyagent.models.planner.reading import read_prompt
 from storyagent.schemas import NAMED_REGIONS, Shot, StoryScript
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _choose(rng: random.Random, options: tuple[str, ...] | list[str], fmt: dict[str, str], prompt: str,
+            avoid: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """One of `options`, filled in, that does not repeat the prompt word for word (nor, if it can, a line in `avoid`)."""
+    filled = [o.format(**fmt) for o in options]
+    verbatim = _words(prompt)
+    if len(verbatim.split()) >= 3:
+        filled = [f for f in filled if verbatim not in _words(f)] or [f"{fmt['Name']} went on."]
+    fresh = [f for f in filled if f not in avoid] or filled
+    text = rng.choice(fresh)
+    return text[:1].upper() + text[1:]
 
 
 class TemplatePlanner:
@@ -38,48 +57,55 @@ class TemplatePlanner:
 
     def __call__(self, prompt: str, name: str, num_shots: int, seed: int = 0, class_word: str = "character") -> StoryScript:
         rng = random.Random(stable_seed(prompt, name, num_shots, seed))
-        # 1. What the story is about, where it happens, and the time of day of every shot.
-        topic = story_topic(prompt)
-        place = place_of(prompt)
-        times = times_for(prompt, num_shots, rng)
-        phrases = rng.sample(PLACE_PHRASES[place], k=len(PLACE_PHRASES[place]))
-        fmt = {"name": name, "Name": name[:1].upper() + name[1:], "topic": topic}
+        # 1. What the story is, where it happens, and the time of day of every shot.
+        reading = read_prompt(prompt)
+        genre = GENRES[reading.genre]
+        cls = reading.subject if class_word == "character" and reading.subject else class_word
+        times = times_for(prompt, num_shots, rng, night_story=genre.night)
+        phrases = rng.sample(PLACE_PHRASES[reading.place], k=len(PLACE_PHRASES[reading.place]))
+        fmt = {"name": name, "Name": name[:1].upper() + name[1:], "cls": cls, **reading.slots()}
 
         # 2. One shot per position in the arc, each framed unlike the one before it.
         shots: list[Shot] = []
         previous = ("", "", "")
+        said: set[str] = set()
         for i in range(num_shots):
-            at_home = num_shots >= 5 and (i == num_shots - 1) and rng.random() < 0.5
-            place_phrase = rng.choice(PLACE_PHRASES[HOME_FOR[place]]) if at_home else phrases[i % len(phrases)]
-            shot, previous = self.shot(i, num_shots, rng, previous, f"{place_phrase} {TIME_PHRASES[times[i]]}",
-                                       place_phrase, class_word, fmt)
+            # Only a story whose prompt names no place may end somewhere else (back home).
+            at_home = (not reading.named_place and num_shots >= 5 and i == num_shots - 1 and rng.random() < 0.5)
+            where = rng.choice(PLACE_PHRASES[HOME_FOR[reading.place]]) if at_home else phrases[i % len(phrases)]
+            place = split_where(where)[1]
+            shot_fmt = fmt | {"where": where, "place": place}
+            shot, previous = self.shot(i, num_shots, rng, previous, background_text(place, times[i], reading.weather),
+                                       genre.beats, shot_fmt, prompt, said)
+            said.add(shot.narration)
             shots.append(shot)
 
-        # 3. Title and logline.
-        title = f"{fmt['Name']} and {topic}" if not topic.lower().startswith(name.lower()) else topic
-        return StoryScript(title=clip_text(title[:1].upper() + title[1:], 200),
-                           logline=clip_text(f"{fmt['Name']} the {class_word}: {prompt.strip()}", 600), shots=shots)
+        # 3. Title and logline, from the same pieces.
+        where = phrases[0]
+        title = _choose(rng, genre.titles, fmt | {"where": where}, prompt)
+        logline = _choose(rng, genre.loglines, fmt | {"where": where, "place": split_where(where)[1]}, prompt)
+        return StoryScript(title=clip_text(title, 200), logline=clip_text(logline, 600), shots=shots)
 
     def shot(self, i: int, num_shots: int, rng: random.Random, previous: tuple[str, str, str], background: str,
-             place_phrase: str, class_word: str, fmt: dict[str, str]) -> tuple[Shot, tuple[str, str, str]]:
+             beats, fmt: dict[str, str], prompt: str, said: set[str]) -> tuple[Shot, tuple[str, str, str]]:
         """Shot `i`: its beat from where it falls in the arc, framing from the beat, never the previous
         (shot type, camera, region) exactly; returns the shot and its framing."""
         beat_id = beat_index(i, num_shots)
-        beat = BEATS[beat_id]
+        lines, actions = beats[beat_id]
         prev_shot, prev_camera, prev_region = previous
         shot_type = pick(rng, SHOT_FOR_BEAT[beat_id], avoid=prev_shot if i else "")
         camera = pick(rng, CAMERA_FOR_BEAT[beat_id], avoid=prev_camera)
         region = pick(rng, REGIONS, avoid=prev_region)
-        action = rng.choice(beat["action"])
-        narration = rng.choice(beat["narration"]).format(place=place_phrase, **fmt)
-        name = fmt["name"]
+        action = rng.choice(actions)
+        narration = _choose(rng, lines, fmt, prompt, avoid=said)
         shot = Shot(
             index=i + 1,
-            narration=narration,
-            description=f"{name} the {class_word} {action}, {background}, {shot_type} shot, storybook illustration",
+            narration=clip_text(narration, 400),
+            description=clip_text(f"{fmt['name']} the {fmt['cls']} {action}, {background}, {shot_type} shot, "
+                                  "storybook illustration", 600),
             subject_action=action,
             subject_region=NAMED_REGIONS[region],
-            background=background,
+            background=clip_text(background, 300),
             shot_type=shot_type,
             camera_motion=camera,
             duration=self.config.shot_duration,

@@ -1,0 +1,118 @@
+"""Revising one shot from a reviewer's words, offline and deterministically.
+
+The shot is re-derived from its own fields plus the request (`feedback.parse_feedback`): the
+background is rebuilt from its place, time and weather (the old time and weather words are
+taken out, never pasted over); the description is rebuilt from the subject, the action and
+that background; the narration follows a new place or action. Requests stack: a shot moved to
+the kitchen and then made night is "the kitchen at night". The reviewer's own words never go
+into the background or the description verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+
+from storyagent.models.animatic.scene_words import PLACE_WORDS, TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS, SceneSpec, time_in, weather_in
+from storyagent.models.planner.arc import SUNLESS_TIMES, TIME_PHRASES, WEATHER_PHRASES, clip_text
+from storyagent.models.planner.feedback import Revision, parse_feedback, understood
+from storyagent.schemas import NAMED_REGIONS, Shot
+
+__all__ = ["Revision", "parse_feedback", "revise_shot", "understood"]
+
+_TIME_AND_WEATHER = sorted({w for table in (TIME_WORDS, WEATHER_WORDS) for ws in table.values() for w in ws}
+                           | {"daytime", "daylight"} | set(WEAK_TIME_WORDS["night"]), key=len, reverse=True)
+_STRIP = re.compile(r"[,;]?\s*\b(?:(?:at|in|during|on|by|under)\s+(?:the\s+|a\s+)?)?(?:early\s+|late\s+)?(?:"
+                    + "|".join(re.escape(w) for w in _TIME_AND_WEATHER) + r")\b", re.IGNORECASE)
+_NARRATION_TIME = {"dawn": "dawn", "morning": "morning", "noon": "noon", "afternoon": "afternoon", "dusk": "evening",
+                   "night": "night"}
+_ON = {"beach", "shore", "coast", "farm", "moon", "planet", "street", "island", "mountain", "hill", "summit", "peak",
+       "slope", "seabed", "porch", "doorstep"}
+_AT = {"market", "castle", "house", "cottage", "lake", "river", "pond", "station", "bakery", "school", "stall"}
+
+
+def place_without_time(background: str) -> str:
+    """The background's place phrase with its time-of-day and weather words taken out."""
+    text = _STRIP.sub("", background)
+    text = re.sub(r"\s+", " ", text).strip(" ,;.")
+    return re.sub(r"\b(a|an|the)\s+(?=,|$)", "", text).strip(" ,;") or background
+
+
+def compose_background(place: str, time: str | None, weather: str | None) -> str:
+    """'the kitchen' + night + rain -> 'the kitchen at night, in the rain' (no sunshine at night)."""
+    text = place + (f" {TIME_PHRASES[time]}" if time else "")
+    if weather and weather != "fair" and not (weather == "sunny" and time in SUNLESS_TIMES):
+        text += f", {WEATHER_PHRASES[weather]}"
+    return text
+
+
+def _where(phrase: str) -> str:
+    """'the beach' -> 'on the beach', 'the kitchen' -> 'in the kitchen'."""
+    last = re.findall(r"[\w']+", phrase.lower())[-1:]
+    prep = "on" if last and last[0] in _ON else "at" if last and last[0] in _AT else "in"
+    return f"{prep} {phrase}"
+
+
+def _rename_place(narration: str, old_place: str, old_phrase: str, new_phrase: str) -> str | None:
+    """The narration with its mention of the old place swapped for the new one; None if it names no place."""
+    if old_phrase and old_phrase.lower() in narration.lower():
+        return re.sub(re.escape(old_phrase), new_phrase, narration, count=1, flags=re.IGNORECASE)
+    words = "|".join(re.escape(w) for w in sorted(PLACE_WORDS.get(old_place, ()), key=len, reverse=True))
+    pattern = rf"\b(?:(?:the|a|an)\s+(?:[\w'-]+\s+){{0,2}}?)?(?:{words})\b"
+    if words and re.search(pattern, narration, flags=re.IGNORECASE):
+        return re.sub(pattern, new_phrase, narration, count=1, flags=re.IGNORECASE)
+    return None
+
+
+def _retime(narration: str, time: str) -> str:
+    """Time-of-day words in the narration moved to `time`; no sunshine after dark."""
+    words = "|".join(re.escape(w) for ws in TIME_WORDS.values() for w in sorted(ws, key=len, reverse=True))
+    text = re.sub(rf"\b(?:{words})\b", _NARRATION_TIME[time], narration, flags=re.IGNORECASE)
+    if time in SUNLESS_TIMES:
+        text = re.sub(r"\b(?:sunny|sunlit|sunshiny)\s+", "", text, flags=re.IGNORECASE)
+    return text
+
+
+def _time_and_weather(rev: Revision, background: str) -> tuple[str | None, str | None]:
+    """The revised time and weather: a sunny request by night brings the day back, night drops the sunshine."""
+    time = rev.time or time_in(background, weak=False)
+    weather = rev.weather or weather_in(background)
+    if weather == "sunny" and time in SUNLESS_TIMES:
+        if rev.weather == "sunny" and rev.time is None:
+            time = "noon"
+        else:
+            weather = None
+    return time, (None if weather == "fair" else weather)
+
+
+def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str) -> Shot:
+    """`shot` re-derived with the reviewer's `feedback` applied; the same shot when the words are not understood."""
+    rev = parse_feedback(feedback)
+    if rev.empty:
+        return shot
+    old = SceneSpec.from_text(shot.background)
+    old_phrase = place_without_time(shot.background)
+    moved = rev.place is not None and rev.place != old.place
+    phrase = rev.place_phrase if moved and rev.place_phrase else old_phrase
+    time, weather = _time_and_weather(rev, shot.background)
+    background = clip_text(compose_background(phrase, time, weather), 300)
+    action = rev.action or shot.subject_action
+    shot_type = rev.shot_type or shot.shot_type.value
+
+    narration = shot.narration
+    if rev.action:
+        narration = f"{name[:1].upper() + name[1:]} {action} {_where(phrase)}."
+    elif moved:
+        narration = _rename_place(narration, old.place, old_phrase, phrase) or narration
+    if time and time != time_in(shot.background, weak=False):
+        narration = _retime(narration, time)
+    return Shot(
+        index=shot.index,
+        narration=clip_text(narration, 400),
+        description=clip_text(f"{name} the {class_word} {action}, {background}, {shot_type} shot, storybook illustration", 600),
+        subject_action=clip_text(action, 200),
+        subject_region=NAMED_REGIONS[rev.region] if rev.region else shot.subject_region,
+        background=background,
+        shot_type=shot_type,
+        camera_motion=rev.camera or shot.camera_motion,
+        duration=shot.duration,
+    )
