@@ -1,97 +1,205 @@
+"""`storyagent eval dataset`: the paper's Sec. 4 protocol on tiny PororoSV / FlintstonesSV folders
+built in each dataset's real layout (16-frame clips, so FVD runs)."""
+
 import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from storyagent.commands.eval import app as eval_app
-from storyagent.eval.datasets import StillCompositeBaseline, SubjectReference, read_flintstones, read_pororo
+from storyagent.errors import InputError
+from storyagent.eval.dataset_protocol import evaluate_dataset
+from storyagent.eval.dataset_split import DatasetSplit, load_split, resolve_split
+from storyagent.eval.datasets import FlintstonesIndex, PororoIndex, read_flintstones, read_pororo
+from storyagent.eval.generators import StillCompositeBaseline
+from storyagent.eval.geometry import FrameGeometry
 from storyagent.eval.i3d import I3D, I3DConfig
 from storyagent.eval.lpips import LPIPS
 
+FRAMES = 16
+# Flintstones episode -> number of clips; both characters are in every clip, the first episode has the most.
+EPISODES = {"s_01_e_01": 5, "s_01_e_02": 4, "s_01_e_03": 4}
 
-def scene(seed, side=64, t=4, subject_at=20):
+
+def scene(seed, side=32, t=FRAMES):
     """A clip: a smooth background with a red square 'character' drifting right."""
     rng = np.random.default_rng(seed)
     bg = np.linspace(40, 200, side, dtype=np.float32)[None, :, None] * np.ones((side, 1, 3), np.float32)
-    bg = (bg + rng.normal(0, 3, (side, side, 3))).clip(0, 255).astype(np.uint8)
+    bg = (bg + rng.normal(0, 6, (side, side, 3))).clip(0, 255).astype(np.uint8)
     frames = []
     for i in range(t):
         f = bg.copy()
-        f[subject_at:subject_at + 20, 10 + 2 * i:30 + 2 * i] = (220, 30, 30)
+        f[10:22, 4 + i // 2:16 + i // 2] = (220, 30 + 5 * (seed % 7), 30)
         frames.append(f)
     return frames
 
 
-def write_flintstones(root, n=2):
+def write_flintstones(root):
     (root / "video_frames_sampled").mkdir(parents=True)
-    ann = []
-    for i in range(n):
-        gid = f"s_01_e_01_shot_{i:06d}"
-        np.save(root / "video_frames_sampled" / f"{gid}.npy", np.stack(scene(i)))
-        ann.append({"globalID": gid, "description": "Fred walks.", "characters": [
-            {"entityLabel": "Fred", "labelNPC": "fred", "rectangles": [[8, 18, 32, 42]]}]})
-    ann.append({"globalID": "other", "description": "x", "characters": [{"entityLabel": "Wilma", "rectangles": [[0, 0, 5, 5]]}]})
+    ann, n = [], 0
+    for episode, count in EPISODES.items():
+        for k in range(count):
+            gid = f"{episode}_shot_{k:06d}_{k + 1:06d}"
+            np.save(root / "video_frames_sampled" / f"{gid}.npy", np.stack(scene(n)))
+            ann.append({"globalID": gid, "description": f"Fred and Wilma talk ({n}).", "characters": [
+                {"entityLabel": "Fred", "labelNPC": "fred", "rectangles": [[2, 8, 18, 24]]},
+                {"entityLabel": "Wilma", "labelNPC": "wilma", "rectangles": [[2, 8, 18, 24]]}]})
+            n += 1
     (root / "flintstones_annotations_v1-0.json").write_text(json.dumps(ann))
+    return root
 
 
-def test_readers_and_baseline(tmp_path):
-    write_flintstones(tmp_path / "fl")
-    clips = list(read_flintstones(tmp_path / "fl", "fred"))
-    assert [c.clip_id for c in clips] == ["s_01_e_01_shot_000000", "s_01_e_01_shot_000001"]
-    assert clips[0].subject_mask[30, 20] and not clips[0].subject_mask[5, 60]
-    (tmp_path / "po" / "pororo_png" / "ep1").mkdir(parents=True)
-    Image.fromarray(np.concatenate(scene(3, t=3))).save(tmp_path / "po" / "pororo_png" / "ep1" / "0.png")
-    (tmp_path / "po" / "descriptions.csv").write_text("ep1/0,Pororo plays.\n")
-    po = list(read_pororo(tmp_path / "po"))
-    assert len(po) == 1 and len(po[0].frames) == 3 and po[0].text == "Pororo plays."
-    assert po[0].subject_mask[25:35, 15:25].mean() > 0.5  # GrabCut found the red square
-
-    gen = StillCompositeBaseline()
-    clip = clips[0]
-    out = gen(clip.frames[0], clip.subject_mask, SubjectReference([clip.frames[0]], [clip.subject_mask]), "", 4)
-    assert len(out) == 4 and out[0].shape == clip.frames[0].shape
-    # Redrawn with itself as the reference, the first frame is rebuilt closely.
-    assert np.abs(out[0].astype(int) - clip.frames[0]).mean() < 12
+def write_pororo(root):
+    rows, n = [], 0
+    for e, count in enumerate(EPISODES.values()):
+        (root / "pororo_png" / f"ep{e}").mkdir(parents=True)
+        for k in range(count):
+            Image.fromarray(np.concatenate(scene(n))).save(root / "pororo_png" / f"ep{e}" / f"{k}.png")
+            rows.append(f"ep{e}/{k},Pororo and Crong play ({n}).")
+            n += 1
+    (root / "descriptions.csv").write_text("\n".join(rows) + "\n")
+    return root
 
 
-def test_eval_dataset_cli_with_tiny_lpips_and_i3d(tmp_path):
-    write_flintstones(tmp_path / "fl", n=3)
+def tiny_split(dataset, names, samples=10):
+    return DatasetSplit(dataset=dataset, seed=1, samples=samples, shots=4,
+                        characters=[{"name": n, "class_word": "character"} for n in names])
+
+
+def tiny_metric_models(tmp_path):
     torch.manual_seed(0)
     lp = LPIPS("alex")
     torch.save({k: v for k, v in lp.state_dict().items() if k.startswith("features.")}, tmp_path / "alex.pth")
     torch.save({f"lin{i}.model.1.weight": l.weight.data.abs() for i, l in enumerate(lp.lins)}, tmp_path / "heads.pth")
     i3d = I3D(I3DConfig(num_classes=8, width_mult=1 / 16))
+    for m in i3d.modules():  # variance-preserving init, so random features do not vanish
+        if isinstance(m, torch.nn.Conv3d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     torch.save(i3d.state_dict(), tmp_path / "i3d.pt")
+    return lp.eval(), i3d.eval()
+
+
+class IdentityAnimator:
+    """A perfect method: returns the aligned ground-truth clip the first frame belongs to."""
+
+    name = "identity"
+
+    def __init__(self, index, character_names, geometry):
+        self.clips = {}
+        for name in character_names:
+            for info in index.of(name):
+                aligned = [geometry.align(f) for f in index.load(info.clip_id, name).frames]
+                self.clips[aligned[0].tobytes()] = aligned
+
+    def prepare(self, character, reference, media):
+        pass
+
+    def __call__(self, first, mask, reference, text, num_frames, character=""):
+        return self.clips[first.tobytes()][:num_frames]
+
+
+def test_readers_index_episodes_and_characters(tmp_path):
+    fl = FlintstonesIndex(write_flintstones(tmp_path / "fl"))
+    assert len(fl.of("fred")) == 13 and {c.episode for c in fl.of("wilma")} == set(EPISODES)
+    clip = fl.load("s_01_e_01_shot_000000_000001", "fred")
+    assert len(clip.frames) == FRAMES and clip.subject_mask[15, 8] and not clip.subject_mask[2, 30]
+    po = PororoIndex(write_pororo(tmp_path / "po"))
+    assert po.info("ep1/2").characters == {"pororo", "crong"} and po.info("ep1/2").episode == "ep1"
+    assert po.load("ep0/0", "pororo").subject_mask[12:20, 6:14].mean() > 0.5  # GrabCut found the red square
+    assert len(list(read_flintstones(tmp_path / "fl", "fred", limit=3))) == 3
+    assert len(list(read_pororo(tmp_path / "po", limit=2))) == 2
+
+
+def test_split_is_seeded_and_never_tests_on_the_reference(tmp_path):
+    index = FlintstonesIndex(write_flintstones(tmp_path / "fl"))
+    split = tiny_split("flintstones", ["fred", "wilma"])
+    first, again = resolve_split(split, index), resolve_split(split, index)
+    assert [(c.train_clips, c.test) for c in first] == [(c.train_clips, c.test) for c in again]
+    for c in first:
+        assert c.train_episode == "s_01_e_01" and len(c.train_clips) == 5
+        assert len(c.test) == 2 and all(len(s) == 4 for s in c.test)
+        tested = {t for s in c.test for t in s}
+        assert not tested & set(c.train_clips)
+        assert all(index.info(t).episode != "s_01_e_01" for t in tested)
+    # A split that tests on a reference clip is refused, naming it.
+    bad = split.model_copy(deep=True)
+    bad.characters[0].test = [[first[0].train_clips[0]]]
+    with pytest.raises(InputError, match="both as a reference and as a test clip"):
+        resolve_split(bad, index)
+    # The shipped splits hold the paper's character counts: PororoSV 5, FlintstonesSV 4; 10 x 4 shots.
+    for fmt, count in (("pororo", 5), ("flintstones", 4)):
+        shipped = load_split(None, fmt)
+        assert len(shipped.characters) == count and (shipped.samples, shipped.shots) == (10, 4)
+        assert shipped.assumptions, "what the file assumes is said in its header"
+
+
+def test_geometry_aligns_without_crop_or_squash():
+    frame = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    box = FrameGeometry(320, 512, "letterbox")
+    assert box.align(frame).shape == (320, 512, 3) and box.content_box(frame.shape) == (0, 320, 96, 416)
+    region = box.compared([box.align(frame)], frame.shape)[0]
+    assert region.shape == (320, 320, 3)  # the whole ground-truth frame, scaled, nothing dropped
+    crop = FrameGeometry(320, 512, "crop")
+    assert crop.compared([crop.align(frame)], frame.shape)[0].shape == (320, 512, 3)
+    with pytest.raises(ValueError, match="not the model's"):
+        box.compared([frame], frame.shape)
+
+
+@pytest.mark.parametrize("fmt", ["flintstones", "pororo"])
+def test_identity_animator_scores_perfectly(tmp_path, fmt):
+    root = write_flintstones(tmp_path / "d") if fmt == "flintstones" else write_pororo(tmp_path / "d")
+    index = FlintstonesIndex(root) if fmt == "flintstones" else PororoIndex(root)
+    names = ["fred", "wilma"] if fmt == "flintstones" else ["pororo", "crong"]
+    characters = resolve_split(tiny_split(fmt, names, samples=1), index)
+    geometry = FrameGeometry(64, 96, "letterbox")
+    lp, i3d = tiny_metric_models(tmp_path)
+    result = evaluate_dataset(index, characters, IdentityAnimator(index, names, geometry), geometry, tmp_path / "w",
+                              lp, i3d, show_progress=False)
+    assert len(result.rows) == 8
+    assert result.summary["SSIM"] == pytest.approx(1.0) and result.summary["PSNR"] == float("inf")
+    assert result.summary["LPIPS"] == pytest.approx(0.0, abs=1e-6)
+    assert result.summary["FVD"] == pytest.approx(0.0, abs=1e-4)
+    # The CPU baseline (a pasted, still subject) is measurably worse on the same shots.
+    base = evaluate_dataset(index, characters, StillCompositeBaseline(), geometry, tmp_path / "w", lp, i3d,
+                            show_progress=False)
+    assert base.summary["SSIM"] < 0.99 and base.summary["PSNR"] < 40 and base.summary["FVD"] > 1e-3
+
+
+def test_cli_animatic_report_beside_the_paper(tmp_path):
+    write_pororo(tmp_path / "po")
+    tiny_metric_models(tmp_path)
     result = CliRunner().invoke(eval_app, [
-        "dataset", str(tmp_path / "fl"), "--format", "flintstones", "--character", "fred", "--out", str(tmp_path / "rep"),
-        "--lpips-heads", str(tmp_path / "heads.pth"), "--lpips-backbone", str(tmp_path / "alex.pth"),
-        "--i3d", str(tmp_path / "i3d.pt"), "-q"])
+        "dataset", str(tmp_path / "po"), "--format", "pororo", "--method", "animatic", "--characters", "pororo,crong",
+        "--size", "96x64", "--out", str(tmp_path / "rep"), "--lpips-heads", str(tmp_path / "heads.pth"),
+        "--lpips-backbone", str(tmp_path / "alex.pth"), "--i3d", str(tmp_path / "i3d.pt"), "-q"])
     assert result.exit_code == 0, result.output
-    md = (tmp_path / "rep" / "dataset_metrics.md").read_text()
-    assert "| Method | FVD↓ | SSIM↑ | PSNR↑ | LPIPS↓ |" in md
-    rows = list(csv.DictReader((tmp_path / "rep" / "dataset_clips.csv").open()))
-    assert len(rows) == 3 and all(0 < float(r["SSIM"]) <= 1 for r in rows) and all(float(r["LPIPS"]) > 0 for r in rows)
-    assert (tmp_path / "rep" / "ssim_per_clip.png").exists()
+    md = (tmp_path / "rep" / "table1.md").read_text()
+    assert "| Method | Source | FVD↓ | SSIM↑ | PSNR↑ | LPIPS↓ |" in md
+    assert "StoryAgent (paper" in md and "see paper" in md and "(this run)" in md
+    assert "letterboxed into the model's 96×64 frame" in md
+    ours = [r for r in csv.DictReader((tmp_path / "rep" / "table1.csv").open()) if r["Source"] == "this run"][0]
+    assert 0 < float(ours["SSIM"]) < 1 and float(ours["FVD"]) > 0 and float(ours["LPIPS"]) > 0
+    assert len(list(csv.DictReader((tmp_path / "rep" / "shots.csv").open()))) == 16
+    for metric in ("fvd", "ssim", "psnr", "lpips"):
+        assert (tmp_path / "rep" / f"{metric}.png").exists()
+    split = json.loads((tmp_path / "rep" / "split.json").read_text())
+    assert [c["train_episode"] for c in split["characters"]] == ["ep0", "ep0"]
 
 
-def test_eval_dataset_bad_folder(tmp_path):
+def test_cli_refuses_bad_input_in_one_sentence(tmp_path):
     result = CliRunner().invoke(eval_app, ["dataset", str(tmp_path), "--format", "flintstones", "-q"])
     assert result.exit_code == 2 and "not a FlintstonesSV folder" in result.output
     result = CliRunner().invoke(eval_app, ["dataset", str(tmp_path), "--format", "ucf", "-q"])
     assert result.exit_code == 2 and "pororo or flintstones" in result.output
-
-
-def test_flintstones_boxes_on_the_source_video_are_rescaled(tmp_path):
-    root = tmp_path / "fl"
-    (root / "video_frames_sampled").mkdir(parents=True)
-    np.save(root / "video_frames_sampled" / "g1.npy", np.stack(scene(0)))
-    # The red square sits at x 10..30, y 20..40 of a 64×64 frame: ×10 and ×7.5 on 640×480.
-    ann = [{"globalID": "g1", "description": "", "characters": [
-        {"entityLabel": "Fred", "rectangles": [[80, 135, 320, 315]]}]}]
-    (root / "flintstones_annotations_v1-0.json").write_text(json.dumps(ann))
-    clip = next(read_flintstones(root, "fred"))
-    ys, xs = np.nonzero(clip.subject_mask)
-    assert 5 <= xs.min() <= 14 and 26 <= xs.max() <= 34 and 15 <= ys.min() <= 24
+    write_flintstones(tmp_path / "fl")
+    result = CliRunner().invoke(eval_app, ["dataset", str(tmp_path / "fl"), "--format", "flintstones",
+                                           "--method", "animatic", "--characters", "dino", "-q"])
+    assert result.exit_code == 2 and "'dino'" in result.output
+    (tmp_path / "split.json").write_text(json.dumps({"dataset": "pororo", "characters": []}))
+    result = CliRunner().invoke(eval_app, ["dataset", str(tmp_path / "fl"), "--format", "flintstones",
+                                           "--split", str(tmp_path / "split.json"), "-q"])
+    assert result.exit_code == 2 and "is for pororo" in result.output

@@ -109,54 +109,124 @@ def compare(
 def dataset(
     root: Annotated[Path, typer.Argument(help="The dataset folder (PororoSV or FlintstonesSV layout).")],
     format: Annotated[str, typer.Option("--format", help="pororo or flintstones.")] = "pororo",
-    character: Annotated[str, typer.Option(help="FlintstonesSV: the character to redraw (fred, wilma, barney ...).")] = "fred",
-    subject: SubjectOpt = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate only the first N clips.")] = None,
+    method: Annotated[str, typer.Option(help="storyagent (StoryAnyDoor + LoRA-BE per character, the paper's), dc (its "
+                                        "ablation: LoRA without block-wise embeddings), anydoor (stock AnyDoor + "
+                                        "DynamiCrafter) or animatic (CPU: remove, paste, hold still).")] = "storyagent",
+    split: Annotated[Optional[Path], typer.Option(help="Split file (default: the one shipped for --format).")] = None,
+    characters: Annotated[Optional[str], typer.Option(help="Comma-separated subset of the split's characters.")] = None,
+    samples: Annotated[Optional[int], typer.Option(min=1, help="Test samples per character (default: the split's, 10).")] = None,
+    geometry: Annotated[str, typer.Option(help="letterbox (whole frame, bars not compared) or crop (centre crop).")] = "letterbox",
+    size: Annotated[Optional[str], typer.Option(help="Model frame WxH (default: the model's own; animatic: 512x320).")] = None,
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval-dataset"),
     lpips_heads: Annotated[Optional[Path], typer.Option(help="LPIPS linear heads (lpips weights/v0.1/alex.pth).")] = None,
     lpips_backbone: Annotated[Optional[Path], typer.Option(help="torchvision AlexNet checkpoint for LPIPS.")] = None,
     i3d: Annotated[Optional[Path], typer.Option(help="Kinetics-400 I3D checkpoint for FVD.")] = None,
-    method: Annotated[str, typer.Option(help="baseline (CPU: inpaint, paste, hold still) or diffusion (AnyDoor + DynamiCrafter weights).")] = "baseline",
-    steps: Annotated[Optional[int], typer.Option(help="diffusion: denoising steps of both models.")] = None,
+    preset: Annotated[str, typer.Option(help="storyagent/dc: fine-tune preset, paper or quick.")] = "paper",
+    anydoor_steps: Annotated[Optional[int], typer.Option(min=1, help="storyagent/dc: StoryAnyDoor training steps.")] = None,
+    lora_be_epochs: Annotated[Optional[int], typer.Option(min=1, help="storyagent/dc: LoRA-BE epochs.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Denoising steps of AnyDoor and DynamiCrafter.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the redraw and the animation.")] = 0,
     device: DeviceOpt = "cpu", quiet: QuietOpt = False,
 ) -> None:
-    """The paper's protocol: remove the subject from each clip's first frame, redraw it, animate,
-    and compare with the ground-truth clip (FVD, SSIM, PSNR, LPIPS).
+    """The paper's protocol (Sec. 4): per character, reference videos from one training episode and
+    test samples of 4 shots from others; each shot's first frame, subject removed and redrawn, is
+    animated and compared with the ground-truth clip (FVD, SSIM, PSNR, LPIPS), beside the paper's Table 1.
 
-    Example: storyagent eval dataset --format flintstones data/flintstones --character fred --limit 100
+    Example: storyagent eval dataset --format flintstones data/flintstones --method storyagent --device cuda
     """
-    from storyagent.eval.datasets import (
-        DiffusionGenerator, StillCompositeBaseline, SubjectReference, evaluate_dataset, read_flintstones, read_pororo,
-        write_dataset_report)
+    from storyagent.eval.dataset_protocol import evaluate_dataset
+    from storyagent.eval.dataset_split import load_split, resolve_split, write_resolved
+    from storyagent.eval.datasets import open_dataset
+    from storyagent.eval.paper_tables import write_dataset_report
 
-    if format not in ("pororo", "flintstones"):
-        raise fail(f"--format must be pororo or flintstones, got {format!r}.")
-    if method not in ("baseline", "diffusion"):
-        raise fail(f"--method must be baseline or diffusion, got {method!r}.")
+    if method not in METHODS:
+        raise fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
     try:
-        if not root.is_dir():
-            raise fail(f"{root} is not a folder; give the dataset's root folder.")
-        clips = read_pororo(root, limit) if format == "pororo" else read_flintstones(root, character, limit)
-        reference = None
-        if subject is not None:
-            from storyagent.media import load_reference
-
-            ref = load_reference(subject)
-            reference = SubjectReference(ref.frames, ref.masks)
-        lpips_model = i3d_model = None
-        if lpips_heads is not None:
-            from storyagent.eval.lpips import LPIPS
-
-            lpips_model = LPIPS("alex").load_weights(lpips_heads, lpips_backbone).to(device)
-        if i3d is not None:
-            from storyagent.eval.i3d import load_i3d
-
-            i3d_model = load_i3d(i3d).to(device)
-        generator = StillCompositeBaseline() if method == "baseline" else DiffusionGenerator(steps=steps, device=device)
-        result = evaluate_dataset(clips, generator, generator.name, reference, lpips_model, i3d_model,
-                                  show_progress=not quiet, total=limit)
-        paths = write_dataset_report(result, out)
+        index = open_dataset(root, format)
+        chosen = load_split(split, format)
+        if characters:
+            wanted = [c.strip().lower() for c in characters.split(",") if c.strip()]
+            unknown = sorted(set(wanted) - {c.name for c in chosen.characters})
+            if unknown:
+                raise fail(f"--characters names {unknown[0]!r}, which the split does not hold "
+                           f"({', '.join(c.name for c in chosen.characters)}).")
+            chosen.characters = [c for c in chosen.characters if c.name in wanted]
+        if samples:
+            chosen.samples = samples
+            for c in chosen.characters:
+                c.test = c.test[:samples] if c.test else None
+        resolved = resolve_split(chosen, index)
+        out.mkdir(parents=True, exist_ok=True)
+        split_path = write_resolved(chosen, resolved, out / "split.json")
+        generator = _generator(method, out, steps, seed, device, preset, anydoor_steps, lora_be_epochs, quiet)
+        lpips_model, i3d_model = _metric_models(lpips_heads, lpips_backbone, i3d, device)
+        frame = _geometry(geometry, size, generator)
+        result = evaluate_dataset(index, resolved, generator, frame, out, lpips_model, i3d_model,
+                                  show_progress=not quiet)
+        weights = _weights_used(generator)
+        paths = write_dataset_report(result, out, method, split_path, chosen.protocol, chosen.assumptions, weights)
     except StoryAgentError as exc:
         raise fail(str(exc)) from None
-    console.print(f"Evaluated {len(result.clips)} clips of {root}:")
-    _report(paths)
+    trained = getattr(generator, "trainings", [])
+    console.print(f"Evaluated {len(result.rows)} shots of {root} ({len(trained)} fine-tunes trained):")
+    _report([split_path, *paths])
+
+
+METHODS = ("storyagent", "dc", "anydoor", "animatic")
+
+
+def _generator(method, out, steps, seed, device, preset, anydoor_steps, lora_be_epochs, quiet):
+    from storyagent.eval.generators import DiffusionGenerator, FineTunedGenerator, StillCompositeBaseline
+
+    if method == "animatic":
+        return StillCompositeBaseline()
+    if method == "anydoor":
+        return DiffusionGenerator(steps=steps, seed=seed, device=device)
+    if preset not in ("paper", "quick"):
+        raise fail(f"--preset must be paper or quick, got {preset!r}.")
+    gen = FineTunedGenerator(steps=steps, seed=seed, device=device, preset=preset, anydoor_steps=anydoor_steps,
+                             lora_be_epochs=lora_be_epochs, work_dir=out / "subjects", show_progress=not quiet,
+                             blockwise_embeddings=method == "storyagent")
+    if method == "dc":
+        gen.name = "DC (StoryAnyDoor + DynamiCrafter LoRA, no block-wise embeddings)"
+    return gen
+
+
+def _metric_models(lpips_heads, lpips_backbone, i3d, device):
+    lpips_model = i3d_model = None
+    if lpips_heads is not None:
+        from storyagent.eval.lpips import LPIPS
+
+        lpips_model = LPIPS("alex").load_weights(lpips_heads, lpips_backbone).to(device)
+    if i3d is not None:
+        from storyagent.eval.i3d import load_i3d
+
+        i3d_model = load_i3d(i3d).to(device)
+    return lpips_model, i3d_model
+
+
+def _geometry(mode: str, size: str | None, generator):
+    from storyagent.eval.geometry import FrameGeometry
+
+    if size:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise fail(f"--size must be WIDTHxHEIGHT, e.g. 512x320, got {size!r}.") from None
+        return FrameGeometry(h, w, mode)
+    model_size = getattr(generator, "size", None)
+    return FrameGeometry(*(model_size or (320, 512)), mode)
+
+
+def _weights_used(generator) -> list[str]:
+    from storyagent.weights import resolve_weights
+
+    used = []
+    for name in getattr(generator, "weights", ()):
+        try:
+            used.append(f"{name} ({resolve_weights(name)})")
+        except StoryAgentError:
+            used.append(name)
+    for character, tunes in getattr(generator, "finetunes", {}).items():
+        used += [f"{character}'s {m} fine-tune ({t['path']}, {t['steps']} steps)" for m, t in tunes.items()]
+    return used

@@ -29,6 +29,9 @@ class LoRABEConfig(ConfigFileMixin):
     """LoRA alpha (the update is scaled by alpha / rank)."""
     target_modules: str = DEFAULT_TARGET_MODULES
     """Regular expression (full match) over UNet module names that get LoRA."""
+    blockwise_embeddings: bool = True
+    """Learn the subject token's block-wise embeddings (False: the paper's "DC" ablation, a LoRA
+    fine-tune alone; the token keeps the class word's embedding in every module)."""
     localization_weight: float = 1.0
     """lambda: total loss = diffusion loss + lambda * localization loss (the mean over the
     cross-attention modules, not their sum; see `losses.localization_loss`)."""

@@ -85,7 +85,9 @@ class LoRABETrainer:
         dim = token_table(pipe.text_encoder).weight.shape[1]
         self.embeddings = BlockwiseEmbeddings(len(self.attns), dim).to(self.device)
         self.embeddings.init_from_word(pipe.text_encoder, config.class_word)
-        self.optimizer = torch.optim.Adam([*self.lora_params, self.embeddings.embeddings], lr=config.learning_rate)
+        self.embeddings.requires_grad_(config.blockwise_embeddings)
+        trained = [*self.lora_params] + ([self.embeddings.embeddings] if config.blockwise_embeddings else [])
+        self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
