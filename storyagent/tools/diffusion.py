@@ -19,11 +19,13 @@ from PIL import Image
 
 from storyagent.config import RunConfig
 from storyagent.media import write_video
+from storyagent.models import placement
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.backend import Backend
 from storyagent.tools.finetunes import FineTune, SubjectFineTunes
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key, shot_take
-from storyagent.tools.subject import LangSAMMasks, PreparedSubject, default_device
+from storyagent.tools.shot_failure import with_memory_retry
+from storyagent.tools.subject import LangSAMMasks, PreparedSubject
 from storyagent.workspace import Workspace, hash_file, hash_json
 
 if TYPE_CHECKING:  # the models load with the first storyboard, not with the command line
@@ -48,8 +50,10 @@ class DiffusionBackend(Backend):
     """The subject's fine-tunes; StoryDiffusion + LangSAM + StoryAnyDoor storyboard; DynamiCrafter
     (+ LoRA-BE) clips.
 
-    The video models are loaded on the first clip of a stage and dropped by `release()` at its end,
-    so the storyboard's models and DynamiCrafter never share the GPU.
+    Every model waits on the CPU and visits the GPU only while it works (`placement.on_device`),
+    so no two of them share the GPU; DynamiCrafter is loaded on the first clip of a stage and
+    dropped by `release()` at its end. `--low-vram` offloads each model's idle parts and decodes
+    the VAE a frame at a time; a shot that runs out of GPU memory is tried once more that way.
     """
 
     name = "diffusion"
@@ -121,10 +125,13 @@ class DiffusionBackend(Backend):
             first = script.shots[:settings.num_identity]
             identity = IdentityPass(prompts=[shot_text(s) for s in first], seeds=[seeds[s.index] for s in first])
         if stale:
-            self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity,
-                                  lambda shot: frame_hash(shot, identity), show_progress)
-            ws.manifest[IDENTITY] = {"shared": shared, "pass": asdict(identity)}
-            ws.save()
+            try:
+                self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity,
+                                      lambda shot: frame_hash(shot, identity), show_progress)
+            finally:
+                # Kept even when a shot failed: the shots drawn with this pass stay fresh on --resume.
+                ws.manifest[IDENTITY] = {"shared": shared, "pass": asdict(identity)}
+                ws.save()
         return [StoryboardFrame.model_validate(ws.artifact(keys[s.index])) for s in script.shots]
 
     def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
@@ -132,21 +139,23 @@ class DiffusionBackend(Backend):
                          identity: IdentityPass, frame_hash, show_progress: bool) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
         from storyagent.models.anydoor.finetune import apply_finetune
-        from storyagent.tools.diffusion_storyboard import generate_storyboard_diffusion
+        from storyagent.tools.diffusion_storyboard import StoryboardModels, generate_storyboard_diffusion
 
-        anydoor = AnyDoorPipeline.from_pretrained(device=default_device())
+        models = StoryboardModels.load(settings.model_copy(update={"cpu_offload": self.cfg.low_vram}))
+        anydoor = AnyDoorPipeline.from_pretrained(device="cpu")
         if "story_anydoor" in self.finetunes:
             anydoor = apply_finetune(anydoor, self.finetunes["story_anydoor"].path)
         steps = self.cfg.steps
 
         def redraw(*args, seed: int | None = 0):
-            return anydoor.redraw(*args, seed=seed, num_inference_steps=steps, show_progress=False)
+            with models.running(anydoor):  # low-VRAM too when the shot is being retried
+                return anydoor.redraw(*args, seed=seed, num_inference_steps=steps, show_progress=False)
 
         # Records every drawn shot's frame (the initial picture where the subject was not found)
         # under its `shot_key`, once.
-        generate_storyboard_diffusion(script, subject.subject, ws.root, settings, redraw=redraw, workspace=ws,
-                                      only=only, seeds=seeds, identity=identity, frame_hash=frame_hash,
-                                      show_progress=show_progress)
+        generate_storyboard_diffusion(script, subject.subject, ws.root, settings, models=models, redraw=redraw,
+                                      workspace=ws, only=only, seeds=seeds, identity=identity,
+                                      frame_hash=frame_hash, show_progress=show_progress)
 
     def finetune_key(self, model: str) -> str | None:
         found = self.finetunes.get(model)
@@ -174,9 +183,9 @@ class DiffusionBackend(Backend):
 
             from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 
-            device = default_device()
-            dtype = torch.bfloat16 if device == "cuda" else torch.float32
-            self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype, device=device)
+            # On the CPU until a clip is made (`_frames`); the GPU's dtype chosen now.
+            dtype = torch.bfloat16 if placement.compute_device() == "cuda" else torch.float32
+            self._pipe = DynamiCrafterPipeline.from_pretrained(torch_dtype=dtype, device="cpu")
             if self.adapter is not None:
                 # LoRA-BE (paper, Sec. 3.3): the subject's own token keeps it the same inside every shot.
                 from storyagent.models.lora_be import load_adapter
@@ -194,20 +203,39 @@ class DiffusionBackend(Backend):
         return text.replace(name, self.token) if name in text else f"{self.token}, {text}"
 
     def animate(self, ws: Workspace, shot: Shot, board: StoryboardFrame, input_hash: str, seed: int) -> ShotClip:
-        import torch
-
         image = np.asarray(Image.open(ws.path(board.path)).convert("RGB"))
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        pipe = self.pipe  # loads the adapter first, which decides the prompt's wording
+        self.pipe  # noqa: B018 -- loads the adapter first, which decides the prompt's wording
         prompt = self.prompt(shot, shot_feedback(ws, "video", shot.index))
-        out = pipe(image=image, prompt=prompt, num_inference_steps=self.cfg.steps or 50, generator=generator,
-                   output_type="np", show_progress=False)
-        frames = list(np.asarray(out.frames[0], dtype=np.uint8))  # (T, H, W, 3)
+        # Out of GPU memory: the memory is freed and the shot made once more in low-VRAM mode; a
+        # second failure skips this shot only (the others are made, `--resume` redoes it).
+        frames, retried = with_memory_retry([shot.index], lambda low_vram: self._frames(image, prompt, seed, low_vram),
+                                            self.cfg.low_vram)
         rel = clip_path(shot.index)
         write_video(ws.path(rel), frames, self.cfg.fps)
         adapter = self.adapter
+        meta = {"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None}
+        if retried:
+            meta["out_of_memory_retry"] = "ran out of GPU memory; made again with --low-vram settings"
         return ShotClip(path=rel, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
-                        meta={"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None})
+                        meta=meta)
+
+    def _frames(self, image: np.ndarray, prompt: str, seed: int, low_vram: bool) -> list[np.ndarray]:
+        """One clip's frames (T x H x W x 3 uint8), DynamiCrafter on the GPU for this shot only; in
+        low-VRAM mode its models visit the GPU one at a time and the VAE decodes frame by frame."""
+        import torch
+
+        pipe = self.pipe
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        chunk = pipe.vae_chunk
+        pipe.vae_chunk = 1 if low_vram else chunk
+        try:
+            with placement.on_device(pipe, placement.compute_device(), low_vram=low_vram):
+                out = pipe(image=image, prompt=prompt, num_inference_steps=self.cfg.steps or 50, generator=generator,
+                           output_type="np", show_progress=False)
+        finally:
+            pipe.vae_chunk = chunk
+        return list(np.asarray(out.frames[0], dtype=np.uint8))
 
     def release(self) -> None:
         self._pipe, self.token = None, None
+        placement.free_memory()

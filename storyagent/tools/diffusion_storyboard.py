@@ -18,6 +18,7 @@ other shots are not touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storyagent.fileio import atomic_write_json
 from storyagent.media import write_png
+from storyagent.models import placement
 from storyagent.models.langsam import LangSAMConfig, LangSAMPipeline, SubjectMask
 from storyagent.models.removal import SubjectRemover
 from storyagent.models.storydiffusion import (
@@ -42,6 +44,7 @@ from storyagent.models.storydiffusion import (
 from storyagent.progress import make_progress
 from storyagent.schemas import Shot, StoryboardFrame, StoryScript, Subject
 from storyagent.tools.per_shot import STORYBOARD_DIR, shot_key
+from storyagent.tools.shot_failure import ShotFailedError, with_memory_retry
 from storyagent.workspace import Workspace, hash_json
 
 RECORDS = f"{STORYBOARD_DIR}/diffusion_storyboard.json"
@@ -70,7 +73,7 @@ class DiffusionStoryboardConfig(BaseModel):
     removal: Literal["auto", "diffusion", "opencv"] = Field(default="auto", description="How the subject is removed; auto = diffusion when SDXL is loaded.")
     device: str | None = Field(default=None, description="torch device; default CUDA when available.")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(default="auto", description="Weights dtype; auto = float16 on CUDA, float32 on CPU.")
-    cpu_offload: bool = Field(default=False, description="Keep SDXL's parts on the CPU until used (less GPU memory, slower).")
+    cpu_offload: bool = Field(default=False, description="Low-VRAM mode: each model's parts visit the GPU one at a time and the VAE decodes one picture at a time (less GPU memory, slower).")
 
 
 class Redraw(Protocol):
@@ -101,26 +104,51 @@ class DiffusionShotRecord(BaseModel):
 
 @dataclass
 class StoryboardModels:
-    """The loaded models; build once and pass to several calls (loading SDXL takes a while)."""
+    """The loaded models; build once and pass to several calls (loading SDXL takes a while).
+
+    They wait on the CPU; each visits `device` only while it works (`running`), so SDXL, LangSAM
+    and the redraw model never share the GPU.
+    """
 
     story: StoryDiffusionPipeline
     langsam: LangSAMPipeline
     remover: SubjectRemover
+    device: str = "cpu"
+    """Where the models run."""
+    low_vram: bool = False
+    """Each model's parts visit the device one at a time, and the VAE decodes one picture at a time."""
 
     @classmethod
     def load(cls, config: DiffusionStoryboardConfig) -> StoryboardModels:
         import torch
 
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = config.device or placement.compute_device()
         dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(
             config.dtype, torch.float16 if device.startswith("cuda") else torch.float32)
-        story = StoryDiffusionPipeline.from_pretrained(
-            config.sdxl_path, config=story_config(config), torch_dtype=dtype, device=device,
-            cpu_offload=config.cpu_offload)
+        story = StoryDiffusionPipeline.from_pretrained(config.sdxl_path, config=story_config(config),
+                                                       torch_dtype=dtype, device="cpu")
         langsam = LangSAMPipeline.from_pretrained(dino_path=config.dino_path, sam_path=config.sam_path,
-                                                config=langsam_config(config), device=device)
+                                                config=langsam_config(config), device="cpu")
         remover = SubjectRemover.from_sdxl(story.sdxl) if config.removal != "opencv" else SubjectRemover()
-        return cls(story, langsam, remover)
+        return cls(story, langsam, remover, device, config.cpu_offload)
+
+    def running(self, model):
+        """`model` (one of these, or the redraw model) on the device for a block; see `placement.on_device`."""
+        return placement.on_device(model, self.device, low_vram=self.low_vram)
+
+    def retrying(self, shots: list[int], run):
+        """`run()` with these models, once more in low-VRAM mode after a GPU out-of-memory error
+        (a `ShotFailedError` naming `shots` when that fails too); (result, retried)."""
+        base = self.low_vram
+
+        def attempt(low_vram: bool):
+            self.low_vram = low_vram
+            try:
+                return run()
+            finally:
+                self.low_vram = base
+
+        return with_memory_retry(shots, attempt, base)
 
 
 def story_config(config: DiffusionStoryboardConfig) -> StoryDiffusionConfig:
@@ -204,29 +232,49 @@ def generate_storyboard_diffusion(
         passes = len(identity.prompts) if identity is not None else min(config.num_identity, len(shots))
         total = config.steps * (passes + len(drawn))  # at most: identity shots asked for are drawn once
         task = progress.add_task("Storyboard (StoryDiffusion)", total=total, status="drawing")
-        story = models.story([shot_text(s) for s in shots], described, seed=config.seed, seeds=shot_seeds,
-                             identity=identity, only=drawn, output_type="np", on_step=lambda: progress.advance(task))
+        numbers = [shots[i].index for i in drawn]
+
+        def draw():
+            progress.update(task, completed=0)
+            with models.running(models.story):
+                return models.story([shot_text(s) for s in shots], described, seed=config.seed, seeds=shot_seeds,
+                                    identity=identity, only=drawn, output_type="np",
+                                    on_step=lambda: progress.advance(task))
+
+        story, _ = models.retrying(numbers, draw)
         progress.update(task, completed=total)
         initial = {i: (np.clip(story.images[i], 0, 1) * 255).round().astype(np.uint8) for i in drawn}
 
         # 2. The subject's mask in every drawn picture.
         progress.update(task, status="finding the subject")
-        found = dict(zip(drawn, models.langsam([initial[i] for i in drawn], detect)))
+
+        def find():
+            with models.running(models.langsam):
+                return models.langsam([initial[i] for i in drawn], detect)
+
+        found = dict(zip(drawn, models.retrying(numbers, find)[0]))
 
         # 3. Per shot: remove the drawn subject and redraw the user's own.
         shot_step = _ShotStep(root, models, described, detect, workspace,
                               reference_for_redraw(subject) if redraw is not None else None, redraw)
         records: list[DiffusionShotRecord] = []
+        failed: list[ShotFailedError] = []
         clean = progress.add_task("Storyboard (remove, redraw)", total=len(drawn), status="")
         for i in drawn:
             shot = shots[i]
             h = hash_json({"settings": settings, "shot": shot.model_dump(mode="json"), "subject": described,
                            "seed": shot_seeds[i]})
-            records.append(shot_step(shot, initial[i], found[i], story.prompts[i], shot_seeds[i], h,
-                                     frame_hash(shot) if frame_hash else h))
+            args = (shot, initial[i], found[i], story.prompts[i], shot_seeds[i], h, frame_hash(shot) if frame_hash else h)
+            try:
+                # A shot out of GPU memory twice is skipped; the others are still drawn and recorded.
+                records.append(shot_step.retrying(*args))
+            except ShotFailedError as exc:
+                failed.append(exc)
             progress.advance(clean)
 
     _save_records(root, records)
+    if failed:
+        raise ShotFailedError.combine(failed)
     return DiffusionStoryboard(records, story.identity_pass)
 
 
@@ -252,6 +300,23 @@ class _ShotStep:
     workspace: Workspace | None
     reference: tuple[np.ndarray, np.ndarray] | None
     redraw: Redraw | Callable[..., np.ndarray] | None
+    retried: bool = False
+    """The shot being drawn is the retry after a GPU out-of-memory error (noted in its frame's meta)."""
+
+    def retrying(self, shot: Shot, *args) -> DiffusionShotRecord:
+        """The step for `shot`, once more in low-VRAM mode after a GPU out-of-memory error."""
+
+        attempts: list[int] = []
+
+        def run() -> DiffusionShotRecord:
+            attempts.append(1)
+            self.retried = len(attempts) > 1
+            return self(shot, *args)
+
+        try:
+            return self.models.retrying([shot.index], run)[0]
+        finally:
+            self.retried = False
 
     def __call__(self, shot: Shot, image: np.ndarray, found: SubjectMask, prompt: str, seed: int, h: str,
                  frame_hash: str) -> DiffusionShotRecord:
@@ -267,8 +332,10 @@ class _ShotStep:
                                                             meta={"found": False, "reason": record.reason}))
         else:
             # 3b. Remove the drawn subject (its grown mask is the hole the redraw fills).
-            removed = self.models.remover(image, found.mask, background=shot.background, avoid=self.described,
-                                          seed=seed)
+            diffusion = self.models.remover.method == "diffusion"  # inpainting with SDXL's parts
+            with self.models.running(self.models.story) if diffusion else contextlib.nullcontext():
+                removed = self.models.remover(image, found.mask, background=shot.background, avoid=self.described,
+                                              seed=seed)
             record.hole, record.removed = f"{name}_hole.png", f"{name}_removed.png"
             write_png(self.root / record.hole, removed.mask.astype(np.uint8) * 255)
             write_png(self.root / record.removed, removed.image)
@@ -288,6 +355,9 @@ class _ShotStep:
         write_png(self.root / record.mask, subject_mask.astype(np.uint8) * 255)
         # The shot's storyboard frame, recorded once.
         meta = {"found": record.found, "reason": record.reason, "prompt": prompt, "seed": seed}
+        if self.retried:
+            meta["out_of_memory_retry"] = "ran out of GPU memory; drawn again with --low-vram settings"
+
         self._record(name, StoryboardFrame(path=record.final or record.initial, mask_path=record.mask,
                                            input_hash=frame_hash, shot=shot.index,
                                            meta=meta | ({"redraw": True} if record.final else {})))
@@ -300,7 +370,8 @@ class _ShotStep:
         background the removal refilled survives around a smaller or differently posed subject.
         """
         redrawn = np.asarray(self.redraw(self.reference[0], self.reference[1], removed, hole, seed=seed), np.uint8)
-        (new,) = self.models.langsam([redrawn], self.detect)
+        with self.models.running(self.models.langsam):
+            (new,) = self.models.langsam([redrawn], self.detect)
         mask, note = (new.mask, "") if new.found else (
             hole, f"the redrawn subject was not found ({new.reason}); pasted through the removal's hole")
         return np.where(mask[..., None], redrawn, removed), mask, note

@@ -21,8 +21,9 @@ from pydantic import BaseModel
 
 from storyagent.config import RunConfig
 from storyagent.fileio import atomic_write_json
+from storyagent.models import placement
 from storyagent.progress import console
-from storyagent.tools.subject import LangSAMMasks, PreparedSubject, default_device
+from storyagent.tools.subject import LangSAMMasks, PreparedSubject
 from storyagent.weights import cache_dir, resolve_weights, weights_fingerprint
 from storyagent.workspace import Workspace, hash_json
 
@@ -79,7 +80,7 @@ class SubjectFineTunes:
     def __init__(self, cfg: RunConfig, subject: PreparedSubject, masks: LangSAMMasks,
                  show_progress: bool = True) -> None:
         self.cfg, self.subject, self.masks, self.show_progress = cfg, subject, masks, show_progress
-        self.device = default_device()
+        self.device = placement.compute_device()
 
     def folder(self, model: Model, settings: dict[str, object]) -> tuple[Path, str]:
         # The subject's input hash is already the media's contents, their masks and how many frames
@@ -128,12 +129,13 @@ class SubjectFineTunes:
         from storyagent.models.anydoor.training import StoryAnyDoorTrainer
 
         ref = self.subject.reference
-        pipe = AnyDoorPipeline.from_pretrained(device=self.device)
-        trainer = StoryAnyDoorTrainer(pipe, list(ref.frames), list(ref.masks), work, config,
-                                      sources=[str(s) for s in ref.sources])
-        trainer.train(show_progress=self.show_progress)
-        trainer.save_finetune(final)
-        return trainer.step
+        # On the GPU for its training only, so the next model finds the memory free.
+        with placement.on_device(AnyDoorPipeline.from_pretrained(device="cpu"), self.device) as pipe:
+            trainer = StoryAnyDoorTrainer(pipe, list(ref.frames), list(ref.masks), work, config,
+                                          sources=[str(s) for s in ref.sources])
+            trainer.train(show_progress=self.show_progress)
+            trainer.save_finetune(final)
+            return trainer.step
 
     def train_lora_be(self, config, work: Path, final: Path) -> int:
         """LoRA-BE (Sec. 3.3): DynamiCrafter's LoRA and block-wise embeddings on the subject's clips."""
@@ -142,8 +144,8 @@ class SubjectFineTunes:
 
         clips = load_subject_clips(list(self.subject.subject.reference_media), segment=self.masks)
         self.masks.release()
-        pipe = DynamiCrafterPipeline.from_pretrained(device=self.device)
-        trainer = LoRABETrainer(pipe, config, work)
-        trainer.train(clips, show_progress=self.show_progress)
-        trainer.save(final)
-        return trainer.step
+        with placement.on_device(DynamiCrafterPipeline.from_pretrained(device="cpu"), self.device) as pipe:
+            trainer = LoRABETrainer(pipe, config, work)
+            trainer.train(clips, show_progress=self.show_progress)
+            trainer.save(final)
+            return trainer.step

@@ -56,6 +56,8 @@ class AnyDoorPipeline:
         self.image_encoder = image_encoder
         self.scheduler = scheduler
         self.config = config or AnyDoorConfig()
+        self._offload: torch.device | None = None
+        """The device the parts visit under model CPU offload (None: no offload)."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -100,8 +102,38 @@ class AnyDoorPipeline:
         return self
 
     @property
+    def models(self) -> tuple[torch.nn.Module, ...]:
+        """The parts, in the order a redraw calls them."""
+        return (self.image_encoder, self.controlnet, self.unet, self.vae)
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> AnyDoorPipeline:
+        """Keep the parts on the CPU; each visits `device` for its forward and leaves when the next
+        part in redraw order starts (the ControlNet and the UNet share the device while denoising)."""
+        from accelerate import cpu_offload_with_hook
+
+        self.disable_model_cpu_offload()
+        self._offload = torch.device(device)
+        hook = None
+        for module in self.models:
+            _, hook = cpu_offload_with_hook(module, self._offload, prev_module_hook=hook)
+        return self
+
+    def disable_model_cpu_offload(self) -> AnyDoorPipeline:
+        """Remove the offload hooks; every part is left on the CPU."""
+        if self._offload is None:
+            return self
+        from accelerate.hooks import remove_hook_from_module
+
+        for module in self.models:
+            remove_hook_from_module(module, recurse=True)
+            module.to("cpu")
+        self._offload = None
+        return self
+
+    @property
     def device(self) -> torch.device:
-        return self.unet.conv_in.weight.device
+        """Where the pipeline's tensors are made: the offload's device, else the UNet's."""
+        return self._offload if self._offload is not None else self.unet.conv_in.weight.device
 
     @property
     def dtype(self) -> torch.dtype:

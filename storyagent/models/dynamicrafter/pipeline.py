@@ -134,6 +134,14 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
             mods["image_encoder"] = self.image_encoder
         return mods
 
+    def disable_model_cpu_offload(self) -> DynamiCrafterPipeline:
+        """Undo `enable_model_cpu_offload`: every model stays on the CPU, where `to` may move them."""
+        self.offload = False
+        self.device = torch.device("cpu")
+        for module in self.modules.values():
+            module.to("cpu")
+        return self
+
     def compile_unet(self, mode: str | None = None) -> DynamiCrafterPipeline:
         """torch.compile the UNet (the first call compiles; later calls with the same shapes are faster)."""
         self.unet = torch.compile(self.unet, mode=mode)  # type: ignore[assignment]

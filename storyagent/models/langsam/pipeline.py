@@ -89,6 +89,12 @@ class LangSAMPipeline:
         return cls(GroundingDinoDetector.from_pretrained(dino_path, torch_dtype=torch_dtype, device=device),
                    SamSegmenter.from_pretrained(sam_path, torch_dtype=torch_dtype, device=device), config)
 
+    def to(self, device: str | torch.device) -> LangSAMPipeline:
+        """Both models to `device` (SAM's predictor follows its model)."""
+        self.detector.model.to(device)
+        self.segmenter.sam.to(device)
+        return self
+
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         from storyagent.fileio import atomic_write_json
 

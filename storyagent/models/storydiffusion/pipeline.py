@@ -94,6 +94,24 @@ class StoryDiffusionPipeline:
             sdxl.to(device)
         return cls(sdxl, config)
 
+    def to(self, device: str | torch.device) -> StoryDiffusionPipeline:
+        self.sdxl.to(device)
+        return self
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> StoryDiffusionPipeline:
+        """Low-VRAM mode: SDXL's parts stay on the CPU and visit `device` one at a time (diffusers'
+        model offload), and the VAE decodes one picture at a time instead of the whole batch."""
+        self.sdxl.enable_model_cpu_offload(device=device)
+        self.sdxl.vae.enable_slicing()
+        return self
+
+    def disable_model_cpu_offload(self) -> StoryDiffusionPipeline:
+        """Undo `enable_model_cpu_offload`; every part is left on the CPU."""
+        self.sdxl.remove_all_hooks()
+        self.sdxl.vae.disable_slicing()
+        self.sdxl.to("cpu")
+        return self
+
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         """The SDXL in diffusers layout (unet/, vae/, text_encoder/ ...), which `from_pretrained(path)` reads back."""
         self.sdxl.save_pretrained(path)
