@@ -54,12 +54,17 @@ def _where(phrase: str) -> str:
 
 def _rename_place(narration: str, old_place: str, old_phrase: str, new_phrase: str) -> str | None:
     """The narration with its mention of the old place swapped for the new one; None if it names no place."""
-    if old_phrase and old_phrase.lower() in narration.lower():
-        return re.sub(re.escape(old_phrase), new_phrase, narration, count=1, flags=re.IGNORECASE)
     words = "|".join(re.escape(w) for w in sorted(PLACE_WORDS.get(old_place, ()), key=len, reverse=True))
-    pattern = rf"\b(?:(?:the|a|an)\s+(?:[\w'-]+\s+){{0,2}}?)?(?:{words})\b"
-    if words and re.search(pattern, narration, flags=re.IGNORECASE):
-        return re.sub(pattern, new_phrase, narration, count=1, flags=re.IGNORECASE)
+    patterns = [re.escape(old_phrase)] if old_phrase else []
+    if words:
+        patterns.append(rf"\b(?:(?:the|a|an)\s+(?:[\w'-]+\s+){{0,2}}?)?(?:{words})\b")
+    for pattern in patterns:
+        m = re.search(rf"(?:\b(in|on|at|by)\s+)?{pattern}", narration, flags=re.IGNORECASE)
+        if m:
+            # "in the garden" becomes "on the beach": the preposition follows the new place.
+            new = _where(new_phrase) if m.group(1) in ("in", "on", "at") else new_phrase
+            new = f"{m.group(1)} {new}" if m.group(1) == "by" else new
+            return narration[:m.start()] + new + narration[m.end():]
     return None
 
 
