@@ -11,6 +11,7 @@ numbers only rank runs against each other.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from itertools import combinations
@@ -50,6 +51,95 @@ class ColorHistogramFeatures:
             out.append(torch.from_numpy(hist.astype(np.float32)))
         emb = torch.stack(out)
         return emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class LightingRobustFeatures:
+    """A weights-free subject descriptor that ignores the scene's light: colour + shape of the masked crop.
+
+    Colour: each channel is divided by its mean over the subject's pixels (grey-world, which
+    cancels any per-channel light: night, dusk, a coloured lamp), then a 2-D histogram of the
+    log-chromaticities log(R/G), log(B/G) (dark pixels, whose chromaticity is noise, weigh less)
+    and a histogram of log relative brightness. Shape: HOG-like gradient-orientation histograms
+    (Dalal and Triggs, CVPR 2005) on the subject's silhouette and its rank-equalised grey
+    levels, pooled with its mirror image (a subject walking the other way is the same subject).
+    Each part is unit length; the embedding concatenates them with weights summing to one, so a
+    cosine similarity is the weighted mean of the two parts' cosines.
+    """
+
+    name = "fallback: lighting-normalised colour+shape"
+
+    def __init__(self, chroma_bins: int = 12, size: int = 48, cells: int = 4, orientations: int = 9,
+                 colour_weight: float = 0.65) -> None:
+        self.chroma_bins, self.size, self.cells, self.orientations = chroma_bins, size, cells, orientations
+        self.colour_weight = colour_weight
+
+    def __call__(self, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> torch.Tensor:
+        out = []
+        for crop, mask in zip(crops, masks):
+            m = np.ones(crop.shape[:2], bool) if mask is None or mask.sum() < 16 else mask.astype(bool)
+            balanced = _grey_world(crop, m)
+            colour, shape = self._colour(balanced[m]), self._shape(balanced, m)
+            wc = self.colour_weight
+            out.append(torch.from_numpy(np.concatenate([math.sqrt(wc) * colour, math.sqrt(1 - wc) * shape])))
+        emb = torch.stack(out).float()
+        return emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def _colour(self, px: np.ndarray) -> np.ndarray:
+        brightness = px.mean(axis=1)
+        a, b = np.log(px[:, 0] / px[:, 1]), np.log(px[:, 2] / px[:, 1])
+        weight = np.clip(brightness, 0.0, 1.0)
+        n = self.chroma_bins
+        chroma, _, _ = np.histogram2d(a, b, bins=n, range=[[-1.5, 1.5], [-1.5, 1.5]], weights=weight)
+        # A little blur so a hue near a bin edge does not flip bins between shots.
+        chroma = cv2.GaussianBlur(chroma.astype(np.float32), (3, 3), 0.8).ravel()
+        light, _ = np.histogram(np.log(np.maximum(brightness, 1e-3)), bins=8, range=(-2.0, 1.0))
+        parts = [np.sqrt(h / max(h.sum(), 1e-9)) for h in (chroma, light.astype(np.float32))]
+        vec = np.concatenate([parts[0], 0.5 * parts[1]])
+        return vec / max(np.linalg.norm(vec), 1e-12)
+
+    def _shape(self, balanced: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(mask)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        grey = balanced[y0:y1, x0:x1].mean(axis=2)
+        inside = mask[y0:y1, x0:x1]
+        # Rank-equalised grey levels inside the silhouette, 0 outside: invariant to any monotonic change of light.
+        ranks = np.zeros(grey.shape, np.float32)
+        order = np.argsort(grey[inside], kind="stable")
+        vals = np.empty(len(order), np.float32)
+        vals[order] = np.linspace(0.3, 1.0, len(order), dtype=np.float32)
+        ranks[inside] = vals
+        side = max(ranks.shape)
+        square = np.zeros((side, side), np.float32)
+        oy, ox = (side - ranks.shape[0]) // 2, (side - ranks.shape[1]) // 2
+        square[oy:oy + ranks.shape[0], ox:ox + ranks.shape[1]] = ranks
+        img = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        vec = self._hog(img) + self._hog(img[:, ::-1])
+        return vec / max(np.linalg.norm(vec), 1e-12)
+
+    def _hog(self, img: np.ndarray) -> np.ndarray:
+        img = np.ascontiguousarray(img)
+        gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+        mag = np.hypot(gx, gy)
+        # Unsigned orientation, linearly split between the two nearest bins.
+        pos = (np.degrees(np.arctan2(gy, gx)) % 180.0) / (180.0 / self.orientations)
+        lo = np.floor(pos).astype(int) % self.orientations
+        frac = pos - np.floor(pos)
+        c = self.cells
+        cell = (np.arange(self.size) * c // self.size)
+        idx = (cell[:, None] * c + cell[None, :])
+        hist = np.zeros((c * c, self.orientations), np.float32)
+        np.add.at(hist, (idx, lo), mag * (1 - frac))
+        np.add.at(hist, (idx, (lo + 1) % self.orientations), mag * frac)
+        vec = hist.ravel()
+        vec = np.minimum(vec / max(np.linalg.norm(vec), 1e-12), 0.2)  # HOG's clipping: no edge dominates
+        return vec / max(np.linalg.norm(vec), 1e-12)
+
+
+def _grey_world(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The crop (float) with each channel divided by its mean over the mask: a per-channel light cancels out."""
+    img = crop.astype(np.float32) + 1.0
+    means = img[mask].mean(axis=0)
+    return img / np.maximum(means, 1e-6)
 
 
 class CLIPImageFeatures:

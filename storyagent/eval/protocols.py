@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from PIL import Image
 from storyagent.errors import InputError
 from storyagent.eval.clip_metrics import CLIPEncoder, clip_score, clip_temp
 from storyagent.eval.consistency import (
-    CLIPImageFeatures, ColorHistogramFeatures, DINOFeatures, SubjectFeatures, inter_shot_consistency,
+    CLIPImageFeatures, DINOFeatures, LightingRobustFeatures, SubjectFeatures, inter_shot_consistency,
     subject_crops)
 from storyagent.eval.flow import FarnebackFlow, FlowEstimator, RAFTFlow, flow_score, propagate_mask, warping_error
 from storyagent.eval.inception import inception_score, load_inception
@@ -36,7 +37,8 @@ from storyagent.tools.per_shot import clip_path, frame_path
 class EvalModels:
     """The encoders and estimators an evaluation uses; a missing one skips its metrics."""
 
-    features: list[SubjectFeatures] = field(default_factory=lambda: [ColorHistogramFeatures()])
+    features: list[SubjectFeatures] = field(default_factory=lambda: [LightingRobustFeatures()])
+    """Subject-consistency embeddings: DINO (and CLIP-I) when their weights are there, else the labelled fallback."""
     clip: CLIPEncoder | None = None
     flow: FlowEstimator = field(default_factory=FarnebackFlow)
     aesthetic: AestheticObserver | None = None
@@ -64,16 +66,19 @@ class EvalModels:
             m.notes.append("CLIP-score, CLIP-temp, subject (CLIP) and aesthetic skipped: no CLIP weights "
                            "(`storyagent weights fetch clip-vit-l-14` or --clip PATH).")
         if dino or (use_cache and weights_available("dinov2-vitg14")):
-            m.features.append(DINOFeatures.from_pretrained(dino, device=device))
+            # DINO is the subject-consistency measure; the weights-free fallback is then not needed.
+            m.features = [DINOFeatures.from_pretrained(dino, device=device)] + [
+                f for f in m.features if not isinstance(f, LightingRobustFeatures)]
         else:
             m.notes.append("Subject (DINO) skipped: no DINO weights (--dino PATH or `storyagent weights fetch dinov2-vitg14`).")
+            m.notes.append(f"Subject ({LightingRobustFeatures.name}) is a weights-free stand-in for DINO: colour "
+                           "histograms after grey-world light normalisation plus gradient-orientation shape; it "
+                           "ignores the shot's lighting and ranks runs, but is not DINO/CLIP-I.")
         if raft:
             m.flow = RAFTFlow.from_file(raft, small=raft_small, device=device)
         else:
             m.notes.append("Optical flow by OpenCV Farnebäck (no --raft weights): warping error and flow score "
                            "are not comparable with EvalCrafter's RAFT-based numbers.")
-        m.notes.append("Subject (color-hist) is a weights-free colour-histogram similarity; it ranks runs, "
-                       "it is not DINO/CLIP-I.")
         if inception:
             m.inception = load_inception(inception).to(device)
         else:
@@ -255,19 +260,30 @@ def write_film_report(result: FilmEval, out_dir: str | os.PathLike[str]) -> list
     return written
 
 
+def feature_slug(name: str) -> str:
+    """A file-name part for a feature: "dino", "clip", "fallback" (the text before any colon)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.split(":")[0].lower()).strip("-") or "features"
+
+
 def _plots(results: dict[str, FilmEval], out: Path) -> list[Path]:
+    """Per feature: subject consistency per shot (bars) and per frame (curves, shot cuts marked and labelled)."""
     written: list[Path] = []
     any_result = next(iter(results.values()))
     for feat in any_result.curves:
         n_shots = max(len(r.shots) for r in results.values())
         bars = {label: [float(s.get(f"Subject ({feat})", math.nan)) for s in r.shots] for label, r in results.items()}
+        features = f"features: {feat}"
         written.append(bar_plot([f"shot {i + 1}" for i in range(n_shots)], bars,
-                                f"Subject consistency ({feat}) per shot", "cosine similarity",
-                                out / f"subject_per_shot_{feat}.png"))
+                                "Subject consistency to the reference, per shot (cosine similarity)",
+                                "cosine similarity (1 = same)", out / f"subject_per_shot_{feature_slug(feat)}.png",
+                                y_range=(0.0, 1.0), xlabel="shot", subtitle=features))
         lines = {label: np.concatenate(r.curves[feat]).tolist() for label, r in results.items() if r.curves[feat]}
         cuts = np.cumsum([len(c) for c in any_result.curves[feat]])[:-1].tolist()
-        written.append(curve_plot(lines, f"Subject consistency ({feat}) per frame", "cosine similarity", "frame",
-                                  out / f"subject_per_frame_{feat}.png", breaks=cuts))
+        written.append(curve_plot(lines, "Subject consistency to the reference, per frame (cosine similarity)",
+                                  "cosine similarity (1 = same)", "frames, grouped by shot",
+                                  out / f"subject_per_frame_{feature_slug(feat)}.png", breaks=cuts,
+                                  y_range=(0.0, 1.0), segment_labels=[f"shot {i + 1}" for i in range(len(cuts) + 1)],
+                                  subtitle=features))
     return written
 
 
