@@ -35,7 +35,7 @@ class AnimaticBackend(Backend):
     def storyboard_hash(self, subject: PreparedSubject, shot: Shot, take: int) -> str:
         cfg = self.cfg
         return hash_json({"shot": shot.model_dump(mode="json"), "subject": subject.input_hash, "backend": self.name,
-                          "seed": cfg.seed, "take": take, "size": [cfg.width, cfg.height], "renderer": 1})
+                          "seed": cfg.seed, "take": take, "size": [cfg.width, cfg.height], "renderer": 2})
 
     def storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
                    show_progress: bool) -> list[StoryboardFrame]:
