@@ -50,7 +50,7 @@ class WeightSpec:
 _DC = "storyagent.models.dynamicrafter.convert"
 _DC_LICENCE = "Apache-2.0 code; weights: see model card"
 # The OpenCLIP towers sit inside DynamiCrafter's model.ckpt; only the tokenizer comes from here.
-_CLIP_TOKENIZER = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+_CLIP_TOKENIZER = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json")
 # Diffusers' own layout; the repository also holds single-file and fp16 copies (tens of GB more).
 _DIFFUSERS = ("model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors")
 _TRANSFORMERS = ("*.json", "*.txt", "model.safetensors")
@@ -67,8 +67,8 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec("dynamicrafter-1024", "Doubiiu/DynamiCrafter_1024", ("model.ckpt",),
                    "DynamiCrafter image-to-video, 576x1024", _DC_LICENCE, converter=_DC,
                    needs=("open-clip-vit-h-14",), loads_upstream=True),
-        WeightSpec("open-clip-vit-h-14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", _CLIP_TOKENIZER,
-                   "OpenCLIP ViT-H/14 tokenizer (DynamiCrafter prompts)", "MIT"),
+        WeightSpec("open-clip-vit-h-14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", (),
+                   "OpenCLIP ViT-H/14 tokenizer (DynamiCrafter prompts)", "MIT", allow_patterns=_CLIP_TOKENIZER),
         WeightSpec("sdxl-base", "stabilityai/stable-diffusion-xl-base-1.0", (),
                    "SDXL base for the StoryDiffusion storyboard", "CreativeML Open RAIL++-M",
                    allow_patterns=_DIFFUSERS),

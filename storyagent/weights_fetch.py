@@ -161,7 +161,7 @@ def _download(url: str, blob: Path, size: int, etag: str, label: str, progress: 
                 h, have = hashlib.sha256(), 0
                 progress.update(task, completed=0)
             with open(part, "ab") as fh:
-                for chunk in response.iter_bytes(1 << 20):
+                for chunk in response.iter_bytes():  # as it arrives: a dropped connection loses nothing received
                     fh.write(chunk)
                     h.update(chunk)
                     progress.advance(task, len(chunk))
