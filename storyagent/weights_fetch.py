@@ -63,7 +63,8 @@ def fetch_weights(name: str, config: Path | None = None, revision: str = "main",
     previous = {f["path"]: f for f in load_registry().get(name, {}).get("files", [])}
     with _progress(show_progress) as progress:
         commit, files = remote_files(spec, revision)
-        fetched = [download_file(spec.repo_id, f, commit, revision, progress, previous.get(f)) for f in files]
+        fetched = [download_file(spec.repo_id, f, commit, progress, previous.get(f)) for f in files]
+    _point_ref(spec.repo_id, revision, commit)
     entry: dict[str, Any] = {
         "repo_id": spec.repo_id, "revision": commit, "requested_revision": revision, "licence": spec.licence,
         "licence_url": spec.licence_url, "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -108,18 +109,30 @@ class Fetched:
                 "sha256": self.sha256}
 
 
-def download_file(repo_id: str, filename: str, commit: str, revision: str, progress: Progress,
-                  recorded: dict[str, Any] | None = None) -> Fetched:
-    """One repository file into the Hugging Face cache at `commit`; a file already there is not fetched again."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+def _storage(repo_id: str) -> Path:
+    """The repository's folder in the Hugging Face cache."""
+    from huggingface_hub import constants
     from huggingface_hub.file_download import repo_folder_name
 
-    url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint())
-    storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
-    pointer = storage / "snapshots" / commit / filename
+    return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+
+
+def _point_ref(repo_id: str, revision: str, commit: str) -> None:
+    """`refs/<revision>` -> `commit`, once every file is there (the offline lookup reads the ref)."""
     if revision != commit:
-        (storage / "refs").mkdir(parents=True, exist_ok=True)
-        (storage / "refs" / revision).write_text(commit)
+        from storyagent.fileio import atomic_write_text
+
+        atomic_write_text(_storage(repo_id) / "refs" / revision, commit)
+
+
+def download_file(repo_id: str, filename: str, commit: str, progress: Progress,
+                  recorded: dict[str, Any] | None = None) -> Fetched:
+    """One repository file into the Hugging Face cache at `commit`; a file already there is not fetched again."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint())
+    storage = _storage(repo_id)
+    pointer = storage / "snapshots" / commit / filename
     if pointer.is_file():
         size = pointer.stat().st_size
         digest = recorded["sha256"] if same_file(recorded, pointer) else _hash_with_progress(pointer, filename, progress)
@@ -238,4 +251,7 @@ def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
         return recorded
     console.print(f"converting {spec.name} into {out} (once) ...")
     convert_downloaded(spec.converter, [f.local for f in fetched], out, name=spec.name, needs=needs, config=config)
+    if recorded and isinstance(recorded.get("folder"), str) and recorded["folder"] != folder:
+        # The conversion it replaces (another revision or config) would only take disk space.
+        shutil.rmtree(cache_dir(recorded["folder"]), ignore_errors=True)
     return {"folder": folder, "config": os.fspath(config) if config else None, "files": describe_folder(out)}

@@ -13,6 +13,8 @@ def empty_cache(tmp_path, monkeypatch):
 
     # huggingface_hub reads HF_HOME at import; point its cache constant at an empty folder instead.
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    # ... and the StoryAgent cache, where `weights fetch` records its conversions.
+    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
 
 
 def test_missing_weights_name_the_fetch_command():
@@ -60,3 +62,43 @@ def test_pickles_load_weights_only_and_unsafe_ones_are_refused(tmp_path):
         pickle.dump({"w": NotATensor()}, fh)
     with pytest.raises(UnsafeCheckpointError):
         load_pickled_state_dict(tmp_path / "legacy.pkl")
+
+
+def _hf_file(tmp_path, spec, commit: str, data: bytes):
+    """One file of `spec` in the Hugging Face cache layout at `commit`, refs/main pointing there."""
+    repo = tmp_path / "hf" / "hub" / f"models--{spec.repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    path = repo / "snapshots" / commit / spec.files[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_the_converted_folder_is_found_and_a_local_copy_or_a_newer_download_wins(tmp_path, monkeypatch):
+    from storyagent.weights import weights_state
+    from storyagent.weights_registry import record_entry
+
+    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(env_var("anydoor"), raising=False)
+    spec = WEIGHTS["anydoor"]
+    raw = _hf_file(tmp_path, spec, "a" * 40, b"upstream")
+    assert resolve_weights("anydoor") == raw and weights_state("anydoor") == "not converted"
+    assert not weights_available("anydoor"), "AnyDoor's loader cannot read the upstream checkpoint"
+
+    folder = tmp_path / "cache" / "converted" / "anydoor-0123"
+    folder.mkdir(parents=True)
+    record_entry("anydoor", {"revision": "a" * 40, "files": [], "converted": {"folder": "converted/anydoor-0123"}})
+    assert resolve_weights("anydoor") == folder and weights_state("anydoor") == "converted"
+    assert weights_available("anydoor")
+
+    raw.unlink()  # the upstream download removed to save disk: the conversion still serves
+    assert resolve_weights("anydoor") == folder
+
+    newer = _hf_file(tmp_path, spec, "b" * 40, b"another revision")
+    assert resolve_weights("anydoor") == newer, "the Hugging Face cache holding another revision wins"
+
+    local = tmp_path / "mine"
+    local.mkdir()
+    monkeypatch.setenv(env_var("anydoor"), str(local))
+    assert resolve_weights("anydoor") == local and weights_state("anydoor") == "local path"
