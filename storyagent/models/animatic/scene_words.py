@@ -121,10 +121,13 @@ class SceneSpec:
     @classmethod
     def from_text(cls, text: str) -> SceneSpec:
         time = time_in(text) or "noon"
-        weather = weather_in(text) or "fair"
+        place = place_in(text) or "meadow"
+        # Snow named anywhere but a snowy landscape (which shows its own flakes) is snow falling there.
+        snowing = place != "snow" and re.search(r"\bsnow(?:y|flakes)?\b", normalise_words(text))
+        weather = weather_in(text) or ("snowfall" if snowing else "fair")
         if weather == "sunny" and time == "night":
             weather = "fair"
-        return cls(place=place_in(text) or "meadow", time=time, weather=weather)
+        return cls(place=place, time=time, weather=weather)
 
     @property
     def indoor(self) -> bool:

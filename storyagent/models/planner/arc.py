@@ -26,7 +26,7 @@ PLACE_PHRASES: dict[str, list[str]] = {
     "market": ["at the busy market", "by a fruit stall at the market", "among the stalls of the market", "at the edge of the market square"],
     "underwater": ["among the coral of the reef", "over the sandy seabed", "beside a tall coral reef", "among swaying kelp on the reef"],
     "sea": ["on a sandy beach by the sea", "at the edge of the waves on the shore", "by a rock pool on the beach", "on the harbour wall by the sea"],
-    "lake": ["on the shore of the lake", "on a wooden jetty over the lake", "by the reeds of the lake", "on the bank of the river"],
+    "lake": ["on the lakeside path", "on a wooden jetty over the lake", "by the reeds of the lake", "on the bank of the river"],
     "forest": ["in a tall pine forest", "in a mossy clearing in the forest", "on a winding path through the woods", "by an old tree in the forest"],
     "mountain": ["on a rocky mountain path", "on the mountain top", "in a valley between the mountains", "on a grassy hill below the mountains"],
     "snow": ["on a snowy slope", "by a frozen pond in the snow", "in a snowy pine wood", "beside a snowy mountain hut"],
@@ -103,8 +103,9 @@ def times_for(prompt: str, n: int, rng: random.Random, night_story: bool = False
         start = TIMES.index(named)
         span = TIMES[start:start + 2] if named != "dusk" else ["dusk", "night"]
     else:
+        # A day story runs from dawn or morning to dusk; only a night story goes on into the dark.
         start = rng.choice([0, 1])
-        span = TIMES[start:]
+        span = TIMES[start:5]
     return [span[min(len(span) - 1, round(i * (len(span) - 1) / max(n - 1, 1)))] for i in range(n)]
 
 

@@ -129,6 +129,9 @@ def parse_feedback(feedback: str) -> Revision:
         time = "night" if DARKER.search(rest) else ("noon" if BRIGHTER.search(rest) or re.search(r"\bday\b", rest) else None)
     weather = "fair" if CLEAR_WEATHER.search(rest) else weather_in(rest)
     place = _place(rest)
+    # "make it snow" asks for snow falling here, not for a move to the snowy hills.
+    if place and place[0] == "snow" and re.search(r"\bsnow(?:y|ing)?\b", rest) and not re.search(r"\b(?:to|into)\s+the\b", rest):
+        place, weather = None, weather or "snowfall"
     region = REGION_PATTERN.search(rest)
     return Revision(time=time, weather=weather, place=place[0] if place else None, place_phrase=place[1] if place else None,
                     camera=camera, shot_type=_pick(SHOT_PATTERNS, rest),

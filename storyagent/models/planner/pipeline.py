@@ -45,7 +45,8 @@ def _choose(rng: random.Random, options: tuple[str, ...] | list[str], fmt: dict[
     if len(verbatim.split()) >= 3:
         filled = [f for f in filled if verbatim not in _words(f)] or [f"{fmt['Name']} went on."]
     fresh = [f for f in filled if f not in avoid] or filled
-    text = rng.choice(fresh)
+    # "Pip the character" says nothing the name does not.
+    text = rng.choice(fresh).replace(f"{fmt['Name']} the character", fmt["Name"])
     return text[:1].upper() + text[1:]
 
 

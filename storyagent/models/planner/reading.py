@@ -23,6 +23,10 @@ STOPS = frozenset({"in", "at", "on", "by", "with", "for", "to", "from", "under",
                    "alone", "because", "before", "after", "until", "when", "all", "every", "around", "over", "who"})
 # "far from home" or "the way home" is where the character wants to be, not where the story is set.
 HOME_GOAL = re.compile(r"\b(way|from|back|get|gets|go|goes|going|come|comes|coming|walk|walks|head|heads|find|finds)\s+home\b")
+# Where an activity happens, when the prompt names no place ("learns to swim" -> the lake).
+VERB_PLACE = {"swim": "lake", "fish": "lake", "paddle": "lake", "sail": "sea", "surf": "sea", "dive": "underwater",
+              "ski": "snow", "skate": "snow", "climb": "mountain", "hike": "mountain", "camp": "forest", "bake": "kitchen",
+              "cook": "kitchen", "shop": "market", "harvest": "farm", "milk": "farm", "study": "school"}
 FEAR_OF = re.compile(r"\b(?:afraid|scared|frightened|terrified)\s+of\s+((?:the\s+)?[a-z]+)")
 
 
@@ -124,10 +128,14 @@ def read_prompt(prompt: str) -> Reading:
     """The story pieces in `prompt` (any language; words it does not know leave the defaults)."""
     text = re.sub(r"\s+", " ", prompt.lower()).strip()
     tokens = re.findall(r"[a-z']+", text)
-    genre = GENRES[_genre(tokens)]
+    subject = _subject(tokens)
+    # The character is not the plot: "a dragon who wants to fly" is about flying, not a dragon to face.
+    plot = [t for t in tokens if t not in (subject or "").split()]
+    genre_name = _genre(plot)
+    genre = GENRES[genre_name]
     named = place_in(HOME_GOAL.sub(" ", text))
-    place = named or genre.place
     found = _main_verb(tokens)
+    place = named or VERB_PLACE.get(found[1] if found else "", genre.place)
     verb, thing, has_object = genre.verb, None, True
     if found is not None:
         verb = found[1]
@@ -137,8 +145,8 @@ def read_prompt(prompt: str) -> Reading:
     if thing is None and fear:
         thing = fear.group(1) if fear.group(1).startswith("the ") else "the " + fear.group(1)
     if thing is None:
-        noun = next((t for t in tokens if t in genre.things), None)
+        noun = next((t for t in plot if t in genre.things), None)
         thing = f"the {noun}" if noun else genre.thing.format(setting=SETTING_NAME[place])
-    return Reading(genre=_genre(tokens), place=place, named_place=named is not None, subject=_subject(tokens),
+    return Reading(genre=genre_name, place=place, named_place=named is not None, subject=subject,
                    verb=verb, thing=thing, time=time_in(text, weak=False), weather=weather_in(text),
                    has_object=has_object or found is None)
