@@ -151,38 +151,81 @@ def upstream_dynamicrafter(pipe) -> dict:
     return {k: v.detach().clone().contiguous() for k, v in state.items()}
 
 
+class TinyUpstream:
+    """Every model of the diffusion backend, tiny and random, in its upstream repository's layout; each
+    built the first time a test asks for it (SDXL alone takes seconds) and served by `hub`."""
+
+    def __init__(self, hub: FakeHub, root: Path) -> None:
+        self.hub, self.root = hub, root
+        self.configs: dict[str, Path] = {}
+        self.dynamicrafter = self.anydoor = self.tokenizer = self.head = None
+
+    def provide(self, *names: str) -> None:
+        for name in names:
+            repo = WEIGHTS[name].repo_id
+            if repo not in self.hub.repos:
+                self.hub.add(repo, getattr(self, "_" + name.replace("-", "_"))())
+
+    def _dynamicrafter_512(self) -> dict[str, bytes]:
+        from storyagent.models.dynamicrafter.testing import tiny_config, tiny_pipeline
+
+        self.provide("open-clip-vit-h-14")
+        self.dynamicrafter = tiny_pipeline()
+        self.configs["dynamicrafter-512"] = self.root / "dc.json"
+        self.configs["dynamicrafter-512"].write_text(json.dumps(tiny_config().to_dict()))
+        return {"model.ckpt": pickled(upstream_dynamicrafter(self.dynamicrafter)), "README.md": b"# DynamiCrafter"}
+
+    def _open_clip_vit_h_14(self) -> dict[str, bytes]:
+        from transformers import CLIPTokenizer
+
+        from storyagent.models.dynamicrafter.testing import write_tiny_tokenizer
+
+        self.tokenizer = write_tiny_tokenizer(self.root / "tok")
+        CLIPTokenizer.from_pretrained(self.tokenizer).save_pretrained(self.tokenizer)
+        # The OpenCLIP repository also holds its 4 GB towers; fetch takes the tokenizer files only.
+        return folder_files(self.tokenizer) | {"open_clip_pytorch_model.bin": b"big"}
+
+    def _anydoor(self) -> dict[str, bytes]:
+        from storyagent.models.anydoor.components import build_components
+        from storyagent.models.anydoor.convert import to_official_state_dict
+        from storyagent.models.anydoor.testing import tiny_config
+
+        torch.manual_seed(0)
+        self.anydoor = build_components(tiny_config())
+        self.configs["anydoor"] = self.root / "anydoor.json"
+        self.configs["anydoor"].write_text(json.dumps(tiny_config().to_dict()))
+        return {"epoch=1-step=8687.ckpt": pickled(to_official_state_dict(self.anydoor, tiny_config()))}
+
+    def _sdxl_base(self) -> dict[str, bytes]:
+        from storyagent.models.storydiffusion.testing import tiny_sdxl
+
+        tiny_sdxl().save_pretrained(self.root / "sdxl")
+        return folder_files(self.root / "sdxl") | {"sd_xl_base_1.0.safetensors": b"big"}
+
+    def _grounding_dino_base(self) -> dict[str, bytes]:
+        from storyagent.models.langsam.testing import save_tiny_grounding_dino
+
+        return folder_files(save_tiny_grounding_dino(self.root / "gdino"))
+
+    def _sam_vit_h(self) -> dict[str, bytes]:
+        from storyagent.models.langsam.testing import save_tiny_sam
+
+        return {"checkpoints/sam_vit_h_4b8939.pth": save_tiny_sam(self.root / "sam.pth").read_bytes()}
+
+    def _laion_aesthetic_v2(self) -> dict[str, bytes]:
+        from storyagent.models.aesthetic.head import AestheticHead
+
+        torch.manual_seed(0)
+        self.head = AestheticHead()
+        buf = io.BytesIO()
+        torch.save(self.head.state_dict(), buf)
+        return {"sac+logos+ava1-l14-linearMSE.pth": buf.getvalue()}
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """Every model of the diffusion backend, tiny and random, in its upstream repository's layout."""
-    from storyagent.models.anydoor.components import build_components
-    from storyagent.models.anydoor.convert import to_official_state_dict
-    from storyagent.models.anydoor.testing import tiny_config as anydoor_config
-    from storyagent.models.dynamicrafter.testing import tiny_config, tiny_pipeline, write_tiny_tokenizer
-    from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
-    from storyagent.models.storydiffusion.testing import tiny_sdxl
-    from transformers import CLIPTokenizer
-
-    root = tmp_path_factory.mktemp("upstream")
     server = FakeHub()
-    dc = tiny_pipeline()
-    server.add(WEIGHTS["dynamicrafter-512"].repo_id, {"model.ckpt": pickled(upstream_dynamicrafter(dc)),
-                                                      "README.md": b"# DynamiCrafter"})
-    tok = write_tiny_tokenizer(root / "tok")
-    CLIPTokenizer.from_pretrained(tok).save_pretrained(tok)
-    # The OpenCLIP repository also holds its 4 GB towers; fetch takes the tokenizer files only.
-    server.add(WEIGHTS["open-clip-vit-h-14"].repo_id, folder_files(tok) | {"open_clip_pytorch_model.bin": b"big"})
-    torch.manual_seed(0)
-    components = build_components(anydoor_config())
-    server.add(WEIGHTS["anydoor"].repo_id, {"epoch=1-step=8687.ckpt": pickled(
-        to_official_state_dict(components, anydoor_config()))})
-    tiny_sdxl().save_pretrained(root / "sdxl")
-    server.add(WEIGHTS["sdxl-base"].repo_id, folder_files(root / "sdxl") | {"sd_xl_base_1.0.safetensors": b"big"})
-    server.add(WEIGHTS["grounding-dino-base"].repo_id, folder_files(save_tiny_grounding_dino(root / "gdino")))
-    server.add(WEIGHTS["sam-vit-h"].repo_id, {"checkpoints/sam_vit_h_4b8939.pth": save_tiny_sam(root / "sam.pth").read_bytes()})
-    configs = {"dynamicrafter-512": root / "dc.json", "anydoor": root / "anydoor.json"}
-    configs["dynamicrafter-512"].write_text(json.dumps(tiny_config().to_dict()))
-    configs["anydoor"].write_text(json.dumps(anydoor_config().to_dict()))
-    server.tiny = {"dynamicrafter": dc, "anydoor": components, "configs": configs, "tokenizer": tok}
+    server.tiny = TinyUpstream(server, tmp_path_factory.mktemp("upstream"))
     yield server
     server.server.shutdown()
 
@@ -221,7 +264,7 @@ def storyagent(*args: str):
 
 
 def config_args(hub, *names: str) -> list[str]:
-    return [a for n in names for a in ("--config", f"{n}={hub.tiny['configs'][n]}")]
+    return [a for n in names for a in ("--config", f"{n}={hub.tiny.configs[n]}")]
 
 
 def test_fetch_converts_once_and_the_loader_finds_it_with_no_env_var(hub, caches):
@@ -230,6 +273,7 @@ def test_fetch_converts_once_and_the_loader_finds_it_with_no_env_var(hub, caches
     from storyagent.models.dynamicrafter.convert import convert_checkpoint
     from storyagent.weights_registry import load_registry
 
+    hub.tiny.provide("dynamicrafter-512")
     result = storyagent("weights", "fetch", "dynamicrafter-512", *config_args(hub, "dynamicrafter-512"), "--quiet")
     assert result.exit_code == 0, result.output
     assert "open_clip_pytorch_model.bin" not in hub.sent, "only the tokenizer of the OpenCLIP repository"
@@ -237,16 +281,16 @@ def test_fetch_converts_once_and_the_loader_finds_it_with_no_env_var(hub, caches
     pipe = DynamiCrafterPipeline.from_pretrained()  # no path, no STORYAGENT_WEIGHTS_*: the converted cache
     served = hub.repos[WEIGHTS["dynamicrafter-512"].repo_id]["model.ckpt"]
     (caches / "model.ckpt").write_bytes(served)
-    config = DynamiCrafterConfig.from_json(hub.tiny["configs"]["dynamicrafter-512"])
+    config = DynamiCrafterConfig.from_json(hub.tiny.configs["dynamicrafter-512"])
     direct = DynamiCrafterPipeline.from_pretrained(convert_checkpoint(
-        caches / "model.ckpt", caches / "direct", config, tokenizer_dir=hub.tiny["tokenizer"]))
+        caches / "model.ckpt", caches / "direct", config, tokenizer_dir=hub.tiny.tokenizer))
     for name, module in pipe.modules.items():
         theirs = direct.modules[name].state_dict()
         mine = module.state_dict()
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine), name
-    for a, b in zip(pipe.unet.parameters(), hub.tiny["dynamicrafter"].unet.parameters()):
+    for a, b in zip(pipe.unet.parameters(), hub.tiny.dynamicrafter.unet.parameters()):
         assert torch.equal(a, b)
-    assert pipe.text_encoder.tokenizer("ab").input_ids == hub.tiny["dynamicrafter"].text_encoder.tokenizer("ab").input_ids
+    assert pipe.text_encoder.tokenizer("ab").input_ids == hub.tiny.dynamicrafter.text_encoder.tokenizer("ab").input_ids
 
     entry = load_registry()["dynamicrafter-512"]
     (ckpt,) = entry["files"]
@@ -268,6 +312,7 @@ def test_an_interrupted_download_continues_where_it_stopped(hub, caches):
     from storyagent.weights import resolve_weights
 
     name, file = "sam-vit-h", "checkpoints/sam_vit_h_4b8939.pth"
+    hub.tiny.provide(name)
     data = hub.repos[WEIGHTS[name].repo_id][file]
     hub.cut[file] = len(data) // 3
     first = storyagent("weights", "fetch", name, "--quiet")
@@ -288,6 +333,7 @@ def test_an_interrupted_download_continues_where_it_stopped(hub, caches):
 def test_verify_catches_a_flipped_byte_and_a_missing_file(hub, caches):
     from storyagent.weights import resolve_weights
 
+    hub.tiny.provide("sam-vit-h", "dynamicrafter-512")
     assert storyagent("weights", "fetch", "sam-vit-h", "dynamicrafter-512",
                       *config_args(hub, "dynamicrafter-512"), "--quiet").exit_code == 0
     ok = storyagent("weights", "verify", "--quiet")
@@ -311,6 +357,7 @@ def test_verify_catches_a_flipped_byte_and_a_missing_file(hub, caches):
 def test_list_shows_states_and_doctor_names_one_fetch_command(hub, caches):
     from storyagent.weights_registry import registry_path
 
+    hub.tiny.provide("anydoor", "sam-vit-h", "dynamicrafter-512")
     assert storyagent("weights", "fetch", "anydoor", "sam-vit-h", *config_args(hub, "anydoor"), "--quiet").exit_code == 0
     registry_path().unlink()  # as if the download was made by hand: anydoor is downloaded but not converted
     assert storyagent("weights", "fetch", "dynamicrafter-512", *config_args(hub, "dynamicrafter-512"),
@@ -329,11 +376,47 @@ def test_list_shows_states_and_doctor_names_one_fetch_command(hub, caches):
     assert "python -m" not in doctor and "STORYAGENT_WEIGHTS" not in doctor
 
 
+def test_the_aesthetic_head_is_kept_as_safetensors_and_loaded_from_there(hub, caches):
+    from storyagent.models.aesthetic.head import AestheticHead
+    from storyagent.weights import resolve_weights_file, weights_state
+
+    hub.tiny.provide("laion-aesthetic-v2")
+    assert storyagent("weights", "fetch", "laion-aesthetic-v2", "--quiet").exit_code == 0
+    assert weights_state("laion-aesthetic-v2") == "converted"
+    assert resolve_weights_file("laion-aesthetic-v2").name == "model.safetensors"
+    loaded = AestheticHead.from_pretrained().state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in hub.tiny.head.state_dict().items())
+
+
+def test_the_command_line_honours_hf_endpoint_and_hf_home(hub, tmp_path):
+    """`python -m storyagent weights fetch` in a fresh process: HF_ENDPOINT and HF_HOME from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    hub.tiny.provide("sam-vit-h")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STORYAGENT_WEIGHTS_", "HF_"))}
+    env |= {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "STORYAGENT_CACHE": str(tmp_path / "cache"),
+            "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
+
+    def storyagent_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "storyagent", *args], capture_output=True, text=True,
+                              timeout=300, cwd=ROOT, env=env)
+
+    fetched = storyagent_cli("weights", "fetch", "sam-vit-h", "--quiet")
+    assert fetched.returncode == 0, fetched.stderr
+    assert list((tmp_path / "hf" / "hub").rglob("sam_vit_h_4b8939.pth"))
+    listed = storyagent_cli("weights", "list")
+    (row,) = [line for line in listed.stderr.splitlines() if "sam-vit-h" in line]  # rich writes to stderr
+    assert " downloaded " in row and "Apache-2.0" in row
+
+
 def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, caches, tmp_path):
     """The issue's target: one fetch command, then `run --backend diffusion` makes the film."""
     from storyagent.agents.crew import run_crew
     from storyagent.config import RunConfig
 
+    hub.tiny.provide("sdxl-base", "grounding-dino-base", "sam-vit-h", "anydoor", "dynamicrafter-512")
     result = storyagent("weights", "fetch", "--backend", "diffusion", *config_args(hub, "anydoor", "dynamicrafter-512"),
                         "--quiet")
     assert result.exit_code == 0, result.output
