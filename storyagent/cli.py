@@ -49,6 +49,7 @@ def _mount_commands() -> None:
     app.add_typer(finetune_app, name="finetune")
     app.command()(doctor)
     app.add_typer(weights_app, name="weights")
+    app.command()(__import__("storyagent.studio.command", fromlist=["studio"]).studio)  # gradio imported on use
 
 
 def default_name(subject: Path) -> str:

@@ -1,0 +1,1 @@
+"""StoryAgent Studio: the crew in a browser (`storyagent studio`, pip extra `studio`)."""

@@ -1,0 +1,232 @@
+"""The studio page: start a film or reopen one, then review each stage as the human Observer.
+
+Each browser tab keeps its own run id in `gr.State`; the runs themselves live in `Studio.sessions`
+(one `RunSession` per run folder, so two tabs on one run see the same crew). A timer polls the
+session and the manifest; the galleries are only sent again when something changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from storyagent.config import RunConfig
+from storyagent.errors import InputError, StoryAgentError
+from storyagent.studio.runs import (STORY_COLUMNS, check_uploads, cutout_previews, earlier_runs, new_run_id,
+                                    run_folder, run_inputs, save_story_edits, store_uploads, story_rows)
+from storyagent.studio.session import RunSession, View
+from storyagent.workspace import Workspace
+
+STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}
+
+
+def _say(exc: Exception) -> str:
+    return f"**{exc}**"
+
+
+class Studio:
+    """The runs folder and the runs this server drives."""
+
+    def __init__(self, runs: Path) -> None:
+        self.runs = runs.resolve()
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.sessions: dict[str, RunSession] = {}
+        self._lock = threading.Lock()
+
+    def session(self, run_id: str | None) -> RunSession:
+        found = self.sessions.get(run_id or "")
+        if found is None:
+            raise InputError("No film is open in this tab; start a new one or reopen an earlier run.")
+        return found
+
+    # ---- starting and reopening -------------------------------------------------------------
+
+    def preview(self, files: list[str] | None) -> tuple[Any, str]:
+        if not files:
+            return [], ""
+        try:
+            return cutout_previews(check_uploads(files)), ""
+        except InputError as exc:
+            return [], _say(exc)
+
+    def start(self, files: list[str] | None, prompt: str, name: str, class_word: str, shots: float, backend: str,
+              llm: str, review: str, width: float, height: float, fps: float, seed: float) -> tuple[str | None, str]:
+        """A new run folder holding the uploads, and its crew started; (run id, message)."""
+        try:
+            uploads = check_uploads(files)
+            given = dict(prompt=prompt, name=(name or "").strip() or Path(uploads[0]).stem.title(),
+                         class_word=(class_word or "").strip() or "character", shots=int(shots or 0),
+                         backend=backend, llm=(llm or "").strip() or "none", review=review, width=int(width or 0),
+                         height=int(height or 0), fps=float(fps or 0), seed=int(seed or 0))
+            RunConfig.build(subject=uploads[0], **given)  # every setting checked before a folder is made
+            with self._lock:
+                run_id = new_run_id(self.runs, prompt)
+                folder = run_folder(self.runs, run_id)
+                Workspace.open(folder, {}, resume=False).close()  # the folder is a run's from now on
+            cfg = RunConfig.build(subject=store_uploads(uploads, folder), **given)
+            return self._launch(run_id, RunSession(folder, cfg)), f"Started **{run_id}**."
+        except StoryAgentError as exc:
+            return None, _say(exc)
+
+    def reopen(self, run_id: str) -> tuple[str | None, str]:
+        """Resume an earlier run with the inputs it was started with (as `chat --resume` does)."""
+        try:
+            folder = run_folder(self.runs, run_id)
+            with self._lock:
+                live = self.sessions.get(run_id)
+                if live is not None and live.alive:
+                    return run_id, f"**{run_id}** is already open; here it is."
+            inputs = run_inputs(folder)
+            settings = {k: v for k, v in inputs.items() if k in RunConfig.model_fields and k != "review"}
+            cfg = RunConfig.build(**settings, review="human")
+            return self._launch(run_id, RunSession(folder, cfg, resume=True)), f"Reopened **{run_id}**."
+        except StoryAgentError as exc:
+            return None, _say(exc)
+
+    def _launch(self, run_id: str, session: RunSession) -> str:
+        with self._lock:
+            self.sessions[run_id] = session
+        session.start()
+        return run_id
+
+    # ---- the review ---------------------------------------------------------------------------
+
+    def answer(self, run_id: str | None, text: str, table: Any = None) -> str:
+        try:
+            session = self.session(run_id)
+            view = session.view()
+            if view.stage == "story" and table is not None and text.strip().lower() == "ok":
+                rows = table.values.tolist() if hasattr(table, "values") else list(table or [])
+                if save_story_edits(session.root, rows):
+                    text = "ok"  # the crew takes the story on disk, so the edits are approved with it
+            session.answer(text)
+            return f"Sent: `{text}`"
+        except StoryAgentError as exc:
+            return _say(exc)
+
+    def redo_shot(self, run_id: str | None, shot: float | None, words: str) -> str:
+        if not shot:
+            return _say(InputError("Select a shot in the grid (or type its number) to redo it."))
+        return self.answer(run_id, f"redo {int(shot)}: {(words or '').strip()}".rstrip(": "))
+
+    def redo_stage(self, run_id: str | None, words: str) -> str:
+        return self.answer(run_id, (words or "").strip() or "redo")
+
+    def refresh(self, run_id: str | None, shown: str) -> list[Any]:
+        """The page's view of the run; every output skipped while nothing changed since `shown`."""
+        session = self.sessions.get(run_id or "")
+        if session is None:
+            return [gr.skip()] * 9
+        view = session.view()
+        manifest = session.root / "manifest.json"
+        stamp = f"{view.state}|{view.stage}|{view.question}|{manifest.stat().st_mtime_ns if manifest.exists() else 0}"
+        if stamp == shown:
+            return [gr.skip()] * 9
+        root = session.root
+        board = [(str(p), f"shot {i}") for i, p in _numbered(root / "storyboard", "shot_{:02d}.png", session.cfg.shots)]
+        clips = [(str(p), f"shot {i}") for i, p in _numbered(root / "shots", "shot_{:02d}.mp4", session.cfg.shots)]
+        table = gr.update(value=story_rows(root), visible=True) if (root / "story.json").is_file() else gr.update()
+        film = str(view.film) if view.film else None
+        return [_status(run_id, view), _question(view), table, board, clips, film,
+                gr.update(value=film, visible=film is not None), gr.update(visible=view.state == "review"), stamp]
+
+
+def _selected_shot(evt: gr.SelectData) -> int:
+    return int(evt.index) + 1
+
+
+def _numbered(folder: Path, pattern: str, count: int) -> list[tuple[int, Path]]:
+    return [(i, folder / pattern.format(i)) for i in range(1, count + 1) if (folder / pattern.format(i)).is_file()]
+
+
+def _status(run_id: str | None, view: View) -> str:
+    stages = " · ".join(f"{k}: {v.split(':')[0]}" for k, v in view.stages.items()) or "starting"
+    head = {"running": "The crew is working ...", "review": f"Your review of {STAGE_NAMES.get(view.stage or '', 'the work')}",
+            "done": "The film is ready.", "stopped": "Stopped; the work so far is kept (reopen to go on).",
+            "failed": f"**{view.error}**"}[view.state]
+    return f"### {run_id}\n{head}\n\n`{stages}`"
+
+
+def _question(view: View) -> str:
+    if view.state != "review":
+        return ""
+    lines = [ln for ln in view.question.splitlines() if ln.strip() and not ln.startswith("Reply:")]
+    return "\n\n".join(lines)
+
+
+def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
+    """The studio's Blocks over the runs folder `runs`, and the Studio behind it."""
+    studio = Studio(runs)
+    with gr.Blocks(title="StoryAgent Studio") as demo:
+        run_id = gr.State(None)
+        shown = gr.State("")
+        gr.Markdown("# StoryAgent Studio\nA film of your own character, reviewed by you at every stage.")
+        message = gr.Markdown(elem_id="message")
+        with gr.Tab("New film"):
+            with gr.Row():
+                files = gr.File(label="Photos or clips of your character (200 MB per file at most)",
+                                file_count="multiple", elem_id="uploads")
+                cutouts = gr.Gallery(label="Cut-outs", columns=4, height=220, elem_id="cutouts")
+            prompt = gr.Textbox(label="Story idea", placeholder="a day at the seaside", elem_id="prompt")
+            with gr.Row():
+                name = gr.Textbox(label="Name", placeholder="Pip", elem_id="name")
+                class_word = gr.Textbox(label="What it is", placeholder="fox", elem_id="class_word")
+                shots = gr.Number(label="Shots", value=4, precision=0, minimum=1, maximum=32, elem_id="shots")
+            with gr.Row():
+                backend = gr.Radio(["animatic", "diffusion"], value="animatic", label="Backend", elem_id="backend")
+                llm = gr.Textbox(label="LLM", value="none", elem_id="llm",
+                                 info="none, openai:MODEL, ollama:MODEL, openai-compatible:MODEL@URL")
+                review = gr.Radio(["human", "rules", "none"], value="human", label="Review", elem_id="review")
+            with gr.Accordion("Frame size and seed", open=False):
+                with gr.Row():
+                    width = gr.Number(label="Width", value=512, precision=0, elem_id="width")
+                    height = gr.Number(label="Height", value=320, precision=0, elem_id="height")
+                    fps = gr.Number(label="Frames per second", value=8, elem_id="fps")
+                    seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed")
+            start = gr.Button("Make the film", variant="primary", elem_id="start")
+        with gr.Tab("Earlier runs"):
+            earlier = gr.Dropdown(label="Run", choices=earlier_runs(studio.runs), allow_custom_value=True,
+                                  elem_id="earlier")
+            with gr.Row():
+                relist = gr.Button("Refresh the list", elem_id="relist")
+                reopen = gr.Button("Reopen and resume", variant="primary", elem_id="reopen")
+        status = gr.Markdown(elem_id="status")
+        question = gr.Markdown(elem_id="question")
+        story = gr.Dataframe(headers=STORY_COLUMNS, interactive=True, visible=False, wrap=True,
+                             label="The story (edit cells, then approve)", elem_id="story")
+        board = gr.Gallery(label="Storyboard (select a shot to redo it)", columns=4, height="auto",
+                           elem_id="board", allow_preview=False)
+        clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
+                           allow_preview=True)
+        with gr.Group(visible=False) as review_box:
+            with gr.Row():
+                shot = gr.Number(label="Shot", precision=0, minimum=1, maximum=32, elem_id="shot")
+                words = gr.Textbox(label="What to change", placeholder="make it night", elem_id="words", scale=4)
+            with gr.Row():
+                approve = gr.Button("Approve", variant="primary", elem_id="approve")
+                redo_one = gr.Button("Redo this shot", elem_id="redo_shot")
+                redo_all = gr.Button("Redo the whole stage", elem_id="redo_stage")
+                render = gr.Button("Approve the rest", elem_id="render")
+                stop = gr.Button("Stop (keep the work)", variant="stop", elem_id="quit")
+        film = gr.Video(label="The film", interactive=False, elem_id="film")
+        download = gr.DownloadButton("Download the film", visible=False, elem_id="download")
+        timer = gr.Timer(1.0)
+
+        views = [status, question, story, board, clips, film, download, review_box, shown]
+        files.change(studio.preview, files, [cutouts, message])
+        start.click(studio.start, [files, prompt, name, class_word, shots, backend, llm, review, width, height, fps,
+                                   seed], [run_id, message], api_name="start")
+        relist.click(lambda: gr.update(choices=earlier_runs(studio.runs)), None, earlier, api_name="relist")
+        reopen.click(studio.reopen, earlier, [run_id, message], api_name="reopen")
+        timer.tick(studio.refresh, [run_id, shown], views, show_progress="hidden")
+        board.select(_selected_shot, None, shot)
+        clips.select(_selected_shot, None, shot)
+        approve.click(lambda r, t: studio.answer(r, "ok", t), [run_id, story], message, api_name="approve")
+        redo_one.click(studio.redo_shot, [run_id, shot, words], message, api_name="redo_shot")
+        redo_all.click(studio.redo_stage, [run_id, words], message, api_name="redo_stage")
+        render.click(lambda r: studio.answer(r, "render"), run_id, message, api_name="render")
+        stop.click(lambda r: studio.answer(r, "quit"), run_id, message, api_name="quit")
+    return demo, studio

@@ -1,0 +1,153 @@
+"""The studio's run folders: run ids, uploads, earlier runs, cut-out previews and story edits.
+
+Every path the page can name goes through `run_folder`, which only answers folders directly inside
+`--runs`; uploads are copied in under names chosen here, never under the name the browser sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from storyagent.errors import InputError
+from storyagent.fileio import atomic_write_json
+from storyagent.manifest import MANIFEST, read_run
+from storyagent.media.reading import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from storyagent.schemas import StoryScript, format_validation_error
+
+RUN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+MAX_UPLOADS = 32
+UPLOADS = "uploads"
+"""Where a run's uploaded photos and clips are kept, inside its run folder."""
+STORY_COLUMNS = ["shot", "shot type", "camera", "background", "action", "narration"]
+EDITABLE = {"background": "background", "action": "subject_action", "narration": "narration",
+            "shot type": "shot_type", "camera": "camera_motion"}
+"""Table column -> story.json field, for the columns a person may edit."""
+
+
+def run_folder(runs: Path, run_id: str) -> Path:
+    """The folder of run `run_id` inside `runs`; anything else (a path, `..`, a link out) is refused."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise InputError("That run id is not valid; pick a run from the list of earlier runs.")
+    base = runs.resolve()
+    folder = (base / run_id).resolve()
+    if folder.parent != base:
+        raise InputError("That run id is not valid; pick a run from the list of earlier runs.")
+    return folder
+
+
+def new_run_id(runs: Path, prompt: str) -> str:
+    """A fresh run id from the prompt's words and the time: 'a-day-at-the-seaside-0512-3'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48].rstrip("-") or "story"
+    stem = f"{slug}-{time.strftime('%H%M%S')}"
+    for n in range(1000):
+        run_id = stem if n == 0 else f"{stem}-{n}"
+        if not (runs / run_id).exists():
+            return run_id
+    raise InputError(f"Too many runs named {stem!r} in {runs}; wait a second and try again.")
+
+
+def earlier_runs(runs: Path) -> list[str]:
+    """Run ids of the finished or started runs in `runs`, newest first."""
+    found: list[tuple[int, str]] = []
+    for folder in runs.iterdir() if runs.is_dir() else []:
+        manifest = folder / MANIFEST
+        if RUN_ID.fullmatch(folder.name) and not folder.is_symlink() and manifest.is_file():
+            found.append((manifest.stat().st_mtime_ns, folder.name))
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+def check_uploads(files: list[str | Path] | None) -> list[Path]:
+    """The uploaded files when each is a photo or clip of a size the studio takes; else one sentence."""
+    paths = [Path(f) for f in files or []]
+    if not paths:
+        raise InputError("Upload at least one photo or short clip of your character.")
+    if len(paths) > MAX_UPLOADS:
+        raise InputError(f"{len(paths)} files were uploaded; the studio takes at most {MAX_UPLOADS}.")
+    allowed = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    for p in paths:
+        if p.suffix.lower() not in allowed:
+            raise InputError(f"{p.name} is not a photo or clip; upload png/jpg/webp pictures or mp4/mov/webm/gif clips.")
+        size = p.stat().st_size
+        if size == 0:
+            raise InputError(f"{p.name} is empty; upload the photo or clip again.")
+        if size > MAX_UPLOAD_BYTES:
+            raise InputError(f"{p.name} is {size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.")
+    return paths
+
+
+def store_uploads(files: list[Path], folder: Path) -> Path:
+    """Copy the checked uploads into `folder/uploads/` as upload_01.png ...; a photo's mask
+    ('pip_mask.png' beside 'pip.png') keeps its pairing as upload_NN_mask.png."""
+    dest = folder / UPLOADS
+    dest.mkdir(parents=True, exist_ok=True)
+    masks = {p.stem.lower()[: -len("_mask")]: p for p in files if p.stem.lower().endswith("_mask")}
+    number = 0
+    for p in files:
+        if p in masks.values() and p.stem.lower()[: -len("_mask")] in {q.stem.lower() for q in files}:
+            continue
+        number += 1
+        name = f"upload_{number:02d}{p.suffix.lower()}"
+        shutil.copyfile(p, dest / name)
+        if (mask := masks.get(p.stem.lower())) is not None:
+            shutil.copyfile(mask, dest / f"upload_{number:02d}_mask.png")
+    return dest
+
+
+def cutout_previews(files: list[Path]) -> list[tuple[np.ndarray, str]]:
+    """Each upload's first frame cut out as the animatic backend cuts it (RGBA), captioned."""
+    from storyagent.media import load_reference, subject_cutout
+
+    previews = []
+    for p in files:
+        if p.stem.lower().endswith("_mask"):
+            continue
+        ref = load_reference(p, max_frames=1)
+        previews.append((subject_cutout(ref.frames[0], ref.masks[0]), f"{p.name}: {ref.mask_methods[0]}"))
+    return previews
+
+
+def story_rows(folder: Path) -> list[list[Any]]:
+    """The story as table rows (see STORY_COLUMNS), read from the run's story.json."""
+    story = json.loads((folder / "story.json").read_text(encoding="utf-8"))
+    return [[s["index"], s["shot_type"], s["camera_motion"], s["background"], s["subject_action"], s["narration"]]
+            for s in story["shots"]]
+
+
+def save_story_edits(folder: Path, rows: list[list[Any]]) -> bool:
+    """Write the table's edits into story.json (atomically, validated); True when anything changed."""
+    path = folder / "story.json"
+    story = json.loads(path.read_text(encoding="utf-8"))
+    if len(rows) != len(story["shots"]):
+        raise InputError(f"The table has {len(rows)} rows and the story {len(story['shots'])} shots; "
+                         "edit the cells, do not add or remove rows.")
+    changed = False
+    for shot, row in zip(story["shots"], rows):
+        for column, field in EDITABLE.items():
+            value = str(row[STORY_COLUMNS.index(column)]).strip()
+            if value != str(shot[field]):
+                shot[field], changed = value, True
+    if not changed:
+        return False
+    try:
+        StoryScript.model_validate(story)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, "story edit")) from exc
+    atomic_write_json(path, story)
+    return True
+
+
+def run_inputs(folder: Path) -> dict[str, Any]:
+    """The inputs a run was started with (as `chat --resume` restores them); one sentence when none."""
+    manifest = read_run(folder) if folder.is_dir() else None
+    if manifest is None:
+        raise InputError(f"There is no run named {folder.name!r} to reopen; start a new film instead.")
+    return dict(manifest["inputs"])

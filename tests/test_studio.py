@@ -1,0 +1,185 @@
+"""StoryAgent Studio: the real page in headless Chromium (Playwright), and crafted HTTP requests.
+
+Screenshots of every step go to a folder printed at the start (copied to $STUDIO_SCREENSHOTS when set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
+httpx = pytest.importorskip("httpx")
+
+from storyagent.studio.command import launch  # noqa: E402
+from storyagent.studio.runs import run_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PIP = ROOT / "examples" / "pip" / "pip.png"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The studio over a fresh runs folder, on a free port; a secret file lies just outside it."""
+    base = tmp_path_factory.mktemp("studio")
+    runs = base / "runs"
+    (base / "secret.txt").write_text("not for the browser")
+    demo, studio = launch(runs, port=_free_port())
+    yield demo.local_url.rstrip("/"), studio, runs
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def shots_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screenshots")
+    print(f"\nstudio screenshots: {folder}")
+    yield folder
+    if os.environ.get("STUDIO_SCREENSHOTS"):
+        dest = Path(os.environ["STUDIO_SCREENSHOTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        for png in folder.glob("*.png"):
+            shutil.copy2(png, dest / png.name)
+        print(f"studio screenshots copied to {dest}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium to drive (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def _wait(predicate, timeout: float = 60.0, what: str = "the page"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _served(page, selector: str, tag: str = "img") -> list[str]:
+    """Hashes of the bytes the server sends for each picture (or video) in a gallery, in order."""
+    srcs = page.eval_on_selector_all(f"{selector} .grid-wrap {tag}", "els => els.map(e => e.src)")
+    return [sha(page.request.get(src).body()) for src in srcs]
+
+
+def _question(page) -> str:
+    return page.locator("#question").inner_text()
+
+
+@pytest.mark.browser
+def test_make_a_film_in_the_browser(server, browser, shots_dir):
+    url, studio, runs = server
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.locator("#uploads input[type=file]").set_input_files(str(PIP))
+    page.wait_for_selector("#cutouts img", timeout=30_000)
+    page.locator("#prompt textarea").fill("a day at the seaside")
+    page.locator("#name textarea").fill("Pip")
+    page.locator("#class_word textarea").fill("fox")
+    page.locator("#shots input").fill("4")
+    page.get_by_text("Frame size and seed").click()
+    for field, value in (("width", "128"), ("height", "80"), ("fps", "4")):
+        page.locator(f"#{field} input").fill(value)
+    page.screenshot(path=shots_dir / "01_upload.png", full_page=True)
+    page.locator("#start").click()
+
+    # 1. The story as an editable table: an edit is saved to story.json before the stage is approved.
+    _wait(lambda: "[story] ready" in _question(page), what="the story review")
+    run_id = _wait(lambda: next(iter(studio.sessions), None), what="the run")
+    root = run_folder(runs, run_id)
+    assert sorted(p.name for p in (root / "uploads").iterdir()) == ["upload_01.png"], "the app names uploads"
+    cell = page.locator('#story [data-testid="cell-0-5"]')
+    cell.dblclick()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type("Pip wakes up by the sea.")
+    page.keyboard.press("Enter")
+    page.screenshot(path=shots_dir / "02_story.png", full_page=True)
+    page.locator("#approve").click()
+    _wait(lambda: "[storyboard] ready" in _question(page), what="the storyboard review")
+    assert json.loads((root / "story.json").read_text())["shots"][0]["narration"] == "Pip wakes up by the sea."
+
+    # 2. The storyboard grid: redo shot 2 with words; only shot 2 changes, on disk and as served.
+    _wait(lambda: page.locator("#board .grid-wrap img").count() == 4, what="4 storyboard pictures")
+    before = _served(page, "#board")
+    on_disk = {i: sha((root / f"storyboard/shot_{i:02d}.png").read_bytes()) for i in range(1, 5)}
+    page.screenshot(path=shots_dir / "03_storyboard.png", full_page=True)
+    page.locator('#board button[aria-label="Thumbnail 2 of 4"]').click()
+    _wait(lambda: page.locator("#shot input").input_value() == "2", what="shot 2 selected")
+    page.locator("#words textarea").fill("make it night")
+    page.locator("#redo_shot").click()
+    after = _wait(lambda: (s := _served(page, "#board")) and len(s) == 4 and s[1] != before[1] and s, 60,
+                  "shot 2 redrawn")
+    assert [a == b for a, b in zip(after, before)] == [True, False, True, True]
+    now = {i: sha((root / f"storyboard/shot_{i:02d}.png").read_bytes()) for i in range(1, 5)}
+    assert [now[i] == on_disk[i] for i in range(1, 5)] == [True, False, True, True]
+    assert "night" in json.loads((root / "story.json").read_text())["shots"][1]["background"]
+    _wait(lambda: "[storyboard] ready" in _question(page), what="the storyboard asked again")
+    page.screenshot(path=shots_dir / "04_redo_shot_2.png", full_page=True)
+    page.locator("#approve").click()
+
+    # 3. The clips as video players, then the film: it plays and downloads.
+    _wait(lambda: "[video] ready" in _question(page), what="the clips review")
+    _wait(lambda: page.locator("#clips .grid-wrap video").count() == 4, what="4 clips")
+    page.screenshot(path=shots_dir / "05_clips.png", full_page=True)
+    page.locator("#approve").click()
+    page.wait_for_selector("#film video", timeout=60_000)
+    film = root / "film.mp4"
+    playing = page.eval_on_selector("#film video", """v => new Promise(done => {
+        v.muted = true; v.play().catch(() => {});
+        const t0 = Date.now();
+        const check = () => (v.currentTime > 0.2 || v.error || Date.now() - t0 > 8000)
+            ? done({time: v.currentTime, error: v.error && v.error.code, duration: v.duration}) : setTimeout(check, 100);
+        check();
+    })""")
+    assert playing["error"] is None and playing["time"] > 0.2 and playing["duration"] > 4, playing
+    page.screenshot(path=shots_dir / "06_film.png", full_page=True)
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    assert sha(Path(download.value.path()).read_bytes()) == sha(film.read_bytes())
+    page.close()
+
+
+@pytest.mark.browser
+def test_wrong_upload_gets_one_sentence(server, browser, shots_dir, tmp_path):
+    url, _, runs = server
+    page = browser.new_page()
+    page.goto(url)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    page.locator("#uploads input[type=file]").set_input_files(str(notes))
+    _wait(lambda: "notes.txt" in page.locator("#message").inner_text(), what="the upload's error")
+    text = page.locator("#message").inner_text().strip()
+    assert text == "notes.txt is not a photo or clip; upload png/jpg/webp pictures or mp4/mov/webm/gif clips."
+    page.locator("#prompt textarea").fill("a txt is no character")
+    runs_before = sorted(runs.iterdir())
+    page.locator("#start").click()
+    time.sleep(1.5)  # the click's answer is the same sentence; give it time to have made a folder, if it would
+    assert page.locator("#message").inner_text().strip() == text
+    assert sorted(runs.iterdir()) == runs_before, "a refused upload makes no run folder"
+    page.screenshot(path=shots_dir / "07_txt_upload.png", full_page=True)
+    page.close()
