@@ -183,3 +183,94 @@ def test_wrong_upload_gets_one_sentence(server, browser, shots_dir, tmp_path):
     assert sorted(runs.iterdir()) == runs_before, "a refused upload makes no run folder"
     page.screenshot(path=shots_dir / "07_txt_upload.png", full_page=True)
     page.close()
+
+
+def _call(url: str, api: str, data: list) -> tuple[str, object]:
+    """One call of the page's named endpoint over plain HTTP: ('complete', outputs) or ('error', ...)."""
+    event = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=30).json()["event_id"]
+    text = httpx.get(f"{url}/gradio_api/call/{api}/{event}", timeout=60).text
+    kind = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("event:")][-1]
+    payload = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("data:")][-1]
+    return kind, json.loads(payload) if payload.startswith(("[", "{", "null")) else payload
+
+
+def _start_data(files: list[dict], prompt: str) -> list:
+    return [files, prompt, "Pip", "fox", 1, "animatic", "none", "none", 64, 64, 2, 0]
+
+
+def test_crafted_requests_are_refused(server, tmp_path):
+    from storyagent.agents.crew import run_crew
+    from storyagent.config import RunConfig
+
+    url, studio, runs = server
+    base = runs.parent
+    (runs / "probe.png").write_bytes(PIP.read_bytes())
+    assert httpx.get(f"{url}/gradio_api/file={runs}/probe.png").content == PIP.read_bytes(), "runs/ is served"
+    for route in ("/gradio_api/file=", "/file="):
+        for target in (f"{base}/secret.txt", f"{runs}/../secret.txt", f"{runs}/%2e%2e/secret.txt",
+                       f"{runs}/..%2fsecret.txt", "/etc/passwd", "../secret.txt", f"{ROOT}/pyproject.toml"):
+            r = httpx.get(f"{url}{route}{target}")
+            assert r.status_code in (403, 404) and b"not for the browser" not in r.content, (route, target)
+
+    # Run ids: a path, `..`, a folder that holds no run, and a link from runs/ to a real run elsewhere.
+    run_crew(RunConfig.build(prompt="elsewhere", subject=PIP, name="Pip", shots=1, width=64, height=64, fps=2,
+                             shot_duration=2.0), base / "outside", show_progress=False)
+    (runs / "escape").symlink_to(base / "outside")
+    (runs / "notarun").mkdir()
+    open_before = set(studio.sessions)
+    for run_id in ("../outside", "..", str(base / "outside"), "escape", "notarun", "outside", "a/../../outside"):
+        kind, out = _call(url, "reopen", [run_id])
+        assert kind == "complete" and out[0] is None, (run_id, out)
+        assert out[1].strip("*") in ("That run id is not valid; pick a run from the list of earlier runs.",
+                                     f"There is no run named {run_id!r} to reopen; start a new film instead."), out
+    assert set(studio.sessions) == open_before
+
+    # Uploads: the browser's file name is never used as a path; a path outside the upload cache is refused.
+    sent = httpx.post(f"{url}/gradio_api/upload", files=[("files", ("../../evil.png", PIP.read_bytes(), "image/png"))])
+    (uploaded,) = sent.json()
+    assert Path(uploaded).resolve().is_relative_to(runs) and not (base / "evil.png").exists()
+    kind, out = _call(url, "start", _start_data([{"path": str(base / "secret.txt"), "meta": {"_type": "gradio.FileData"}}],
+                                                "a stolen file"))
+    assert kind == "error" and set(studio.sessions) == open_before
+    kind, out = _call(url, "start", _start_data([{"path": uploaded, "orig_name": "../../evil.png",
+                                                  "meta": {"_type": "gradio.FileData"}}], "an honest upload"))
+    assert kind == "complete" and out[1].startswith("Started"), out  # (a gr.State output is not sent to clients)
+    session = studio.sessions[out[1].split("**")[1]]
+    _wait(lambda: session.finished, 60, "the run")
+    assert session.view().state == "done", session.view()
+    assert [p.name for p in (session.root / "uploads").iterdir()] == ["upload_01.png"]
+    assert sorted(p.name for p in base.iterdir()) == ["outside", "runs", "secret.txt"]
+
+
+def _studio_run(tmp_path, **settings):
+    """A run started through the studio (no browser), followed until it ends or asks for a review."""
+    from storyagent.studio.app import Studio
+
+    studio = Studio(tmp_path / "runs")
+    given = dict(files=[str(PIP)], prompt="a day at the seaside", name="Pip", class_word="fox", shots=2,
+                 backend="animatic", llm="none", review="human", width=64, height=64, fps=2, seed=0) | settings
+    run_id, message = studio.start(**given)
+    return studio, run_id, message
+
+
+def test_dead_llm_endpoint_is_one_sentence_and_keeps_the_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("STORYAGENT_LLM_TIMEOUT", "2")
+    studio, run_id, _ = _studio_run(tmp_path, llm=f"openai-compatible:qwen@http://127.0.0.1:{_free_port()}/v1")
+    session = studio.sessions[run_id]
+    _wait(lambda: session.finished, 90, "the run to fail")
+    view = session.view()
+    assert view.state == "failed" and "\n" not in view.error and "127.0.0.1" in view.error, view.error
+    assert (session.root / "subject" / "frame_01.png").is_file(), "the work done before the failure is kept"
+    again, message = studio.reopen(run_id)
+    assert again == run_id, message
+
+
+def test_missing_diffusion_weights_are_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
+    for key in [k for k in os.environ if k.startswith("STORYAGENT_WEIGHTS")]:
+        monkeypatch.delenv(key)
+    studio, run_id, _ = _studio_run(tmp_path, backend="diffusion")
+    session = studio.sessions[run_id]
+    _wait(lambda: session.finished, 30, "the run to fail")
+    assert session.view().state == "failed"
+    assert "storyagent weights fetch" in session.error and "\n" not in session.error, session.error
