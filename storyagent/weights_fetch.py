@@ -27,7 +27,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from storyagent.errors import StoryAgentError
 from storyagent.progress import console
 from storyagent.weights import WEIGHTS, WeightSpec, resolve_weights
-from storyagent.weights_registry import describe_folder, load_registry, record_entry, same_file, sha256_file
+from storyagent.weights_registry import describe_folder, load_registry, record_entry, sha256_file
 
 
 class DownloadError(StoryAgentError):
@@ -60,19 +60,21 @@ def fetch_weights(name: str, config: Path | None = None, revision: str = "main",
     """Download `name` (resuming a partial download), convert it once when its loader needs that, record
     it in the registry, and return what `resolve_weights(name)` now finds."""
     spec = WEIGHTS[name]
-    previous = {f["path"]: f for f in load_registry().get(name, {}).get("files", [])}
+    previous = load_registry().get(name, {}).get("converted")
     with _progress(show_progress) as progress:
         commit, files = remote_files(spec, revision)
-        fetched = [download_file(spec.repo_id, f, commit, progress, previous.get(f)) for f in files]
-    _point_ref(spec.repo_id, revision, commit)
-    entry: dict[str, Any] = {
-        "repo_id": spec.repo_id, "revision": commit, "requested_revision": revision, "licence": spec.licence,
-        "licence_url": spec.licence_url, "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "files": [f.record() for f in fetched],
-    }
-    if spec.converter is not None:
-        entry["converted"] = convert_once(spec, fetched, config, load_registry().get(name, {}).get("converted"))
-    record_entry(name, entry)
+        fetched = [download_file(spec.repo_id, f, commit, progress) for f in files]
+        _point_ref(spec.repo_id, revision, commit)
+        entry: dict[str, Any] = {
+            "repo_id": spec.repo_id, "revision": commit, "requested_revision": revision, "licence": spec.licence,
+            "licence_url": spec.licence_url, "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": [f.record() for f in fetched],
+        }
+        # Recorded before converting, so a failed conversion still leaves the downloads described.
+        record_entry(name, entry)
+        if spec.converter is not None:
+            entry["converted"] = convert_once(spec, fetched, config, previous, progress)
+            record_entry(name, entry)
     return resolve_weights(name)
 
 
@@ -125,30 +127,57 @@ def _point_ref(repo_id: str, revision: str, commit: str) -> None:
         atomic_write_text(_storage(repo_id) / "refs" / revision, commit)
 
 
-def download_file(repo_id: str, filename: str, commit: str, progress: Progress,
-                  recorded: dict[str, Any] | None = None) -> Fetched:
-    """One repository file into the Hugging Face cache at `commit`; a file already there is not fetched again."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+def download_file(repo_id: str, filename: str, commit: str, progress: Progress) -> Fetched:
+    """One repository file into the Hugging Face cache at `commit`. A copy already there is checked against
+    the Hub's ETag (sha256 for LFS files, git's sha1 otherwise) and fetched anew only when damaged."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.utils import WeakFileLock
 
     url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint())
-    storage = _storage(repo_id)
-    pointer = storage / "snapshots" / commit / filename
-    if pointer.is_file():
-        size = pointer.stat().st_size
-        digest = recorded["sha256"] if same_file(recorded, pointer) else _hash_with_progress(pointer, filename, progress)
-        return Fetched(filename, pointer, url, size, digest)
     meta = get_hf_file_metadata(url, endpoint=endpoint())
     if meta.etag is None or meta.size is None:
         raise DownloadError(f"{url} answered without an ETag or a size; is HF_ENDPOINT a Hugging Face Hub?")
-    blob = storage / "blobs" / meta.etag
-    digest = _download(meta.location, blob, meta.size, meta.etag, filename, progress) if not blob.is_file() \
-        else _hash_with_progress(blob, filename, progress)
+    storage = _storage(repo_id)
+    pointer, blob = storage / "snapshots" / commit / filename, storage / "blobs" / meta.etag
+    # The lock huggingface_hub itself takes for this blob, so the two never write it at once.
+    locks = Path(constants.HF_HUB_CACHE) / ".locks" / repo_folder_name(repo_id=repo_id, repo_type="model")
+    with WeakFileLock(locks / f"{meta.etag}.lock"):
+        local = pointer.resolve() if pointer.is_file() else blob if blob.is_file() else None
+        if local is not None:
+            digest = _hash_with_progress(local, filename, progress)
+            if local.stat().st_size == meta.size and _etag_matches(meta.etag, digest, local):
+                _link(pointer, local)
+                return Fetched(filename, pointer, url, meta.size, digest)
+            console.print(f"{filename} in the cache is damaged; fetching it anew")
+            local.unlink()
+            pointer.unlink(missing_ok=True)
+        digest = _download(meta.location, blob, meta.size, meta.etag, filename, progress)
+        _link(pointer, blob)
+    return Fetched(filename, pointer, url, meta.size, digest)
+
+
+def _link(pointer: Path, blob: Path) -> None:
+    """`snapshots/<commit>/<file>` -> its blob, as huggingface_hub lays the cache out."""
+    if pointer.resolve() == blob.resolve() and pointer.is_file():
+        return
     pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.unlink(missing_ok=True)
     try:
         os.symlink(os.path.relpath(blob, pointer.parent), pointer)
     except OSError:  # no symlinks here (Windows without developer mode): the snapshot holds the file itself
         shutil.copyfile(blob, pointer)
-    return Fetched(filename, pointer, url, meta.size, digest)
+
+
+def _etag_matches(etag: str, sha256: str, path: Path) -> bool:
+    """Whether a file is the one the Hub's ETag names: an LFS file's ETag is its sha256, a git file's the
+    sha1 of its git blob; any other ETag form cannot be checked (its size was)."""
+    if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag):
+        return sha256 == etag
+    if len(etag) == 40 and all(c in "0123456789abcdef" for c in etag):
+        data = path.read_bytes()  # only small files live in git itself
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == etag
+    return True
 
 
 def _download(url: str, blob: Path, size: int, etag: str, label: str, progress: Progress) -> str:
@@ -189,8 +218,8 @@ def _download(url: str, blob: Path, size: int, etag: str, label: str, progress: 
         raise DownloadError(f"The download of {label} stopped after {got} of {size} bytes; run the same "
                             "command again to continue it.")
     digest = h.hexdigest()
-    # An LFS file's ETag is its sha256: a damaged download is caught here, not when it is loaded.
-    if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) and digest != etag:
+    # A damaged download is caught here, not when it is loaded.
+    if not _etag_matches(etag, digest, part):
         part.unlink()
         raise DownloadError(f"The download of {label} arrived damaged (its sha256 is not the one the Hub "
                             "states); run the same command again to fetch it anew.")
@@ -234,7 +263,7 @@ def _progress(show: bool) -> Progress:
 
 
 def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
-                 recorded: dict[str, Any] | None) -> dict[str, Any]:
+                 recorded: dict[str, Any] | None, progress: Progress) -> dict[str, Any]:
     """The converted folder of `fetched` in the StoryAgent cache (converted now unless it already is),
     as the registry records it: its folder relative to the cache, its key's inputs, and its files."""
     from storyagent.models.conversion import convert_downloaded
@@ -247,7 +276,7 @@ def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
     key = hashlib.sha256(repr(sorted(key_inputs.items())).encode()).hexdigest()[:16]
     folder = f"converted/{spec.name}-{key}"
     out = cache_dir(folder)
-    if recorded and recorded.get("folder") == folder and out.is_dir():
+    if recorded and recorded.get("folder") == folder and out.is_dir() and _intact(spec.name, recorded, progress):
         return recorded
     console.print(f"converting {spec.name} into {out} (once) ...")
     convert_downloaded(spec.converter, [f.local for f in fetched], out, name=spec.name, needs=needs, config=config)
@@ -255,3 +284,12 @@ def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
         # The conversion it replaces (another revision or config) would only take disk space.
         shutil.rmtree(cache_dir(recorded["folder"]), ignore_errors=True)
     return {"folder": folder, "config": os.fspath(config) if config else None, "files": describe_folder(out)}
+
+
+def _intact(name: str, converted: dict[str, Any], progress: Progress) -> bool:
+    """Whether every file of a recorded conversion is still what was recorded."""
+    from storyagent.weights_registry import file_problem, recorded_files
+
+    files = recorded_files({"converted": converted}, name)
+    task = progress.add_task(f"{name} (checking the conversion)", total=sum(f.size for f in files))
+    return bool(files) and all(file_problem(f, lambda n: progress.advance(task, n)) is None for f in files)

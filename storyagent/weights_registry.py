@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,9 +123,3 @@ def human_size(n: float) -> str:
 
 def names_in(entries: dict[str, dict[str, Any]], names: Iterable[str] | None) -> list[str]:
     return sorted(entries) if not names else [n for n in names if n in entries]
-
-
-def same_file(recorded: dict[str, Any] | None, local: Path) -> bool:
-    """Whether a file's recorded hash still describes `local` (same path and size): no need to hash again."""
-    return bool(recorded) and recorded.get("local") == os.fspath(local) and local.is_file() \
-        and local.stat().st_size == recorded.get("size")

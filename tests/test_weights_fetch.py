@@ -353,6 +353,14 @@ def test_verify_catches_a_flipped_byte_and_a_missing_file(hub, caches):
                and "storyagent weights fetch sam-vit-h" in line for line in lines), bad.output
     assert any(line.startswith("missing") and "vae/diffusion_pytorch_model.safetensors" in line for line in lines)
 
+    # The fix it names repairs both: the damaged download is fetched anew, the conversion redone.
+    sent = hub.sent.get("checkpoints/sam_vit_h_4b8939.pth", 0)
+    assert storyagent("weights", "fetch", "sam-vit-h", "dynamicrafter-512",
+                      *config_args(hub, "dynamicrafter-512"), "--quiet").exit_code == 0
+    assert hub.sent["checkpoints/sam_vit_h_4b8939.pth"] == sent + len(raw)
+    assert hub.sent["model.ckpt"] == len(hub.repos[WEIGHTS["dynamicrafter-512"].repo_id]["model.ckpt"]), "not again"
+    assert storyagent("weights", "verify", "--quiet").exit_code == 0
+
 
 def test_list_shows_states_and_doctor_names_one_fetch_command(hub, caches):
     from storyagent.weights_registry import registry_path

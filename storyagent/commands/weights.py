@@ -139,8 +139,10 @@ def weights_fetch(
 
 
 @app.command("verify")
-def weights_verify(names: Annotated[list[str] | None, typer.Argument(help="Names to check; default every fetched one.")] = None,
-                   quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False) -> None:
+def weights_verify(
+    names: Annotated[list[str] | None, typer.Argument(help="Names to check; default every fetched one.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
     """Check every file `weights fetch` recorded against its recorded size and sha256; exit 1 on a problem."""
     from storyagent.progress import make_progress
     from storyagent.weights_registry import file_problem, load_registry, names_in, recorded_files
