@@ -1,6 +1,7 @@
 """Inception Score (Salimans et al., "Improved Techniques for Training GANs", NeurIPS 2016):
-IS = exp(E_x KL(p(y|x) || p(y))), computed over `splits` disjoint parts of the frames and
-averaged, with p(y|x) from an ImageNet Inception-v3 and p(y) the part's mean prediction.
+IS = exp(E_x KL(p(y|x) || p(y))), computed by torchmetrics' `InceptionScore` over `splits` (10)
+random parts of all frames pooled, with p(y|x) from an ImageNet Inception-v3 and p(y) the part's
+mean prediction.
 
 Higher is better: confident (low-entropy) per-frame predictions that vary across frames.
 The original uses TensorFlow's Inception graph (1008 classes); torchvision's port (1000 classes)
@@ -13,12 +14,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from storyagent.errors import WeightsNotFoundError
+from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.eval.frames import VideoLike, as_video, resize_video
 from storyagent.weights import load_pickled_state_dict
 
@@ -54,34 +54,55 @@ def load_inception(path: str | os.PathLike[str]) -> nn.Module:
 def class_probabilities(frames: torch.Tensor, classifier: nn.Module, size: tuple[int, int] = (299, 299),
                         batch_size: int = 32) -> torch.Tensor:
     """p(y|x) of (N, 3, H, W) frames in [0, 1]: resized, ImageNet-normalised, softmax of the logits."""
+    return torch.cat([F.softmax(_logits(frames[i:i + batch_size], classifier, size), dim=-1)
+                      for i in range(0, len(frames), batch_size)])
+
+
+def _logits(frames: torch.Tensor, classifier: nn.Module, size: tuple[int, int]) -> torch.Tensor:
     device = next(classifier.parameters()).device
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    out = []
-    for i in range(0, len(frames), batch_size):
-        x = (resize_video(frames[i:i + batch_size], size) - mean) / std
-        logits = classifier(x.to(device))
-        logits = logits.logits if hasattr(logits, "logits") else logits
-        out.append(F.softmax(logits.float(), dim=-1).cpu())
-    return torch.cat(out)
+    out = classifier(((resize_video(frames, size) - mean) / std).to(device))
+    return (out.logits if hasattr(out, "logits") else out).float().cpu()
 
 
-def inception_score_from_probs(probs: torch.Tensor, splits: int = 10) -> tuple[float, float]:
-    """(mean, std) of the Inception Score over `splits` parts of the (N, K) class probabilities."""
-    probs = probs.double()
-    splits = max(1, min(splits, len(probs)))
-    scores = []
-    for part in torch.tensor_split(probs, splits):
-        marginal = part.mean(dim=0, keepdim=True)
-        kl = (part * (torch.log(part.clamp_min(1e-12)) - torch.log(marginal.clamp_min(1e-12)))).sum(dim=1)
-        scores.append(float(torch.exp(kl.mean())))
-    return float(np.mean(scores)), float(np.std(scores))
+class InceptionLogits(nn.Module):
+    """The feature extractor torchmetrics' `InceptionScore(feature=...)` calls: frames in [0, 1] -> logits."""
+
+    def __init__(self, classifier: nn.Module, size: tuple[int, int] = (299, 299), batch_size: int = 32) -> None:
+        super().__init__()
+        self.classifier, self.size, self.batch_size = classifier, size, batch_size
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.cat([_logits(frames[i:i + self.batch_size], self.classifier, self.size)
+                          for i in range(0, len(frames), self.batch_size)])
+
+
+def inception_score_and_std(videos: Sequence[VideoLike], classifier: nn.Module, splits: int = 10,
+                            size: tuple[int, int] = (299, 299), seed: int = 0) -> tuple[float, float]:
+    """(mean, std) of the Inception Score by torchmetrics' `InceptionScore` over all frames of all `videos`."""
+    from torchmetrics.image.inception import InceptionScore
+
+    frames = torch.cat([as_video(v) for v in videos])
+    if len(frames) < splits:
+        raise InputError(f"The Inception Score needs at least {splits} frames for {splits} splits (got {len(frames)}).")
+    metric = InceptionScore(feature=InceptionLogits(classifier, size), splits=splits)
+    metric.update(frames)
+    # torchmetrics shuffles the frames before splitting them with the global RNG: seed it, locally.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
 
 
 def inception_score(videos: Sequence[VideoLike], classifier: nn.Module, splits: int = 10,
-                    size: tuple[int, int] = (299, 299)) -> float:
-    """Inception Score (Salimans et al. 2016) over all frames of `videos`, as the StoryAgent paper's
-    Table 1 reports it for generated clips: exp(E KL(p(y|x) || p(y))), mean over `splits` parts.
-    Higher is better; 1 = uninformative, at most the number of classes."""
-    frames = torch.cat([as_video(v) for v in videos])
-    return inception_score_from_probs(class_probabilities(frames, classifier, size), splits)[0]
+                    size: tuple[int, int] = (299, 299), seed: int = 0) -> float:
+    """Inception Score (Salimans et al. 2016) as torchmetrics computes it: the frames of all `videos`
+    pooled, shuffled, cut into `splits` (10) parts, exp(E KL(p(y|x) || p(y))) per part, averaged.
+
+    The network is torchvision's Inception-v3 (1000 classes); torchmetrics' default is torch-fidelity's
+    port of the TensorFlow graph (1008 classes), so values are close to, not equal to, published ones.
+    Higher is better; 1 = uninformative, at most the number of classes.
+    """
+    return inception_score_and_std(videos, classifier, splits, size, seed)[0]

@@ -5,9 +5,12 @@ Distance = sum over layers l of the spatial mean of w_l · (f̂_l(x) - f̂_l(y))
 backbone activations at five ReLUs, each unit-normalised along channels, and w_l are the learned
 non-negative 1×1 "linear" heads. Inputs are scaled to [-1, 1] then shifted and scaled per channel.
 
-Weights come from local files only: the backbone from a torchvision state dict (e.g.
-`alexnet-owt-7be5be79.pth`), the heads from the `lpips` package's `weights/v0.1/alex.pth`
-(keys `lin{l}.model.1.weight`), or one safetensors/pth file holding both in this module's layout.
+Computed exactly as torchmetrics' `LearnedPerceptualImagePatchSimilarity` (its `_LPIPS`, a port of
+the authors' `lpips` package); the tests check the two agree. Weights come from local files only:
+the backbone from a torchvision state dict (e.g. `alexnet-owt-7be5be79.pth`), the heads by default
+from the v0.1 heads torchmetrics ships (`torchmetrics/functional/image/lpips_models/alex.pth`, the
+`lpips` package's `weights/v0.1/alex.pth`, keys `lin{l}.model.1.weight`), or one safetensors/pth
+file holding both in this module's layout.
 """
 
 from __future__ import annotations
@@ -70,13 +73,17 @@ class LPIPS(nn.Module):
         y = (y * 2 - 1 - self.shift) / self.scale
         total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
         for fx, fy, lin in zip(self._taps(x), self._taps(y), self.lins):
-            fx = fx / (fx.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            fy = fy / (fy.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            # eps inside the root, as torchmetrics' and the lpips package's `normalize_tensor`
+            fx = fx / torch.sqrt(1e-8 + fx.pow(2).sum(dim=1, keepdim=True))
+            fy = fy / torch.sqrt(1e-8 + fy.pow(2).sum(dim=1, keepdim=True))
             total = total + lin((fx - fy) ** 2).mean(dim=(1, 2, 3))
         return total
 
-    def load_weights(self, heads: str | os.PathLike[str], backbone: str | os.PathLike[str] | None = None) -> LPIPS:
-        """Load the linear heads (and, when given, the backbone) from local files, refusing partial loads."""
+    def load_weights(self, heads: str | os.PathLike[str] | None = None,
+                     backbone: str | os.PathLike[str] | None = None) -> LPIPS:
+        """Load the linear heads (default: torchmetrics' copy of LPIPS v0.1) and, when given, the backbone
+        from local files, refusing partial loads."""
+        heads = heads if heads is not None else default_heads(self.net)
         state: dict[str, torch.Tensor] = {}
         for path, kind in ((backbone, "backbone"), (heads, "heads")):
             if path is None:
@@ -101,6 +108,13 @@ class LPIPS(nn.Module):
                 f"LPIPS weights are incomplete (missing {sorted(missing)[:3]}); give both the linear heads "
                 f"and the torchvision {self.net} backbone file.")
         return self
+
+
+def default_heads(net: str = "alex") -> Path:
+    """The LPIPS v0.1 linear heads torchmetrics installs with itself (no download)."""
+    import torchmetrics.functional.image.lpips as tm_lpips
+
+    return Path(tm_lpips.__file__).with_name("lpips_models") / f"{net}.pth"
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:

@@ -52,19 +52,30 @@ class EvalModels:
     def load(cls, clip: str | None = None, dino: str | None = None, raft: str | None = None,
              raft_small: bool = False, inception: str | None = None, aesthetic_head: str | None = None,
              lpips_heads: str | None = None, lpips_backbone: str | None = None, i3d: str | None = None,
-             use_cache: bool = True, device: str = "cpu", max_frames: int = 64) -> EvalModels:
-        """Load what was asked for (failing clearly when a given path is wrong); from the cache, what is there."""
+             use_cache: bool = True, device: str = "cpu", max_frames: int = 64,
+             clip_large: str | None = None) -> EvalModels:
+        """Load what was asked for (failing clearly when a given path is wrong); from the cache, what is there.
+
+        `clip` is the CLIP of the CLIP-score / CLIP-temp metrics (default the cached ViT-B/32, as
+        EvalCrafter and the paper's Table 2); `clip_large` the ViT-L/14 that CLIP-I subject
+        consistency and the aesthetic predictor use (default the cached clip-vit-l-14).
+        """
         from storyagent.weights import weights_available
 
         m = cls(max_frames=max_frames)
-        if clip or (use_cache and weights_available("clip-vit-l-14")):
-            m.clip = CLIPEncoder.from_pretrained(clip, device=device)
-            m.features.append(CLIPImageFeatures(m.clip))
-            if aesthetic_head or (use_cache and weights_available("laion-aesthetic-v2")):
-                m.aesthetic = AestheticObserver(scorer=_aesthetic_scorer(m.clip, aesthetic_head))
+        if clip or (use_cache and weights_available("clip-vit-b-32")):
+            m.clip = CLIPEncoder.from_pretrained(clip, device=device, name="clip-vit-b-32")
         else:
-            m.notes.append("CLIP-score, CLIP-temp, subject (CLIP) and aesthetic skipped: no CLIP weights "
-                           "(`storyagent weights fetch clip-vit-l-14` or --clip PATH).")
+            m.notes.append("CLIP-score and CLIP-temp skipped: no CLIP ViT-B/32 weights "
+                           "(`storyagent weights fetch clip-vit-b-32` or --clip PATH).")
+        if clip_large or (use_cache and weights_available("clip-vit-l-14")):
+            large = CLIPEncoder.from_pretrained(clip_large, device=device, name="clip-vit-l-14")
+            m.features.append(CLIPImageFeatures(large))
+            if aesthetic_head or (use_cache and weights_available("laion-aesthetic-v2")):
+                m.aesthetic = AestheticObserver(scorer=_aesthetic_scorer(large, aesthetic_head))
+        else:
+            m.notes.append("Subject (CLIP) and aesthetic skipped: no CLIP ViT-L/14 weights "
+                           "(`storyagent weights fetch clip-vit-l-14`).")
         if dino or (use_cache and weights_available("dinov2-vitg14")):
             # DINO is the subject-consistency measure; the weights-free fallback is then not needed.
             m.features = [DINOFeatures.from_pretrained(dino, device=device)] + [
@@ -74,18 +85,21 @@ class EvalModels:
             m.notes.append(f"Subject ({LightingRobustFeatures.name}) is a weights-free stand-in for DINO: colour "
                            "histograms after grey-world light normalisation plus gradient-orientation shape; it "
                            "ignores the shot's lighting and ranks runs, but is not DINO/CLIP-I.")
-        if raft:
-            m.flow = RAFTFlow.from_file(raft, small=raft_small, device=device)
+        cached_raft = RAFTFlow.find_cached() if use_cache and not raft else None
+        if raft or cached_raft:
+            m.flow = RAFTFlow.from_file(raft or cached_raft, small=raft_small and bool(raft), device=device)
         else:
-            m.notes.append("Optical flow by OpenCV Farnebäck (no --raft weights): warping error and flow score "
-                           "are not comparable with EvalCrafter's RAFT-based numbers.")
+            m.notes.append("Optical flow by the fallback, OpenCV Farnebäck (no RAFT weights: --raft PATH or "
+                           "torchvision's raft_large_C_T_V1 in the torch hub cache): warping error and flow "
+                           "score are not comparable with EvalCrafter's RAFT-based numbers.")
         if inception:
             m.inception = load_inception(inception).to(device)
         else:
             m.notes.append("IS skipped: no Inception-v3 weights (--inception PATH).")
-        if lpips_heads:
+        if lpips_heads or lpips_backbone:
             from storyagent.eval.lpips import LPIPS
 
+            # Heads default to the LPIPS v0.1 copy torchmetrics installs; the backbone must be given.
             m.lpips = LPIPS("alex").load_weights(lpips_heads, lpips_backbone).to(device)
         if i3d:
             from storyagent.eval.i3d import load_i3d
