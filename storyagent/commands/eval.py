@@ -121,6 +121,8 @@ def dataset(
     lpips_heads: Annotated[Optional[Path], typer.Option(help="LPIPS linear heads (lpips weights/v0.1/alex.pth).")] = None,
     lpips_backbone: Annotated[Optional[Path], typer.Option(help="torchvision AlexNet checkpoint for LPIPS.")] = None,
     i3d: Annotated[Optional[Path], typer.Option(help="Kinetics-400 I3D checkpoint for FVD.")] = None,
+    fvd_min_clips: Annotated[Optional[int], typer.Option(min=2, help="Fewest clips FVD accepts (default: the metric's "
+                                                         "own, 401 with the real I3D; the protocol has 160-200).")] = None,
     preset: Annotated[str, typer.Option(help="storyagent/dc: fine-tune preset, paper or quick.")] = "paper",
     anydoor_steps: Annotated[Optional[int], typer.Option(min=1, help="storyagent/dc: StoryAnyDoor training steps.")] = None,
     lora_be_epochs: Annotated[Optional[int], typer.Option(min=1, help="storyagent/dc: LoRA-BE epochs.")] = None,
@@ -162,7 +164,7 @@ def dataset(
         lpips_model, i3d_model = _metric_models(lpips_heads, lpips_backbone, i3d, device)
         frame = _geometry(geometry, size, generator)
         result = evaluate_dataset(index, resolved, generator, frame, out, lpips_model, i3d_model,
-                                  show_progress=not quiet)
+                                  show_progress=not quiet, fvd_min_clips=fvd_min_clips)
         weights = _weights_used(generator)
         paths = write_dataset_report(result, out, method, split_path, chosen.protocol, chosen.assumptions, weights)
     except StoryAgentError as exc:

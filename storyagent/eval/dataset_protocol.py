@@ -81,8 +81,13 @@ def _shot(generator, clip: GroundTruthClip, geometry: FrameGeometry, reference: 
 
 
 def evaluate_dataset(index: DatasetIndex, characters: list[ResolvedCharacter], generator, geometry: FrameGeometry,
-                     work_dir: Path, lpips_model=None, i3d_model=None, show_progress: bool = True) -> DatasetEval:
-    """Generate every test shot of every character and compare it with its ground truth."""
+                     work_dir: Path, lpips_model=None, i3d_model=None, show_progress: bool = True,
+                     fvd_min_clips: int | None = None) -> DatasetEval:
+    """Generate every test shot of every character and compare it with its ground truth.
+
+    `fvd_min_clips`: the fewest clips FVD accepts (default: the metric's own, the I3D feature
+    dimension + 1 = 401, more than the protocol's 160-200 shots; see the README).
+    """
     from storyagent.eval.lpips import lpips
 
     rows: list[dict[str, object]] = []
@@ -113,7 +118,7 @@ def evaluate_dataset(index: DatasetIndex, characters: list[ResolvedCharacter], g
     if not rows:
         raise InputError("No test shot could be generated; check the dataset folder and the split's characters.")
     summary = _means(rows)
-    summary["FVD"] = _fvd(generated, truths, i3d_model)
+    summary["FVD"] = _fvd(generated, truths, i3d_model, fvd_min_clips)
     per_character = [{"Character": c.name, **_means([r for r in rows if r["Character"] == c.name])}
                      for c in characters if any(r["Character"] == c.name for r in rows)]
     if lpips_model is None:
@@ -127,7 +132,7 @@ def _means(rows: list[dict[str, object]]) -> dict[str, object]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("SSIM", "PSNR", "LPIPS") if all(k in r for r in rows)}
 
 
-def _fvd(generated: list[np.ndarray], truths: list[np.ndarray], i3d_model) -> float | str:
+def _fvd(generated: list[np.ndarray], truths: list[np.ndarray], i3d_model, min_clips: int | None) -> float | str:
     from storyagent.eval.fvd import FVD_FRAMES, fvd
 
     if i3d_model is None:
@@ -136,6 +141,6 @@ def _fvd(generated: list[np.ndarray], truths: list[np.ndarray], i3d_model) -> fl
     if shortest < FVD_FRAMES:
         return f"n/a (ground-truth clips have {shortest} frames; FVD's I3D takes {FVD_FRAMES})"
     try:
-        return fvd(generated, truths, i3d_model)
-    except ValueError as exc:  # the metric's own refusal (too few clips, ...), said as it says it
+        return fvd(generated, truths, i3d_model, min_clips=min_clips)
+    except (ValueError, InputError) as exc:  # the metric's own refusal (too few clips, ...), as it says it
         return f"n/a ({exc})"
