@@ -253,6 +253,30 @@ def test_inception_score_through_torchvision_inception_and_loader(tmp_path):
 CLIP_FIXTURE = PARITY / "evalcrafter_clip"
 
 
+def tiny_clip_encoder(tmp_path):
+    """A tiny random CLIP saved to tmp_path/clip (model, image processor, tokenizer), and its encoder."""
+    import string
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in string.ascii_lowercase:
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    cfg = CLIPConfig(
+        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         vocab_size=64, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=8)
+    folder = tmp_path / "clip"
+    CLIPModel(cfg).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return CLIPEncoder.from_pretrained(folder)
+
+
 def test_clip_score_and_clip_temp_equal_evalcrafter():
     fx = load_file(CLIP_FIXTURE / "expected.safetensors")
     text = json.loads((CLIP_FIXTURE / "inputs.json").read_text())["text"]

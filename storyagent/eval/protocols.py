@@ -58,7 +58,7 @@ class EvalModels:
 
         `clip` is the CLIP of the CLIP-score / CLIP-temp metrics (default the cached ViT-B/32, as
         EvalCrafter and the paper's Table 2); `clip_large` the ViT-L/14 that CLIP-I subject
-        consistency and the aesthetic predictor use (default the cached clip-vit-l-14).
+        consistency and the aesthetic predictor use (default the cached clip-vit-l-14, else `clip`).
         """
         from storyagent.weights import weights_available
 
@@ -68,8 +68,13 @@ class EvalModels:
         else:
             m.notes.append("CLIP-score and CLIP-temp skipped: no CLIP ViT-B/32 weights "
                            "(`storyagent weights fetch clip-vit-b-32` or --clip PATH).")
+        large = None
         if clip_large or (use_cache and weights_available("clip-vit-l-14")):
             large = CLIPEncoder.from_pretrained(clip_large, device=device, name="clip-vit-l-14")
+        elif clip:
+            # Only the user's --clip is at hand: it serves CLIP-I and the aesthetic head too, as one CLIP.
+            large = m.clip
+        if large is not None:
             m.features.append(CLIPImageFeatures(large))
             if aesthetic_head or (use_cache and weights_available("laion-aesthetic-v2")):
                 m.aesthetic = AestheticObserver(scorer=_aesthetic_scorer(large, aesthetic_head))
