@@ -53,7 +53,8 @@ _DC_LICENCE = "Apache-2.0 code; weights: see model card"
 _CLIP_TOKENIZER = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json")
 # Diffusers' own layout; the repository also holds single-file and fp16 copies (tens of GB more).
 _DIFFUSERS = ("model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors")
-_TRANSFORMERS = ("*.json", "*.txt", "model.safetensors")
+# Transformers' layout; `weights fetch` skips pytorch_model.bin where model.safetensors is beside it.
+_TRANSFORMERS = ("*.json", "*.txt", "model.safetensors", "pytorch_model.bin")
 
 WEIGHTS: dict[str, WeightSpec] = {
     spec.name: spec
@@ -73,7 +74,7 @@ WEIGHTS: dict[str, WeightSpec] = {
                    "SDXL base for the StoryDiffusion storyboard", "CreativeML Open RAIL++-M",
                    allow_patterns=_DIFFUSERS),
         WeightSpec("grounding-dino-base", "IDEA-Research/grounding-dino-base", (),
-                   "Grounding DINO text-prompted detector (LangSAM)", "Apache-2.0"),
+                   "Grounding DINO text-prompted detector (LangSAM)", "Apache-2.0", allow_patterns=_TRANSFORMERS),
         WeightSpec("sam-vit-h", "ybelkada/segment-anything", ("checkpoints/sam_vit_h_4b8939.pth",),
                    "Segment Anything ViT-H (LangSAM masks)", "Apache-2.0"),
         WeightSpec("anydoor", "xichenhku/AnyDoor", ("epoch=1-step=8687.ckpt",),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import posixpath
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,20 +62,21 @@ def fetch_weights(name: str, config: Path | None = None, revision: str = "main",
     it in the registry, and return what `resolve_weights(name)` now finds."""
     spec = WEIGHTS[name]
     previous = load_registry().get(name, {}).get("converted")
-    with _progress(show_progress) as progress:
+    with byte_progress(show_progress) as progress:
         commit, files = remote_files(spec, revision)
         fetched = [download_file(spec.repo_id, f, commit, progress) for f in files]
-        _point_ref(spec.repo_id, revision, commit)
-        entry: dict[str, Any] = {
-            "repo_id": spec.repo_id, "revision": commit, "requested_revision": revision, "licence": spec.licence,
-            "licence_url": spec.licence_url, "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": [f.record() for f in fetched],
-        }
-        # Recorded before converting, so a failed conversion still leaves the downloads described.
-        record_entry(name, entry)
-        if spec.converter is not None:
+    _point_ref(spec.repo_id, revision, commit)
+    entry: dict[str, Any] = {
+        "repo_id": spec.repo_id, "revision": commit, "requested_revision": revision, "licence": spec.licence,
+        "licence_url": spec.licence_url, "fetched": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": [f.record() for f in fetched],
+    }
+    # Recorded before converting, so a failed conversion still leaves the downloads described.
+    record_entry(name, entry)
+    if spec.converter is not None:
+        with byte_progress(show_progress) as progress:
             entry["converted"] = convert_once(spec, fetched, config, previous, progress)
-            record_entry(name, entry)
+        record_entry(name, entry)
     return resolve_weights(name)
 
 
@@ -92,7 +94,10 @@ def remote_files(spec: WeightSpec, revision: str) -> tuple[str, list[str]]:
         return info.sha, list(spec.files)
     if spec.allow_patterns:
         names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in spec.allow_patterns)]
-    return info.sha, names
+    # The same weights as a pickle beside their safetensors copy: the loaders read the safetensors.
+    with_safetensors = {posixpath.dirname(n) for n in names if n.endswith("model.safetensors")}
+    return info.sha, [n for n in names if not (n.endswith("pytorch_model.bin")
+                                               and posixpath.dirname(n) in with_safetensors)]
 
 
 @dataclass
@@ -257,7 +262,8 @@ def _hash_with_progress(path: Path, label: str, progress: Progress) -> str:
     return sha256_file(path, lambda n: progress.advance(task, n))
 
 
-def _progress(show: bool) -> Progress:
+def byte_progress(show: bool = True) -> Progress:
+    """Progress bars counted in bytes (downloads, checksums)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                     TimeRemainingColumn(), console=console, disable=not show)
 

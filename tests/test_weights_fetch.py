@@ -205,7 +205,8 @@ class TinyUpstream:
     def _grounding_dino_base(self) -> dict[str, bytes]:
         from storyagent.models.langsam.testing import save_tiny_grounding_dino
 
-        return folder_files(save_tiny_grounding_dino(self.root / "gdino"))
+        # The repository also keeps a pickled copy of the weights; fetch takes the safetensors only.
+        return folder_files(save_tiny_grounding_dino(self.root / "gdino")) | {"pytorch_model.bin": b"pickle"}
 
     def _sam_vit_h(self) -> dict[str, bytes]:
         from storyagent.models.langsam.testing import save_tiny_sam
@@ -429,6 +430,7 @@ def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, cach
                         "--quiet")
     assert result.exit_code == 0, result.output
     assert "sd_xl_base_1.0.safetensors" not in hub.sent, "the diffusers layout only, not the single-file copy"
+    assert "pytorch_model.bin" not in hub.sent, "safetensors only where a repository holds both"
     cfg = RunConfig.build(prompt="a day at the seaside", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip",
                           class_word="fox", shots=1, width=64, height=64, fps=4, backend="diffusion", steps=2,
                           storyboard_side=64, anydoor_steps=2, finetune="off")

@@ -144,7 +144,7 @@ def weights_verify(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Check every file `weights fetch` recorded against its recorded size and sha256; exit 1 on a problem."""
-    from storyagent.progress import make_progress
+    from storyagent.weights_fetch import byte_progress
     from storyagent.weights_registry import file_problem, load_registry, names_in, recorded_files
 
     entries = load_registry()
@@ -156,8 +156,8 @@ def weights_verify(
         console.print("Nothing fetched yet; `storyagent weights fetch NAME` records what it downloads.")
         return
     problems = []
-    with make_progress(disable=quiet) as progress:
-        task = progress.add_task("verifying", total=sum(f.size for f in files), status="")
+    with byte_progress(not quiet) as progress:
+        task = progress.add_task("verifying", total=sum(f.size for f in files))
         for f in files:
             if problem := file_problem(f, lambda n: progress.advance(task, n)):
                 problems.append((f, problem))
