@@ -22,7 +22,7 @@ EXPECTED: dict[str, tuple[set[str], list[str]]] = {
     "02_review.ipynb": ({"image/png"}, ["reviewer: redo 2: make it night", "storyboard/shot_02.png",
                                         '"feedback": "make it night"', "rewritten by the resumed run: none"]),
     "03_customise_subject.ipynb": ({"image/png"}, ["StoryAnyDoor fine-tune", "LoRA-BE adapter"]),
-    "04_evaluation.ipynb": ({"image/png", "text/markdown"}, ["| Method |", "Subject (color-hist)"]),
+    "04_evaluation.ipynb": ({"image/png", "text/markdown"}, ["| Method |", "Subject ("]),
 }
 
 
