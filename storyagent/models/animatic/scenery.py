@@ -18,8 +18,8 @@ Draw = ImageDraw.ImageDraw
 def sky(spec: SceneSpec, w: int, h: int, horizon: int, rng: np.random.Generator) -> np.ndarray:
     """The sky gradient for the time of day, stars at night; a grey lid under rain or storm."""
     top, bottom, _ = SKY["night"] if spec.place == "space" else SKY[spec.time]
-    if spec.weather in ("rain", "storm", "fog") and spec.place != "space":
-        grey = 70 if spec.time == "night" else (150 if spec.weather == "storm" else 175)
+    if spec.weather in ("rain", "storm", "fog", "snowfall") and spec.place != "space":
+        grey = 70 if spec.time == "night" else {"storm": 150, "snowfall": 205}.get(spec.weather, 175)
         top = tuple((a + grey) // 2 for a in top)
         bottom = tuple((a + grey + 20) // 2 for a in bottom)
     t = np.clip(np.linspace(0, 1, h) / max(horizon / h, 1e-3), 0, 1)[:, None, None]
@@ -33,7 +33,7 @@ def sky(spec: SceneSpec, w: int, h: int, horizon: int, rng: np.random.Generator)
 
 def sun(draw: Draw, spec: SceneSpec, w: int, horizon: int) -> None:
     """The sun (or the moon at night) where the time of day puts it; hidden behind rain clouds."""
-    if spec.weather in ("rain", "storm", "fog"):
+    if spec.weather in ("rain", "storm", "fog", "snowfall"):
         return
     pos = {"dawn": (0.15, 0.85), "morning": (0.25, 0.45), "noon": (0.5, 0.18), "afternoon": (0.72, 0.35),
            "dusk": (0.85, 0.85), "night": (0.78, 0.25)}[spec.time]

@@ -46,7 +46,9 @@ def compose_background(place: str, time: str | None, weather: str | None) -> str
 
 
 def _where(phrase: str) -> str:
-    """'the beach' -> 'on the beach', 'the kitchen' -> 'in the kitchen'."""
+    """'the beach' -> 'on the beach', 'the kitchen' -> 'in the kitchen' (a long phrase up to its first comma)."""
+    phrase = phrase.split(",")[0].strip()
+    phrase = re.sub(r"^(A|An|The)\b", lambda m: m.group(1).lower(), phrase)
     last = re.findall(r"[\w']+", phrase.lower())[-1:]
     prep = "on" if last and last[0] in _ON else "at" if last and last[0] in _AT else "in"
     return f"{prep} {phrase}"
