@@ -26,7 +26,9 @@ class Genre:
     things: tuple[str, ...]
     """Nouns in the prompt that become {thing}."""
     titles: tuple[str, ...]
+    """Title templates (one is picked per film)."""
     loglines: tuple[str, ...]
+    """One-sentence summary templates."""
     beats: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
     """Per beat: (narration lines, subject actions)."""
     night: bool = False
