@@ -57,9 +57,11 @@ def fetch_order(names: list[str]) -> list[str]:
     return order
 
 
-def fetch_weights(name: str, config: Path | None = None, revision: str = "main", show_progress: bool = True) -> Path:
-    """Download `name` (resuming a partial download), convert it once when its loader needs that, record
-    it in the registry, and return what `resolve_weights(name)` now finds."""
+def fetch_weights(name: str, config: Path | None = None, show_progress: bool = True) -> Path:
+    """Download `name` as its repository's main branch holds it now (resuming a partial download), convert
+    it once when its loader needs that, record it in the registry, and return what `resolve_weights(name)`
+    now finds (the offline lookup reads `main` too)."""
+    revision = "main"
     spec = WEIGHTS[name]
     previous = load_registry().get(name, {}).get("converted")
     with byte_progress(show_progress) as progress:

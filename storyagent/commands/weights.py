@@ -105,7 +105,6 @@ def weights_fetch(
     config: Annotated[list[str] | None, typer.Option(
         help="NAME=FILE: convert NAME with the architecture in FILE (its family's config JSON) instead of the "
              "released model's; repeatable.")] = None,
-    revision: Annotated[str, typer.Option(help="Branch, tag or commit of the repositories.")] = "main",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Download weights (resuming a partial download), convert them once where the loader needs it, and record
@@ -126,7 +125,7 @@ def weights_fetch(
         spec = WEIGHTS[name]
         console.print(f"fetching {name} ({spec.repo_id}, licence: {spec.licence}) ...")
         try:
-            path = fetch_weights(name, configs.get(name), revision=revision, show_progress=not quiet)
+            path = fetch_weights(name, configs.get(name), show_progress=not quiet)
         except KeyboardInterrupt:
             raise fail("Interrupted; run the same command again to continue the download.", 130) from None
         except StoryAgentError as exc:
