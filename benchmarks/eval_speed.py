@@ -94,7 +94,7 @@ def main() -> None:
         ("PSNR", "-", lambda: psnr(video, other)),
         ("LPIPS", "AlexNet", lambda: lpips(video, other, lp)),
         ("FVD features", "I3D" + (" (1/16 width)" if args.tiny else ""),
-         lambda: i3d_features([video], i3d, size=(32, 32) if args.tiny else (224, 224))),
+         lambda: i3d_features([video], i3d, num_frames=min(16, len(video)), size=(32, 32) if args.tiny else (224, 224))),
         ("IS probabilities", "Inception-v3", lambda: class_probabilities(frames_t, inception, size=(75, 75) if args.tiny else (299, 299))),
         ("CLIP-score", "CLIP " + ("tiny" if args.tiny else "ViT-L/14"), lambda: clip_score(video, "a fox on a beach", clip)),
         ("CLIP-temp", "CLIP " + ("tiny" if args.tiny else "ViT-L/14"), lambda: clip_temp(video, clip)),
