@@ -35,6 +35,8 @@ def check_layouts(layouts, shot_type: str, W: int, H: int, tol: float = 1e-6) ->
         assert x0 >= -tol and y0 >= -tol and x1 <= W + tol, f"frame {t}: {lay.subject_box} leaves the {W}x{H} frame"
         if shot_type != "close-up":
             assert y1 <= H + tol, f"frame {t}: {lay.subject_box} runs off the bottom"
+        fy1 = lay.face_box[3]
+        assert fy1 <= H + tol, f"frame {t}: the face {lay.face_box} is not all in the frame"
         assert lay.subtitle_box == sub, "the subtitles stay in one place for the whole shot"
         assert not overlap(lay.face_box, sub), f"frame {t}: subtitles {sub} cover the face {lay.face_box}"
 
@@ -42,24 +44,24 @@ def check_layouts(layouts, shot_type: str, W: int, H: int, tol: float = 1e-6) ->
 @pytest.mark.parametrize("shot_type,motion", list(itertools.product(SHOT_TYPES, MOTIONS)))
 def test_layout_keeps_subject_in_frame_and_face_clear(shot_type, motion):
     for (region, action, aspect), (W, H) in itertools.product(
-            itertools.product(NAMED_REGIONS, ACTIONS, (0.5, 0.8, 1.6, 3.0)), [(512, 320), (128, 96), (320, 480)]):
+            itertools.product(NAMED_REGIONS, ACTIONS, (0.5, 1.6, 3.0)), [(512, 320), (128, 96), (320, 480), (96, 64)]):
         shot = make_shot(shot_type, motion, region, action)
-        layouts = plan_shot(shot, 20, W, H, aspect, fps=8.0, seed=3)
-        assert len(layouts) == 20
+        layouts = plan_shot(shot, 16, W, H, aspect, fps=8.0, seed=3)
+        assert len(layouts) == 16
         check_layouts(layouts, shot_type, W, H)
-        # Wide and medium shots keep the subject's feet above the bottom-band subtitles when it stands still.
-        if shot_type == "wide" and motion == "static" and action == "stands still" and not layouts[0].subtitle_at_top:
+        # A wide shot keeps a still subject's feet above the bottom subtitle band (where the frame has room).
+        if shot_type == "wide" and motion == "static" and action == "stands still" and H >= 96:
             assert layouts[0].subject_box[3] <= layouts[0].subtitle_box[1] + 1e-6
 
 
 def test_layout_random_regions_and_seeds():
     rng = random.Random(0)
-    for i in range(150):
+    for i in range(300):
         x, y = rng.uniform(0, 0.9), rng.uniform(0, 0.9)
         region = Region(x=x, y=y, w=rng.uniform(0.05, 1 - x), h=rng.uniform(0.05, 1 - y))
         shot_type, motion, action = rng.choice(SHOT_TYPES), rng.choice(MOTIONS), rng.choice(ACTIONS)
         shot = make_shot(shot_type, motion, region.model_dump(), action, index=1 + i % 5)
-        W, H = rng.choice([(512, 320), (192, 128), (256, 256)])
+        W, H = rng.choice([(512, 320), (192, 128), (256, 256), (64, 64), (96, 64), (64, 128)])
         check_layouts(plan_shot(shot, rng.randint(1, 40), W, H, rng.uniform(0.3, 2.5), seed=i), shot_type, W, H)
 
 

@@ -3,7 +3,7 @@
 A pure function of the shot, so a test of `shot_layout` is a test of the picture: the renderer
 pastes the subject exactly into `subject_box` and draws the narration exactly inside
 `subtitle_box`. The plan keeps the subject inside the frame over the whole clip (a close-up may
-run off the bottom edge only) and keeps the subtitles off its face (the box's top third).
+run off the bottom edge only) and keeps the bottom subtitle band off its face (the box's top third).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ZOOM_RANGE = 1.25
 SAFE_MARGIN = 0.02  # the subject keeps this fraction of the frame size from every edge it must not cross
 FACE_POINT = 1 / 6  # zooms centre on the middle of the face: the top third's centre line
 SHRINK_STEP = 0.85
+BAND_GAP = 0.5  # pixels between the face and the subtitle band, so rounding never makes them touch
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,7 @@ class ShotLayout:
     subject_box: Box
     """Where the subject sprite is pasted (its widest reference frame fills the box's width)."""
     subtitle_box: Box
-    """The band the narration is drawn in (the same for every frame of a shot)."""
-    subtitle_at_top: bool
-    """True when the band is at the top of the frame (the subject's face is low in the frame)."""
+    """The band at the bottom of the frame the narration is drawn in (the same for every frame)."""
     camera: np.ndarray
     """2×3 affine from the resting camera's frame coordinates to this frame (pans, tilts, zooms)."""
     flipped: bool
@@ -175,9 +174,10 @@ def plan_shot(shot: Shot, num_frames: int, width: int, height: int, sprite_aspec
               fps: float = 8.0, seed: int = 0) -> list[ShotLayout]:
     """Every frame's layout for `shot` rendered as `num_frames` frames of `width`×`height`.
 
-    `sprite_aspect` is the width/height of the widest reference sprite. The subtitle band goes at
-    the bottom unless the subject's face would ever be under it, then at the top; if neither
-    band is clear of the face, the subject is made smaller until one is.
+    `sprite_aspect` is the width/height of the widest reference sprite. The subtitles are a band
+    at the bottom; a standing subject's feet rest above it where there is room, the subject is
+    lifted if its face would ever be under it, and made smaller where the frame is too short
+    for that (small frames, big camera moves).
     """
     W, H = width, height
     n = max(1, num_frames)
@@ -194,23 +194,22 @@ def plan_shot(shot: Shot, num_frames: int, width: int, height: int, sprite_aspec
         # Feet on the region's bottom edge, but above the subtitle band when there is room.
         top = min(region.y + region.h, 1.0 - band / H) * H - h
     pose = _Pose(cx=region.center[0] * W, top=top, h=h, aspect=max(0.05, sprite_aspect))
-    at_top = False
+    my = SAFE_MARGIN * H
     for _ in range(40):
         _fit(pose, motion, moves, W, H, close_up)
-        boxes, mats = pose.frames(motion, moves, W, H)
-        faces = [(b[1], b[1] + (b[3] - b[1]) / 3) for b in boxes]
-        face_span = (min(f[0] for f in faces), max(f[1] for f in faces))
-        if not _overlaps(face_span, H - band, H):
-            at_top = False
-            break
-        if not _overlaps(face_span, 0, band):
-            at_top = True
+        boxes = pose.frames(motion, moves, W, H)[0]
+        face_bottom = max(b[1] + (b[3] - b[1]) / 3 for b in boxes)
+        # Lift the subject until its face clears the band, as far as the frame's top allows; else shrink it.
+        lift = max(0.0, face_bottom - (H - band) + BAND_GAP)
+        if lift <= _union(boxes)[1] - my + 1e-3:  # float32 cameras: "at the margin" may read a hair past it
+            pose.top -= lift
             break
         _scale(pose, SHRINK_STEP, close_up)
-    else:  # pragma: no cover - the band is under a third of the frame, so a small enough subject fits
+    else:  # pragma: no cover - the motion's extent is smaller than the room the band leaves
         raise RuntimeError(f"no layout keeps the subtitles off the subject in shot {shot.index}")
-    sub: Box = (0.0, 0.0, float(W), float(band)) if at_top else (0.0, float(H - band), float(W), float(H))
-    return [ShotLayout(subject_box=b, subtitle_box=sub, subtitle_at_top=at_top, camera=m, flipped=mo[2])
+    boxes, mats = pose.frames(motion, moves, W, H)
+    sub: Box = (0.0, float(H - band), float(W), float(H))
+    return [ShotLayout(subject_box=b, subtitle_box=sub, camera=m, flipped=mo[2])
             for b, m, mo in zip(boxes, mats, motion)]
 
 

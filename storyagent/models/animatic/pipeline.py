@@ -153,21 +153,18 @@ def _shadow(canvas: np.ndarray, cx: float, cy: float, rx: float) -> None:
 
 
 def _subtitle_layer(text: str, W: int, H: int, box: Box) -> np.ndarray:
-    """An RGBA overlay with the narration wrapped in at most two lines inside `box`, outlined for legibility.
-
-    Lines hug the box's edge nearest the frame's edge (its bottom for a bottom band, its top for a top one).
-    """
+    """An RGBA overlay with the narration wrapped in at most two lines at the bottom of `box`, outlined."""
     size = subtitle_font_size(H)
     font = load_font(size)
     layer = Image.new("RGBA", (W, H), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    x0, y0, x1, y1 = box
+    x0, _, x1, y1 = box
     lines = wrap_text(draw, text, font, int((x1 - x0) * 0.9))
     if len(lines) > 2:
         lines = lines[:2]
         lines[1] = lines[1][: max(1, len(lines[1]) - 1)] + "…"
     line_h = int(size * 1.3)
-    y = y0 + 6 if y0 <= 0 else y1 - 10 - line_h * len(lines)
+    y = y1 - 10 - line_h * len(lines)
     for line in lines:
         w = draw.textlength(line, font=font)
         draw.text((x0 + (x1 - x0 - w) / 2, y), line, font=font, fill=(255, 255, 255, 255),
