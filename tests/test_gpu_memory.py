@@ -268,3 +268,27 @@ def test_a_shot_out_of_memory_twice_is_skipped_and_resume_redoes_it_alone(tmp_pa
     assert {k for k in before if before[k] != after[k]} == set(), "nothing made before is touched"
     assert set(after) - set(before) == {"shots/shot_02.mp4", "film.mp4"}
     assert result.film is not None and len(result.clips) == 4
+
+
+# ---- 4. the end-to-end benchmark's smoke run --------------------------------------------------
+
+
+def test_the_end_to_end_benchmark_prints_every_stage_for_both_modes():
+    import os
+    import re
+    import subprocess
+    import sys
+
+    # Wide enough that no row wraps; one thread each, as the machine is shared.
+    env = os.environ | {"COLUMNS": "220", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "e2e_diffusion.py"), "--tiny"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = next(line for line in done.stdout.splitlines() if "stage" in line)
+    assert "default (s)" in header and "low-vram (s)" in header and "low-vram / default time" in header
+    stages = ["subject: frames + LangSAM masks", "subject: fine-tunes", "storyboard", "video", "assembly", "total"]
+    for stage in stages:
+        row = re.search(rf"│ {re.escape(stage)}\s+│\s+([\d.]+) │\s+n/a \(CPU\) │\s+([\d.]+) │\s+n/a \(CPU\) │\s+"
+                        rf"([\d.]+)x │", done.stdout)
+        assert row, f"no row for {stage!r} in\n{done.stdout}"
+        assert float(row[1]) >= 0 and float(row[2]) >= 0
