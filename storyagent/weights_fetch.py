@@ -291,7 +291,10 @@ def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
     if recorded and isinstance(recorded.get("folder"), str) and recorded["folder"] != folder:
         # The conversion it replaces (another revision or config) would only take disk space.
         shutil.rmtree(cache_dir(recorded["folder"]), ignore_errors=True)
-    return {"folder": folder, "config": os.fspath(config) if config else None, "files": describe_folder(out)}
+    task = progress.add_task(f"{spec.name} (recording the conversion)",
+                             total=sum(p.stat().st_size for p in out.rglob("*") if p.is_file()))
+    return {"folder": folder, "config": os.fspath(config) if config else None,
+            "files": describe_folder(out, lambda n: progress.advance(task, n))}
 
 
 def _intact(name: str, converted: dict[str, Any], progress: Progress) -> bool:
