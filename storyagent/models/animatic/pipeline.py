@@ -91,15 +91,17 @@ class AnimaticPipeline:
         shadow = ShotType(shot.shot_type) != ShotType.close_up
         frames: list[np.ndarray] = []
         masks: list[np.ndarray] = []
+        storyboard: np.ndarray | None = None
         for t, lay in enumerate(layouts):
             camera = (np.vstack([lay.camera, [0.0, 0.0, 1.0]]) @ to_rest)[:2]
             frame = cv2.warpAffine(background, camera, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             sprite = tinted[int(t / cfg.fps * cfg.sprite_fps) % len(tinted)]
             alpha = _paste_in_box(frame, sprite[:, ::-1] if lay.flipped else sprite, lay.subject_box, shadow)
-            if t == 0:
+            if storyboard is None:
                 storyboard = frame.copy()
             masks.append(alpha > 0.5)
             frames.append(_over(frame, subtitle) if subtitle is not None else frame)
+        assert storyboard is not None
         return ShotRender(frames=frames, storyboard=storyboard, storyboard_mask=masks[0], layouts=layouts, masks=masks)
 
 
