@@ -11,7 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from storyagent import __version__
 from storyagent.commands import fail
+from storyagent.commands.help_text import tidy_help
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.progress import console
 
@@ -31,6 +33,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"storyagent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Options of `storyagent` itself (the commands have their own)."""
 
 
 def _mount_commands() -> None:
@@ -202,42 +218,73 @@ def _summary(result) -> None:
 def chat(
     prompt: Annotated[Optional[str], typer.Argument(help="The story idea; asked for when left out.")] = None,
     subject: Annotated[Optional[Path], typer.Option("--subject", "-s", help="Photo, video or folder of your character; asked for when left out.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="The character's name (default: from the file name).")] = None,
-    class_word: Annotated[str, typer.Option("--class-word", help="What the character is: fox, cat, toy ...")] = "character",
-    shots: Annotated[int, typer.Option(help="Number of shots (1-32).")] = 4,
+    name: Annotated[Optional[str], typer.Option(help="The character's name (asked for; default: from the file name).")] = None,
+    class_word: Annotated[Optional[str], typer.Option("--class-word", help="What the character is: fox, cat, toy ... (asked for).")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="Number of shots, 1-32 (asked for; default 4).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
-    seed: Annotated[int, typer.Option(help="Same seed, same film.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Same seed, same film (default 0).")] = None,
     llm: Annotated[Optional[str], typer.Option(help="LLM for the Story Designer and the manager (see `run --help`).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Pick up the conversation and the work in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Pick up the conversation and the work in --out, with the inputs it was started with.")] = False,
 ) -> None:
     """Make a film together with the crew: you are the Observer and review every stage.
 
     At each review type: ok (go on), redo 2,4: what to change (only those shots are redone),
     any other feedback (the whole stage is redone with it), render (approve the rest), or quit.
+    Your words change what they ask at any stage: "redo 3: make it night" at the clips redraws
+    shot 3's picture at night first, then animates it.
 
-    Example:
+    Examples:
 
       storyagent chat "a day at the seaside" --subject pip.png --name Pip --class-word fox
-    """
-    from rich.prompt import Prompt
 
+      storyagent chat --out runs/pip --resume     # every input comes back from the run folder
+    """
     from storyagent.agents.crew import TRANSCRIPT
 
     console.print("[bold]StoryAgent chat[/]: the crew writes, draws and animates; you review each stage.")
+    given = {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
+             "seed": seed}
     try:
-        while subject is None or not subject.exists():
-            if subject is not None:
-                console.print(f"[red]{subject} does not exist.[/]")
-            subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
-        while not (prompt or "").strip():
-            prompt = Prompt.ask("What is the story about?", console=console)
+        settings, llm = _chat_settings(given, out, resume, llm)
     except (KeyboardInterrupt, EOFError) as exc:
         raise typer.Exit(interrupted(exc)[1]) from None
-    folder = out if out is not None else default_out(prompt, resume)
+    folder = out if out is not None else default_out(str(settings["prompt"]), resume)
     if resume and (folder / TRANSCRIPT).exists():
         _show_previous_session(folder / TRANSCRIPT)
-    _make_film(folder, resume, llm, quiet=False, verbose=False, prompt=prompt, subject=subject,
-               name=name or default_name(subject), class_word=class_word, shots=shots, seed=seed, review="human")
+    _make_film(folder, resume, llm, quiet=False, verbose=False, **{**settings, "review": "human"})
+
+
+def _chat_settings(given: dict[str, object], out: Path | None, resume: bool,
+                   llm: str | None) -> tuple[dict[str, object], str | None]:
+    """The chat's run settings: on --resume, the run's own inputs (options given now win); otherwise
+    what was given, asking for the rest."""
+    from rich.prompt import IntPrompt, Prompt
+
+    from storyagent.workspace import read_run
+
+    stored = read_run(out) if resume and out is not None else None
+    if stored is not None:
+        inputs = {k: v for k, v in stored["inputs"].items() if k not in ("review", "llm")}
+        settings = {**inputs, **{k: v for k, v in given.items() if v is not None}}
+        console.print(f"Resuming {out}: {settings['name']!r}, {settings['shots']} shots, story idea "
+                      f"{settings['prompt']!r}.", highlight=False, soft_wrap=True)
+        return settings, llm if llm is not None else str(stored["inputs"].get("llm", "none"))
+    subject = given["subject"]
+    while subject is None or not Path(str(subject)).exists():
+        if subject is not None:
+            console.print(f"[red]{subject} does not exist.[/]")
+        subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
+    subject = Path(str(subject))
+    prompt = str(given["prompt"] or "")
+    while not prompt.strip():
+        prompt = Prompt.ask("What is the story about?", console=console)
+    name = given["name"] or Prompt.ask("The character's name", default=default_name(subject), console=console)
+    class_word = given["class_word"] or Prompt.ask("What is it (cat, fox, toy ...)", default="character", console=console)
+    shots = given["shots"]
+    while shots is None or not 1 <= int(shots) <= 32:
+        shots = IntPrompt.ask("How many shots (1-32)", default=4, console=console)
+    return {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
+            "seed": given["seed"] or 0}, llm
 
 
 def _show_previous_session(path: Path) -> None:
@@ -276,8 +323,9 @@ def main() -> None:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _stop)
     _mount_commands()
+    command = tidy_help(typer.main.get_command(app))
     try:
-        app()
+        command(prog_name="storyagent")
     except StoryAgentError as exc:
         sys.exit(fail(str(exc)).exit_code)
     except KeyboardInterrupt as exc:

@@ -22,6 +22,19 @@ from typing import Any
 TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?")
 
 
+def _file_mode() -> int:
+    """The mode a plain `open()` would give a new file (0644 under the usual umask 022).
+
+    The temp file is made 0600 so nobody reads half a file; the finished one is a user's film and
+    must be as readable as anything else they save."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def _temp_path(path: Path) -> Path:
     while True:
         tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
@@ -42,6 +55,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

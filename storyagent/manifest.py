@@ -46,12 +46,18 @@ Take = Annotated[int, Field(ge=0, le=MAX_TAKES)]
 class _Redo(_Strict):
     take: Take
     feedback: str = ""
+    rewrote_story: bool = False
 
 
 class _IdentityPass(_Strict):
     model_config = ConfigDict(extra="forbid", strict=True)  # becomes IdentityPass(**pass)
     prompts: list[str]
     seeds: list[Annotated[int, Field(ge=0)]]
+
+
+class _Approval(_Strict):
+    by: str
+    work: str
 
 
 class _Identity(_Strict):
@@ -70,6 +76,7 @@ class _Manifest(_Strict):
     takes: dict[str, dict[str, Take]] = {}
     redos: dict[str, dict[str, list[_Redo]]] = {}
     storyboard_identity: _Identity | None = None  # tools/diffusion.py's IDENTITY
+    approved: dict[str, _Approval] = {}  # agents/manager.py: a stage a reviewer approved, and what it covered
 
 
 class _Meta(_Strict):

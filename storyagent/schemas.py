@@ -180,6 +180,12 @@ class Film(Artifact):
     fps: float = Field(gt=0)
 
 
+def who(name: str, class_word: str) -> str:
+    """How a story names its character: "Bolt the fox", or just "Bolt" when nobody said what it is."""
+    kind = class_word.strip()
+    return name if kind.lower() in ("", "character") else f"{name} the {kind}"
+
+
 def format_validation_error(exc: ValidationError, what: str = "input") -> str:
     """One readable sentence per problem: `shots.2.camera_motion: must be one of ...`."""
     parts = []

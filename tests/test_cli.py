@@ -124,9 +124,49 @@ def test_ctrl_c_loses_no_finished_shot_and_resume_finishes(tmp_path):
 def test_help_teaches():
     res = cli("run", "--help")
     assert res.returncode == 0
-    for word in ("--subject", "--resume", "Examples", "storyagent run"):
+    for word in ("--subject", "--resume", "Examples", "storyagent run", "animatic|diffusion", "auto|off|force"):
         assert word in res.stdout
     assert cli("doctor").returncode == 0
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["chat"], ["demo"], ["weights", "fetch"], ["eval", "film"],
+                                     ["eval", "dataset"], ["finetune", "video"]])
+def test_help_shows_flags_as_flags_and_no_python_types(command):
+    """Flags take no value, so none is shown; values are shown by what they are, not by Python type."""
+    out = cli(*command, "--help").stdout
+    for leak in ("<bool>", "<str>", "<int>", "<float>", "<path>", "list[", "{"):
+        assert leak not in out, f"{leak!r} in `storyagent {' '.join(command)} --help`"
+
+
+def test_version():
+    from storyagent import __version__
+
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"storyagent {__version__}"
+
+
+def test_files_of_a_run_are_readable_by_others_as_any_saved_file(tmp_path):
+    """0644 under the usual umask, as a plain `open()` would make them (the temp files were 0600)."""
+    out = tmp_path / "r"
+    res = subprocess.run(["bash", "-c", f"umask 022 && {sys.executable} -m storyagent run 'a day' -s "
+                          f"{PIP / 'pip.png'} --shots 1 --width 128 --height 80 --out {out} -q"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()
+             and p.name != ".lock"}
+    assert {"film.mp4", "story.json", "manifest.json", "storyboard.png", "shots/shot_01.mp4"} <= set(modes)
+    assert set(modes.values()) == {0o644}, modes
+
+
+def test_verbose_prints_the_crew_readably(tmp_path):
+    res = cli("run", "a day at the seaside", "-s", str(PIP / "pip.png"), "--shots", "2", "--width", "128",
+              "--height", "80", "--review", "rules", "--out", str(tmp_path / "r"), "-q", "-v")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert ">>>>>>>>" not in res.stderr and "TERMINATING RUN" not in res.stderr and '{"title"' not in res.stderr
+    assert any(line.startswith("story designer: wrote ") for line in lines)
+    assert any(line.startswith("storyboard generator → generate_storyboard(") for line in lines)
+    assert any(line.startswith("observer: good") for line in lines)
 
 
 def test_diffusion_backend_without_weights_names_the_fetch_command(tmp_path):

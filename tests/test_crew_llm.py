@@ -29,6 +29,13 @@ def script_json(shots: int) -> str:
     return TemplatePlanner(PlannerConfig(shot_duration=2.0))("a day at the seaside", "Pip", shots, seed=7, class_word="fox").model_dump_json()
 
 
+def night_at(shot: int, shots: int) -> str:
+    """The Story Designer's rewrite after "redo N: make it night": the same story, shot N at night."""
+    script = json.loads(script_json(shots))
+    script["shots"][shot - 1]["background"] = "the harbour wall by the sea at night"
+    return json.dumps(script)
+
+
 def mtimes(root: Path, pattern: str) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in sorted(root.glob(pattern))}
 
@@ -48,7 +55,8 @@ def test_full_crew_with_llm_retries_review_and_guarded_manager(tmp_path, monkeyp
     script = {
         "designer": ["Here you go: {\"title\": \"oops\", \"shots\": [}",  # malformed JSON
                      script_json(2),                                      # wrong shot count
-                     "```json\n" + script_json(3) + "\n```"],
+                     "```json\n" + script_json(3) + "\n```",
+                     night_at(2, 3)],                                     # the rewrite after "redo 2: make it night"
         "observer": ["good", bad_storyboard, "good", "good"],
         # The manager is asked after every review; its second pick would skip the redo and is overruled.
         "manager": ["storyboard_generator", "video_creator", "video_creator", "nobody"],
@@ -60,7 +68,7 @@ def test_full_crew_with_llm_retries_review_and_guarded_manager(tmp_path, monkeyp
         designer_requests = srv.llm.requests_of("designer")
 
     # Retries: the malformed answer and the wrong shot count went back with the validation message.
-    assert len(designer_requests) == 3
+    assert len(designer_requests) == 4 and "make it night" in designer_requests[3]["messages"][-1]["content"]
     assert "malformed" in designer_requests[1]["messages"][-1]["content"]
     assert "exactly 3 were asked for" in designer_requests[2]["messages"][-1]["content"]
     assert len(result.script.shots) == 3
@@ -77,7 +85,7 @@ def test_full_crew_with_llm_retries_review_and_guarded_manager(tmp_path, monkeyp
     after = mtimes(out / "storyboard", "shot_*.png")
     changed = {k for k in after if after[k] != snapshot["boards"][k]}
     assert changed == {"shot_02.png", "shot_02_mask.png"}
-    assert "make it night" in result.script.shots[1].background
+    assert result.script.shots[1].background == "the harbour wall by the sea at night"
     assert (out / "film.mp4").exists() and len(list((out / "shots").glob("*.mp4"))) == 3
 
     for path in (out / MANIFEST, out / TRANSCRIPT):
@@ -101,7 +109,8 @@ def test_model_without_tool_calls_is_a_clear_error(tmp_path):
 
 
 def test_tool_arguments_are_validated_and_the_agent_may_retry(tmp_path):
-    script = {"designer": [script_json(3)],
+    # The designer is asked to rewrite shot 1 from the video feedback; it keeps the story as it was.
+    script = {"designer": [script_json(3), script_json(3)],
               "storyboard": [ToolCall("generate_storyboard", {"shots": [9]}), ToolCall("generate_storyboard", {})],
               "video": [ToolCall("animate_shots", {"shots": [1], "feedback": "../../etc/passwd"})]}
     with LLMServer(script) as srv:

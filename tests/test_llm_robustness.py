@@ -15,7 +15,7 @@ from storyagent.agents.llm import TIMEOUT_VARIABLE, parse_llm
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.workspace import MANIFEST
 from tests.llm_server import LLMServer, Raw, ToolCall
-from tests.test_crew_llm import PIP, ROOT, cfg_for, script_json
+from tests.test_crew_llm import PIP, ROOT, cfg_for, night_at, script_json
 
 COMPLETION = {"id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": "test-model"}
 MALFORMED = {
@@ -58,7 +58,7 @@ def test_cli_reports_a_garbage_answer_in_one_line_without_internal_error(tmp_pat
 
 def test_over_long_tool_argument_goes_back_to_the_llm(tmp_path):
     out = tmp_path / "r"
-    script = {"designer": [script_json(3)],
+    script = {"designer": [script_json(3), night_at(2, 3)],
               "storyboard": [ToolCall("generate_storyboard", {"shots": [2], "feedback": "night " * 500}),
                              ToolCall("generate_storyboard", {"shots": [2], "feedback": "make it night"})],
               "video": [ToolCall("animate_shots", {})]}
@@ -66,7 +66,7 @@ def test_over_long_tool_argument_goes_back_to_the_llm(tmp_path):
         result = run_crew(cfg_for(srv.spec, review="none"), out, show_progress=False)
         retry = srv.llm.requests_of("storyboard")[1]["messages"]
     assert any("feedback: String should have at most 2000 characters" in str(m.get("content")) for m in retry)
-    assert result.film is not None and "make it night" in result.script.shots[1].background
+    assert result.film is not None and result.script.shots[1].background.endswith("at night")
     assert "night night" not in (out / "story.json").read_text(), "the refused words were not applied"
 
 
@@ -80,7 +80,7 @@ def test_over_long_tool_argument_is_retried_a_bounded_number_of_times(tmp_path):
 
 def test_observer_verdict_out_of_range_goes_back_to_the_observer(tmp_path):
     out = tmp_path / "r"
-    script = {"designer": [script_json(3)],
+    script = {"designer": [script_json(3), night_at(2, 3)],
               "observer": ["good", "redo 99: darker sky", "redo 2: make it night", "good", "good"],
               "manager": ["storyboard_generator", "storyboard_generator", "video_creator"],
               "storyboard": [ToolCall("generate_storyboard", {}),
@@ -91,7 +91,7 @@ def test_observer_verdict_out_of_range_goes_back_to_the_observer(tmp_path):
         correction = srv.llm.requests_of("observer")[2]["messages"]
     assert correction[-2] == {"role": "assistant", "content": "redo 99: darker sky"}
     assert "Shot numbers must be between 1 and 3" in correction[-1]["content"]
-    assert "make it night" in result.script.shots[1].background, "the corrected verdict was acted on"
+    assert result.script.shots[1].background.endswith("at night"), "the corrected verdict was acted on"
     assert result.film is not None and transcript_of(out)["events"] == []
 
 

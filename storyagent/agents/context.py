@@ -13,6 +13,7 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.backend import Backend, select_backend
+from storyagent.tools.story import Rewriter, offline_rewriter
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace
 
@@ -105,7 +106,13 @@ class CrewContext:
     """Notes for the transcript: a review overruled, a stage accepted after its last round."""
     backend: Backend | None = None
     """The run's backend, chosen once (from `cfg.backend` when not given)."""
+    rewrite: Rewriter | None = None
+    """How a reviewer's words become new shot text: the LLM Story Designer, or the offline planner."""
+    report: str = ""
+    """What the last tool call changed, in words, for the next human review."""
 
     def __post_init__(self) -> None:
         if self.backend is None:
             self.backend = select_backend(self.cfg)
+        if self.rewrite is None:
+            self.rewrite = offline_rewriter(self.cfg)

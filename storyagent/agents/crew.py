@@ -25,7 +25,7 @@ from storyagent.agents.workers import make_storyboard_generator, make_video_crea
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import atomic_write_json
-from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript
+from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript, who
 from storyagent.tools.backend import Backend, select_backend
 from storyagent.tools.film import assemble_film
 from storyagent.tools.subject import prepare_subject
@@ -58,7 +58,7 @@ class RunResult:
 
 
 def brief(cfg: RunConfig) -> str:
-    return (f"Make a {cfg.shots}-shot film about {cfg.name} the {cfg.class_word}. Story idea: {cfg.prompt}\n"
+    return (f"Make a {cfg.shots}-shot film about {who(cfg.name, cfg.class_word)}. Story idea: {cfg.prompt}\n"
             f"The character's reference frames are ready in subject/.")
 
 
@@ -67,7 +67,8 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
              io: IOStream | None = None) -> RunResult:
     """Run the whole crew into the run folder `out`; see the module docstring.
 
-    `verbose` prints the agents' chat; `io` replaces the terminal (scripted review answers in tests).
+    `verbose` prints the agents' chat, one readable line per message; `io` replaces the terminal
+    (scripted review answers in tests).
     """
     if cfg.review not in REVIEW_MODES:
         raise InputError(f"--review {cfg.review!r} is not a mode; use one of {', '.join(REVIEW_MODES)}.")
@@ -101,7 +102,7 @@ def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show
     # 2. The manager: the protocol picks speakers; with an LLM, the LLM picks and the protocol guards.
     selector = OpenAIWrapper(**llm.llm_config()) if llm.enabled else None
     protocol = Protocol(ctx, has_observer=observer is not None, role_message=role_message("manager"),
-                        selector_client=selector)
+                        selector_client=selector, narrate=_narrator() if verbose else None)
     groupchat = GroupChat(agents=agents, messages=[], max_round=4 + 3 * 3 * (max_rounds + 1),
                           speaker_selection_method=protocol,
                           allowed_or_disallowed_speaker_transitions=_transitions(agents),
@@ -111,7 +112,7 @@ def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show
 
     # 3. Talk until the last stage is approved (or a reviewer stops).
     try:
-        with IOStream.set_default(io or (IOConsole() if verbose else QuietConsole())):
+        with IOStream.set_default(io or QuietConsole()):
             director.initiate_chat(manager, message=brief(cfg))
     except StoryAgentError:
         raise
@@ -129,6 +130,19 @@ def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show
         film = assemble_film(ws, cfg, ctx.script, ctx.clips)
     return RunResult(ws.root, ctx.script, ctx.storyboard, ctx.clips, film,
                      [s["speaker"] for s in ws.manifest["speakers"]], ctx.stopped)
+
+
+def _narrator():
+    """`--verbose`: each chat message as one readable line on the terminal (AG2's own printout is dropped)."""
+    from rich.text import Text
+
+    from storyagent.progress import console
+
+    def narrate(line: str) -> None:
+        speaker, colon, rest = line.partition(": ")
+        console.print(Text.assemble((speaker, "bold cyan"), colon + rest), soft_wrap=True)
+
+    return narrate
 
 
 def _transitions(agents: list) -> dict:

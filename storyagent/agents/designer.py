@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from storyagent.agents.context import STAGE_AGENT, CrewContext
 from storyagent.errors import StoryAgentError
 from storyagent.schemas import StoryScript, format_validation_error
-from storyagent.tools.story import existing_story, offline_planner, revise_shots, save_story
+from storyagent.tools.story import Rewriter, existing_story, offline_planner, revise_shots, save_story
 
 MAX_ATTEMPTS = 3
 NAME = STAGE_AGENT["story"]
@@ -61,6 +61,8 @@ def make_story_designer(ctx: CrewContext) -> ConversableAgent:
     else:
         agent = ConversableAgent(NAME, llm_config=False, code_execution_config=False, human_input_mode="NEVER",
                                  description="Writes the story and splits it into shots (offline planner).")
+    if ctx.llm.enabled:
+        ctx.rewrite = llm_rewriter(agent)
 
     def reply(recipient: ConversableAgent, messages: list[dict[str, Any]] | None = None, sender: Agent | None = None,
               config: Any = None) -> tuple[bool, str]:
@@ -68,12 +70,13 @@ def make_story_designer(ctx: CrewContext) -> ConversableAgent:
         if feedback is None:
             ctx.script = existing_story(ctx.ws, cfg)
         if ctx.script is None or feedback is not None:
-            if ctx.llm.enabled:
+            if ctx.script is not None and feedback is not None and (feedback.shots or not ctx.llm.enabled):
+                # Named shots (or no LLM): only those shots are rewritten, the others kept as they are.
+                ctx.script = revise_shots(ctx.script, feedback.shots, feedback.feedback, ctx.rewrite).script
+                made_by = "rewritten after the story review"
+            elif ctx.llm.enabled:
                 ctx.script = _ask_llm(recipient, list(messages or []), sender, cfg.shots)
                 made_by = f"llm {ctx.llm.spec}"
-            elif ctx.script is not None and feedback is not None:
-                ctx.script = revise_shots(ctx.script, feedback.shots, feedback.feedback)
-                made_by = "offline planner, revised after review"
             else:
                 ctx.script = offline_planner(cfg)
                 made_by = "offline planner"
@@ -83,6 +86,20 @@ def make_story_designer(ctx: CrewContext) -> ConversableAgent:
 
     agent.register_reply([Agent, None], reply, position=0)
     return agent
+
+
+def llm_rewriter(agent: ConversableAgent) -> Rewriter:
+    """The LLM Story Designer as a rewriter: it gets the story and the reviewer's words, and answers with
+    the whole story; `revise_shots` keeps only the named shots of its answer."""
+
+    def rewrite(script: StoryScript, targets: list[int], feedback: str) -> StoryScript:
+        ask = (f"A reviewer asked for shot(s) {', '.join(map(str, targets))} to change: {feedback!r}. Rewrite only "
+               "those shots so that their narration, description, subject_action, background, shot_type and "
+               "camera_motion follow the words and agree with one another; keep every other shot exactly as it is. "
+               "Answer with the whole story as one JSON object.\n" + script.model_dump_json())
+        return _ask_llm(agent, [{"role": "user", "content": ask}], None, len(script.shots))
+
+    return rewrite
 
 
 def _ask_llm(agent: ConversableAgent, messages: list[dict[str, Any]], sender: Agent | None, num_shots: int) -> StoryScript:

@@ -8,13 +8,17 @@ protocol guards it: a pick that would skip or repeat a stage is overruled and no
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from autogen import Agent, GroupChat
 
 from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, parse_verdict
 from storyagent.errors import StoryAgentError
+from storyagent.tools.story import STORY_FILE, load_story
+from storyagent.workspace import hash_json
 
 MAX_TOOL_ATTEMPTS = 3
 
@@ -24,11 +28,36 @@ def _tool_failed(message: dict[str, Any]) -> bool:
     return any(str(r.get("content") or "").startswith("Error:") for r in responses)
 
 
+def describe_message(speaker: str, message: dict[str, Any]) -> str:
+    """One line a person reads: who spoke, and what they said or asked a tool to do."""
+    who = speaker.replace("_", " ")
+    if message.get("tool_calls"):
+        calls = []
+        for call in message["tool_calls"]:
+            args = json.loads(call["function"].get("arguments") or "{}")
+            words = ", ".join(f"{k}={v!r}" for k, v in args.items() if v not in (None, "", []))
+            calls.append(f"{call['function']['name']}({words})")
+        return f"{who} → " + "; ".join(calls)
+    responses = message.get("tool_responses")
+    content = "\n".join(str(r.get("content") or "") for r in responses) if responses else str(message.get("content") or "")
+    if speaker == STAGE_AGENT["story"] and content.startswith("{"):
+        try:
+            story = json.loads(content)
+            content = f"wrote {story['title']!r}: " + " | ".join(s["narration"] for s in story["shots"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    content = " ".join(content.split())
+    return f"{who}: {content[:400] + ('…' if len(content) > 400 else '')}"
+
+
 class Protocol:
     """The crew's state machine; `__call__` is AG2's `speaker_selection_method`."""
 
-    def __init__(self, ctx: CrewContext, has_observer: bool, role_message: str = "", selector_client: Any = None) -> None:
+    def __init__(self, ctx: CrewContext, has_observer: bool, role_message: str = "", selector_client: Any = None,
+                 narrate: Callable[[str], None] | None = None) -> None:
         self.ctx = ctx
+        self.narrate = narrate
+        """Called with one readable line per chat message (`--verbose`)."""
         self.has_observer = has_observer
         self.rounds = {s: 0 for s in STAGES}
         self.tool_attempts = 0
@@ -37,6 +66,8 @@ class Protocol:
 
     # AG2 calls this after every message.
     def __call__(self, last_speaker: Agent, groupchat: GroupChat) -> Agent | None:
+        if self.narrate is not None and groupchat.messages:
+            self.narrate(describe_message(last_speaker.name, groupchat.messages[-1]))
         expected = self.expected_next(last_speaker.name, groupchat.messages[-1] if groupchat.messages else {})
         if expected is None:
             return None
@@ -83,6 +114,9 @@ class Protocol:
                 ctx.approve_rest = True
             if verdict.ok:
                 ctx.pending = None
+                if ctx.stage == "story":
+                    self._adopt_story_edits()
+                self._record_approval()
                 return self._advance()
             self.rounds[ctx.stage] += 1
             if self.rounds[ctx.stage] >= ctx.max_rounds:
@@ -94,7 +128,35 @@ class Protocol:
         raise StoryAgentError(f"Unexpected speaker {last!r} in the crew's chat.")
 
     def _reviewing(self) -> bool:
-        return self.has_observer and not self.ctx.approve_rest
+        if not self.has_observer or self.ctx.approve_rest:
+            return False
+        if self.ctx.ws.manifest.get("approved", {}).get(self.ctx.stage) == self._approval():
+            # A resumed session: this reviewer approved exactly this work before; it is not asked again.
+            self.ctx.events.append(f"{self.ctx.stage}: approved in an earlier session and unchanged since")
+            return False
+        return True
+
+    def _approval(self) -> dict[str, str]:
+        """What an approval of the current stage covers: the reviewer and the work as it is now."""
+        ctx = self.ctx
+        work: object = {"story": lambda: ctx.script.model_dump(mode="json") if ctx.script else None,
+                        "storyboard": lambda: [(f.shot, f.input_hash) for f in ctx.storyboard],
+                        "video": lambda: [(c.shot, c.input_hash) for c in ctx.clips]}[ctx.stage]()
+        return {"by": ctx.review, "work": hash_json(work)}
+
+    def _adopt_story_edits(self) -> None:
+        """A reviewer may edit story.json (by hand, or in the studio's table) before approving the story:
+        the approved story is the one on disk."""
+        ctx = self.ctx
+        if ctx.ws.path(STORY_FILE).exists():
+            edited = load_story(ctx.ws)
+            if edited != ctx.script:
+                ctx.script = edited
+                ctx.events.append("story: the reviewer's edits to story.json were taken")
+
+    def _record_approval(self) -> None:
+        self.ctx.ws.manifest.setdefault("approved", {})[self.ctx.stage] = self._approval()
+        self.ctx.ws.save()
 
     def _advance(self) -> str | None:
         i = STAGES.index(self.ctx.stage)

@@ -22,6 +22,7 @@ from PIL import Image
 from storyagent.agents.context import OBSERVER, CrewContext, parse_verdict
 from storyagent.errors import InputError
 from storyagent.media import read_frames
+from storyagent.progress import show_picture
 
 REVIEW_MODES = ("none", "rules", "llm", "human", "aesthetic")
 MIN_SUBJECT_FRACTION = 0.01
@@ -167,7 +168,10 @@ class HumanObserver(UserProxyAgent):
                  "video": "shots/shot_NN.mp4"}[ctx.stage]
         if ctx.stage == "story" and ctx.script is not None:
             show_shot_table(ctx.script)
-        question = (f"\n[{ctx.stage}] ready in {ctx.ws.root / where.split(' ')[0]}  ({where})\n"
+        if ctx.stage == "storyboard":
+            show_picture(ctx.ws.path("storyboard.png"))
+        changed, ctx.report = (f"{ctx.report}\n" if ctx.report else ""), ""
+        question = (f"\n[{ctx.stage}] ready in {ctx.ws.root / where.split(' ')[0]}  ({where})\n{changed}"
                     "Reply: ok | redo 2,4: what to change | any feedback for the whole stage | render | quit\n> ")
         num_shots = len(ctx.script.shots) if ctx.script else 1
         while True:

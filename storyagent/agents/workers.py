@@ -15,8 +15,8 @@ from autogen import Agent, AssistantAgent, ConversableAgent, register_function
 
 from storyagent.agents.context import STAGE_AGENT, CrewContext
 from storyagent.agents.designer import role_message
-from storyagent.tools.story import revise_shots, save_story
 from storyagent.tools.per_shot import record_redo
+from storyagent.tools.story import revise_shots, save_story
 from storyagent.tools.storyboard import ShotSelection, ToolArgumentError, generate_storyboard
 from storyagent.tools.video import animate_shots
 
@@ -30,17 +30,10 @@ def make_storyboard_generator(ctx: CrewContext) -> ConversableAgent:
     def generate_storyboard_tool(shots: ShotsArg = None, feedback: FeedbackArg = "") -> str:
         assert ctx.script is not None, "the story comes first"
         sel = ShotSelection.from_call(shots, feedback, len(ctx.script.shots))
-        if sel.shots or sel.feedback:
-            # The story is the source of truth: a change asked for the pictures is written into it.
-            if sel.feedback:
-                ctx.script = revise_shots(ctx.script, sel.shots, sel.feedback)
-                save_story(ctx.ws, ctx.cfg, ctx.script, "storyboard review")
-            record_redo(ctx.ws, "storyboard", sel.shots or [s.index for s in ctx.script.shots], sel.feedback)
-        before = {f.shot: f.input_hash for f in ctx.storyboard}
-        ctx.storyboard = generate_storyboard(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.show_progress, ctx.backend)
-        redrawn = [f.shot for f in ctx.storyboard if before.get(f.shot) != f.input_hash]
-        return (f"Storyboard ready: {len(ctx.storyboard)} pictures in storyboard/ (drawn now: {redrawn or 'none'}); "
-                f"contact sheet: storyboard.png")
+        heard = take_review(ctx, "storyboard", sel) if sel.shots or sel.feedback else ""
+        redrawn = draw_storyboard(ctx)
+        ctx.report = _changes("storyboard", redrawn, len(ctx.script.shots), heard)
+        return f"Storyboard ready: {len(ctx.storyboard)} pictures in storyboard/, contact sheet storyboard.png. {ctx.report}"
 
     _register_tool(ctx, agent, generate_storyboard_tool, "generate_storyboard",
                    "Draw the storyboard: one picture of the character per shot.")
@@ -53,17 +46,64 @@ def make_video_creator(ctx: CrewContext) -> ConversableAgent:
     def animate_shots_tool(shots: ShotsArg = None, feedback: FeedbackArg = "") -> str:
         assert ctx.script is not None and ctx.storyboard, "the storyboard comes first"
         sel = ShotSelection.from_call(shots, feedback, len(ctx.script.shots))
-        if sel.shots or sel.feedback:
-            record_redo(ctx.ws, "video", sel.shots or [s.index for s in ctx.script.shots], sel.feedback)
+        heard = take_review(ctx, "video", sel) if sel.shots or sel.feedback else ""
+        # Words that change how a shot looks ("make it night") change its text, so its picture is
+        # stale: it is redrawn before it is animated, never animated from the old picture.
+        redrawn = draw_storyboard(ctx)
+        first = (f"Shot{'s' if len(redrawn) > 1 else ''} {_listed(redrawn)}: storyboard picture redrawn first, "
+                 "since the words change how the shot looks. ") if redrawn else ""
         before = {c.shot: c.input_hash for c in ctx.clips}
         ctx.clips = animate_shots(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.storyboard, ctx.show_progress,
                                   ctx.backend)
         redone = [c.shot for c in ctx.clips if before.get(c.shot) != c.input_hash]
-        return f"Clips ready: {len(ctx.clips)} shots in shots/ (animated now: {redone or 'none'})"
+        ctx.report = first + _changes("clips", redone, len(ctx.script.shots), heard)
+        return f"Clips ready: {len(ctx.clips)} shots in shots/. {ctx.report}"
 
     _register_tool(ctx, agent, animate_shots_tool, "animate_shots",
                    "Animate the storyboard pictures into one short clip per shot.")
     return agent
+
+
+def take_review(ctx: CrewContext, stage: str, sel: ShotSelection) -> str:
+    """A reviewer's redo at `stage`: a new take of the named shots (all when none is named), their words
+    kept with it, and the story rewritten from the words (the Story Designer's job: an LLM, or the offline
+    planner). Returns what the crew understood, for the reviewer."""
+    assert ctx.script is not None
+    targets = sel.shots or [s.index for s in ctx.script.shots]
+    heard = ""
+    changed: list[int] = []
+    if sel.feedback:
+        revision = revise_shots(ctx.script, sel.shots, sel.feedback, ctx.rewrite)
+        changed = revision.changed
+        if changed:
+            ctx.script = revision.script
+            save_story(ctx.ws, ctx.cfg, ctx.script, f"rewritten after the {stage} review")
+        if revision.unchanged:
+            heard = (f"The words {sel.feedback!r} changed nothing in the text of shot(s) {_listed(revision.unchanged)}; "
+                     "they are redone with a new seed. ")
+    record_redo(ctx.ws, stage, targets, sel.feedback, rewritten=changed)
+    return heard
+
+
+def draw_storyboard(ctx: CrewContext) -> list[int]:
+    """Draw every missing or stale storyboard picture; returns the shots drawn now."""
+    assert ctx.script is not None
+    before = {f.shot: f.input_hash for f in ctx.storyboard}
+    ctx.storyboard = generate_storyboard(ctx.ws, ctx.cfg, ctx.script, ctx.subject, ctx.show_progress, ctx.backend)
+    return [f.shot for f in ctx.storyboard if before.get(f.shot) != f.input_hash]
+
+
+def _listed(shots: list[int]) -> str:
+    return ", ".join(map(str, shots))
+
+
+def _changes(what: str, made: list[int], num_shots: int, heard: str) -> str:
+    kept = [i for i in range(1, num_shots + 1) if i not in made]
+    if not made:
+        return heard + f"No {what} changed."
+    verb = "redrawn" if what == "storyboard" else "animated"
+    return heard + (f"{what.capitalize()} {verb} now: shot {_listed(made)}" +
+                    (f"; unchanged: shot {_listed(kept)}." if kept else "."))
 
 
 def _register_tool(ctx: CrewContext, agent: ConversableAgent, f: Any, name: str, description: str) -> None:

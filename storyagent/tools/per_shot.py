@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from storyagent.progress import make_progress
 from storyagent.schemas import Artifact, Shot
+from storyagent.tools.shot_failure import ShotFailedError
 from storyagent.workspace import Workspace
 
 A = TypeVar("A", bound=Artifact)
@@ -36,14 +37,18 @@ def shot_take(ws: Workspace, stage: str, index: int) -> int:
     return int(ws.manifest.get("takes", {}).get(stage, {}).get(str(index), 0))
 
 
-def record_redo(ws: Workspace, stage: str, indices: Iterable[int], feedback: str = "") -> None:
+def record_redo(ws: Workspace, stage: str, indices: Iterable[int], feedback: str = "",
+                rewritten: Iterable[int] = ()) -> None:
     """A reviewer asked for these shots' `stage` again: a new take each (a new seed), and the
-    reviewer's words kept with it under `manifest["redos"][stage][shot]`."""
+    reviewer's words kept with it under `manifest["redos"][stage][shot]`, with whether the words
+    rewrote that shot's text (`rewrote_story`)."""
     takes = ws.manifest.setdefault("takes", {}).setdefault(stage, {})
     redos = ws.manifest.setdefault("redos", {}).setdefault(stage, {})
+    rewritten = set(rewritten)
     for i in indices:
         takes[str(i)] = takes.get(str(i), 0) + 1
-        redos.setdefault(str(i), []).append({"take": takes[str(i)], "feedback": feedback})
+        redos.setdefault(str(i), []).append({"take": takes[str(i)], "feedback": feedback,
+                                             "rewrote_story": i in rewritten})
     ws.save()
 
 
@@ -57,17 +62,37 @@ def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label
                  input_hash: Callable[[Shot], str], make: Callable[[Shot, str], A], show_progress: bool = True) -> list[A]:
     """For each shot: the artifact `shot_key(key_prefix, index)` if its inputs are unchanged, else `make(shot, hash)`.
 
-    Each made artifact is recorded in the manifest at once, so an interruption loses none.
+    Each made artifact is recorded in the manifest at once, so an interruption loses none. A shot
+    whose `make` raises `ShotFailedError` is skipped; the other shots are made and the error is
+    raised at the end.
     """
     results: list[A] = []
+    failed: list[ShotFailedError] = []
+    made: list[int] = []
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(label, total=len(shots), status="")
         for shot in shots:
             key, h = shot_key(key_prefix, shot.index), input_hash(shot)
             if ws.fresh(key, h):
                 results.append(kind.model_validate(ws.artifact(key)))
-                progress.update(task, advance=1, status=f"shot {shot.index} reused")
                 continue
-            results.append(ws.record(key, make(shot, h)))
-            progress.update(task, advance=1, status=f"shot {shot.index} done")
+            progress.update(task, status=f"shot {shot.index}")
+            try:
+                artifact = make(shot, h)
+            except ShotFailedError as exc:
+                failed.append(exc)
+                progress.update(task, advance=1)
+                continue
+            results.append(ws.record(key, artifact))
+            made.append(shot.index)
+            progress.update(task, advance=1)
+        lost = {s for f in failed for s in f.shots}
+        reused = [s.index for s in shots if s.index not in made and s.index not in lost]
+        # The line left on screen says what this pass did, not which shot happened to come last.
+        progress.update(task, completed=len(shots), status="; ".join(
+            part for part in (f"made: {', '.join(map(str, made))}" if made else "",
+                              f"reused: {', '.join(map(str, reused))}" if reused else "",
+                              f"failed: {', '.join(map(str, sorted(lost)))}" if lost else "") if part))
+    if failed:
+        raise ShotFailedError.combine(failed)
     return results

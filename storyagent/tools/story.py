@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.fileio import atomic_write_text
-from storyagent.models.planner import PlannerConfig, TemplatePlanner
+from storyagent.models.planner import PlannerConfig, TemplatePlanner, revise_shot
 from storyagent.schemas import Artifact, StoryScript, format_validation_error
 from storyagent.workspace import Workspace, hash_json
 
@@ -61,23 +62,43 @@ def write_story(ws: Workspace, cfg: RunConfig, planner: Planner = offline_planne
     return save_story(ws, cfg, planner(cfg), made_by)
 
 
-def revise_shots(script: StoryScript, shots: list[int] | None, feedback: str) -> StoryScript:
-    """Apply a reviewer's words to the named shots (all when None).
+@dataclass
+class Revision:
+    """A story after a reviewer's words: which shots they changed, and which they could not change."""
 
-    The feedback leads the shot's background and description, so a request like "make it
-    night" outranks what the shot said before, for the animatic's scene reader and for an
-    image model's prompt alike. Unnamed shots stay byte-for-byte the same.
+    script: StoryScript
+    changed: list[int]
+    unchanged: list[int]
+    """Named shots whose text the words left as it was (the reviewer is told so)."""
+
+
+Rewriter = Callable[[StoryScript, list[int], str], StoryScript]
+"""Rewrites the named shots of a story after a reviewer's words (the LLM Story Designer)."""
+
+
+def offline_rewriter(cfg: RunConfig) -> Rewriter:
+    """The offline planner's rewrite: each named shot re-derived from its own text plus the words."""
+
+    def rewrite(script: StoryScript, targets: list[int], feedback: str) -> StoryScript:
+        shots = [revise_shot(s, feedback, name=cfg.name, class_word=cfg.class_word) if s.index in targets else s
+                 for s in script.shots]
+        return script.model_copy(update={"shots": shots})
+
+    return rewrite
+
+
+def revise_shots(script: StoryScript, shots: list[int] | None, feedback: str, rewrite: Rewriter) -> Revision:
+    """Apply a reviewer's words to the named shots (all when None) with `rewrite`.
+
+    The words are never pasted into a field: the rewriter re-derives each named shot (time of day,
+    place, camera, action, and the narration that names them) so its text stays one coherent
+    description. Whatever the rewriter returns, shots that were not named stay byte-for-byte the same.
     """
-    note = feedback.strip().rstrip(".")
-    if not note:
-        return script
-    targets = set(shots) if shots else {s.index for s in script.shots}
-    revised = []
-    for shot in script.shots:
-        if shot.index in targets:
-            shot = shot.model_copy(update={
-                "background": f"{note}; {shot.background}"[:300],
-                "description": f"{note}; {shot.description}"[:600],
-            })
-        revised.append(shot)
-    return script.model_copy(update={"shots": revised})
+    targets = sorted(set(shots) if shots else {s.index for s in script.shots})
+    if not feedback.strip():
+        return Revision(script, [], targets)
+    rewritten = {s.index: s for s in rewrite(script, targets, feedback.strip()).shots}
+    merged = [rewritten[s.index].model_copy(update={"index": s.index}) if s.index in targets and s.index in rewritten
+              else s for s in script.shots]
+    changed = [s.index for s, new in zip(script.shots, merged) if s != new]
+    return Revision(script.model_copy(update={"shots": merged}), changed, [t for t in targets if t not in changed])
