@@ -149,6 +149,7 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     page.locator("#approve").click()
     page.wait_for_selector("#film video", timeout=60_000)
     film = root / "film.mp4"
+    film_mtime = film.stat().st_mtime_ns
     playing = page.eval_on_selector("#film video", """v => new Promise(done => {
         v.muted = true; v.play().catch(() => {});
         const t0 = Date.now();
@@ -161,6 +162,23 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     with page.expect_download() as download:
         page.locator("#download").click()
     assert sha(Path(download.value.path()).read_bytes()) == sha(film.read_bytes())
+    page.close()
+
+    # 4. Another tab lists the run, reopens it and resumes. The redo rewrote shot 2's text after the story
+    # was approved, so the crew may ask for the story again; "Approve the rest" then finishes, redoing nothing.
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.get_by_role("tab", name="Earlier runs").click()
+    page.locator("#relist").click()
+    page.locator("#earlier input").click()
+    page.get_by_role("option", name=run_id).click()
+    page.locator("#reopen").click()
+    ready = lambda: "The film is ready" in page.locator("#status").inner_text()  # noqa: E731
+    if _wait(lambda: ready() or "[story] ready" in _question(page), what="the reopened run") and not ready():
+        page.locator("#render").click()
+    _wait(ready, what="the reopened run's film")
+    assert film.stat().st_mtime_ns == film_mtime, "resuming a finished run redoes nothing"
+    page.screenshot(path=shots_dir / "07_reopened.png", full_page=True)
     page.close()
 
 
@@ -181,7 +199,7 @@ def test_wrong_upload_gets_one_sentence(server, browser, shots_dir, tmp_path):
     time.sleep(1.5)  # the click's answer is the same sentence; give it time to have made a folder, if it would
     assert page.locator("#message").inner_text().strip() == text
     assert sorted(runs.iterdir()) == runs_before, "a refused upload makes no run folder"
-    page.screenshot(path=shots_dir / "07_txt_upload.png", full_page=True)
+    page.screenshot(path=shots_dir / "08_txt_upload.png", full_page=True)
     page.close()
 
 

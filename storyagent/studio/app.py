@@ -169,7 +169,7 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
             with gr.Row():
                 files = gr.File(label="Photos or clips of your character (200 MB per file at most)",
                                 file_count="multiple", elem_id="uploads")
-                cutouts = gr.Gallery(label="Cut-outs", columns=4, height=220, elem_id="cutouts")
+                cutouts = gr.Gallery(label="Cut-outs", columns=4, height=220, object_fit="contain", elem_id="cutouts")
             prompt = gr.Textbox(label="Story idea", placeholder="a day at the seaside", elem_id="prompt")
             with gr.Row():
                 name = gr.Textbox(label="Name", placeholder="Pip", elem_id="name")
@@ -195,12 +195,6 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                 reopen = gr.Button("Reopen and resume", variant="primary", elem_id="reopen")
         status = gr.Markdown(elem_id="status")
         question = gr.Markdown(elem_id="question")
-        story = gr.Dataframe(headers=STORY_COLUMNS, interactive=True, visible=False, wrap=True,
-                             label="The story (edit cells, then approve)", elem_id="story")
-        board = gr.Gallery(label="Storyboard (select a shot to redo it)", columns=4, height="auto",
-                           elem_id="board", allow_preview=False)
-        clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
-                           allow_preview=True)
         with gr.Group(visible=False) as review_box:
             with gr.Row():
                 shot = gr.Number(label="Shot", precision=0, minimum=1, maximum=32, elem_id="shot")
@@ -211,6 +205,12 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                 redo_all = gr.Button("Redo the whole stage", elem_id="redo_stage")
                 render = gr.Button("Approve the rest", elem_id="render")
                 stop = gr.Button("Stop (keep the work)", variant="stop", elem_id="quit")
+        story = gr.Dataframe(headers=STORY_COLUMNS, interactive=True, visible=False, wrap=True,
+                             label="The story (edit cells, then approve)", elem_id="story")
+        board = gr.Gallery(label="Storyboard (select a shot to redo it)", columns=4, height="auto",
+                           elem_id="board", allow_preview=False)
+        clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
+                           allow_preview=True)
         film = gr.Video(label="The film", interactive=False, elem_id="film")
         download = gr.DownloadButton("Download the film", visible=False, elem_id="download")
         timer = gr.Timer(1.0)

@@ -134,10 +134,18 @@ class RunSession:
 
 
 def read_stages(root: Path) -> dict[str, str]:
-    """Each stage's status as the manifest has it now (empty before the run has written one)."""
+    """Each stage's status as the manifest has it now, with how many pictures and clips are finished
+    (the manifest records each one as soon as it is written); empty before the run has written one."""
     import json
 
     try:
-        return dict(json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("stages", {}))
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    stages = {k: str(v) for k, v in manifest.get("stages", {}).items()}
+    made = [a.get("path", "") for a in manifest.get("artifacts", {}).values() if isinstance(a, dict)]
+    for stage, folder in (("storyboard", "storyboard/shot_"), ("video", "shots/shot_")):
+        count = sum(p.startswith(folder) and "_mask" not in p for p in made)
+        if stage in stages and count:
+            stages[stage] = f"{stages[stage].split(':')[0]} ({count} made)"
+    return stages
