@@ -30,7 +30,7 @@ from storyagent.models.planner.arc import (
 from storyagent.models.planner.config import PlannerConfig
 from storyagent.models.planner.genres import GENRES
 from storyagent.models.planner.reading import read_prompt
-from storyagent.schemas import NAMED_REGIONS, Shot, StoryScript
+from storyagent.schemas import NAMED_REGIONS, Shot, StoryScript, who
 
 
 def _words(text: str) -> str:
@@ -102,7 +102,7 @@ class TemplatePlanner:
         shot = Shot(
             index=i + 1,
             narration=clip_text(narration, 400),
-            description=clip_text(f"{fmt['name']} the {fmt['cls']} {action}, {background}, {shot_type} shot, "
+            description=clip_text(f"{who(fmt['name'], fmt['cls'])} {action}, {background}, {shot_type} shot, "
                                   "storybook illustration", 600),
             subject_action=action,
             subject_region=NAMED_REGIONS[region],

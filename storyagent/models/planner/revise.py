@@ -15,7 +15,7 @@ import re
 from storyagent.models.animatic.scene_words import PLACE_WORDS, TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS, SceneSpec, time_in, weather_in
 from storyagent.models.planner.arc import SUNLESS_TIMES, TIME_PHRASES, WEATHER_PHRASES, clip_text
 from storyagent.models.planner.feedback import Revision, parse_feedback, understood
-from storyagent.schemas import NAMED_REGIONS, Shot
+from storyagent.schemas import NAMED_REGIONS, Shot, who
 
 __all__ = ["Revision", "parse_feedback", "revise_shot", "understood"]
 
@@ -115,7 +115,7 @@ def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str) -> Sho
     return Shot(
         index=shot.index,
         narration=clip_text(narration, 400),
-        description=clip_text(f"{name} the {class_word} {action}, {background}, {shot_type} shot, storybook illustration", 600),
+        description=clip_text(f"{who(name, class_word)} {action}, {background}, {shot_type} shot, storybook illustration", 600),
         subject_action=clip_text(action, 200),
         subject_region=NAMED_REGIONS[rev.region] if rev.region else shot.subject_region,
         background=background,
