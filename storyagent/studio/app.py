@@ -169,7 +169,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
             with gr.Row():
                 files = gr.File(label="Photos or clips of your character (200 MB per file at most)",
                                 file_count="multiple", elem_id="uploads")
-                cutouts = gr.Gallery(label="Cut-outs", columns=4, height=220, object_fit="contain", elem_id="cutouts")
+                cutouts = gr.Gallery(label="Cut-outs", columns=4, height=220, object_fit="contain", allow_preview=False,
+                                     elem_id="cutouts")
             prompt = gr.Textbox(label="Story idea", placeholder="a day at the seaside", elem_id="prompt")
             with gr.Row():
                 name = gr.Textbox(label="Name", placeholder="Pip", elem_id="name")
@@ -208,7 +209,7 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
         story = gr.Dataframe(headers=STORY_COLUMNS, interactive=True, visible=False, wrap=True,
                              label="The story (edit cells, then approve)", elem_id="story")
         board = gr.Gallery(label="Storyboard (select a shot to redo it)", columns=4, height="auto",
-                           elem_id="board", allow_preview=False)
+                           elem_id="board", allow_preview=False, object_fit="contain")
         clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
                            allow_preview=True)
         film = gr.Video(label="The film", interactive=False, elem_id="film")
