@@ -111,7 +111,7 @@ def weights_fetch(
     size, sha256, licence and source. Uses the network; afterwards everything runs offline."""
     from storyagent.errors import StoryAgentError
     from storyagent.weights import WEIGHTS
-    from storyagent.weights_fetch import fetch_order, fetch_weights
+    from storyagent.weights_fetch import endpoint, fetch_order, fetch_weights
 
     wanted = list(names or []) + list(backend_weights(backend) if backend else ())
     if not wanted:
@@ -133,7 +133,8 @@ def weights_fetch(
         except Exception as exc:  # network and hub errors: one line, not a traceback
             if os.environ.get("STORYAGENT_DEBUG"):
                 raise
-            raise fail(f"Could not fetch {name}: {_first_line(exc)}") from None
+            raise fail(f"Could not fetch {name} from {endpoint()} ({_first_line(exc)}); check the network, then run "
+                       "the same command again.") from None
         console.print(f"  {name} -> {path}")
 
 
