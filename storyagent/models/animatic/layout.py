@@ -18,6 +18,10 @@ from storyagent.schemas import CameraMotion, Shot, ShotType
 
 Box = tuple[float, float, float, float]
 """(x0, y0, x1, y1) in frame pixels, x1/y1 exclusive."""
+Motion = list[tuple[float, float, bool]]
+"""Per frame: the subject's (dx, dy) as fractions of the frame, and whether it faces left."""
+Moves = list[tuple[float, float, float]]
+"""Per frame: the camera's pan x, pan y (pixels) and zoom."""
 
 # Subject height as a fraction of the frame height, per shot type (at zoom 1, before fitting).
 SUBJECT_HEIGHT = {ShotType.wide: 0.42, ShotType.medium: 0.68, ShotType.close_up: 1.1}
@@ -65,7 +69,7 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def subject_motion(action: str, n: int, fps: float, seed: int) -> list[tuple[float, float, bool]]:
+def subject_motion(action: str, n: int, fps: float, seed: int) -> Motion:
     """Per-frame (dx, dy, flipped) offsets as fractions of the frame: a gentle, action-aware motion."""
     words = action.lower()
     rng = np.random.default_rng(seed)
@@ -82,7 +86,7 @@ def subject_motion(action: str, n: int, fps: float, seed: int) -> list[tuple[flo
     return out
 
 
-def camera_moves(motion: CameraMotion, n: int, width: int, height: int) -> list[tuple[float, float, float]]:
+def camera_moves(motion: CameraMotion, n: int, width: int, height: int) -> Moves:
     """Per-frame (pan x, pan y, zoom), eased so moves start and end softly; pans in pixels."""
     out = []
     for t in range(n):
@@ -125,7 +129,7 @@ class _Pose:
     h: float
     aspect: float
 
-    def frames(self, motion, moves, W: int, H: int) -> tuple[list[Box], list[np.ndarray]]:
+    def frames(self, motion: Motion, moves: Moves, W: int, H: int) -> tuple[list[Box], list[np.ndarray]]:
         w = self.h * self.aspect
         focus = (self.cx, self.top + self.h * FACE_POINT)
         boxes, mats = [], []
@@ -141,7 +145,7 @@ def _union(boxes: list[Box]) -> Box:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
-def _fit(pose: _Pose, motion, moves, W: int, H: int, close_up: bool) -> None:
+def _fit(pose: _Pose, motion: Motion, moves: Moves, W: int, H: int, close_up: bool) -> None:
     """Shrink, then shift, the resting pose until every frame's box is inside the safe area.
 
     Moving the resting place moves every frame's box by the same amount (zooms centre on the
@@ -164,10 +168,6 @@ def _scale(pose: _Pose, factor: float, close_up: bool) -> None:
     if not close_up:
         pose.top += pose.h * (1 - factor)
     pose.h *= factor
-
-
-def _overlaps(span: tuple[float, float], lo: float, hi: float) -> bool:
-    return span[0] < hi and span[1] > lo
 
 
 def plan_shot(shot: Shot, num_frames: int, width: int, height: int, sprite_aspect: float, *,
