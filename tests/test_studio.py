@@ -13,13 +13,15 @@ import socket
 import time
 from pathlib import Path
 
+import subprocess
+import sys
+
+import httpx
 import pytest
 
-gr = pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
-httpx = pytest.importorskip("httpx")
-
-from storyagent.studio.command import launch  # noqa: E402
-from storyagent.studio.runs import run_folder  # noqa: E402
+from storyagent.errors import InputError
+from storyagent.studio.command import launch
+from storyagent.studio.runs import MAX_UPLOAD_BYTES, check_uploads, run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 PIP = ROOT / "examples" / "pip" / "pip.png"
@@ -39,6 +41,7 @@ def sha(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The studio over a fresh runs folder, on a free port; a secret file lies just outside it."""
+    pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
     base = tmp_path_factory.mktemp("studio")
     runs = base / "runs"
     (base / "secret.txt").write_text("not for the browser")
@@ -122,6 +125,22 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     page.locator("#approve").click()
     _wait(lambda: "[storyboard] ready" in _question(page), what="the storyboard review")
     assert json.loads((root / "story.json").read_text())["shots"][0]["narration"] == "Pip wakes up by the sea."
+
+    # A second tab makes its own film meanwhile; neither tab sees the other's run.
+    other = browser.new_page(viewport={"width": 1280, "height": 1000})
+    other.goto(url)
+    other.locator("#uploads input[type=file]").set_input_files(str(PIP))
+    other.locator("#prompt textarea").fill("a walk in the snow")
+    other.locator("#shots input").fill("1")
+    other.locator("#review").get_by_label("none").check()
+    other.get_by_text("Frame size and seed").click()
+    for field, value in (("width", "64"), ("height", "64"), ("fps", "2")):
+        other.locator(f"#{field} input").fill(value)
+    other.locator("#start").click()
+    _wait(lambda: "The film is ready" in other.locator("#status").inner_text(), what="the second tab's film")
+    assert "a-walk-in-the-snow" in other.locator("#status").inner_text() and run_id not in other.content()
+    assert run_id in page.locator("#status").inner_text() and "[storyboard] ready" in _question(page)
+    other.close()
 
     # 2. The storyboard grid: redo shot 2 with words; only shot 2 changes, on disk and as served.
     _wait(lambda: page.locator("#board .grid-wrap img").count() == 4, what="4 storyboard pictures")
@@ -261,7 +280,8 @@ def test_crafted_requests_are_refused(server, tmp_path):
 
 
 def _studio_run(tmp_path, **settings):
-    """A run started through the studio (no browser), followed until it ends or asks for a review."""
+    """A run started through the studio (no browser)."""
+    pytest.importorskip("gradio", reason="the studio extra is not installed (pip install -e '.[studio]')")
     from storyagent.studio.app import Studio
 
     studio = Studio(tmp_path / "runs")
@@ -292,3 +312,30 @@ def test_missing_diffusion_weights_are_one_sentence(tmp_path, monkeypatch):
     _wait(lambda: session.finished, 30, "the run to fail")
     assert session.view().state == "failed"
     assert "storyagent weights fetch" in session.error and "\n" not in session.error, session.error
+
+
+def test_uploads_are_checked_before_anything_is_made(tmp_path):
+    empty, big, clip = tmp_path / "empty.png", tmp_path / "big.mp4", tmp_path / "cat.MOV"
+    empty.touch()
+    with open(big, "wb") as f:  # sparse: the size without the disk space
+        f.truncate(MAX_UPLOAD_BYTES + 1)
+    clip.write_bytes(b"x")
+    answers = {}
+    for files in ([], [empty], [big], [tmp_path / "x.exe"]):
+        with pytest.raises(InputError) as exc:
+            check_uploads(files)
+        answers[len(answers)] = str(exc.value)
+    assert answers == {0: "Upload at least one photo or short clip of your character.",
+                       1: "empty.png is empty; upload the photo or clip again.",
+                       2: "big.mp4 is 200 MB; the limit is 200 MB per file.",
+                       3: "x.exe is not a photo or clip; upload png/jpg/webp pictures or mp4/mov/webm/gif clips."}
+    assert check_uploads([str(clip), PIP]) == [clip, PIP]
+
+
+def test_studio_without_gradio_says_how_to_install_it():
+    code = "import sys; sys.modules['gradio'] = None; sys.argv = ['storyagent', 'studio']; " \
+           "from storyagent.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    said = done.stdout + done.stderr
+    assert said.strip() == 'error: The studio needs Gradio; install the extra with `pip install -e ".[studio]"`.', said

@@ -23,7 +23,9 @@ def studio(
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise fail('The studio needs Gradio; install the extra with `pip install -e ".[studio]"`.') from None
+        from rich.markup import escape  # `fail` prints rich markup, which would eat "[studio]"
+
+        raise fail(escape('The studio needs Gradio; install the extra with `pip install -e ".[studio]"`.')) from None
     launch(runs, host, port, block=True)
 
 
