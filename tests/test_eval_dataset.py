@@ -66,8 +66,8 @@ def write_pororo(root):
     return root
 
 
-def tiny_split(dataset, names, samples=10, references=16):
-    return DatasetSplit(dataset=dataset, seed=1, samples=samples, shots=4, max_reference_clips=references,
+def tiny_split(dataset, names, samples=10, references=16, shots=4):
+    return DatasetSplit(dataset=dataset, seed=1, samples=samples, shots=shots, max_reference_clips=references,
                         characters=[{"name": n, "class_word": "character"} for n in names])
 
 
@@ -229,7 +229,7 @@ def test_storyagent_trains_once_per_character_and_never_sees_a_test_clip(tmp_pat
         monkeypatch.setenv(env_var(name), str(path))
     monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
     index = FlintstonesIndex(write_flintstones(tmp_path / "fl"))
-    characters = resolve_split(tiny_split("flintstones", ["fred", "wilma"], samples=1, references=2), index)
+    characters = resolve_split(tiny_split("flintstones", ["fred", "wilma"], samples=1, references=2, shots=2), index)
     tested = {t for c in characters for s in c.test for t in s}
     seen: list[tuple[str, list[str]]] = []
     call = generators.FineTunedGenerator.__call__
@@ -240,24 +240,40 @@ def test_storyagent_trains_once_per_character_and_never_sees_a_test_clip(tmp_pat
 
     monkeypatch.setattr(generators.FineTunedGenerator, "__call__", spy)
 
-    def run(**kw):
-        gen = generators.FineTunedGenerator(steps=2, anydoor_steps=1, lora_be_epochs=1, work_dir=tmp_path / "subjects",
-                                            show_progress=False, **kw)
-        result = evaluate_dataset(index, characters, gen, FrameGeometry(*gen.size), tmp_path / "w", show_progress=False)
-        return gen, result
+    def generator(**kw):
+        return generators.FineTunedGenerator(steps=2, anydoor_steps=1, lora_be_epochs=1, show_progress=False,
+                                             work_dir=tmp_path / "subjects", **kw)
 
-    gen, result = run()
-    assert len(result.rows) == 8 and 0 < result.summary["SSIM"] < 1
+    gen = generator()
+    result = evaluate_dataset(index, characters, gen, FrameGeometry(*gen.size), tmp_path / "w", show_progress=False)
+    assert len(result.rows) == 4 and 0 < result.summary["SSIM"] < 1
     # One StoryAnyDoor and one LoRA-BE per character, however many shots it has.
     assert gen.trainings == [("fred", "story_anydoor"), ("fred", "lora_be"), ("wilma", "story_anydoor"),
                              ("wilma", "lora_be")]
     assert gen.finetunes["fred"]["lora_be"]["key"] != gen.finetunes["wilma"]["lora_be"]["key"]
     # Every shot used its own character's reference, from the training episode only.
-    assert len(seen) == 8 and [c for c, _ in seen] == ["fred"] * 4 + ["wilma"] * 4
+    assert [c for c, _ in seen] == ["fred"] * 2 + ["wilma"] * 2
     for _, ids in seen:
         assert ids and not set(ids) & tested and all(index.info(i).episode == "s_01_e_01" for i in ids)
-    # A second evaluation finds both characters' fine-tunes in the cache.
-    assert run()[0].trainings == []
+    # Another evaluation finds both characters' fine-tunes in the cache.
+    media = tmp_path / "w" / "references"
+    again = generator()
+    for c in characters:
+        again.prepare(c, None, media / c.name)
+    def keys(g):
+        return {c: {m: t["key"] for m, t in tunes.items()} for c, tunes in g.finetunes.items()}
+
+    assert again.trainings == [] and keys(again) == keys(gen)
     # The DC ablation trains its own LoRA (no block-wise embeddings), cached apart from LoRA-BE.
-    dc, _ = run(blockwise_embeddings=False)
-    assert dc.trainings == [("fred", "lora_be"), ("wilma", "lora_be")]
+    dc = generator(blockwise_embeddings=False)
+    dc.prepare(characters[0], None, media / "fred")
+    assert dc.trainings == [("fred", "lora_be")]
+    assert dc.finetunes["fred"]["lora_be"]["key"] != gen.finetunes["fred"]["lora_be"]["key"]
+    from storyagent.models.lora_be import LoRABEAdapter
+
+    def table(g):
+        return LoRABEAdapter.from_pretrained(g.finetunes["fred"]["lora_be"]["path"]).embeddings
+
+    # DC keeps the class word's embedding in every module; LoRA-BE moved its block-wise embeddings apart.
+    assert torch.equal(table(dc), table(dc)[:1].expand_as(table(dc)))
+    assert not torch.equal(table(gen), table(gen)[:1].expand_as(table(gen)))
