@@ -189,7 +189,9 @@ def main() -> None:
     built = time.perf_counter() - start
 
     side = 64 if args.tiny else 512
-    tiny = dict(width=64, height=64, storyboard_side=64, steps=2, anydoor_steps=1, lora_be_epochs=1) if args.tiny else \
+    # The tiny run is a smoke run (CI): few reference frames, two denoising steps, one training step.
+    tiny = dict(width=64, height=64, storyboard_side=64, steps=2, anydoor_steps=1, lora_be_epochs=1,
+                max_reference_frames=4) if args.tiny else \
         dict(width=512, height=320, storyboard_side=1024, anydoor_steps=20, lora_be_epochs=1)
     if args.steps:
         tiny["steps"] = args.steps

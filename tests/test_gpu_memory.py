@@ -270,6 +270,56 @@ def test_a_shot_out_of_memory_twice_is_skipped_and_resume_redoes_it_alone(tmp_pa
     assert result.film is not None and len(result.clips) == 4
 
 
+def test_a_storyboard_shot_out_of_memory_twice_keeps_the_others_and_resume_redraws_it_alone(tmp_path, monkeypatch,
+                                                                                            weights):
+    """The same in the storyboard: AnyDoor's UNet runs out of memory on shot 2's redraw, also on its
+    low-VRAM retry; shots 1 and 3 are drawn and recorded, and --resume redraws shot 2 only."""
+    from diffusers import UNet2DConditionModel
+
+    from storyagent.agents.crew import run_crew
+    from storyagent.models.anydoor import AnyDoorPipeline
+    from storyagent.tools.diffusion_shot import ShotStep
+
+    current, failed, drawn = [0], [], []
+    step, forward = ShotStep.__call__, UNet2DConditionModel.forward
+
+    def spy_step(self, shot, *args):
+        current[0] = shot.index
+        drawn.append(shot.index)
+        return step(self, shot, *args)
+
+    def failing_forward(self, *args, **kwargs):
+        if current[0] == 2 and id(self) in anydoor_unets and len(failed) < 2:
+            failed.append(2)
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return forward(self, *args, **kwargs)
+
+    anydoor_unets: set[int] = set()  # AnyDoor's UNet only, not SDXL's
+    init = AnyDoorPipeline.__init__
+
+    def spy_init(self, unet, *args, **kwargs):
+        anydoor_unets.add(id(unet))
+        init(self, unet, *args, **kwargs)
+
+    monkeypatch.setattr(AnyDoorPipeline, "__init__", spy_init)
+    monkeypatch.setattr(ShotStep, "__call__", spy_step)
+    monkeypatch.setattr(UNet2DConditionModel, "forward", failing_forward)
+    out, cfg = tmp_path / "run", run_config(PIP, shots=3)
+    with pytest.raises(ShotFailedError, match=r"^Shot 2 ran out of GPU memory.*--resume"):
+        run_crew(cfg, out, show_progress=False)
+    assert failed == [2, 2] and drawn == [1, 2, 2, 3], "shot 2 tried twice, shot 3 still drawn"
+    artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert {k for k in artifacts if k.startswith("storyboard/shot_") and k.count("_") == 1} == {
+        "storyboard/shot_01", "storyboard/shot_03"}
+    before = {p.name: p.read_bytes() for p in (out / "storyboard").glob("shot_0[13]*.png")}
+
+    drawn.clear()
+    result = run_crew(cfg, out, resume=True, show_progress=False)
+    assert drawn == [2], "only shot 2 is drawn again"
+    assert {p.name: p.read_bytes() for p in (out / "storyboard").glob("shot_0[13]*.png")} == before
+    assert result.film is not None and len(result.storyboard) == 3
+
+
 # ---- 4. the end-to-end benchmark's smoke run --------------------------------------------------
 
 
