@@ -303,15 +303,19 @@ def test_dead_llm_endpoint_is_one_sentence_and_keeps_the_work(tmp_path, monkeypa
     assert again == run_id, message
 
 
-def test_missing_diffusion_weights_are_one_sentence(tmp_path, monkeypatch):
+def test_missing_diffusion_weights_and_bad_settings_are_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf"))
     for key in [k for k in os.environ if k.startswith("STORYAGENT_WEIGHTS")]:
         monkeypatch.delenv(key)
-    studio, run_id, _ = _studio_run(tmp_path, backend="diffusion")
-    session = studio.sessions[run_id]
-    _wait(lambda: session.finished, 30, "the run to fail")
-    assert session.view().state == "failed"
-    assert "storyagent weights fetch" in session.error and "\n" not in session.error, session.error
+    studio, run_id, message = _studio_run(tmp_path, backend="diffusion")
+    assert run_id is None and "storyagent weights fetch" in message and "\n" not in message, message
+    (tmp_path / "list.json").write_text("[]")
+    for bad, said in ((dict(llm=str(tmp_path / "list.json")), "is not one the studio takes"),
+                      (dict(llm="openai-compatible:m@ftp://x"), "needs MODEL@http://host:port/v1"),
+                      (dict(shots=40), "between 1 and 32"), (dict(prompt=" "), "the prompt is empty")):
+        studio, run_id, message = _studio_run(tmp_path, **bad)
+        assert run_id is None and said in message and "\n" not in message, (bad, message)
+    assert not [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")], "no folder for a refused film"
 
 
 def test_uploads_are_checked_before_anything_is_made(tmp_path):

@@ -15,9 +15,10 @@ import gradio as gr
 
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
-from storyagent.studio.runs import (STORY_COLUMNS, check_uploads, cutout_previews, earlier_runs, new_run_id,
+from storyagent.studio.runs import (STORY_COLUMNS, check_llm, check_uploads, cutout_previews, earlier_runs, new_run_id,
                                     run_folder, run_inputs, save_story_edits, store_uploads, story_rows)
 from storyagent.studio.session import RunSession, View
+from storyagent.tools.backend import select_backend
 from storyagent.workspace import Workspace
 
 STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}
@@ -61,7 +62,10 @@ class Studio:
                          class_word=(class_word or "").strip() or "character", shots=int(shots or 0),
                          backend=backend, llm=(llm or "").strip() or "none", review=review, width=int(width or 0),
                          height=int(height or 0), fps=float(fps or 0), seed=int(seed or 0))
-            RunConfig.build(subject=uploads[0], **given)  # every setting checked before a folder is made
+            # Every setting is checked, and the backend's weights looked for, before a folder is made.
+            probe = RunConfig.build(subject=uploads[0], **given)
+            check_llm(probe.llm)
+            select_backend(probe).check()
             with self._lock:
                 run_id = new_run_id(self.runs, prompt)
                 folder = run_folder(self.runs, run_id)
@@ -98,10 +102,9 @@ class Studio:
         try:
             session = self.session(run_id)
             view = session.view()
-            if view.stage == "story" and table is not None and text.strip().lower() == "ok":
-                rows = table.values.tolist() if hasattr(table, "values") else list(table or [])
-                if save_story_edits(session.root, rows):
-                    text = "ok"  # the crew takes the story on disk, so the edits are approved with it
+            if view.stage == "story" and table is not None and text == "ok":
+                # The crew takes the story on disk, so the table's edits are approved with it.
+                save_story_edits(session.root, table.values.tolist() if hasattr(table, "values") else list(table))
             session.answer(text)
             return f"Sent: `{text}`"
         except StoryAgentError as exc:

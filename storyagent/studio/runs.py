@@ -33,6 +33,21 @@ EDITABLE = {"background": "background", "action": "subject_action", "narration":
 """Table column -> story.json field, for the columns a person may edit."""
 
 
+LLM_FORMS = ("none", "offline", "openai:", "ollama:", "openai-compatible:")
+
+
+def check_llm(spec: str) -> str:
+    """The LLM setting when the studio takes it. A config-list file is refused here: the page must not
+    make the server open a file outside --runs (`storyagent run --llm FILE` takes one)."""
+    from storyagent.agents.llm import parse_llm
+
+    if not spec.strip().lower().startswith(LLM_FORMS):
+        raise InputError(f"LLM {spec!r} is not one the studio takes; use none, openai:MODEL, ollama:MODEL or "
+                         "openai-compatible:MODEL@http://host:port/v1.")
+    parse_llm(spec)
+    return spec.strip()
+
+
 def run_folder(runs: Path, run_id: str) -> Path:
     """The folder of run `run_id` inside `runs`; anything else (a path, `..`, a link out) is refused."""
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
