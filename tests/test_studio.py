@@ -45,9 +45,14 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("studio")
     runs = base / "runs"
     (base / "secret.txt").write_text("not for the browser")
-    demo, studio = launch(runs, port=_free_port())
+    saved = os.environ.get("GRADIO_TEMP_DIR")
+    demo, studio = launch(runs, port=_free_port())  # (sets GRADIO_TEMP_DIR: the upload cache inside runs/)
     yield demo.local_url.rstrip("/"), studio, runs
     demo.close()
+    if saved is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = saved
 
 
 @pytest.fixture(scope="module")

@@ -214,8 +214,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
         board = gr.Gallery(label="Storyboard (select a shot to redo it)", columns=4, height="auto",
                            elem_id="board", allow_preview=False, object_fit="contain")
         clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
-                           allow_preview=True)
-        film = gr.Video(label="The film", interactive=False, elem_id="film")
+                           allow_preview=True, object_fit="contain")
+        film = gr.Video(label="The film", interactive=False, height=420, elem_id="film")
         download = gr.DownloadButton("Download the film", visible=False, elem_id="download")
         timer = gr.Timer(1.0)
 
