@@ -116,6 +116,19 @@ def test_readers_index_episodes_and_characters(tmp_path):
     assert len(list(read_pororo(tmp_path / "po", limit=2))) == 2
 
 
+def test_flintstones_boxes_on_the_source_video_are_rescaled(tmp_path):
+    root = tmp_path / "fl"
+    (root / "video_frames_sampled").mkdir(parents=True)
+    np.save(root / "video_frames_sampled" / "s_01_e_01_shot_1.npy", np.stack(scene(0, side=64, t=4)))
+    # Fred's square sits at x 3..15, y 10..22 of a 64×64 frame: ×10 and ×7.5 on 640×480.
+    ann = [{"globalID": "s_01_e_01_shot_1", "description": "", "characters": [
+        {"entityLabel": "Fred", "rectangles": [[20, 60, 170, 180]]}]}]
+    (root / "flintstones_annotations_v1-0.json").write_text(json.dumps(ann))
+    clip = FlintstonesIndex(root).load("s_01_e_01_shot_1", "fred")
+    ys, xs = np.nonzero(clip.subject_mask)
+    assert 1 <= xs.min() <= 5 and 13 <= xs.max() <= 17 and 7 <= ys.min() <= 12
+
+
 def test_split_is_seeded_and_never_tests_on_the_reference(tmp_path):
     index = FlintstonesIndex(write_flintstones(tmp_path / "fl"))
     split = tiny_split("flintstones", ["fred", "wilma"])
@@ -187,6 +200,9 @@ def test_cli_animatic_report_beside_the_paper(tmp_path):
     assert len(list(csv.DictReader((tmp_path / "rep" / "shots.csv").open()))) == 8
     for metric in ("fvd", "ssim", "psnr", "lpips"):
         assert (tmp_path / "rep" / f"{metric}.png").exists()
+    per_character = list(csv.DictReader((tmp_path / "rep" / "per_character.csv").open()))
+    assert [(r["Character"], r["Training episode"], r["Samples"], r["Shots"]) for r in per_character] == [
+        ("pororo", "ep0", "1", "4"), ("crong", "ep0", "1", "4")]
     split = json.loads((tmp_path / "rep" / "split.json").read_text())
     assert [c["train_episode"] for c in split["characters"]] == ["ep0", "ep0"]
 

@@ -119,7 +119,9 @@ def evaluate_dataset(index: DatasetIndex, characters: list[ResolvedCharacter], g
         raise InputError("No test shot could be generated; check the dataset folder and the split's characters.")
     summary = _means(rows)
     summary["FVD"] = _fvd(generated, truths, i3d_model, fvd_min_clips)
-    per_character = [{"Character": c.name, **_means([r for r in rows if r["Character"] == c.name])}
+    per_character = [{"Character": c.name, "Training episode": c.train_episode, "Samples": len(c.test),
+                      "Shots": sum(r["Character"] == c.name for r in rows),
+                      **_means([r for r in rows if r["Character"] == c.name])}
                      for c in characters if any(r["Character"] == c.name for r in rows)]
     if lpips_model is None:
         summary["LPIPS"] = "n/a (no LPIPS weights: --lpips-heads PATH --lpips-backbone PATH)"

@@ -63,7 +63,8 @@ def write_dataset_report(result: DatasetEval, out_dir: str | os.PathLike[str], m
                                 out / "table1", f"{name}: comparison with the ground truth (paper's Table 1 layout)",
                                 notes, bold_best=False))
     present = [m for m in ("SSIM", "PSNR", "LPIPS") if all(m in r for r in result.rows)]
-    written += write_tables(result.per_character, present, "Character", out / "per_character",
+    written += write_tables(result.per_character, ["Training episode", "Samples", "Shots", *present], "Character",
+                            out / "per_character",
                             f"{name}: per character ({result.method})", bold_best=False)
     written += write_tables(result.rows, ["Character", "Sample", *present], "Clip", out / "shots",
                             f"{name}: per shot ({result.method})", bold_best=False)
