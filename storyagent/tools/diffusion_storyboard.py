@@ -235,7 +235,7 @@ def generate_storyboard_diffusion(
 
         # 3. Per shot: remove the drawn subject and redraw the user's own.
         shot_step = ShotStep(root, models, described, detect, workspace,
-                              reference_for_redraw(subject) if redraw is not None else None, redraw)
+                             reference_for_redraw(subject) if redraw is not None else None, redraw)
         records: list[DiffusionShotRecord] = []
         failed: list[ShotFailedError] = []
         clean = progress.add_task("Storyboard (remove, redraw)", total=len(drawn), status="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,7 +250,12 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
         b = pixels.shape[0]
         # Text tokens of the prompt (one set per cross-attention module when a subject adapter
         # recognises its token), and of the empty prompt for the unconditional branch.
-        module_texts = self.prompt_hook(prompts) if self.prompt_hook is not None else None
+        module_texts = None
+        if self.prompt_hook is not None:
+            # The hook runs the text encoder itself: under model offload it must visit the device too.
+            with self.running(self.text_encoder) if self.text_encoder is not None else contextlib.nullcontext():
+                module_texts = self.prompt_hook(prompts)
+            module_texts = module_texts.to(self.device) if module_texts is not None else None
         text = module_texts[0] if module_texts is not None else self.encode_prompt(prompts)
         uncond_text = None
         if guided:
