@@ -242,7 +242,7 @@ def test_a_storyboard_redo_of_shot_2_changes_shot_2_only(tmp_path, monkeypatch, 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     meta = manifest["artifacts"]["storyboard/shot_02"]["meta"]
     assert meta["seed"] != first_prompt["seed"] and "under a red umbrella" in meta["prompt"]
-    assert manifest["redos"]["storyboard"]["2"] == [{"take": 1, "feedback": "under a red umbrella"}]
+    assert manifest["redos"]["storyboard"]["2"] == [{"take": 1, "feedback": "under a red umbrella", "rewrote_story": False}]
 
 
 def test_a_clip_redo_animates_again_with_a_new_seed_and_the_reviewers_words(tmp_path, monkeypatch, tiny_weights):

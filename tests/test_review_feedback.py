@@ -116,3 +116,15 @@ def test_an_llm_designer_rewrites_only_the_named_shots(tmp_path):
     assert "make it night" in rewrite_request and "shot(s) 2" in rewrite_request
     assert result.script.shots[1].background == "the vegetable garden at night"
     assert result.script.shots[0] == base.shots[0] and result.script.shots[2] == base.shots[2]
+
+
+def test_a_finished_review_is_not_asked_again_even_after_words_rewrote_the_story(tmp_path):
+    """The reviewer's own words rewrote shot 2 after the story was approved: that is still the story they
+    approved, so reopening the finished run asks nothing and redoes nothing."""
+    io = ScriptedIO(["ok", "redo 2: make it night", "ok", "ok"])
+    run_crew(cfg(shots=3), tmp_path, show_progress=False, io=io)
+    before = contents(tmp_path)
+    again = ScriptedIO([])
+    result = run_crew(cfg(shots=3), tmp_path, resume=True, show_progress=False, io=again)
+    assert again.questions == [] and result.film is not None
+    assert contents(tmp_path) == before

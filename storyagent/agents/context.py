@@ -15,7 +15,7 @@ from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.backend import Backend, select_backend
 from storyagent.tools.story import Rewriter, offline_rewriter
 from storyagent.tools.subject import PreparedSubject
-from storyagent.workspace import Workspace
+from storyagent.workspace import Workspace, hash_json
 
 STAGES = ("story", "storyboard", "video")
 STAGE_AGENT = {"story": "story_designer", "storyboard": "storyboard_generator", "video": "video_creator"}
@@ -110,9 +110,20 @@ class CrewContext:
     """How a reviewer's words become new shot text: the LLM Story Designer, or the offline planner."""
     report: str = ""
     """What the last tool call changed, in words, for the next human review."""
+    terminal: bool = True
+    """The reviewer sits at this terminal (tables and picture previews are printed there); False when the
+    review questions go to another front end (the studio, a notebook, a test)."""
 
     def __post_init__(self) -> None:
         if self.backend is None:
             self.backend = select_backend(self.cfg)
         if self.rewrite is None:
             self.rewrite = offline_rewriter(self.cfg)
+
+
+def approval(ctx: CrewContext, stage: str) -> dict[str, str]:
+    """What a reviewer's approval of `stage` covers: the reviewer, and the stage's work as it is now."""
+    work: object = {"story": lambda: ctx.script.model_dump(mode="json") if ctx.script else None,
+                    "storyboard": lambda: [(f.shot, f.input_hash) for f in ctx.storyboard],
+                    "video": lambda: [(c.shot, c.input_hash) for c in ctx.clips]}[stage]()
+    return {"by": ctx.review, "work": hash_json(work)}

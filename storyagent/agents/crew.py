@@ -88,8 +88,8 @@ def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show
     # 0. The subject preparation stage: reference frames and masks, and what the backend learns from them.
     subject = prepare_subject(ws, cfg, backend.reference_masks())
     backend.prepare_subject(ws, subject, show_progress)
-    ctx = CrewContext(ws=ws, cfg=cfg, subject=subject, llm=llm, review=cfg.review,
-                      show_progress=show_progress, max_rounds=max_rounds, backend=backend)
+    ctx = CrewContext(ws=ws, cfg=cfg, subject=subject, llm=llm, review=cfg.review, show_progress=show_progress,
+                      max_rounds=max_rounds, backend=backend, terminal=io is None)
 
     # 1. The crew.
     director = UserProxyAgent(DIRECTOR, human_input_mode="NEVER", code_execution_config=False, llm_config=False,

@@ -15,10 +15,9 @@ from typing import Any
 
 from autogen import Agent, GroupChat
 
-from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, parse_verdict
+from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, approval, parse_verdict
 from storyagent.errors import StoryAgentError
 from storyagent.tools.story import STORY_FILE, load_story
-from storyagent.workspace import hash_json
 
 MAX_TOOL_ATTEMPTS = 3
 
@@ -130,19 +129,11 @@ class Protocol:
     def _reviewing(self) -> bool:
         if not self.has_observer or self.ctx.approve_rest:
             return False
-        if self.ctx.ws.manifest.get("approved", {}).get(self.ctx.stage) == self._approval():
+        if self.ctx.ws.manifest.get("approved", {}).get(self.ctx.stage) == approval(self.ctx, self.ctx.stage):
             # A resumed session: this reviewer approved exactly this work before; it is not asked again.
             self.ctx.events.append(f"{self.ctx.stage}: approved in an earlier session and unchanged since")
             return False
         return True
-
-    def _approval(self) -> dict[str, str]:
-        """What an approval of the current stage covers: the reviewer and the work as it is now."""
-        ctx = self.ctx
-        work: object = {"story": lambda: ctx.script.model_dump(mode="json") if ctx.script else None,
-                        "storyboard": lambda: [(f.shot, f.input_hash) for f in ctx.storyboard],
-                        "video": lambda: [(c.shot, c.input_hash) for c in ctx.clips]}[ctx.stage]()
-        return {"by": ctx.review, "work": hash_json(work)}
 
     def _adopt_story_edits(self) -> None:
         """A reviewer may edit story.json (by hand, or in the studio's table) before approving the story:
@@ -155,7 +146,7 @@ class Protocol:
                 ctx.events.append("story: the reviewer's edits to story.json were taken")
 
     def _record_approval(self) -> None:
-        self.ctx.ws.manifest.setdefault("approved", {})[self.ctx.stage] = self._approval()
+        self.ctx.ws.manifest.setdefault("approved", {})[self.ctx.stage] = approval(self.ctx, self.ctx.stage)
         self.ctx.ws.save()
 
     def _advance(self) -> str | None:

@@ -166,9 +166,9 @@ class HumanObserver(UserProxyAgent):
         ctx = self.ctx
         where = {"story": "story.json", "storyboard": "storyboard.png (pictures in storyboard/)",
                  "video": "shots/shot_NN.mp4"}[ctx.stage]
-        if ctx.stage == "story" and ctx.script is not None:
+        if ctx.terminal and ctx.stage == "story" and ctx.script is not None:
             show_shot_table(ctx.script)
-        if ctx.stage == "storyboard":
+        if ctx.terminal and ctx.stage == "storyboard":
             show_picture(ctx.ws.path("storyboard.png"))
         changed, ctx.report = (f"{ctx.report}\n" if ctx.report else ""), ""
         question = (f"\n[{ctx.stage}] ready in {ctx.ws.root / where.split(' ')[0]}  ({where})\n{changed}"

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from autogen import Agent, AssistantAgent, ConversableAgent, register_function
 
-from storyagent.agents.context import STAGE_AGENT, CrewContext
+from storyagent.agents.context import STAGE_AGENT, CrewContext, approval
 from storyagent.agents.designer import role_message
 from storyagent.tools.per_shot import record_redo
 from storyagent.tools.story import revise_shots, save_story
@@ -76,8 +76,12 @@ def take_review(ctx: CrewContext, stage: str, sel: ShotSelection) -> str:
         revision = revise_shots(ctx.script, sel.shots, sel.feedback, ctx.rewrite)
         changed = revision.changed
         if changed:
+            approved = ctx.ws.manifest.get("approved", {})
+            story_was_approved = approved.get("story") == approval(ctx, "story")
             ctx.script = revision.script
             save_story(ctx.ws, ctx.cfg, ctx.script, f"rewritten after the {stage} review")
+            if story_was_approved:  # the reviewer's own words changed it: still the story they approved
+                approved["story"] = approval(ctx, "story")
         if revision.unchanged:
             heard = (f"The words {sel.feedback!r} changed nothing in the text of shot(s) {_listed(revision.unchanged)}; "
                      "they are redone with a new seed. ")

@@ -53,9 +53,11 @@ def record_redo(ws: Workspace, stage: str, indices: Iterable[int], feedback: str
 
 
 def shot_feedback(ws: Workspace, stage: str, index: int) -> str:
-    """Every word a reviewer gave for this shot's `stage`, oldest first ("" when none)."""
+    """A reviewer's words for this shot's `stage` that the story could not take in, oldest first ("" when
+    none). Words that rewrote the shot's text ("make it night") are already in it; the rest ("under a red
+    umbrella" to the offline planner) reach the image or video model's prompt this way."""
     redos = ws.manifest.get("redos", {}).get(stage, {}).get(str(index), [])
-    return "; ".join(r["feedback"] for r in redos if r.get("feedback"))
+    return "; ".join(r["feedback"] for r in redos if r.get("feedback") and not r.get("rewrote_story"))
 
 
 def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label: str, kind: type[A],
