@@ -7,7 +7,11 @@ weights folder and loaded from there through `STORYAGENT_WEIGHTS_*`, as a real i
 them. Then the stages run as the crew runs them: the subject (reference frames and LangSAM
 masks; StoryAnyDoor and LoRA-BE fine-tunes, short ones), the storyboard (StoryDiffusion, LangSAM,
 removal, StoryAnyDoor redraw), the video (DynamiCrafter + LoRA-BE per shot) and the assembly.
-Each mode trains its fine-tunes again (--finetune force), so both time the same work.
+Each mode trains its fine-tunes again (--finetune force), so both time the same work. A stage's
+time includes loading its models from disk, as in a real run; its peak is the GPU memory peak
+while it ran (models wait on the CPU between stages). Building and saving the full-size weights
+takes a few minutes; where one command may run for 10 minutes only, run the modes one at a time
+(`--modes default`, then `--modes low-vram`).
 
     python benchmarks/e2e_diffusion.py --random-weights   # CUDA, full-size models
     python benchmarks/e2e_diffusion.py --tiny             # CPU smoke run with the tiny test models
@@ -177,6 +181,8 @@ def main() -> None:
     parser.add_argument("--modes", default="default,low-vram", help="comma-separated: default, low-vram")
     args = parser.parse_args()
 
+    if args.random_weights and not torch.cuda.is_available():
+        sys.exit("--random-weights builds every model at full size and needs a CUDA GPU; use --tiny on the CPU.")
     from storyagent.config import RunConfig
     from storyagent.weights import env_var
 
