@@ -251,11 +251,27 @@ def test_a_clip_redo_animates_again_with_a_new_seed_and_the_reviewers_words(tmp_
     use(monkeypatch, tiny_weights)
     cfg = diffusion_config(PIP, shots=2, finetune="off")
     first = run_crew(cfg, tmp_path, show_progress=False)
-    io = ScriptedIO(["ok", "ok", "redo 2: slowly turning its head", "ok"])
+    # Words the story takes in (an action) rewrite shot 2's text, so its picture and clip follow it;
+    # words it cannot take in lead the video model's prompt for that shot alone.
+    io = ScriptedIO(["ok", "ok", "redo 2: slowly turning its head", "redo 2: with more zing", "ok"])
+    metas = []
+    from storyagent.tools.diffusion import DiffusionBackend
+
+    animate = DiffusionBackend.animate
+
+    def recording(self, ws, shot, board, input_hash, seed):
+        clip = animate(self, ws, shot, board, input_hash, seed)
+        metas.append((shot.index, clip.meta))
+        return clip
+
+    monkeypatch.setattr(DiffusionBackend, "animate", recording)
     again = run_crew(cfg.model_copy(update={"review": "human"}), tmp_path, resume=True, show_progress=False, io=io)
     assert again.clips[0] == first.clips[0], "shot 1 untouched"
-    old, new = first.clips[1].meta, again.clips[1].meta
-    assert new["seed"] != old["seed"] and new["prompt"].startswith("slowly turning its head, ")
+    assert [i for i, _ in metas] == [2, 2], "only shot 2 is animated, once per redo"
+    (_, understood), (_, not_understood) = metas
+    assert understood["seed"] != first.clips[1].meta["seed"] and "turning its head" in understood["prompt"]
+    assert "turning its head" in again.script.shots[1].subject_action
+    assert not_understood["prompt"].startswith("with more zing, ") and "turning its head" in not_understood["prompt"]
 
 
 def test_an_interrupted_finetune_resumes_where_it_stopped(tmp_path, monkeypatch, tiny_weights, subject_folder):

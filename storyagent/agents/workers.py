@@ -7,8 +7,10 @@ verdict and asks for the same call itself.
 """
 
 
+import contextlib
 import functools
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from autogen import Agent, AssistantAgent, ConversableAgent, register_function
@@ -49,7 +51,8 @@ def make_video_creator(ctx: CrewContext) -> ConversableAgent:
         heard = take_review(ctx, "video", sel) if sel.shots or sel.feedback else ""
         # Words that change how a shot looks ("make it night") change its text, so its picture is
         # stale: it is redrawn before it is animated, never animated from the old picture.
-        redrawn = draw_storyboard(ctx)
+        with approval_kept(ctx, "storyboard"):
+            redrawn = draw_storyboard(ctx)
         first = (f"Shot{'s' if len(redrawn) > 1 else ''} {_listed(redrawn)}: storyboard picture redrawn first, "
                  "since the words change how the shot looks. ") if redrawn else ""
         before = {c.shot: c.input_hash for c in ctx.clips}
@@ -76,17 +79,26 @@ def take_review(ctx: CrewContext, stage: str, sel: ShotSelection) -> str:
         revision = revise_shots(ctx.script, sel.shots, sel.feedback, ctx.rewrite)
         changed = revision.changed
         if changed:
-            approved = ctx.ws.manifest.get("approved", {})
-            story_was_approved = approved.get("story") == approval(ctx, "story")
-            ctx.script = revision.script
-            save_story(ctx.ws, ctx.cfg, ctx.script, f"rewritten after the {stage} review")
-            if story_was_approved:  # the reviewer's own words changed it: still the story they approved
-                approved["story"] = approval(ctx, "story")
+            with approval_kept(ctx, "story"):
+                ctx.script = revision.script
+                save_story(ctx.ws, ctx.cfg, ctx.script, f"rewritten after the {stage} review")
         if revision.unchanged:
             heard = (f"The words {sel.feedback!r} changed nothing in the text of shot(s) {_listed(revision.unchanged)}; "
                      "they are redone with a new seed. ")
     record_redo(ctx.ws, stage, targets, sel.feedback, rewritten=changed)
     return heard
+
+
+@contextlib.contextmanager
+def approval_kept(ctx: CrewContext, stage: str) -> Iterator[None]:
+    """An approved stage whose work the reviewer's own later words change stays approved: reopening the
+    run does not ask again about what they asked for."""
+    approved = ctx.ws.manifest.get("approved", {})
+    was_approved = approved.get(stage) == approval(ctx, stage)
+    yield
+    if was_approved and approved.get(stage) != approval(ctx, stage):
+        approved[stage] = approval(ctx, stage)
+        ctx.ws.save()
 
 
 def draw_storyboard(ctx: CrewContext) -> list[int]:

@@ -112,9 +112,10 @@ class DiffusionBackend(Backend):
         shared = hash_json({"settings": settings.model_dump(mode="json"), "subject": subject.input_hash,
                             "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name})
         seeds = {s.index: settings.seed + s.index + 1000 * shot_take(ws, "storyboard", s.index) for s in script.shots}
+        notes = {s.index: shot_feedback(ws, "storyboard", s.index) for s in script.shots}
 
         def frame_hash(shot: Shot, identity: IdentityPass) -> str:
-            return hash_json({"shared": shared, "identity": asdict(identity), "text": shot_text(shot),
+            return hash_json({"shared": shared, "identity": asdict(identity), "text": shot_text(shot, notes),
                               "seed": seeds[shot.index]})
 
         keys = {s.index: shot_key(STORYBOARD_DIR, s.index) for s in script.shots}
@@ -123,10 +124,10 @@ class DiffusionBackend(Backend):
         stale = [s.index for s in script.shots if identity is None or not ws.fresh(keys[s.index], frame_hash(s, identity))]
         if identity is None or len(stale) == len(script.shots):
             first = script.shots[:settings.num_identity]
-            identity = IdentityPass(prompts=[shot_text(s) for s in first], seeds=[seeds[s.index] for s in first])
+            identity = IdentityPass(prompts=[shot_text(s, notes) for s in first], seeds=[seeds[s.index] for s in first])
         if stale:
             try:
-                self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity,
+                self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity, notes,
                                       lambda shot: frame_hash(shot, identity), show_progress)
             finally:
                 # Kept even when a shot failed: the shots drawn with this pass stay fresh on --resume.
@@ -136,7 +137,7 @@ class DiffusionBackend(Backend):
 
     def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
                          settings: DiffusionStoryboardConfig, only: list[int], seeds: dict[int, int],
-                         identity: IdentityPass, frame_hash, show_progress: bool) -> None:
+                         identity: IdentityPass, notes: dict[int, str], frame_hash, show_progress: bool) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
         from storyagent.models.anydoor.finetune import apply_finetune
         from storyagent.tools.diffusion_storyboard import StoryboardModels, generate_storyboard_diffusion
@@ -154,7 +155,7 @@ class DiffusionBackend(Backend):
         # Records every drawn shot's frame (the initial picture where the subject was not found)
         # under its `shot_key`, once.
         generate_storyboard_diffusion(script, subject.subject, ws.root, settings, models=models, redraw=redraw,
-                                      workspace=ws, only=only, seeds=seeds, identity=identity,
+                                      workspace=ws, only=only, seeds=seeds, identity=identity, notes=notes,
                                       frame_hash=frame_hash, show_progress=show_progress)
 
     def finetune_key(self, model: str) -> str | None:

@@ -143,8 +143,12 @@ def langsam_config(config: DiffusionStoryboardConfig) -> LangSAMConfig:
     return LangSAMConfig(box_threshold=config.box_threshold, text_threshold=config.text_threshold)
 
 
-def shot_text(shot: Shot) -> str:
-    return f"{shot.subject_action}, {shot.description}, {shot.background}, {shot.shot_type.value} shot"
+def shot_text(shot: Shot, notes: Mapping[int, str] | None = None) -> str:
+    """The image prompt of a shot: its text, led by the reviewer's words for it that the story could not
+    take in (`notes`, by shot number; see `per_shot.shot_feedback`)."""
+    text = f"{shot.subject_action}, {shot.description}, {shot.background}, {shot.shot_type.value} shot"
+    note = (notes or {}).get(shot.index, "")
+    return f"{note}, {text}" if note else text
 
 
 def subject_words(subject: Subject, config: DiffusionStoryboardConfig) -> tuple[str, str]:
@@ -185,6 +189,7 @@ def generate_storyboard_diffusion(
     seeds: Mapping[int, int] | None = None,
     identity: IdentityPass | None = None,
     frame_hash: Callable[[Shot], str] | None = None,
+    notes: Mapping[int, str] | None = None,
     show_progress: bool = True,
 ) -> DiffusionStoryboard:
     """Draw, mask, clear (and optionally redraw) the shots numbered in `only` (default: all).
@@ -195,6 +200,7 @@ def generate_storyboard_diffusion(
     intermediate pictures under `storyboard/shot_NN_initial` and `..._removed`, and the shot's
     storyboard frame (the redrawn picture, else the initial one) under `storyboard/shot_NN`, with
     `frame_hash(shot)` when given (the caller's cache key) or else the shot's own settings hash.
+    `notes` are a reviewer's words per shot number that lead that shot's prompt (`shot_text`).
     """
     config = config or DiffusionStoryboardConfig()
     root = Path(run_dir)
@@ -216,7 +222,7 @@ def generate_storyboard_diffusion(
         def draw():
             progress.update(task, completed=0)
             with models.running(models.story):
-                return models.story([shot_text(s) for s in shots], described, seed=config.seed, seeds=shot_seeds,
+                return models.story([shot_text(s, notes) for s in shots], described, seed=config.seed, seeds=shot_seeds,
                                     identity=identity, only=drawn, output_type="np",
                                     on_step=lambda: progress.advance(task))
 
