@@ -34,7 +34,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmarks' full-size builders
 
-from storyagent.models import placement  # noqa: E402
+from storyagent.models import placement
 
 STAGES = ("subject: frames + LangSAM masks", "subject: fine-tunes", "storyboard", "video", "assembly")
 
