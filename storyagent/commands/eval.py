@@ -20,7 +20,7 @@ app = typer.Typer(
 SubjectOpt = Annotated[Optional[Path], typer.Option(
     "--subject", "-s", help="Reference subject media to compare against (default: each run's own subject).")]
 ClipOpt = Annotated[Optional[Path], typer.Option(
-    help="CLIP folder (transformers) for CLIP-score, CLIP-temp, CLIP-I (default: the cached clip-vit-l-14).")]
+    help="CLIP folder (transformers) for CLIP-score and CLIP-temp as EvalCrafter computes them (default: the cached clip-vit-b-32).")]
 DinoOpt = Annotated[Optional[Path], typer.Option(help="DINO / DINOv2 folder for subject consistency (default: cached dinov2-vitg14).")]
 RaftOpt = Annotated[Optional[Path], typer.Option(help="torchvision RAFT checkpoint (default: OpenCV Farnebäck flow, no weights).")]
 RaftSmallOpt = Annotated[bool, typer.Option("--raft-small", help="The --raft checkpoint is RAFT-small.")]

@@ -12,7 +12,7 @@ into the freed region; (3) animate.
 - `storyagent`: the paper's pipeline (`FineTunedGenerator`): StoryAnyDoor and LoRA-BE fine-tuned
   per character on the training episode (`tools/finetunes.py`, cached by content), the caption
   naming the character by its LoRA-BE token.
-- `dc`: the paper's "DC" ablation: as `storyagent`, but DynamiCrafter's fine-tune learns no
+- `dc`: the "DC-lora-only" ablation of the authors' comparison page: as `storyagent`, but DynamiCrafter's fine-tune learns no
   block-wise token embeddings (`LoRABEConfig.blockwise_embeddings=False`).
 """
 
@@ -130,7 +130,7 @@ class FineTunedGenerator(DiffusionGenerator):
     character on its training episode (and found in the StoryAgent cache afterwards)."""
 
     name: str = "StoryAgent (StoryAnyDoor + LoRA-BE DynamiCrafter)"
-    blockwise_embeddings: bool = field(default=True, metadata={"help": "False: the paper's DC ablation (LoRA alone)."})
+    blockwise_embeddings: bool = field(default=True, metadata={"help": "False: the DC-lora-only ablation (LoRA alone, no block-wise embeddings)."})
     preset: str = field(default="paper", metadata={"help": "Fine-tune preset: paper or quick (tools/finetunes.py)."})
     anydoor_steps: int | None = field(default=None, metadata={"help": "StoryAnyDoor training steps (default: the preset's)."})
     lora_be_epochs: int | None = field(default=None, metadata={"help": "LoRA-BE epochs (default: the preset's)."})
@@ -187,7 +187,7 @@ class FineTunedGenerator(DiffusionGenerator):
 
 
 class _EvalFineTunes(SubjectFineTunes):
-    """The run's fine-tunes, with LoRA-BE's block-wise embeddings switchable (the DC ablation),
+    """The run's fine-tunes, with LoRA-BE's block-wise embeddings switchable (the DC-lora-only ablation),
     cached under a key of their own when switched off."""
 
     def __init__(self, cfg, subject, masks, show_progress: bool, blockwise: bool) -> None:

@@ -74,8 +74,8 @@ class AnyDoorPipeline:
         needed = ["config.json", "unet", "controlnet", "vae", "image_encoder"]
         if not path.is_dir() or any(not (path / n).exists() for n in needed):
             raise WeightsNotFoundError(
-                f"{path} is not a converted AnyDoor folder (needs {', '.join(needed)}); convert the official "
-                "checkpoint with `python -m storyagent.models.anydoor.convert CKPT --dinov2 PTH OUT_DIR`.")
+                f"{path} is not a converted AnyDoor folder (needs {', '.join(needed)}); run "
+                "`storyagent weights fetch anydoor`, which downloads and converts it once.")
         config = AnyDoorConfig.from_json(path / "config.json")
         pipe = cls(
             unet=UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch_dtype),

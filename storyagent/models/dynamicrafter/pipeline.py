@@ -102,12 +102,11 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
         if folder.is_file() or not (folder / "config.json").exists():
             raise WeightsNotFoundError(
                 f"{folder} is not a converted DynamiCrafter folder (config.json, {'/, '.join(COMPONENTS)}/); "
-                f"run `storyagent weights fetch {name}` and then "
-                f"`python -m storyagent.models.dynamicrafter.convert model.ckpt OUT_DIR --variant {variant}`."
+                f"run `storyagent weights fetch {name}`, which downloads and converts it once."
             )
         if missing := missing_components(folder):
             raise WeightsNotFoundError(f"{folder} lacks {', '.join(m + '/' for m in missing)}; "
-                                       "convert the checkpoint again with storyagent.models.dynamicrafter.convert.")
+                                       f"run `storyagent weights fetch {name}` to convert it again.")
         config = DynamiCrafterConfig.from_json(folder / "config.json")
         with torch.device("meta"):
             unet, vae, resampler = DynamiCrafterUNet(config.unet), build_vae(config.vae), Resampler(config.resampler)
