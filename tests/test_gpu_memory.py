@@ -11,6 +11,7 @@ import torch
 
 from storyagent.models import placement
 from storyagent.tools.shot_failure import ShotFailedError
+from tests.helpers_diffusion import save_tiny_diffusion_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 PIP = ROOT / "examples" / "pip" / "pip.png"
@@ -18,19 +19,7 @@ PIP = ROOT / "examples" / "pip" / "pip.png"
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    from storyagent.models.anydoor.testing import tiny_pipeline as anydoor_tiny
-    from storyagent.models.dynamicrafter.testing import tiny_pipeline
-    from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
-    from storyagent.models.storydiffusion.testing import tiny_sdxl
-
-    root = tmp_path_factory.mktemp("weights")
-    tiny_sdxl().save_pretrained(root / "sdxl")
-    save_tiny_grounding_dino(root / "gdino")
-    sam = save_tiny_sam(root / "sam_vit_b.pth")
-    anydoor_tiny().save_pretrained(root / "anydoor")
-    tiny_pipeline().save_pretrained(root / "dc")
-    return {"sdxl-base": root / "sdxl", "grounding-dino-base": root / "gdino", "sam-vit-h": sam,
-            "anydoor": root / "anydoor", "dynamicrafter-512": root / "dc"}
+    return save_tiny_diffusion_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture()
