@@ -21,7 +21,7 @@ import numpy as np
 
 from storyagent.errors import InputError
 from storyagent.media import MIN_SIDE, VIDEO_SUFFIXES, check_mask, read_image, read_mask, segment_subject
-from storyagent.media.reading import check_size, sibling_mask
+from storyagent.media.reading import decode_video, probe_video, sibling_mask
 
 Segmenter = Callable[[list[np.ndarray]], list[tuple[np.ndarray, str]]]
 """Frames (H, W, 3) uint8 -> one (mask (H, W) bool, how it was made) per frame."""
@@ -133,61 +133,17 @@ def photo_clip(file: Path, segment: Segmenter | None = None, max_side: int = 512
     return Clip(rgb[None], still=True, source=file, **_stacked(subject_masks([rgb], file, alpha, segment)))
 
 
-def _probe_video(file: Path) -> tuple[int, float | None]:
-    """(frame count, frames per second or None) without decoding: packets are counted, not frames,
-    because containers such as GIF and WebM often leave the stream's frame count at 0."""
-    import av
-
-    try:
-        with av.open(str(file)) as container:
-            if not container.streams.video:
-                raise InputError(f"{file.name} has no video stream.")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            count = sum(1 for packet in container.demux(stream) if packet.size)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"Cannot read video {file.name}: {exc}. Is the file complete?") from exc
-    if count == 0:
-        raise InputError(f"Video {file.name} holds no frames; record a few seconds of the subject.")
-    return count, float(rate) if rate else None
-
-
-def _decode_frames(file: Path, wanted: set[int], max_side: int) -> dict[int, np.ndarray]:
-    """The frames at `wanted` indices, streamed: every frame is decoded (inter-coded video needs
-    that) but only the wanted ones are converted to RGB and kept."""
-    import av
-
-    last = max(wanted)
-    kept: dict[int, np.ndarray] = {}
-    try:
-        with av.open(str(file)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    rgb = frame.to_ndarray(format="rgb24")
-                    if not kept:
-                        check_size(rgb, file, MIN_SIDE)
-                    kept[i] = fit_long_side(rgb, max_side)
-                if i >= last:
-                    break
-    except InputError:
-        raise
-    except Exception as exc:
-        if not kept:
-            raise InputError(f"Cannot read video {file.name}: {exc}. Is the file complete?") from exc
-        # A damaged tail still leaves the windows decoded before it.
-    return kept
-
-
 def video_clips(file: Path, frames: int = 16, segment: Segmenter | None = None, max_clips: int = 4,
                 max_side: int = 512, seconds: float = CLIP_SECONDS) -> list[Clip]:
     """Up to `max_clips` windows of `frames` consecutive frames of a video at one stride (see `plan_windows`)."""
-    count, fps = _probe_video(file)
+    count, fps = probe_video(file)
+    if count == 0:
+        raise InputError(f"Video {file.name} holds no frames; record a few seconds of the subject.")
     stride, windows = plan_windows(count, frames, target_stride(fps, frames, seconds), max_clips)
-    decoded = _decode_frames(file, {i for w in windows for i in w}, max_side)
+    # Decoded at full size and then shrunk here: libswscale's shrink (decode_video's max_side) shifts
+    # grey levels a little, and the clips are training data.
+    decoded = {i: fit_long_side(rgb, max_side)
+               for i, rgb in decode_video(file, {i for w in windows for i in w}, min_side=MIN_SIDE).items()}
     clip_fps = fps / stride if fps else None
     clips = []
     for window in windows:
