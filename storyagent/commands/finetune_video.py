@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import numpy as np
 import typer
 
 from storyagent.commands import fail
@@ -37,8 +36,9 @@ def pick_segmenter(choice: str, device: str, class_word: str) -> Segmenter | Non
     when both of its weights are cached; else None (the media module's cut-out).
 
     LangSAM looks for `class_word`; in a frame where it finds nothing the frame falls back to the
-    GrabCut cut-out, labelled as such ("grabcut", ...). A mask file beside the media or a photo's
-    alpha channel still wins over both (see `storyagent.models.lora_be.data.subject_masks`).
+    GrabCut cut-out, labelled as such ("grabcut (LangSAM found no rabbit)"), as in a diffusion run's
+    subject stage (`tools.subject.LangSAMMasks`, the same masks). A mask file beside the media or a
+    photo's alpha channel still wins over both (see `storyagent.models.lora_be.data.subject_masks`).
     """
     from storyagent.weights import weights_available
 
@@ -46,16 +46,9 @@ def pick_segmenter(choice: str, device: str, class_word: str) -> Segmenter | Non
         return None
     if choice == "auto" and not (weights_available("grounding-dino-base") and weights_available("sam-vit-h")):
         return None
-    from storyagent.media import segment_subject
-    from storyagent.models.langsam import LangSAMPipeline
+    from storyagent.tools.subject import LangSAMMasks
 
-    langsam = LangSAMPipeline.from_pretrained(device=device)
-
-    def segment(frames: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
-        return [(result.mask, "langsam") if result.found else segment_subject(frame)
-                for frame, result in zip(frames, langsam(frames, class_word))]
-
-    return segment
+    return LangSAMMasks(class_word, device)
 
 
 @app.command("video")
