@@ -85,7 +85,7 @@ def run_mode(mode: str, args: argparse.Namespace, device: torch.device) -> dict[
         torch.cuda.reset_peak_memory_stats()
     times = [once() for _ in range(args.repeats)]
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    del pipe
+    pipe = None  # drop the model before the next mode is built (`once` holds the name, not the object)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
