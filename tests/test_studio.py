@@ -329,15 +329,21 @@ def test_uploads_are_checked_before_anything_is_made(tmp_path):
     with open(big, "wb") as f:  # sparse: the size without the disk space
         f.truncate(MAX_UPLOAD_BYTES + 1)
     clip.write_bytes(b"x")
+    many = []
+    for i in range(6):  # 6 x 199 MB: each under the per-file limit, together over the film's
+        many.append(tmp_path / f"clip{i}.mp4")
+        with open(many[-1], "wb") as f:
+            f.truncate(199 * 2**20)
     answers = {}
-    for files in ([], [empty], [big], [tmp_path / "x.exe"]):
+    for files in ([], [empty], [big], [tmp_path / "x.exe"], many):
         with pytest.raises(InputError) as exc:
             check_uploads(files)
         answers[len(answers)] = str(exc.value)
     assert answers == {0: "Upload at least one photo or short clip of your character.",
                        1: "empty.png is empty; upload the photo or clip again.",
                        2: "big.mp4 is 200 MB; the limit is 200 MB per file.",
-                       3: "x.exe is not a photo or clip; upload png/jpg/webp pictures or mp4/mov/webm/gif clips."}
+                       3: "x.exe is not a photo or clip; upload png/jpg/webp pictures or mp4/mov/webm/gif clips.",
+                       4: "The uploads come to 1194 MB; the limit is 1024 MB for one film: a few short clips are enough."}
     assert check_uploads([str(clip), PIP]) == [clip, PIP]
 
 

@@ -25,6 +25,8 @@ from storyagent.schemas import StoryScript, format_validation_error
 RUN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_UPLOADS = 32
+MAX_TOTAL_UPLOAD_BYTES = 1024 * 1024 * 1024
+"""All of one film's uploads together: a reference needs a few short clips, not a film archive."""
 UPLOADS = "uploads"
 """Where a run's uploaded photos and clips are kept, inside its run folder."""
 STORY_COLUMNS = ["shot", "shot type", "camera", "background", "action", "narration"]
@@ -88,6 +90,7 @@ def check_uploads(files: list[str | Path] | None) -> list[Path]:
     if len(paths) > MAX_UPLOADS:
         raise InputError(f"{len(paths)} files were uploaded; the studio takes at most {MAX_UPLOADS}.")
     allowed = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    total = 0
     for p in paths:
         if p.suffix.lower() not in allowed:
             raise InputError(f"{p.name} is not a photo or clip; upload png/jpg/webp pictures or mp4/mov/webm/gif clips.")
@@ -96,6 +99,10 @@ def check_uploads(files: list[str | Path] | None) -> list[Path]:
             raise InputError(f"{p.name} is empty; upload the photo or clip again.")
         if size > MAX_UPLOAD_BYTES:
             raise InputError(f"{p.name} is {size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.")
+        total += size
+    if total > MAX_TOTAL_UPLOAD_BYTES:
+        raise InputError(f"The uploads come to {total / 2**20:.0f} MB; the limit is {MAX_TOTAL_UPLOAD_BYTES // 2**20} MB "
+                         "for one film: a few short clips are enough.")
     return paths
 
 
