@@ -72,7 +72,7 @@ def test_stacked_feedback_rewrites_the_shot_and_is_never_glued_into_the_text(tmp
     assert "garden" not in shot.narration.lower(), "the narration follows the shot to the kitchen"
     story = json.loads((tmp_path / "story.json").read_text())
     assert story["shots"][1]["background"] == shot.background, "story.json holds the rewritten shot"
-    assert "Storyboard redrawn now: shot 2; unchanged: shot 1, 3, 4." in io.questions[2]
+    assert "Storyboard drawn now: shot 2; unchanged: shot 1, 3, 4." in io.questions[2]
 
 
 def test_stage_wide_feedback_rewrites_every_shot_coherently(tmp_path):
@@ -87,7 +87,7 @@ def test_words_the_planner_cannot_read_are_said_so_and_the_shot_is_redrawn(tmp_p
     io = ScriptedIO(["ok", "redo 3: more zing please", "ok", "ok"])
     result = run_crew(cfg(shots=3), tmp_path, show_progress=False, io=io)
     assert "changed nothing in the text of shot(s) 3" in io.questions[2]
-    assert "Storyboard redrawn now: shot 3" in io.questions[2], "a new take (new seed) all the same"
+    assert "Storyboard drawn now: shot 3" in io.questions[2], "a new take (new seed) all the same"
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     assert manifest["redos"]["storyboard"]["3"][0]["rewrote_story"] is False
     assert result.film is not None

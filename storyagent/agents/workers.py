@@ -117,7 +117,7 @@ def _changes(what: str, made: list[int], num_shots: int, heard: str) -> str:
     kept = [i for i in range(1, num_shots + 1) if i not in made]
     if not made:
         return heard + f"No {what} changed."
-    verb = "redrawn" if what == "storyboard" else "animated"
+    verb = "drawn" if what == "storyboard" else "animated"
     return heard + (f"{what.capitalize()} {verb} now: shot {_listed(made)}" +
                     (f"; unchanged: shot {_listed(kept)}." if kept else "."))
 
