@@ -118,6 +118,11 @@ def flintstones_episode(global_id: str) -> str:
     return found.group(1) if found else global_id.split("_shot")[0]
 
 
+def flintstones_names(character: dict) -> set[str]:
+    """The lower-case names an annotated FlintstonesSV character answers to (entity label, NPC label)."""
+    return {n for n in (str(character.get("entityLabel", "")).lower(), str(character.get("labelNPC", "")).lower()) if n}
+
+
 class FlintstonesIndex(DatasetIndex):
     format = "flintstones"
 
@@ -131,8 +136,7 @@ class FlintstonesIndex(DatasetIndex):
             gid = str(item["globalID"])
             if not (root / "video_frames_sampled" / f"{gid}.npy").exists():
                 continue
-            names = frozenset(n for c in item.get("characters", []) if c.get("rectangles")
-                              for n in (str(c.get("entityLabel", "")).lower(), str(c.get("labelNPC", "")).lower()) if n)
+            names = frozenset(n for c in item.get("characters", []) if c.get("rectangles") for n in flintstones_names(c))
             self.items[gid] = item
             clips.append(ClipInfo(gid, flintstones_episode(gid), names, item.get("description", "")))
         super().__init__(root, clips)
@@ -142,8 +146,7 @@ class FlintstonesIndex(DatasetIndex):
         frames = np.load(self.root / "video_frames_sampled" / f"{clip_id}.npy", allow_pickle=False)
         frames = [np.ascontiguousarray(f[..., :3]).astype(np.uint8) for f in frames]
         h, w = frames[0].shape[:2]
-        match = next(c for c in item["characters"] if c.get("rectangles") and wanted in
-                     (str(c.get("entityLabel", "")).lower(), str(c.get("labelNPC", "")).lower()))
+        match = next(c for c in item["characters"] if c.get("rectangles") and wanted in flintstones_names(c))
         box = [float(v) for v in match["rectangles"][0]]
         if max(box[0], box[2]) > w or max(box[1], box[3]) > h:
             # Boxes annotated on the source video (640×480) while the sampled frames are smaller.
