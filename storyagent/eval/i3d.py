@@ -5,7 +5,7 @@ CVPR 2017. Module names follow the widely used PyTorch port's state-dict layout
 (`Conv3d_1a_7x7.conv3d.weight`, `Mixed_3b.b1b.bn.running_mean`, `logits.conv3d.bias`, ...), so its
 Kinetics-400 RGB checkpoints load as they are. TensorFlow-style "SAME" padding is computed per
 input, as in the original model. With the same weights its logits equal piergiaj/pytorch-i3d's
-`InceptionI3d` (tests/fixtures/parity/i3d_fvd) wherever that model's final [2, 7, 7] average pool
+`InceptionI3d` (tests/support/fixtures/parity/i3d_fvd) wherever that model's final [2, 7, 7] average pool
 covers the whole feature map, as it does for FVD's 16-frame 224×224 clips.
 """
 

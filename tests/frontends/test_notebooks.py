@@ -1,0 +1,88 @@
+"""The walkthroughs in notebooks/: kept without outputs in the repository, linked from the README, and each one
+executed top to bottom by a real Jupyter kernel (nbclient) in a copy of the repository's examples."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.support.paths import ROOT
+NOTEBOOKS = ROOT / "notebooks"
+WALKTHROUGHS = ["01_quickstart.ipynb", "02_review.ipynb", "03_customise_subject.ipynb", "04_evaluation.ipynb"]
+CELL_TIMEOUT_S = 240
+
+# What each notebook must show once run: output MIME types, and text that must appear in its outputs.
+EXPECTED: dict[str, tuple[set[str], list[str]]] = {
+    "01_quickstart.ipynb": ({"image/png", "text/html"}, ["<video", "data:video/mp4;base64,", "stages:"]),
+    "02_review.ipynb": ({"image/png"}, ["reviewer: redo 2: make it night", "storyboard/shot_02.png",
+                                        '"feedback": "make it night"', "rewritten by the resumed run: none"]),
+    "03_customise_subject.ipynb": ({"image/png"}, ["StoryAnyDoor fine-tune", "LoRA-BE adapter"]),
+    "04_evaluation.ipynb": ({"image/png", "text/markdown"}, ["| Method |", "Subject ("]),
+}
+
+
+def _outputs(nb: nbformat.NotebookNode) -> tuple[set[str], str]:
+    """The MIME types and all text of an executed notebook's outputs."""
+    mimes: set[str] = set()
+    texts: list[str] = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                texts.append(out.text)
+            for mime, value in out.get("data", {}).items():
+                mimes.add(mime)
+                if mime.startswith("text/"):
+                    texts.append(value)
+    return mimes, "\n".join(texts)
+
+
+def test_the_walkthroughs_exist_and_the_readme_links_them():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == WALKTHROUGHS
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in WALKTHROUGHS:
+        assert f"](notebooks/{name})" in readme, f"README does not link {name}"
+
+
+@pytest.mark.parametrize("name", WALKTHROUGHS)
+def test_notebook_is_stored_without_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), "opens with a title saying what it shows"
+    assert "seconds" in first.source or "minute" in first.source, "the opening cell says how long it takes"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"cell {i} of {name} holds outputs; strip them"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", WALKTHROUGHS)
+def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch, capsys):
+    # A copy of what the notebooks read (examples/), so their runs/ land in tmp_path, not in the repository.
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(NOTEBOOKS / name, tmp_path / "notebooks" / name)
+    # The kernel inherits this: one OpenMP thread, as conftest gives the tests (spin-waiting on a busy 2-core
+    # machine makes tiny models many times slower). The private STORYAGENT_CACHE is inherited the same way.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(tmp_path / "notebooks" / name, as_version=4)
+    # Kernel "python3": jupyter_client starts it with this interpreter (sys.executable), i.e. the venv's.
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path / "notebooks")}})
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError, with the cell and its traceback, when a cell fails
+    wall = time.perf_counter() - start
+    with capsys.disabled():
+        print(f"\n{name}: {wall:.1f} s")
+    mimes, text = _outputs(nb)
+    want_mimes, want_texts = EXPECTED[name]
+    assert want_mimes <= mimes, f"{name} shows no {sorted(want_mimes - mimes)}"
+    for want in want_texts:
+        assert want in text, f"{name}'s outputs lack {want!r}"
