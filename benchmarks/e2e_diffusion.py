@@ -113,7 +113,7 @@ def subject_folder(root: Path, side: int) -> Path:
 
 def run_film(cfg, out: Path) -> dict[str, tuple[float, float | None]]:
     """(seconds, peak GPU GiB) per stage of one film, the stages called as the crew calls them."""
-    from storyagent.tools.backend import select_backend
+    from storyagent.tools.backends.base import select_backend
     from storyagent.tools.film import assemble_film
     from storyagent.tools.storyboard import generate_storyboard
     from storyagent.tools.story import offline_planner

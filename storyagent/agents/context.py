@@ -12,7 +12,7 @@ from storyagent.agents.llm import LLMSettings
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backend import Backend, select_backend
+from storyagent.tools.backends.base import Backend, select_backend
 from storyagent.tools.story import Rewriter, offline_rewriter
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json

@@ -26,7 +26,7 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript, who
-from storyagent.tools.backend import Backend, select_backend
+from storyagent.tools.backends.base import Backend, select_backend
 from storyagent.tools.film import assemble_film
 from storyagent.tools.subject import prepare_subject
 from storyagent.workspace import Workspace

@@ -74,8 +74,8 @@ def weights_list() -> None:
 
 def backend_weights(backend: str) -> tuple[str, ...]:
     """The weights `run --backend BACKEND` loads."""
-    from storyagent.tools.animatic import AnimaticBackend
-    from storyagent.tools.diffusion import DiffusionBackend
+    from storyagent.tools.backends.animatic import AnimaticBackend
+    from storyagent.tools.backends.diffusion import DiffusionBackend
 
     backends = {b.name: b for b in (AnimaticBackend, DiffusionBackend)}
     if backend not in backends:

@@ -27,7 +27,7 @@ import numpy as np
 
 from storyagent.eval.datasets import SubjectReference
 from storyagent.eval.frames import crop_to_box
-from storyagent.tools.finetunes import SubjectFineTunes
+from storyagent.tools.backends.finetunes import SubjectFineTunes
 
 
 @dataclass

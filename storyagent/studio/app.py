@@ -18,7 +18,7 @@ from storyagent.errors import InputError, StoryAgentError
 from storyagent.studio.runs import (STORY_COLUMNS, check_llm, check_uploads, cutout_previews, earlier_runs, new_run_id,
                                     run_folder, run_inputs, save_story_edits, store_uploads, story_rows)
 from storyagent.studio.session import RunSession, View
-from storyagent.tools.backend import select_backend
+from storyagent.tools.backends.base import select_backend
 from storyagent.workspace import Workspace
 
 STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}

@@ -10,7 +10,7 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.media import contact_sheet, write_png
 from storyagent.schemas import Artifact, StoryboardFrame, StoryScript, format_validation_error
-from storyagent.tools.backend import Backend, select_backend
+from storyagent.tools.backends.base import Backend, select_backend
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from storyagent.config import RunConfig
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backend import Backend, select_backend
+from storyagent.tools.backends.base import Backend, select_backend
 from storyagent.tools.per_shot import CLIPS_DIR, run_per_shot, shot_take
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json

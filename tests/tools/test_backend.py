@@ -13,10 +13,10 @@ from storyagent.models.langsam import SubjectMask
 from storyagent.models.removal import SubjectRemover
 from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput
 from storyagent.schemas import Region, Shot, StoryScript, Subject
-from storyagent.tools.animatic import AnimaticBackend
-from storyagent.tools.backend import select_backend
-from storyagent.tools.diffusion import DiffusionBackend
-from storyagent.tools.diffusion_storyboard import StoryboardModels
+from storyagent.tools.backends.animatic import AnimaticBackend
+from storyagent.tools.backends.base import select_backend
+from storyagent.tools.backends.diffusion import DiffusionBackend
+from storyagent.tools.backends.diffusion_storyboard import StoryboardModels
 from storyagent.tools.per_shot import clip_path, frame_path, record_redo, shot_key
 from storyagent.workspace import Workspace
 
@@ -33,7 +33,7 @@ def test_the_backend_is_chosen_by_name_and_checks_its_weights(monkeypatch):
     diffusion = select_backend(run_config(backend="diffusion"))
     assert isinstance(diffusion, DiffusionBackend)
     select_backend(run_config()).check()  # the animatic needs nothing
-    monkeypatch.setattr("storyagent.tools.backend.weights_available", lambda name: name != "anydoor")
+    monkeypatch.setattr("storyagent.tools.backends.base.weights_available", lambda name: name != "anydoor")
     with pytest.raises(WeightsNotFoundError, match=r"--backend diffusion needs weights .*\(anydoor\).*weights fetch anydoor"):
         diffusion.check()
 

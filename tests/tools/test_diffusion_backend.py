@@ -140,7 +140,7 @@ def test_a_diffusion_run_learns_the_subject_and_films_with_what_it_learned(tmp_p
     trained LoRA-BE; a second run of the same subject (another folder) trains nothing."""
     from storyagent.models.anydoor import AnyDoorPipeline
     from storyagent.models.anydoor.finetune import apply_finetune
-    from storyagent.tools.diffusion_storyboard import reference_for_redraw
+    from storyagent.tools.backends.diffusion_storyboard import reference_for_redraw
 
     use(monkeypatch, tiny_weights)
     cfg = diffusion_config(subject_folder)
@@ -244,7 +244,7 @@ def test_a_clip_redo_animates_again_with_a_new_seed_and_the_reviewers_words(tmp_
     # words it cannot take in lead the video model's prompt for that shot alone.
     io = ScriptedIO(["ok", "ok", "redo 2: slowly turning its head", "redo 2: with more zing", "ok"])
     metas = []
-    from storyagent.tools.diffusion import DiffusionBackend
+    from storyagent.tools.backends.diffusion import DiffusionBackend
 
     animate = DiffusionBackend.animate
 
@@ -269,7 +269,7 @@ def test_an_interrupted_finetune_resumes_where_it_stopped(tmp_path, monkeypatch,
 
     from storyagent.models.anydoor import AnyDoorPipeline
     from storyagent.models.anydoor.training import StoryAnyDoorTrainer
-    from storyagent.tools.finetunes import SubjectFineTunes, story_anydoor_config
+    from storyagent.tools.backends.finetunes import SubjectFineTunes, story_anydoor_config
     from storyagent.tools.subject import LangSAMMasks, prepare_subject
     from storyagent.workspace import Workspace
 

@@ -10,7 +10,7 @@ from storyagent.errors import WeightsNotFoundError
 from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
 from storyagent.models.storydiffusion.testing import tiny_sdxl
 from storyagent.schemas import Region, Shot, StoryScript, Subject
-from storyagent.tools.diffusion_storyboard import (
+from storyagent.tools.backends.diffusion_storyboard import (
     DiffusionStoryboardConfig,
     StoryboardModels,
     generate_storyboard_diffusion,

@@ -178,7 +178,7 @@ def inject_out_of_memory(monkeypatch, shot: int, times: int) -> dict[str, list]:
     the 1024 model does, so that low-VRAM mode has something to change)."""
     from storyagent.models.dynamicrafter import DynamiCrafterPipeline
     from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet
-    from storyagent.tools.diffusion import DiffusionBackend
+    from storyagent.tools.backends.diffusion import DiffusionBackend
 
     seen: dict[str, list] = {"tries": [], "shot": [0], "failed": [], "chunks": []}
     animate, frames, forward = DiffusionBackend.animate, DiffusionBackend._frames, DynamiCrafterUNet.forward
@@ -267,7 +267,7 @@ def test_a_storyboard_shot_out_of_memory_twice_keeps_the_others_and_resume_redra
 
     from storyagent.agents.crew import run_crew
     from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.tools.diffusion_shot import ShotStep
+    from storyagent.tools.backends.diffusion_shot import ShotStep
 
     current, failed, drawn = [0], [], []
     step, forward = ShotStep.__call__, UNet2DConditionModel.forward

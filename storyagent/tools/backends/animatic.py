@@ -9,7 +9,7 @@ from storyagent.config import RunConfig
 from storyagent.media import write_png, write_video
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backend import Backend
+from storyagent.tools.backends.base import Backend
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, run_per_shot, shot_take
 from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json

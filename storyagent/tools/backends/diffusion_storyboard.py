@@ -45,7 +45,7 @@ from storyagent.models.storydiffusion import (
 )
 from storyagent.progress import make_progress
 from storyagent.schemas import Shot, StoryScript, Subject
-from storyagent.tools.diffusion_shot import DiffusionShotRecord, Redraw, ShotStep
+from storyagent.tools.backends.diffusion_shot import DiffusionShotRecord, Redraw, ShotStep
 from storyagent.tools.per_shot import STORYBOARD_DIR
 from storyagent.tools.shot_failure import ShotFailedError, with_memory_retry
 from storyagent.workspace import Workspace, hash_json

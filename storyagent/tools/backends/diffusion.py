@@ -21,8 +21,8 @@ from storyagent.config import RunConfig
 from storyagent.media import write_video
 from storyagent.models import placement
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backend import Backend
-from storyagent.tools.finetunes import FineTune, SubjectFineTunes
+from storyagent.tools.backends.base import Backend
+from storyagent.tools.backends.finetunes import FineTune, SubjectFineTunes
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key, shot_take
 from storyagent.tools.shot_failure import with_memory_retry
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject
@@ -30,7 +30,7 @@ from storyagent.workspace import Workspace, hash_file, hash_json
 
 if TYPE_CHECKING:  # the models load with the first storyboard, not with the command line
     from storyagent.models.storydiffusion import IdentityPass
-    from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig
+    from storyagent.tools.backends.diffusion_storyboard import DiffusionStoryboardConfig
 
 
 def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
@@ -88,7 +88,7 @@ class DiffusionBackend(Backend):
     # ---- storyboard -----------------------------------------------------------------------
 
     def storyboard_settings(self) -> DiffusionStoryboardConfig:
-        from storyagent.tools.diffusion_storyboard import DiffusionStoryboardConfig
+        from storyagent.tools.backends.diffusion_storyboard import DiffusionStoryboardConfig
 
         cfg = self.cfg
         width, height = storyboard_size(cfg)
@@ -105,7 +105,7 @@ class DiffusionBackend(Backend):
         are); when none is, the first shots as they are now make a new one.
         """
         from storyagent.models.storydiffusion import IdentityPass
-        from storyagent.tools.diffusion_storyboard import shot_text
+        from storyagent.tools.backends.diffusion_storyboard import shot_text
 
         self.prepare_subject(ws, subject, show_progress)
         settings = self.storyboard_settings()
@@ -140,7 +140,7 @@ class DiffusionBackend(Backend):
                          identity: IdentityPass, notes: dict[int, str], frame_hash, show_progress: bool) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
         from storyagent.models.anydoor.finetune import apply_finetune
-        from storyagent.tools.diffusion_storyboard import StoryboardModels, generate_storyboard_diffusion
+        from storyagent.tools.backends.diffusion_storyboard import StoryboardModels, generate_storyboard_diffusion
 
         models = StoryboardModels.load(settings.model_copy(update={"cpu_offload": self.cfg.low_vram}))
         anydoor = AnyDoorPipeline.from_pretrained(device="cpu")

@@ -78,8 +78,8 @@ class Backend(ABC):
 
 def select_backend(cfg: RunConfig) -> Backend:
     """The backend `cfg.backend` names; call once per run and hand the object to the tools."""
-    from storyagent.tools.animatic import AnimaticBackend
-    from storyagent.tools.diffusion import DiffusionBackend
+    from storyagent.tools.backends.animatic import AnimaticBackend
+    from storyagent.tools.backends.diffusion import DiffusionBackend
 
     backends: dict[str, type[Backend]] = {b.name: b for b in (AnimaticBackend, DiffusionBackend)}
     return backends[cfg.backend](cfg)

@@ -19,7 +19,7 @@ from storyagent.workspace import Workspace
 
 if TYPE_CHECKING:
     from storyagent.models.langsam import SubjectMask
-    from storyagent.tools.diffusion_storyboard import StoryboardModels
+    from storyagent.tools.backends.diffusion_storyboard import StoryboardModels
 
 
 class Redraw(Protocol):
