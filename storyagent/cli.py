@@ -76,7 +76,8 @@ def default_name(subject: Path) -> str:
 
 def default_out(prompt: str, resume: bool) -> Path:
     """`runs/<prompt-slug>`; a new run never lands in a folder that already holds one."""
-    from storyagent.workspace import read_run, slugify
+    from storyagent.manifest import read_run
+    from storyagent.workspace import slugify
 
     def taken(folder: Path) -> bool:
         try:
@@ -192,10 +193,10 @@ def _refuse_another_story(folder: Path, inputs: dict[str, object]) -> None:
 
     The number of shots may differ: that is the demo at another length, not someone's story.
     """
-    from storyagent.workspace import read_run
+    from storyagent.manifest import read_run
 
     run = read_run(folder)
-    if run is not None and {k: v for k, v in run["inputs"].items() if k != "shots"} != \
+    if run is not None and {k: v for k, v in run.inputs.items() if k != "shots"} != \
             {k: v for k, v in inputs.items() if k != "shots"}:
         raise InputError(f"{folder} holds a run of another story, which the demo never writes over; "
                          "give the demo another --out.")
@@ -260,15 +261,15 @@ def _chat_settings(given: dict[str, object], out: Path | None, resume: bool,
     what was given, asking for the rest."""
     from rich.prompt import IntPrompt, Prompt
 
-    from storyagent.workspace import read_run
+    from storyagent.manifest import read_run
 
     stored = read_run(out) if resume and out is not None else None
     if stored is not None:
-        inputs = {k: v for k, v in stored["inputs"].items() if k not in ("review", "llm")}
+        inputs = {k: v for k, v in stored.inputs.items() if k not in ("review", "llm")}
         settings = {**inputs, **{k: v for k, v in given.items() if v is not None}}
         console.print(f"Resuming {out}: {settings['name']!r}, {settings['shots']} shots, story idea "
                       f"{settings['prompt']!r}.", highlight=False, soft_wrap=True)
-        return settings, llm if llm is not None else str(stored["inputs"].get("llm", "none"))
+        return settings, llm if llm is not None else str(stored.inputs.get("llm", "none"))
     subject = given["subject"]
     while subject is None or not Path(str(subject)).exists():
         if subject is not None:

@@ -1,19 +1,30 @@
-"""`manifest.json`, checked against a schema on load: every value the tools read back is typed and
-bounded, so a damaged or tampered manifest is refused in one sentence and never trusted for sizes."""
+"""`manifest.json`: the one module that reads and writes it.
+
+`Manifest` is the typed API every stage goes through (stages, artifacts, takes, redos, approvals,
+fine-tunes, speakers); no other module indexes the manifest's dict. Writes are serialised by a
+lock, so the studio's threads (and, later, a driver collecting workers' results) never interleave
+two saves. On load the file is checked against a schema: every value the tools read back is typed
+and bounded, so a damaged or tampered manifest is refused in one sentence and never trusted for sizes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import threading
+import time
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
 from annotated_types import Le
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from storyagent import __version__
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
-from storyagent.fileio import TEMP_NAME
+from storyagent.fileio import TEMP_NAME, atomic_write_json
 from storyagent.run_lock import LOCK
 from storyagent.schemas import Artifact, Film, ShotClip, StoryboardFrame
 
@@ -150,7 +161,7 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_run(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_run(root: str | os.PathLike[str]) -> Manifest | None:
     """The checked manifest of the run in `root`; None when a new run may start there.
 
     A first run that failed before finishing anything (subject media that cannot be read, say)
@@ -161,11 +172,142 @@ def read_run(root: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(root).expanduser() / MANIFEST
     if not path.exists() and not path.is_symlink():
         return None
-    manifest = _load_manifest(path)
-    finished = any(status.startswith("done") for status in manifest["stages"].values())
-    return manifest if manifest["artifacts"] or finished else None
+    data = _load_manifest(path)
+    finished = any(status.startswith("done") for status in data["stages"].values())
+    return Manifest(path.parent, data) if data["artifacts"] or finished else None
 
 
 def holds_nothing(root: Path) -> bool:
     """Whether `root` holds nothing a person made (a Finder file, a dead run's lock or temp files)."""
     return all(p.name in (".DS_Store", LOCK) or TEMP_NAME.fullmatch(p.name) for p in root.iterdir())
+
+
+def versions() -> dict[str, str]:
+    out = {"storyagent": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "diffusers", "transformers", "autogen", "av", "opencv-python-headless"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Manifest:
+    """A run's `manifest.json`, read and written through typed methods only.
+
+    Every method that changes it saves it at once (atomically, under a lock), so an interrupted
+    run loses nothing that was recorded.
+    """
+
+    def __init__(self, root: Path, data: dict[str, Any]) -> None:
+        self.root = root
+        self._data = data
+        self._lock = threading.RLock()
+
+    @classmethod
+    def new(cls, root: Path, inputs: dict[str, Any]) -> Manifest:
+        return cls(root, {"storyagent_manifest": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                          "inputs": inputs, "versions": versions(), "stages": {s: "pending" for s in STAGES},
+                          "artifacts": {}, "speakers": []})
+
+    def save(self) -> None:
+        with self._lock:
+            self._data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            try:
+                atomic_write_json(self.root / MANIFEST, self._data)
+            except OSError as exc:
+                raise InputError(f"Cannot write to {self.root}: {exc.strerror or exc}; "
+                                 "check the folder's permissions and free space.") from exc
+
+    def _change(self, change) -> None:
+        with self._lock:
+            change(self._data)
+            self.save()
+
+    # ---- the run's inputs -------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return dict(self._data.get("inputs", {}))
+
+    def reopen(self, inputs: dict[str, Any]) -> None:
+        """A resumed run: its current inputs and versions."""
+        self._change(lambda d: d.update(inputs=inputs, versions=versions()))
+
+    # ---- stages and artifacts ---------------------------------------------------------------
+
+    @property
+    def stages(self) -> dict[str, str]:
+        return dict(self._data["stages"])
+
+    def set_stage(self, stage: str, status: str, note: str | None = None) -> None:
+        self._change(lambda d: d["stages"].__setitem__(stage, status if note is None else f"{status}: {note}"))
+
+    @property
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        return dict(self._data["artifacts"])
+
+    def artifact(self, key: str) -> dict[str, Any] | None:
+        return self._data["artifacts"].get(key)
+
+    def record(self, key: str, entry: dict[str, Any]) -> None:
+        self._change(lambda d: d["artifacts"].__setitem__(key, entry))
+
+    # ---- review: takes, redos, approvals ------------------------------------------------------
+
+    def take(self, stage: str, shot: int) -> int:
+        """How many times a reviewer asked for this shot's `stage` again (the seed rule uses it)."""
+        return int(self._data.get("takes", {}).get(stage, {}).get(str(shot), 0))
+
+    def add_redo(self, stage: str, shots: list[int], feedback: str, rewritten: set[int]) -> None:
+        """A new take of each of `shots` at `stage`, the reviewer's words kept with it, and whether the
+        words rewrote that shot's text (`rewrote_story`)."""
+        def change(d: dict[str, Any]) -> None:
+            takes = d.setdefault("takes", {}).setdefault(stage, {})
+            redos = d.setdefault("redos", {}).setdefault(stage, {})
+            for i in shots:
+                takes[str(i)] = takes.get(str(i), 0) + 1
+                redos.setdefault(str(i), []).append({"take": takes[str(i)], "feedback": feedback,
+                                                     "rewrote_story": i in rewritten})
+        self._change(change)
+
+    def redos(self, stage: str, shot: int) -> list[dict[str, Any]]:
+        return list(self._data.get("redos", {}).get(stage, {}).get(str(shot), []))
+
+    def approval(self, stage: str) -> dict[str, str] | None:
+        return self._data.get("approved", {}).get(stage)
+
+    def approve(self, stage: str, approval: dict[str, str]) -> None:
+        self._change(lambda d: d.setdefault("approved", {}).__setitem__(stage, approval))
+
+    # ---- who spoke --------------------------------------------------------------------------
+
+    @property
+    def speakers(self) -> list[str]:
+        return [s["speaker"] for s in self._data["speakers"]]
+
+    def start_session(self) -> None:
+        """A new conversation: the speakers of this session only."""
+        self._change(lambda d: d.__setitem__("speakers", []))
+
+    def log_speaker(self, name: str, summary: str = "") -> None:
+        self._change(lambda d: d["speakers"].append({"speaker": name, "summary": summary[:200]}))
+
+    # ---- what the backend made once per subject or story -------------------------------------
+
+    @property
+    def subject_frames(self) -> int:
+        return int(self._data.get("subject_frames", 0))
+
+    def set_subject_frames(self, count: int) -> None:
+        self._change(lambda d: d.__setitem__("subject_frames", count))
+
+    def set_finetunes(self, finetunes: dict[str, Any]) -> None:
+        self._change(lambda d: d.__setitem__("finetunes", finetunes))
+
+    @property
+    def storyboard_identity(self) -> dict[str, Any]:
+        return dict(self._data.get("storyboard_identity") or {})
+
+    def set_storyboard_identity(self, identity: dict[str, Any]) -> None:
+        self._change(lambda d: d.__setitem__("storyboard_identity", identity))

@@ -15,19 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
-import time
 import unicodedata
 import weakref
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Self
 
-from storyagent import __version__
 from storyagent.errors import InputError
-from storyagent.fileio import atomic_write_json, remove_temp_files
-from storyagent.manifest import MANIFEST, STAGES, holds_nothing, inside, read_run
+from storyagent.fileio import remove_temp_files
+from storyagent.manifest import MANIFEST, Manifest, holds_nothing, inside, read_run
 from storyagent.run_lock import lock, unlock
 from storyagent.schemas import Artifact
 
@@ -53,20 +49,10 @@ def slugify(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("-_") or "story"
 
 
-def versions() -> dict[str, str]:
-    out = {"storyagent": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "diffusers", "transformers", "autogen", "av", "opencv-python-headless"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 class Workspace:
     """A run folder and its manifest; the folder is locked while the Workspace is open."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: Manifest) -> None:
         self.root = root
         self.manifest = manifest
         self._release: weakref.finalize | None = None
@@ -95,25 +81,16 @@ class Workspace:
         held = lock(root)
         try:
             manifest = read_run(root)
-            if manifest is None:
-                manifest = {
-                    "storyagent_manifest": 1,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "inputs": inputs,
-                    "versions": versions(),
-                    "stages": {s: "pending" for s in STAGES},
-                    "artifacts": {},
-                    "speakers": [],
-                }
-            elif not resume:
+            if manifest is not None and not resume:
                 raise InputError(f"{root} already holds a run; add --resume to continue it, or choose another --out.")
-            else:
-                manifest["inputs"] = inputs
-                manifest["versions"] = versions()
             # The lock says no live run writes here, so any temp file is a dead run's.
             remove_temp_files(root)
+            if manifest is None:
+                manifest = Manifest.new(root, inputs)
+                manifest.save()
+            else:
+                manifest.reopen(inputs)
             ws = cls(root, manifest)
-            ws.save()
         except BaseException:
             unlock(held)
             raise
@@ -133,13 +110,6 @@ class Workspace:
 
     # ---- state ------------------------------------------------------------------------------
 
-    def save(self) -> None:
-        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        try:
-            atomic_write_json(self.root / MANIFEST, self.manifest)
-        except OSError as exc:
-            raise InputError(f"Cannot write to {self.root}: {exc.strerror or exc}; check the folder's permissions and free space.") from exc
-
     def path(self, rel: str) -> Path:
         """A path inside the run folder; anything that would lead outside it is refused."""
         full = inside(self.root, rel)
@@ -147,13 +117,9 @@ class Workspace:
             raise InputError(f"{rel!r} lies outside the run folder {self.root}; tools only read and write inside it.")
         return full
 
-    def set_stage(self, stage: str, status: str, note: str | None = None) -> None:
-        self.manifest["stages"][stage] = status if note is None else f"{status}: {note}"
-        self.save()
-
     def fresh(self, key: str, input_hash: str) -> bool:
         """Whether the artifact `key` exists, is intact, and was made from these inputs."""
-        entry = self.manifest["artifacts"].get(key)
+        entry = self.manifest.artifact(key)
         if not entry or entry.get("input_hash") != input_hash:
             return False
         paths = [entry["path"]] + ([entry["mask_path"]] if entry.get("mask_path") else [])
@@ -171,13 +137,5 @@ class Workspace:
         """Store an artifact (whose files are already written) with its files' content hashes."""
         rels = [artifact.path] + ([artifact.mask_path] if artifact.mask_path else [])
         artifact.meta["file_hashes"] = {rel: hash_file(self.root / rel) for rel in rels}
-        self.manifest["artifacts"][key] = artifact.model_dump(mode="json")
-        self.save()
+        self.manifest.record(key, artifact.model_dump(mode="json"))
         return artifact
-
-    def artifact(self, key: str) -> dict[str, Any] | None:
-        return self.manifest["artifacts"].get(key)
-
-    def log_speaker(self, name: str, summary: str = "") -> None:
-        self.manifest["speakers"].append({"speaker": name, "summary": summary[:200]})
-        self.save()

@@ -11,11 +11,8 @@ from dataclasses import dataclass, field
 from storyagent.agents.llm import LLMSettings
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
-from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backends.base import Backend, select_backend
-from storyagent.tools.story import Rewriter, offline_rewriter
-from storyagent.tools.subject import PreparedSubject
-from storyagent.workspace import Workspace, hash_json
+from storyagent.tools.production import Production
+from storyagent.workspace import Workspace
 
 STAGES = ("story", "storyboard", "video")
 STAGE_AGENT = {"story": "story_designer", "storyboard": "storyboard_generator", "video": "video_creator"}
@@ -83,18 +80,12 @@ def _shot_numbers(text: str, num_shots: int) -> list[int]:
 
 
 @dataclass
-class CrewContext:
-    ws: Workspace
-    cfg: RunConfig
-    subject: PreparedSubject
-    llm: LLMSettings
-    review: str = "none"
-    show_progress: bool = True
+class CrewContext(Production):
+    """The run's work (`Production`) and the conversation's state around it."""
+
+    llm: LLMSettings = field(default_factory=lambda: LLMSettings("none"))
     max_rounds: int = 3
     """Reviews per stage before the work is accepted as it is."""
-    script: StoryScript | None = None
-    storyboard: list[StoryboardFrame] = field(default_factory=list)
-    clips: list[ShotClip] = field(default_factory=list)
     stage: str = "story"
     pending: Verdict | None = None
     """The Observer's last "bad" verdict, waiting for the stage's agent."""
@@ -104,26 +95,18 @@ class CrewContext:
     """A tool's failure other than bad arguments: it ends the run with its own message."""
     events: list[str] = field(default_factory=list)
     """Notes for the transcript: a review overruled, a stage accepted after its last round."""
-    backend: Backend | None = None
-    """The run's backend, chosen once (from `cfg.backend` when not given)."""
-    rewrite: Rewriter | None = None
-    """How a reviewer's words become new shot text: the LLM Story Designer, or the offline planner."""
-    report: str = ""
-    """What the last tool call changed, in words, for the next human review."""
     terminal: bool = True
     """The reviewer sits at this terminal (tables and picture previews are printed there); False when the
     review questions go to another front end (the studio, a notebook, a test)."""
 
-    def __post_init__(self) -> None:
-        if self.backend is None:
-            self.backend = select_backend(self.cfg)
-        if self.rewrite is None:
-            self.rewrite = offline_rewriter(self.cfg)
+    @property
+    def ws(self) -> Workspace:
+        return self.run.ws
 
+    @property
+    def cfg(self) -> RunConfig:
+        return self.run.config
 
-def approval(ctx: CrewContext, stage: str) -> dict[str, str]:
-    """What a reviewer's approval of `stage` covers: the reviewer, and the stage's work as it is now."""
-    work: object = {"story": lambda: ctx.script.model_dump(mode="json") if ctx.script else None,
-                    "storyboard": lambda: [(f.shot, f.input_hash) for f in ctx.storyboard],
-                    "video": lambda: [(c.shot, c.input_hash) for c in ctx.clips]}[stage]()
-    return {"by": ctx.review, "work": hash_json(work)}
+    @property
+    def review(self) -> str:
+        return self.run.config.review

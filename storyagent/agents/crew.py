@@ -26,10 +26,8 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript, who
-from storyagent.tools.backends.base import Backend, select_backend
 from storyagent.tools.film import assemble_film
-from storyagent.tools.subject import prepare_subject
-from storyagent.workspace import Workspace
+from storyagent.tools.run import Run
 
 TRANSCRIPT = "transcript.json"
 # AG2 warns on every call that a local model has no price table; that is noise for a film crew.
@@ -75,21 +73,14 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
     llm = llm or parse_llm(cfg.llm)
     if cfg.review == "llm" and not llm.enabled:
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
-    backend = select_backend(cfg)  # the one choice of backend for the whole run
-    backend.check()
-    with Workspace.open(out, cfg.inputs_record(), resume=resume) as ws:  # the folder's lock, held to the end
-        return _run(ws, cfg, backend, llm, show_progress, max_rounds, verbose, io)
+    with Run.open(cfg, out, resume=resume, show_progress=show_progress) as run:  # the folder's lock, held to the end
+        return _run(run, llm, max_rounds, verbose, io)
 
 
-def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show_progress: bool, max_rounds: int,
-         verbose: bool, io: IOStream | None) -> RunResult:
-    """`run_crew` inside its open run folder."""
-    ws.manifest["speakers"] = []
-    # 0. The subject preparation stage: reference frames and masks, and what the backend learns from them.
-    subject = prepare_subject(ws, cfg, backend.reference_masks())
-    backend.prepare_subject(ws, subject, show_progress)
-    ctx = CrewContext(ws=ws, cfg=cfg, subject=subject, llm=llm, review=cfg.review, show_progress=show_progress,
-                      max_rounds=max_rounds, backend=backend, terminal=io is None)
+def _run(run: Run, llm: LLMSettings, max_rounds: int, verbose: bool, io: IOStream | None) -> RunResult:
+    """`run_crew` inside its open run (the subject prepared: stage 0)."""
+    run.manifest.start_session()
+    ctx = CrewContext(run=run, llm=llm, max_rounds=max_rounds, terminal=io is None)
 
     # 1. The crew.
     director = UserProxyAgent(DIRECTOR, human_input_mode="NEVER", code_execution_config=False, llm_config=False,
@@ -113,7 +104,7 @@ def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show
     # 3. Talk until the last stage is approved (or a reviewer stops).
     try:
         with IOStream.set_default(io or QuietConsole()):
-            director.initiate_chat(manager, message=brief(cfg))
+            director.initiate_chat(manager, message=brief(run.config))
     except StoryAgentError:
         raise
     except Exception as exc:
@@ -122,14 +113,13 @@ def _run(ws: Workspace, cfg: RunConfig, backend: Backend, llm: LLMSettings, show
             raise
         raise StoryAgentError(message) from exc
     finally:
-        _save_transcript(ws, groupchat, ctx)
+        _save_transcript(run.ws, groupchat, ctx)
 
     # 4. The film, once every stage is done.
     film = None
     if not ctx.stopped and ctx.script is not None and len(ctx.clips) == len(ctx.script.shots):
-        film = assemble_film(ws, cfg, ctx.script, ctx.clips)
-    return RunResult(ws.root, ctx.script, ctx.storyboard, ctx.clips, film,
-                     [s["speaker"] for s in ws.manifest["speakers"]], ctx.stopped)
+        film = assemble_film(run, ctx.script, ctx.clips)
+    return RunResult(run.ws.root, ctx.script, ctx.storyboard, ctx.clips, film, run.manifest.speakers, ctx.stopped)
 
 
 def _narrator():

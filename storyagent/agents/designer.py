@@ -68,7 +68,7 @@ def make_story_designer(ctx: CrewContext) -> ConversableAgent:
               config: Any = None) -> tuple[bool, str]:
         feedback = ctx.pending
         if feedback is None:
-            ctx.script = existing_story(ctx.ws, cfg)
+            ctx.script = existing_story(ctx.run)
         if ctx.script is None or feedback is not None:
             if ctx.script is not None and feedback is not None and (feedback.shots or not ctx.llm.enabled):
                 # Named shots (or no LLM): only those shots are rewritten, the others kept as they are.
@@ -80,7 +80,7 @@ def make_story_designer(ctx: CrewContext) -> ConversableAgent:
             else:
                 ctx.script = offline_planner(cfg)
                 made_by = "offline planner"
-            save_story(ctx.ws, cfg, ctx.script, made_by)
+            save_story(ctx.run, ctx.script, made_by)
         ctx.pending = None
         return True, _summary(ctx.script)
 

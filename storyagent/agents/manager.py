@@ -15,7 +15,7 @@ from typing import Any
 
 from autogen import Agent, GroupChat
 
-from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, approval, parse_verdict
+from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, parse_verdict
 from storyagent.errors import StoryAgentError
 from storyagent.tools.story import STORY_FILE, load_story
 
@@ -73,7 +73,7 @@ class Protocol:
         chosen = expected
         if self.selector_client is not None and self._is_decision_point(last_speaker.name):
             chosen = self._llm_pick(groupchat, expected)
-        self.ctx.ws.log_speaker(chosen, f"stage {self.ctx.stage}")
+        self.ctx.run.manifest.log_speaker(chosen, f"stage {self.ctx.stage}")
         return groupchat.agent_by_name(chosen)
 
     def _is_decision_point(self, last: str) -> bool:
@@ -129,7 +129,7 @@ class Protocol:
     def _reviewing(self) -> bool:
         if not self.has_observer or self.ctx.approve_rest:
             return False
-        if self.ctx.ws.manifest.get("approved", {}).get(self.ctx.stage) == approval(self.ctx, self.ctx.stage):
+        if self.ctx.approved(self.ctx.stage):
             # A resumed session: this reviewer approved exactly this work before; it is not asked again.
             self.ctx.events.append(f"{self.ctx.stage}: approved in an earlier session and unchanged since")
             return False
@@ -146,8 +146,7 @@ class Protocol:
                 ctx.events.append("story: the reviewer's edits to story.json were taken")
 
     def _record_approval(self) -> None:
-        self.ctx.ws.manifest.setdefault("approved", {})[self.ctx.stage] = approval(self.ctx, self.ctx.stage)
-        self.ctx.ws.save()
+        self.ctx.run.manifest.approve(self.ctx.stage, self.ctx.approval(self.ctx.stage))
 
     def _advance(self) -> str | None:
         i = STAGES.index(self.ctx.stage)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from storyagent.commands import fail
+from storyagent.errors import InputError
 from storyagent.progress import console
 
 app = typer.Typer(help="List or download model weights (the only commands that use the network).",
@@ -74,13 +75,12 @@ def weights_list() -> None:
 
 def backend_weights(backend: str) -> tuple[str, ...]:
     """The weights `run --backend BACKEND` loads."""
-    from storyagent.tools.backends.animatic import AnimaticBackend
-    from storyagent.tools.backends.diffusion import DiffusionBackend
+    from storyagent.tools.run import backend_class
 
-    backends = {b.name: b for b in (AnimaticBackend, DiffusionBackend)}
-    if backend not in backends:
-        raise fail(f"Unknown backend {backend!r}; choose one of {', '.join(backends)}.")
-    return backends[backend].weights
+    try:
+        return backend_class(backend).weights
+    except InputError as exc:
+        raise fail(str(exc)) from None
 
 
 def parse_configs(items: list[str], names: list[str]) -> dict[str, Path]:

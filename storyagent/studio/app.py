@@ -18,7 +18,7 @@ from storyagent.errors import InputError, StoryAgentError
 from storyagent.studio.runs import (STORY_COLUMNS, check_llm, check_uploads, cutout_previews, earlier_runs, new_run_id,
                                     run_folder, run_inputs, save_story_edits, store_uploads, story_rows)
 from storyagent.studio.session import RunSession, View
-from storyagent.tools.backends.base import select_backend
+from storyagent.tools.run import backend_class
 from storyagent.workspace import Workspace
 
 STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}
@@ -65,7 +65,7 @@ class Studio:
             # Every setting is checked, and the backend's weights looked for, before a folder is made.
             probe = RunConfig.build(subject=uploads[0], **given)
             check_llm(probe.llm)
-            select_backend(probe).check()
+            backend_class(probe.backend)(probe).check()
             with self._lock:
                 run_id = new_run_id(self.runs, prompt)
                 folder = run_folder(self.runs, run_id)

@@ -172,4 +172,4 @@ def run_inputs(folder: Path) -> dict[str, Any]:
     manifest = read_run(folder) if folder.is_dir() else None
     if manifest is None:
         raise InputError(f"There is no run named {folder.name!r} to reopen; start a new film instead.")
-    return dict(manifest["inputs"])
+    return manifest.inputs

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from storyagent.config import RunConfig
 from storyagent.media import load_font, read_video, wrap_text, write_video
 from storyagent.schemas import Film, ShotClip, StoryScript
-from storyagent.workspace import Workspace, hash_json
+from storyagent.workspace import hash_json
+
+if TYPE_CHECKING:
+    from storyagent.tools.run import Run
 
 FILM = "film.mp4"
 TITLE_SECONDS = 1.5
 
 
-def assemble_film(ws: Workspace, cfg: RunConfig, script: StoryScript, clips: list[ShotClip]) -> Film:
+def assemble_film(run: Run, script: StoryScript, clips: list[ShotClip]) -> Film:
+    ws, cfg = run.ws, run.config
     h = hash_json({"clips": [c.input_hash for c in clips], "title": script.title, "logline": script.logline})
     if ws.fresh("film", h):
-        return Film.model_validate(ws.artifact("film"))
-    ws.set_stage("film", "running")
+        return Film.model_validate(ws.manifest.artifact("film"))
+    ws.manifest.set_stage("film", "running")
     frames = title_card(script.title, script.logline, cfg.width, cfg.height, round(TITLE_SECONDS * cfg.fps))
     for clip in clips:
         shot_frames, _ = read_video(ws.path(clip.path), max_frames=10_000)
@@ -28,7 +33,7 @@ def assemble_film(ws: Workspace, cfg: RunConfig, script: StoryScript, clips: lis
                       cv2.resize(f, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA) for f in shot_frames)
     write_video(ws.path(FILM), frames, cfg.fps)
     film = ws.record("film", Film(path=FILM, input_hash=h, num_frames=len(frames), fps=cfg.fps))
-    ws.set_stage("film", "done")
+    ws.manifest.set_stage("film", "done")
     return film
 
 

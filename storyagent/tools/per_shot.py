@@ -3,13 +3,16 @@ reuses what is fresh and makes what is not, under one progress bar."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from storyagent.progress import make_progress
 from storyagent.schemas import Artifact, Shot
 from storyagent.tools.shot_failure import ShotFailedError
-from storyagent.workspace import Workspace
+
+if TYPE_CHECKING:
+    from storyagent.manifest import Manifest
+    from storyagent.tools.run import Run
 
 A = TypeVar("A", bound=Artifact)
 
@@ -32,36 +35,16 @@ def clip_path(index: int) -> str:
     return shot_key(CLIPS_DIR, index) + ".mp4"
 
 
-def shot_take(ws: Workspace, stage: str, index: int) -> int:
-    """How many times a reviewer asked for this shot's `stage` to be redone; part of its seed and hash."""
-    return int(ws.manifest.get("takes", {}).get(stage, {}).get(str(index), 0))
-
-
-def record_redo(ws: Workspace, stage: str, indices: Iterable[int], feedback: str = "",
-                rewritten: Iterable[int] = ()) -> None:
-    """A reviewer asked for these shots' `stage` again: a new take each (a new seed), and the
-    reviewer's words kept with it under `manifest["redos"][stage][shot]`, with whether the words
-    rewrote that shot's text (`rewrote_story`)."""
-    takes = ws.manifest.setdefault("takes", {}).setdefault(stage, {})
-    redos = ws.manifest.setdefault("redos", {}).setdefault(stage, {})
-    rewritten = set(rewritten)
-    for i in indices:
-        takes[str(i)] = takes.get(str(i), 0) + 1
-        redos.setdefault(str(i), []).append({"take": takes[str(i)], "feedback": feedback,
-                                             "rewrote_story": i in rewritten})
-    ws.save()
-
-
-def shot_feedback(ws: Workspace, stage: str, index: int) -> str:
+def shot_feedback(manifest: Manifest, stage: str, index: int) -> str:
     """A reviewer's words for this shot's `stage` that the story could not take in, oldest first ("" when
     none). Words that rewrote the shot's text ("make it night") are already in it; the rest ("under a red
     umbrella" to the offline planner) reach the image or video model's prompt this way."""
-    redos = ws.manifest.get("redos", {}).get(stage, {}).get(str(index), [])
+    redos = manifest.redos(stage, index)
     return "; ".join(r["feedback"] for r in redos if r.get("feedback") and not r.get("rewrote_story"))
 
 
-def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label: str, kind: type[A],
-                 input_hash: Callable[[Shot], str], make: Callable[[Shot, str], A], show_progress: bool = True) -> list[A]:
+def run_per_shot(run: Run, shots: Sequence[Shot], *, key_prefix: str, label: str, kind: type[A],
+                 input_hash: Callable[[Shot], str], make: Callable[[Shot, str], A]) -> list[A]:
     """For each shot: the artifact `shot_key(key_prefix, index)` if its inputs are unchanged, else `make(shot, hash)`.
 
     Each made artifact is recorded in the manifest at once, so an interruption loses none. A shot
@@ -71,12 +54,13 @@ def run_per_shot(ws: Workspace, shots: Sequence[Shot], *, key_prefix: str, label
     results: list[A] = []
     failed: list[ShotFailedError] = []
     made: list[int] = []
-    with make_progress(disable=not show_progress) as progress:
+    ws = run.ws
+    with make_progress(disable=not run.show_progress) as progress:
         task = progress.add_task(label, total=len(shots), status="")
         for shot in shots:
             key, h = shot_key(key_prefix, shot.index), input_hash(shot)
             if ws.fresh(key, h):
-                results.append(kind.model_validate(ws.artifact(key)))
+                results.append(kind.model_validate(ws.manifest.artifact(key)))
                 continue
             progress.update(task, status=f"shot {shot.index}")
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -14,6 +15,9 @@ from storyagent.fileio import atomic_write_text
 from storyagent.models.planner import PlannerConfig, TemplatePlanner, revise_shot
 from storyagent.schemas import Artifact, StoryScript, format_validation_error
 from storyagent.workspace import Workspace, hash_json
+
+if TYPE_CHECKING:
+    from storyagent.tools.run import Run
 
 STORY_FILE = "story.json"
 
@@ -39,27 +43,30 @@ def load_story(ws: Workspace) -> StoryScript:
         raise InputError(format_validation_error(exc, str(path)) + "; fix it and run again with --resume.") from exc
 
 
-def existing_story(ws: Workspace, cfg: RunConfig) -> StoryScript | None:
+def existing_story(run: Run) -> StoryScript | None:
     """The story already in the run folder for these inputs, including a person's edits to it."""
-    entry = ws.artifact("story")
-    if entry and entry["input_hash"] == story_input_hash(cfg) and ws.path(STORY_FILE).exists():
+    ws = run.ws
+    entry = ws.manifest.artifact("story")
+    if entry and entry["input_hash"] == story_input_hash(run.config) and ws.path(STORY_FILE).exists():
         return load_story(ws)
     return None
 
 
-def save_story(ws: Workspace, cfg: RunConfig, script: StoryScript, made_by: str) -> StoryScript:
+def save_story(run: Run, script: StoryScript, made_by: str) -> StoryScript:
+    ws = run.ws
     atomic_write_text(ws.path(STORY_FILE), script.model_dump_json(indent=2) + "\n")
-    ws.record("story", Artifact(kind="story", path=STORY_FILE, input_hash=story_input_hash(cfg), meta={"made_by": made_by}))
-    ws.set_stage("story", "done")
+    ws.record("story", Artifact(kind="story", path=STORY_FILE, input_hash=story_input_hash(run.config),
+                                meta={"made_by": made_by}))
+    ws.manifest.set_stage("story", "done")
     return script
 
 
-def write_story(ws: Workspace, cfg: RunConfig, planner: Planner = offline_planner, made_by: str = "offline planner") -> StoryScript:
+def write_story(run: Run, planner: Planner = offline_planner, made_by: str = "offline planner") -> StoryScript:
     """Reuse the story for these inputs if there is one, else plan it and save it."""
-    script = existing_story(ws, cfg)
+    script = existing_story(run)
     if script is not None:
         return script
-    return save_story(ws, cfg, planner(cfg), made_by)
+    return save_story(run, planner(run.config), made_by)
 
 
 @dataclass

@@ -1,18 +1,21 @@
-"""Tool: the storyboard, one picture (and subject mask) per shot, plus a contact sheet."""
+"""The storyboard stage: one picture (and subject mask) per shot, plus a contact sheet; and the checked
+arguments every tool call of the crew takes (`ShotSelection`)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.media import contact_sheet, write_png
 from storyagent.schemas import Artifact, StoryboardFrame, StoryScript, format_validation_error
-from storyagent.tools.backends.base import Backend, select_backend
-from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace, hash_json
+
+if TYPE_CHECKING:
+    from storyagent.tools.run import Run
 
 SHEET = "storyboard.png"
 
@@ -43,18 +46,12 @@ class ShotSelection(BaseModel):
         return selection
 
 
-def generate_storyboard(ws: Workspace, cfg: RunConfig, script: StoryScript, subject: PreparedSubject,
-                        show_progress: bool = True, backend: Backend | None = None) -> list[StoryboardFrame]:
-    """Draw every shot's storyboard picture that is missing or stale; return all of them.
-
-    `backend` is the run's (`select_backend(cfg)` when not given).
-    """
-    backend = backend or select_backend(cfg)
-    ws.set_stage("storyboard", "running")
-    backend.prepare_subject(ws, subject, show_progress)
-    frames = backend.storyboard(ws, script, subject, show_progress)
-    write_contact_sheet(ws, script, frames)
-    ws.set_stage("storyboard", "done")
+def generate_storyboard(run: Run, script: StoryScript) -> list[StoryboardFrame]:
+    """Draw every shot's storyboard picture that is missing or stale; return all of them."""
+    run.manifest.set_stage("storyboard", "running")
+    frames = run.backend.storyboard(run, script)
+    write_contact_sheet(run.ws, script, frames)
+    run.manifest.set_stage("storyboard", "done")
     return frames
 
 

@@ -93,18 +93,18 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
     sources = [[hash_file(f), *([hash_file(m)] if (m := sibling_mask(f)) else [])] for f in files]
     h = hash_json({"sources": sources, "mask": hash_file(cfg.mask) if cfg.mask is not None else None,
                    "max_frames": cfg.max_reference_frames, "masks": masks.name if masks else "cut-out"})
-    count = ws.manifest.get("subject_frames", 0)
+    count = ws.manifest.subject_frames
     keys = [frame_key(i + 1) for i in range(count)]
     if count and all(ws.fresh(k, h) for k in keys):
         ref = ReferenceMedia(frames=[], masks=[])
         for k in keys:
-            entry = ws.artifact(k)
+            entry = ws.manifest.artifact(k)
             ref.frames.append(np.asarray(Image.open(ws.path(entry["path"])).convert("RGB")))
             ref.masks.append(np.asarray(Image.open(ws.path(entry["mask_path"])).convert("L")) > 127)
             ref.mask_methods.append(entry["meta"]["mask_method"])
             ref.sources.append(Path(entry["meta"]["source"]))
     else:
-        ws.set_stage("subject", "running")
+        ws.manifest.set_stage("subject", "running")
         ref = load_reference(cfg.subject, cfg.max_reference_frames, cfg.mask)
         if masks is not None:
             guessed = [i for i, how in enumerate(ref.mask_methods) if how not in EXACT_MASKS]
@@ -119,8 +119,8 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
             ws.record(frame_key(i + 1), Artifact(
                 kind="subject_frame", path=rel, mask_path=mrel, input_hash=h,
                 meta={"mask_method": ref.mask_methods[i], "source": str(ref.sources[i])}))
-        ws.manifest["subject_frames"] = len(ref.frames)
-        ws.set_stage("subject", "done")
+        ws.manifest.set_subject_frames(len(ref.frames))
+        ws.manifest.set_stage("subject", "done")
     n = len(ref.frames)
     subject = Subject(
         name=cfg.name, class_word=cfg.class_word, reference_media=files,

@@ -9,7 +9,7 @@ Where the subject and the subtitles go is decided by `layout.plan_shot`, and dra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -74,11 +74,17 @@ class AnimaticPipeline:
         n = self.clip_length(shot) if num_frames in (None, 1) else num_frames
         return plan_shot(shot, n, cfg.width, cfg.height, sprites.max_aspect, fps=cfg.fps, seed=seed)
 
-    def __call__(self, shot: Shot, sprites: SubjectSprites, seed: int = 0, num_frames: int | None = None) -> ShotRender:
-        """Render `shot`; `num_frames=1` renders only the storyboard picture (the clip's first frame)."""
+    def __call__(self, shot: Shot, sprites: SubjectSprites, seed: int = 0, num_frames: int | None = None,
+                 motion_seed: int | None = None) -> ShotRender:
+        """Render `shot`; `num_frames=1` renders only the storyboard picture (the clip's first frame).
+
+        `seed` draws the scene and lays the shot out; `motion_seed` (a clip's new take) retimes the
+        subject's motion along the same path, so the first frame stays the storyboard picture."""
         cfg = self.config
         W, H = cfg.width, cfg.height
         layouts = self.layout(shot, sprites, seed, num_frames)[: 1 if num_frames == 1 else None]
+        if motion_seed is not None:
+            layouts = retime(layouts, motion_seed)
         scene = SceneSpec.from_text(shot.background)
 
         # The scene canvas, larger than the frame so the camera can move over it.
@@ -103,6 +109,26 @@ class AnimaticPipeline:
             frames.append(_over(frame, subtitle) if subtitle is not None else frame)
         assert storyboard is not None
         return ShotRender(frames=frames, storyboard=storyboard, storyboard_mask=masks[0], layouts=layouts, masks=masks)
+
+
+def retime(layouts: list[ShotLayout], motion_seed: int) -> list[ShotLayout]:
+    """The subject's path at another tempo: the first and last frames stay, the frames between follow
+    the path earlier or later (eased by a seeded sine), the camera as it was."""
+    n = len(layouts)
+    if n < 3:
+        return layouts
+    rng = np.random.default_rng(motion_seed)
+    amount = rng.uniform(0.35, 0.7) * rng.choice((-1.0, 1.0))  # |amount| < 1 keeps time running forwards
+    out = [layouts[0]]
+    for t in range(1, n):
+        u = t / (n - 1)
+        w = (u + amount * math.sin(2 * math.pi * u) / (2 * math.pi)) * (n - 1)
+        i = min(int(w), n - 2)
+        f = w - i
+        a, b = layouts[i], layouts[i + 1]
+        box = tuple((1 - f) * p + f * q for p, q in zip(a.subject_box, b.subject_box))
+        out.append(replace(layouts[t], subject_box=box, flipped=(a if f < 0.5 else b).flipped))
+    return out
 
 
 def _even(x: float) -> int:

@@ -9,10 +9,9 @@ from storyagent.config import RunConfig
 from storyagent.media import write_png, write_video
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backends.base import Backend
-from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, run_per_shot, shot_take
-from storyagent.tools.subject import PreparedSubject
-from storyagent.workspace import Workspace, hash_json
+from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, run_per_shot
+from storyagent.tools.run import Backend, Run
+from storyagent.workspace import hash_json
 
 
 class AnimaticBackend(Backend):
@@ -24,39 +23,36 @@ class AnimaticBackend(Backend):
         super().__init__(cfg)
         self.pipe = AnimaticPipeline(AnimaticConfig(width=cfg.width, height=cfg.height, fps=cfg.fps))
         self.sprites: SubjectSprites | None = None
-        self._subject_hash: str | None = None
 
-    def prepare_subject(self, ws: Workspace, subject: PreparedSubject, show_progress: bool = True) -> None:
+    def prepare_subject(self, run: Run) -> None:
         """Cut the subject out of every reference frame (the sprites every shot composites)."""
-        if self._subject_hash != subject.input_hash:
-            self.sprites = SubjectSprites.from_reference(subject.reference)
-            self._subject_hash = subject.input_hash
+        self.sprites = SubjectSprites.from_reference(run.subject.reference)
 
-    def storyboard_hash(self, subject: PreparedSubject, shot: Shot, take: int) -> str:
+    def storyboard(self, run: Run, script: StoryScript) -> list[StoryboardFrame]:
         cfg = self.cfg
-        return hash_json({"shot": shot.model_dump(mode="json"), "subject": subject.input_hash, "backend": self.name,
-                          "seed": cfg.seed, "take": take, "size": [cfg.width, cfg.height], "renderer": 2})
-
-    def storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
-                   show_progress: bool) -> list[StoryboardFrame]:
-        self.prepare_subject(ws, subject)
 
         def input_hash(shot: Shot) -> str:
-            return self.storyboard_hash(subject, shot, shot_take(ws, "storyboard", shot.index))
+            return hash_json({"shot": shot.model_dump(mode="json"), "subject": run.subject.input_hash,
+                              "backend": self.name, "seed": run.seed("storyboard", shot.index),
+                              "size": [cfg.width, cfg.height], "renderer": 3})
 
         def draw(shot: Shot, h: str) -> StoryboardFrame:
-            take = shot_take(ws, "storyboard", shot.index)
-            render = self.pipe(shot, self.sprites, seed=self.cfg.seed + 1000 * take, num_frames=1)
+            seed = run.seed("storyboard", shot.index)
+            render = self.pipe(shot, self.sprites, seed=seed, num_frames=1)
             rel, mrel = frame_path(shot.index), frame_path(shot.index).replace(".png", "_mask.png")
-            write_png(ws.path(rel), render.storyboard)
-            write_png(ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
-            return StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index, meta={"take": take})
+            write_png(run.ws.path(rel), render.storyboard)
+            write_png(run.ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
+            return StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index, meta={"seed": seed})
 
-        return run_per_shot(ws, script.shots, key_prefix=STORYBOARD_DIR, label="Storyboard", kind=StoryboardFrame,
-                            input_hash=input_hash, make=draw, show_progress=show_progress)
+        return run_per_shot(run, script.shots, key_prefix=STORYBOARD_DIR, label="Storyboard", kind=StoryboardFrame,
+                            input_hash=input_hash, make=draw)
 
-    def animate(self, ws: Workspace, shot: Shot, board: StoryboardFrame, input_hash: str, seed: int) -> ShotClip:
-        frames = self.pipe(shot, self.sprites, seed=seed).frames
-        write_video(ws.path(clip_path(shot.index)), frames, self.cfg.fps)
+    def animate(self, run: Run, shot: Shot, board: StoryboardFrame, input_hash: str) -> ShotClip:
+        # The picture's own seed draws the scene, so the clip starts from the picture the reviewer saw; a
+        # clip redo (a new video seed) retimes the motion from there.
+        picture_seed = int(board.meta.get("seed", run.seed("storyboard", shot.index)))
+        motion_seed = run.seed("video", shot.index) if run.manifest.take("video", shot.index) else None
+        frames = self.pipe(shot, self.sprites, seed=picture_seed, motion_seed=motion_seed).frames
+        write_video(run.ws.path(clip_path(shot.index)), frames, self.cfg.fps)
         return ShotClip(path=clip_path(shot.index), input_hash=input_hash, shot=shot.index, num_frames=len(frames),
                         fps=self.cfg.fps)

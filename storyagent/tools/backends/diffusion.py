@@ -21,9 +21,9 @@ from storyagent.config import RunConfig
 from storyagent.media import write_video
 from storyagent.models import placement
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.backends.base import Backend
 from storyagent.tools.backends.finetunes import FineTune, SubjectFineTunes
-from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key, shot_take
+from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key
+from storyagent.tools.run import Backend, Run
 from storyagent.tools.shot_failure import with_memory_retry
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject
 from storyagent.workspace import Workspace, hash_file, hash_json
@@ -40,10 +40,6 @@ def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
     """
     scale = cfg.storyboard_side / max(cfg.width, cfg.height)
     return (max(32, round(cfg.width * scale / 32) * 32), max(32, round(cfg.height * scale / 32) * 32))
-
-
-IDENTITY = "storyboard_identity"
-"""Manifest key of the identity shots' pass the storyboard pictures share (see `storyboard`)."""
 
 
 class DiffusionBackend(Backend):
@@ -65,25 +61,21 @@ class DiffusionBackend(Backend):
         self.token: str | None = None
         """The adapter's subject token, once the adapter is loaded."""
         self.finetunes: dict[str, FineTune] = {}
-        self._prepared: str | None = None
 
     def reference_masks(self) -> LangSAMMasks:
         return LangSAMMasks(self.cfg.class_word)
 
-    def prepare_subject(self, ws: Workspace, subject: PreparedSubject, show_progress: bool = True) -> None:
+    def prepare_subject(self, run: Run) -> None:
         """The subject's StoryAnyDoor and LoRA-BE fine-tunes (paper, Fig. 3), from the cache or trained now."""
-        if self._prepared == subject.input_hash:
-            return
         cfg = self.cfg
         if cfg.finetune == "off":
             self.finetunes = {}
-            ws.manifest["finetunes"] = {"off": "the stock AnyDoor and DynamiCrafter (--finetune off)"}
-            ws.save()
+            run.manifest.set_finetunes({"off": "the stock AnyDoor and DynamiCrafter (--finetune off)"})
         else:
             # A LoRA-BE adapter the user gave is used as it is; StoryAnyDoor is still the subject's own.
             wanted = ("story_anydoor",) if cfg.video_adapter else ("story_anydoor", "lora_be")
-            self.finetunes = SubjectFineTunes(cfg, subject, self.reference_masks(), show_progress)(ws, wanted)
-        self._prepared = subject.input_hash
+            tunes = SubjectFineTunes(cfg, run.subject, self.reference_masks(), run.show_progress)
+            self.finetunes = tunes(run.ws, wanted)
 
     # ---- storyboard -----------------------------------------------------------------------
 
@@ -95,8 +87,7 @@ class DiffusionBackend(Backend):
         return DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
                                          **({"steps": cfg.steps} if cfg.steps else {}))
 
-    def storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
-                   show_progress: bool) -> list[StoryboardFrame]:
+    def storyboard(self, run: Run, script: StoryScript) -> list[StoryboardFrame]:
         """Draw the shots whose picture is missing or stale, and only those.
 
         Every picture shares one identity shots' pass (StoryDiffusion's "bank"), stored in the
@@ -107,19 +98,19 @@ class DiffusionBackend(Backend):
         from storyagent.models.storydiffusion import IdentityPass
         from storyagent.tools.backends.diffusion_storyboard import shot_text
 
-        self.prepare_subject(ws, subject, show_progress)
+        ws, subject = run.ws, run.subject
         settings = self.storyboard_settings()
         shared = hash_json({"settings": settings.model_dump(mode="json"), "subject": subject.input_hash,
                             "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name})
-        seeds = {s.index: settings.seed + s.index + 1000 * shot_take(ws, "storyboard", s.index) for s in script.shots}
-        notes = {s.index: shot_feedback(ws, "storyboard", s.index) for s in script.shots}
+        seeds = {s.index: run.seed("storyboard", s.index) for s in script.shots}
+        notes = {s.index: shot_feedback(run.manifest, "storyboard", s.index) for s in script.shots}
 
         def frame_hash(shot: Shot, identity: IdentityPass) -> str:
             return hash_json({"shared": shared, "identity": asdict(identity), "text": shot_text(shot, notes),
                               "seed": seeds[shot.index]})
 
         keys = {s.index: shot_key(STORYBOARD_DIR, s.index) for s in script.shots}
-        stored = ws.manifest.get(IDENTITY, {})
+        stored = run.manifest.storyboard_identity
         identity = IdentityPass(**stored["pass"]) if stored.get("shared") == shared else None
         stale = [s.index for s in script.shots if identity is None or not ws.fresh(keys[s.index], frame_hash(s, identity))]
         if identity is None or len(stale) == len(script.shots):
@@ -128,12 +119,11 @@ class DiffusionBackend(Backend):
         if stale:
             try:
                 self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity, notes,
-                                      lambda shot: frame_hash(shot, identity), show_progress)
+                                      lambda shot: frame_hash(shot, identity), run.show_progress)
             finally:
                 # Kept even when a shot failed: the shots drawn with this pass stay fresh on --resume.
-                ws.manifest[IDENTITY] = {"shared": shared, "pass": asdict(identity)}
-                ws.save()
-        return [StoryboardFrame.model_validate(ws.artifact(keys[s.index])) for s in script.shots]
+                run.manifest.set_storyboard_identity({"shared": shared, "pass": asdict(identity)})
+        return [StoryboardFrame.model_validate(run.manifest.artifact(keys[s.index])) for s in script.shots]
 
     def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
                          settings: DiffusionStoryboardConfig, only: list[int], seeds: dict[int, int],
@@ -203,10 +193,11 @@ class DiffusionBackend(Backend):
         name = self.cfg.name
         return text.replace(name, self.token) if name in text else f"{self.token}, {text}"
 
-    def animate(self, ws: Workspace, shot: Shot, board: StoryboardFrame, input_hash: str, seed: int) -> ShotClip:
+    def animate(self, run: Run, shot: Shot, board: StoryboardFrame, input_hash: str) -> ShotClip:
+        ws, seed = run.ws, run.seed("video", shot.index)
         image = np.asarray(Image.open(ws.path(board.path)).convert("RGB"))
         self.pipe  # noqa: B018 -- loads the adapter first, which decides the prompt's wording
-        prompt = self.prompt(shot, shot_feedback(ws, "video", shot.index))
+        prompt = self.prompt(shot, shot_feedback(run.manifest, "video", shot.index))
         # Out of GPU memory: the memory is freed and the shot made once more in low-VRAM mode; a
         # second failure skips this shot only (the others are made, `--resume` redoes it).
         frames, retried = with_memory_retry([shot.index], lambda low_vram: self._frames(image, prompt, seed, low_vram),

@@ -93,10 +93,10 @@ class SubjectFineTunes:
         """The fine-tunes in `models`, trained where the cache has none; recorded in the manifest."""
         found: dict[str, FineTune] = {}
         for model in models:
-            ws.set_stage("subject", "running", f"fine-tuning {model}")
+            ws.manifest.set_stage("subject", "running", f"fine-tuning {model}")
             found[model] = self.ensure(model)
-        ws.manifest["finetunes"] = {k: v.model_dump(mode="json") for k, v in found.items()}
-        ws.set_stage("subject", "done")
+        ws.manifest.set_finetunes({k: v.model_dump(mode="json") for k, v in found.items()})
+        ws.manifest.set_stage("subject", "done")
         return found
 
     def ensure(self, model: Model) -> FineTune:
