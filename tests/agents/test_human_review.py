@@ -189,18 +189,15 @@ def test_aesthetic_observer_redraws_low_scoring_pictures(tmp_path):
     from PIL import Image
 
     from storyagent.agents.context import CrewContext
-    from storyagent.agents.llm import parse_llm
     from storyagent.agents.observer import aesthetic_review
-    from storyagent.tools.subject import prepare_subject
-    from storyagent.workspace import Workspace
+    from storyagent.tools.run import Run
 
     result = run_crew(cfg("none", shots=3), tmp_path, show_progress=False)
     brightness = [float(np.asarray(Image.open(tmp_path / f.path)).mean()) / 25.5 for f in result.storyboard]
     darkest = 1 + int(np.argmin(brightness))
     review_cfg = cfg("aesthetic", shots=3).model_copy(update={"min_score": min(brightness) + 1e-3})
-    ws = Workspace.open(tmp_path, review_cfg.inputs_record(), resume=True)
-    ctx = CrewContext(ws=ws, cfg=review_cfg, subject=prepare_subject(ws, review_cfg), llm=parse_llm("none"),
-                      review="aesthetic", stage="storyboard", storyboard=result.storyboard)
+    with Run.open(review_cfg, tmp_path, resume=True, show_progress=False) as run:
+        ctx = CrewContext(run=run, stage="storyboard", storyboard=result.storyboard)
 
     # A stand-in scorer that prefers bright pictures: only the darkest shot falls under the threshold.
     verdict = parse_verdict(aesthetic_review(ctx, scorer=lambda images: [im.mean() / 25.5 for im in images]), 3)

@@ -14,7 +14,6 @@ from storyagent.models.removal import SubjectRemover
 from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput
 from storyagent.schemas import Region, Shot, StoryScript, Subject
 from storyagent.tools.backends.animatic import AnimaticBackend
-from storyagent.tools.backends.base import select_backend
 from storyagent.tools.backends.diffusion import DiffusionBackend
 from storyagent.tools.backends.diffusion_storyboard import StoryboardModels
 from storyagent.tools.per_shot import clip_path, frame_path, record_redo, shot_key
@@ -26,16 +25,6 @@ SIZE = 32
 
 def run_config(**kw) -> RunConfig:
     return RunConfig.build(prompt="a day", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip", **kw)
-
-
-def test_the_backend_is_chosen_by_name_and_checks_its_weights(monkeypatch):
-    assert isinstance(select_backend(run_config()), AnimaticBackend)
-    diffusion = select_backend(run_config(backend="diffusion"))
-    assert isinstance(diffusion, DiffusionBackend)
-    select_backend(run_config()).check()  # the animatic needs nothing
-    monkeypatch.setattr("storyagent.tools.backends.base.weights_available", lambda name: name != "anydoor")
-    with pytest.raises(WeightsNotFoundError, match=r"--backend diffusion needs weights .*\(anydoor\).*weights fetch anydoor"):
-        diffusion.check()
 
 
 def test_per_shot_names_come_from_one_key():
