@@ -61,7 +61,7 @@ def doctor() -> None:
 def weights_list() -> None:
     """Every model the diffusion backend and the tools can use: its state here, size and licence."""
     from storyagent.weights import WEIGHTS, weights_state
-    from storyagent.weights_registry import entry_size, human_size, load_registry
+    from storyagent.weights.registry import entry_size, human_size, load_registry
 
     entries = load_registry()
     table = Table()
@@ -110,8 +110,9 @@ def weights_fetch(
     """Download weights (resuming a partial download), convert them once where the loader needs it, and record
     size, sha256, licence and source. Uses the network; afterwards everything runs offline."""
     from storyagent.errors import StoryAgentError
+    from storyagent.models.conversion import convert_downloaded
     from storyagent.weights import WEIGHTS
-    from storyagent.weights_fetch import endpoint, fetch_order, fetch_weights
+    from storyagent.weights.fetch import endpoint, fetch_order, fetch_weights
 
     wanted = list(names or []) + list(backend_weights(backend) if backend else ())
     if not wanted:
@@ -125,7 +126,7 @@ def weights_fetch(
         spec = WEIGHTS[name]
         console.print(f"fetching {name} ({spec.repo_id}, licence: {spec.licence}) ...")
         try:
-            path = fetch_weights(name, configs.get(name), show_progress=not quiet)
+            path = fetch_weights(name, configs.get(name), show_progress=not quiet, convert=convert_downloaded)
         except KeyboardInterrupt:
             raise fail("Interrupted; run the same command again to continue the download.", 130) from None
         except StoryAgentError as exc:
@@ -144,8 +145,8 @@ def weights_verify(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Check every file `weights fetch` recorded against its recorded size and sha256; exit 1 on a problem."""
-    from storyagent.weights_fetch import byte_progress
-    from storyagent.weights_registry import file_problem, load_registry, names_in, recorded_files
+    from storyagent.weights.fetch import byte_progress
+    from storyagent.weights.registry import file_problem, load_registry, names_in, recorded_files
 
     entries = load_registry()
     unknown = [n for n in names or [] if n not in entries]

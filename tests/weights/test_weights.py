@@ -77,7 +77,7 @@ def _hf_file(tmp_path, spec, commit: str, data: bytes):
 
 def test_the_converted_folder_is_found_and_a_local_copy_or_a_newer_download_wins(tmp_path, monkeypatch):
     from storyagent.weights import weights_state
-    from storyagent.weights_registry import record_entry
+    from storyagent.weights.registry import record_entry
 
     monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(env_var("anydoor"), raising=False)

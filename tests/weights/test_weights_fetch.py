@@ -66,7 +66,7 @@ def test_fetch_converts_once_and_the_loader_finds_it_with_no_env_var(hub, caches
     from storyagent.models.dynamicrafter import DynamiCrafterPipeline
     from storyagent.models.dynamicrafter.config import DynamiCrafterConfig
     from storyagent.models.dynamicrafter.convert import convert_checkpoint
-    from storyagent.weights_registry import load_registry
+    from storyagent.weights.registry import load_registry
 
     hub.tiny.provide("dynamicrafter-512")
     result = storyagent("weights", "fetch", "dynamicrafter-512", *config_args(hub, "dynamicrafter-512"), "--quiet")
@@ -158,7 +158,7 @@ def test_verify_catches_a_flipped_byte_and_a_missing_file(hub, caches):
 
 
 def test_list_shows_states_and_doctor_names_one_fetch_command(hub, caches):
-    from storyagent.weights_registry import registry_path
+    from storyagent.weights.registry import registry_path
 
     hub.tiny.provide("anydoor", "sam-vit-h", "dynamicrafter-512")
     assert storyagent("weights", "fetch", "anydoor", "sam-vit-h", *config_args(hub, "anydoor"), "--quiet").exit_code == 0

@@ -8,14 +8,14 @@ the cache, so a moved cache keeps working). `weights verify` checks the files ag
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storyagent.weights import cache_dir
+from storyagent.hashing import sha256_file
+from storyagent.weights.cache import cache_dir
 
 REGISTRY = "weights.json"
 """The registry's file name inside the StoryAgent cache."""
@@ -56,16 +56,6 @@ def converted_folder(name: str, source_commit: str | None = None) -> Path | None
         return None
     folder = cache_dir(converted["folder"])
     return folder if folder.is_dir() else None
-
-
-def sha256_file(path: Path, advance: Callable[[int], Any] | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-            if advance is not None:
-                advance(len(chunk))
-    return h.hexdigest()
 
 
 def describe_folder(folder: Path, advance: Callable[[int], Any] | None = None) -> list[dict[str, Any]]:

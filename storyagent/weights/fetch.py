@@ -8,7 +8,11 @@ partial file (`blobs/<etag>.incomplete`) when it is interrupted and continues it
 Range request next time: huggingface_hub itself drops a partial file when its call fails, and a
 multi-GB checkpoint should not start again after a dropped connection or a Ctrl-C. Weights that
 need converting are converted once into the StoryAgent cache; everything is recorded (size,
-sha256, licence, source) in the registry (`storyagent.weights_registry`).
+sha256, licence, source) in the registry (`storyagent.weights.registry`).
+
+The conversion itself belongs to the model families: the caller passes it in (`convert`, which
+`storyagent weights fetch` takes from `storyagent.models.conversion`), so this package never imports
+`storyagent.models` and the models may look their weights up here.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,9 +31,16 @@ from typing import Any
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from storyagent.errors import StoryAgentError
+from storyagent.hashing import sha256_file, sha256_of
 from storyagent.progress import console
-from storyagent.weights import WEIGHTS, WeightSpec, resolve_weights
-from storyagent.weights_registry import describe_folder, load_registry, record_entry, sha256_file
+from storyagent.weights.cache import cache_dir, weights_fingerprint
+from storyagent.weights.lookup import resolve_weights
+from storyagent.weights.registry import describe_folder, file_problem, load_registry, record_entry, recorded_files
+from storyagent.weights.specs import WEIGHTS, WeightSpec
+
+Convert = Callable[..., Any]
+"""`convert(converter, files, out_dir, *, name, needs, config)`: the upstream `files` of weights `name` into
+`out_dir` by the module `converter` names (`storyagent.models.conversion.convert_downloaded`)."""
 
 
 class DownloadError(StoryAgentError):
@@ -57,12 +69,15 @@ def fetch_order(names: list[str]) -> list[str]:
     return order
 
 
-def fetch_weights(name: str, config: Path | None = None, show_progress: bool = True) -> Path:
+def fetch_weights(name: str, config: Path | None = None, show_progress: bool = True,
+                  convert: Convert | None = None) -> Path:
     """Download `name` as its repository's main branch holds it now (resuming a partial download), convert
-    it once when its loader needs that, record it in the registry, and return what `resolve_weights(name)`
-    now finds (the offline lookup reads `main` too)."""
+    it once with `convert` when its loader needs that, record it in the registry, and return what
+    `resolve_weights(name)` now finds (the offline lookup reads `main` too)."""
     revision = "main"
     spec = WEIGHTS[name]
+    if spec.converter is not None and convert is None:
+        raise ValueError(f"{name} needs converting: pass convert= (storyagent.models.conversion.convert_downloaded).")
     previous = load_registry().get(name, {}).get("converted")
     with byte_progress(show_progress) as progress:
         commit, files = remote_files(spec, revision)
@@ -77,7 +92,7 @@ def fetch_weights(name: str, config: Path | None = None, show_progress: bool = T
     record_entry(name, entry)
     if spec.converter is not None:
         with byte_progress(show_progress) as progress:
-            entry["converted"] = convert_once(spec, fetched, config, previous, progress)
+            entry["converted"] = convert_once(spec, fetched, config, previous, progress, convert)
         record_entry(name, entry)
     return resolve_weights(name)
 
@@ -198,7 +213,7 @@ def _download(url: str, blob: Path, size: int, etag: str, label: str, progress: 
         part.unlink()
         have = 0
     task = progress.add_task(label, total=size, completed=0)
-    h = _sha256_of(part, lambda n: progress.advance(task, n)) if have else hashlib.sha256()
+    h = sha256_of(part, lambda n: progress.advance(task, n)) if have else hashlib.sha256()
     headers = build_hf_headers() | {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -234,15 +249,6 @@ def _download(url: str, blob: Path, size: int, etag: str, label: str, progress: 
     return digest
 
 
-def _sha256_of(path: Path, advance) -> Any:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-            advance(len(chunk))
-    return h
-
-
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """The HTTP client's "connection dropped" errors (huggingface_hub's client is httpx2, before 2.x httpx)."""
     found = []
@@ -271,12 +277,9 @@ def byte_progress(show: bool = True) -> Progress:
 
 
 def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
-                 recorded: dict[str, Any] | None, progress: Progress) -> dict[str, Any]:
+                 recorded: dict[str, Any] | None, progress: Progress, convert: Convert) -> dict[str, Any]:
     """The converted folder of `fetched` in the StoryAgent cache (converted now unless it already is),
     as the registry records it: its folder relative to the cache, its key's inputs, and its files."""
-    from storyagent.models.conversion import convert_downloaded
-    from storyagent.weights import cache_dir, weights_fingerprint
-
     needs = {n: resolve_weights(n) for n in spec.needs}
     key_inputs = {"files": [f.sha256 for f in fetched], "converter": spec.converter,
                   "config": sha256_file(config) if config else None,
@@ -287,7 +290,7 @@ def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
     if recorded and recorded.get("folder") == folder and out.is_dir() and _intact(spec.name, recorded, progress):
         return recorded
     console.print(f"converting {spec.name} into {out} (once) ...")
-    convert_downloaded(spec.converter, [f.local for f in fetched], out, name=spec.name, needs=needs, config=config)
+    convert(spec.converter, [f.local for f in fetched], out, name=spec.name, needs=needs, config=config)
     if recorded and isinstance(recorded.get("folder"), str) and recorded["folder"] != folder:
         # The conversion it replaces (another revision or config) would only take disk space.
         shutil.rmtree(cache_dir(recorded["folder"]), ignore_errors=True)
@@ -299,8 +302,6 @@ def convert_once(spec: WeightSpec, fetched: list[Fetched], config: Path | None,
 
 def _intact(name: str, converted: dict[str, Any], progress: Progress) -> bool:
     """Whether every file of a recorded conversion is still what was recorded."""
-    from storyagent.weights_registry import file_problem, recorded_files
-
     files = recorded_files({"converted": converted}, name)
     task = progress.add_task(f"{name} (checking the conversion)", total=sum(f.size for f in files))
     return bool(files) and all(file_problem(f, lambda n: progress.advance(task, n)) is None for f in files)
