@@ -3,14 +3,16 @@
 Subject: LangSAM masks the reference frames, and the subject's StoryAnyDoor and LoRA-BE
 fine-tunes are found in the cache or trained (`finetunes.py`). Storyboard: StoryDiffusion draws
 every shot with one consistent subject, LangSAM finds it, it is removed, and StoryAnyDoor redraws
-the user's own subject there (`diffusion_storyboard.py`). Video: DynamiCrafter with the subject's
+the user's own subject there (`models/storyboard`, loaded once per run; its files and records are
+written by `StoryboardDraw`). Video: DynamiCrafter with the subject's
 LoRA-BE adapter animates each storyboard picture with the shot's description as its prompt.
 Weights come from `storyagent.weights` (a `STORYAGENT_WEIGHTS_*` path or the Hugging Face cache).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,19 +20,19 @@ import numpy as np
 from PIL import Image
 
 from storyagent.config import RunConfig
-from storyagent.media import write_video
+from storyagent.media import write_png, write_video
 from storyagent.models import placement
-from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
+from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript, Subject
 from storyagent.tools.backends.finetunes import FineTune, SubjectFineTunes
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key
 from storyagent.tools.run import Backend, Run
-from storyagent.tools.shot_failure import with_memory_retry
-from storyagent.tools.subject import LangSAMMasks, PreparedSubject
-from storyagent.workspace import Workspace, hash_file, hash_json
+from storyagent.tools.shot_failure import ShotFailedError, with_memory_retry
+from storyagent.tools.subject import LangSAMMasks
+from storyagent.workspace import hash_file, hash_json
 
 if TYPE_CHECKING:  # the models load with the first storyboard, not with the command line
+    from storyagent.models.storyboard import ShotResult, StoryboardConfig, StoryboardPipeline
     from storyagent.models.storydiffusion import IdentityPass
-    from storyagent.tools.backends.diffusion_storyboard import DiffusionStoryboardConfig
 
 
 def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
@@ -42,13 +44,113 @@ def storyboard_size(cfg: RunConfig) -> tuple[int, int]:
     return (max(32, round(cfg.width * scale / 32) * 32), max(32, round(cfg.height * scale / 32) * 32))
 
 
+def shot_text(shot: Shot, notes: Mapping[int, str] | None = None) -> str:
+    """The image prompt of a shot: its text, led by the reviewer's words for it that the story could not
+    take in (`notes`, by shot number; see `per_shot.shot_feedback`)."""
+    text = f"{shot.subject_action}, {shot.description}, {shot.background}, {shot.shot_type.value} shot"
+    note = (notes or {}).get(shot.index, "")
+    return f"{note}, {text}" if note else text
+
+
+def reference_for_redraw(subject: Subject) -> tuple[np.ndarray, np.ndarray]:
+    """The reference frame whose subject mask is largest: the most of the subject for AnyDoor to copy."""
+    if not subject.frames or not subject.masks:
+        raise ValueError("the subject has no prepared frames and masks to redraw from")
+    masks = [np.asarray(Image.open(p).convert("L")) > 127 for p in subject.masks]
+    best = int(np.argmax([m.sum() for m in masks]))
+    return np.asarray(Image.open(subject.frames[best]).convert("RGB")), masks[best]
+
+
+@dataclass
+class StoryboardDraw:
+    """One storyboard pass of the backend: the pipeline called for the stale shots together (and shot
+    by shot when that runs out of GPU memory on its low-VRAM retry too, so only a shot that fails
+    again is skipped), every shot's pictures written and recorded once each."""
+
+    pipe: StoryboardPipeline
+    run: Run
+    script: StoryScript
+    seeds: dict[int, int]
+    notes: dict[int, str]
+    identity: IdentityPass
+    frame_hash: Callable[[Shot], str]
+
+    def __call__(self, stale: list[int]) -> None:
+        try:
+            self.draw(stale)
+        except ShotFailedError:
+            if len(stale) == 1:
+                raise
+            failed: list[ShotFailedError] = []
+            for number in stale:
+                try:
+                    self.draw([number])
+                except ShotFailedError as exc:
+                    failed.append(exc)
+            if failed:
+                raise ShotFailedError.combine(failed) from None
+
+    def draw(self, numbers: list[int]) -> None:
+        """The shots `numbers` through the pipeline (once more in low-VRAM mode after a GPU out-of-memory
+        error), then written and recorded."""
+        from storyagent.models.storyboard import StoryboardSubject
+
+        shots, who = self.script.shots, self.run.subject.subject
+        position = {s.index: i for i, s in enumerate(shots)}
+        subject = StoryboardSubject(f"{who.name}, a {who.class_word}", who.class_word, *reference_for_redraw(who))
+
+        def attempt(low_vram: bool):
+            return self.pipe([shot_text(s, self.notes) for s in shots], subject, [self.seeds[s.index] for s in shots],
+                             self.identity, only=[position[n] for n in numbers],
+                             backgrounds=[s.background for s in shots], low_vram=low_vram,
+                             show_progress=self.run.show_progress)
+
+        results, retried = with_memory_retry(numbers, attempt, self.pipe.config.cpu_offload)
+        for result in results:
+            self.record(shots[result.position], result, retried)
+
+    def record(self, shot: Shot, result: ShotResult, retried: bool) -> None:
+        """`storyboard/shot_NN_initial.png`, `_hole.png`, `_removed.png`, `shot_NN.png` (the redrawn
+        picture) and `shot_NN_mask.png` written; the initial, removed and storyboard frames recorded."""
+        ws, h, name = self.run.ws, self.frame_hash(shot), shot_key(STORYBOARD_DIR, shot.index)
+        initial, found = f"{name}_initial.png", result.found
+        reason = f"shot {shot.index}: {result.reason}" if result.reason else ""
+        write_png(ws.path(initial), result.initial)
+        if result.removal is None:
+            ws.record(f"{name}_initial", StoryboardFrame(path=initial, input_hash=h, shot=shot.index,
+                                                         meta={"found": False, "reason": reason}))
+        else:
+            hole, removed = f"{name}_hole.png", f"{name}_removed.png"
+            write_png(ws.path(hole), result.removal.mask.astype(np.uint8) * 255)
+            write_png(ws.path(removed), result.removal.image)
+            ws.record(f"{name}_initial", StoryboardFrame(
+                path=initial, mask_path=hole, input_hash=h, shot=shot.index,
+                meta={"found": True, "box": list(found.box), "score": found.score, "prompt": result.prompt}))
+            ws.record(f"{name}_removed", StoryboardFrame(
+                path=removed, mask_path=hole, input_hash=h, shot=shot.index,
+                meta={"method": result.removal.method, "subject_box": list(result.removal.box)}))
+        final = f"{name}.png" if result.final is not None else None
+        if final is not None:
+            write_png(ws.path(final), result.final)
+        mask = f"{name}_mask.png"
+        write_png(ws.path(mask), result.mask.astype(np.uint8) * 255)
+        meta = {"found": found.found, "reason": reason, "prompt": result.prompt, "seed": result.seed}
+        if retried:
+            meta["out_of_memory_retry"] = "ran out of GPU memory; drawn again with --low-vram settings"
+        if final is not None:
+            meta["redraw"] = True
+        ws.record(name, StoryboardFrame(path=final or initial, mask_path=mask, input_hash=h, shot=shot.index,
+                                        meta=meta))
+
+
 class DiffusionBackend(Backend):
     """The subject's fine-tunes; StoryDiffusion + LangSAM + StoryAnyDoor storyboard; DynamiCrafter
     (+ LoRA-BE) clips.
 
     Every model waits on the CPU and visits the GPU only while it works (`placement.on_device`),
-    so no two of them share the GPU; DynamiCrafter is loaded on the first clip of a stage and
-    dropped by `release()` at its end. `--low-vram` offloads each model's idle parts and decodes
+    so no two of them share the GPU; the storyboard pipeline is loaded on the first storyboard and
+    kept for the run's redraws, DynamiCrafter on the first clip of a stage; `release()` (at the end
+    of the video stage) drops both. `--low-vram` offloads each model's idle parts and decodes
     the VAE a frame at a time; a shot that runs out of GPU memory is tried once more that way.
     """
 
@@ -58,6 +160,7 @@ class DiffusionBackend(Backend):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__(cfg)
         self._pipe = None
+        self._storyboard: StoryboardPipeline | None = None
         self.token: str | None = None
         """The adapter's subject token, once the adapter is loaded."""
         self.finetunes: dict[str, FineTune] = {}
@@ -79,13 +182,24 @@ class DiffusionBackend(Backend):
 
     # ---- storyboard -----------------------------------------------------------------------
 
-    def storyboard_settings(self) -> DiffusionStoryboardConfig:
-        from storyagent.tools.backends.diffusion_storyboard import DiffusionStoryboardConfig
+    def storyboard_settings(self) -> StoryboardConfig:
+        from storyagent.models.storyboard import StoryboardConfig
 
         cfg = self.cfg
         width, height = storyboard_size(cfg)
-        return DiffusionStoryboardConfig(seed=cfg.seed, width=width, height=height,
-                                         **({"steps": cfg.steps} if cfg.steps else {}))
+        return StoryboardConfig(seed=cfg.seed, width=width, height=height, steps=cfg.steps or None,
+                                cpu_offload=cfg.low_vram)
+
+    @property
+    def storyboard_pipe(self) -> StoryboardPipeline:
+        """The storyboard pipeline, its models loaded on first use and kept for the run (`release` drops them)."""
+        if self._storyboard is None:
+            from storyagent.models.storyboard import StoryboardPipeline
+
+            tune = self.finetunes.get("story_anydoor")
+            self._storyboard = StoryboardPipeline.from_pretrained(self.storyboard_settings(),
+                                                                  anydoor_finetune=tune.path if tune else None)
+        return self._storyboard
 
     def storyboard(self, run: Run, script: StoryScript) -> list[StoryboardFrame]:
         """Draw the shots whose picture is missing or stale, and only those.
@@ -96,11 +210,10 @@ class DiffusionBackend(Backend):
         are); when none is, the first shots as they are now make a new one.
         """
         from storyagent.models.storydiffusion import IdentityPass
-        from storyagent.tools.backends.diffusion_storyboard import shot_text
 
         ws, subject = run.ws, run.subject
         settings = self.storyboard_settings()
-        shared = hash_json({"settings": settings.model_dump(mode="json"), "subject": subject.input_hash,
+        shared = hash_json({"settings": settings.to_dict() | {"cpu_offload": None}, "subject": subject.input_hash,
                             "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name})
         seeds = {s.index: run.seed("storyboard", s.index) for s in script.shots}
         notes = {s.index: shot_feedback(run.manifest, "storyboard", s.index) for s in script.shots}
@@ -114,39 +227,17 @@ class DiffusionBackend(Backend):
         identity = IdentityPass(**stored["pass"]) if stored.get("shared") == shared else None
         stale = [s.index for s in script.shots if identity is None or not ws.fresh(keys[s.index], frame_hash(s, identity))]
         if identity is None or len(stale) == len(script.shots):
-            first = script.shots[:settings.num_identity]
+            first = script.shots[:settings.story_config().num_identity]
             identity = IdentityPass(prompts=[shot_text(s, notes) for s in first], seeds=[seeds[s.index] for s in first])
         if stale:
             try:
-                self._draw_storyboard(ws, script, subject, settings, stale, seeds, identity, notes,
-                                      lambda shot: frame_hash(shot, identity), run.show_progress)
+                draw = StoryboardDraw(self.storyboard_pipe, run, script, seeds, notes, identity,
+                                      lambda shot: frame_hash(shot, identity))
+                draw(stale)
             finally:
                 # Kept even when a shot failed: the shots drawn with this pass stay fresh on --resume.
                 run.manifest.set_storyboard_identity({"shared": shared, "pass": asdict(identity)})
         return [StoryboardFrame.model_validate(run.manifest.artifact(keys[s.index])) for s in script.shots]
-
-    def _draw_storyboard(self, ws: Workspace, script: StoryScript, subject: PreparedSubject,
-                         settings: DiffusionStoryboardConfig, only: list[int], seeds: dict[int, int],
-                         identity: IdentityPass, notes: dict[int, str], frame_hash, show_progress: bool) -> None:
-        from storyagent.models.anydoor import AnyDoorPipeline
-        from storyagent.models.anydoor.finetune import apply_finetune
-        from storyagent.tools.backends.diffusion_storyboard import StoryboardModels, generate_storyboard_diffusion
-
-        models = StoryboardModels.load(settings.model_copy(update={"cpu_offload": self.cfg.low_vram}))
-        anydoor = AnyDoorPipeline.from_pretrained(device="cpu")
-        if "story_anydoor" in self.finetunes:
-            anydoor = apply_finetune(anydoor, self.finetunes["story_anydoor"].path)
-        steps = self.cfg.steps
-
-        def redraw(*args, seed: int | None = 0):
-            with models.running(anydoor):  # low-VRAM too when the shot is being retried
-                return anydoor.redraw(*args, seed=seed, num_inference_steps=steps, show_progress=False)
-
-        # Records every drawn shot's frame (the initial picture where the subject was not found)
-        # under its `shot_key`, once.
-        generate_storyboard_diffusion(script, subject.subject, ws.root, settings, models=models, redraw=redraw,
-                                      workspace=ws, only=only, seeds=seeds, identity=identity, notes=notes,
-                                      frame_hash=frame_hash, show_progress=show_progress)
 
     def finetune_key(self, model: str) -> str | None:
         found = self.finetunes.get(model)
@@ -229,5 +320,5 @@ class DiffusionBackend(Backend):
         return list(np.asarray(out.frames[0], dtype=np.uint8))
 
     def release(self) -> None:
-        self._pipe, self.token = None, None
+        self._pipe, self.token, self._storyboard = None, None, None
         placement.free_memory()
