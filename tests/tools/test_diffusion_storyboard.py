@@ -1,37 +1,42 @@
-"""The diffusion storyboard tool end to end with tiny random SDXL, Grounding DINO and SAM."""
-
-import json
+"""The diffusion backend's storyboard with tiny random SDXL, Grounding DINO, SAM and AnyDoor: the
+files it writes, the frames it records, a shot whose subject is not found, a redo of one shot, and
+the storyboard pipeline loaded once for the run."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from storyagent.errors import WeightsNotFoundError
-from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
-from storyagent.models.storydiffusion.testing import tiny_sdxl
+from storyagent.config import RunConfig
+from storyagent.models.langsam import LangSAMConfig
+from storyagent.models.storyboard import StoryboardConfig, StoryboardPipeline
+from storyagent.models.storydiffusion import StoryDiffusionConfig
 from storyagent.schemas import Region, Shot, StoryScript, Subject
-from storyagent.tools.backends.diffusion_storyboard import (
-    DiffusionStoryboardConfig,
-    StoryboardModels,
-    generate_storyboard_diffusion,
-)
+from storyagent.tools.backends.diffusion import DiffusionBackend
+from storyagent.tools.run import Run
+from storyagent.tools.subject import PreparedSubject
 from storyagent.workspace import Workspace
+from tests.support.diffusion import save_tiny_diffusion_weights
+from tests.support.paths import ROOT
 
-SIZE = 32
+SIDE = 64
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    tiny_sdxl().save_pretrained(root / "sdxl")
-    return root / "sdxl", save_tiny_grounding_dino(root / "dino"), save_tiny_sam(root / "sam.pth")
+    return save_tiny_diffusion_weights(tmp_path_factory.mktemp("weights"))
 
 
-def config(weights, **kw) -> DiffusionStoryboardConfig:
-    sdxl, dino, sam = weights
-    base = dict(sdxl_path=sdxl, dino_path=dino, sam_path=sam, width=SIZE, height=SIZE, steps=2, num_identity=2,
-                style="none", removal="opencv", device="cpu")
-    return DiffusionStoryboardConfig(**(base | kw))
+def load(weights, **langsam) -> StoryboardPipeline:
+    cfg = StoryboardConfig(story=StoryDiffusionConfig(style="none"), langsam=LangSAMConfig(**langsam), width=SIDE,
+                           height=SIDE, steps=2, num_identity=2)
+    return StoryboardPipeline.from_pretrained(cfg, sdxl_path=weights["sdxl-base"],
+                                              dino_path=weights["grounding-dino-base"], sam_path=weights["sam-vit-h"],
+                                              anydoor_path=weights["anydoor"], removal="opencv", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def found_pipe(weights):
+    return load(weights, box_threshold=0.0, text_threshold=0.0)
 
 
 def script(n: int = 3) -> StoryScript:
@@ -57,81 +62,70 @@ def subject(tmp_path):
     return Subject(name="Pip", class_word="rabbit", reference_media=[frames[0]], frames=frames, masks=masks)
 
 
-def test_storyboard_files_records_manifest_and_redraw_hook(weights, subject, tmp_path):
-    cfg = config(weights, box_threshold=0.0, text_threshold=0.0)
-    ws = Workspace.open(tmp_path / "run", inputs={}, resume=False)
-    calls = []
+def make_run(folder, subject: Subject, pipe: StoryboardPipeline | None = None) -> Run:
+    cfg = RunConfig.build(prompt="a day", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip",
+                          class_word="rabbit", backend="diffusion", width=SIDE, height=SIDE, storyboard_side=SIDE,
+                          steps=2, finetune="off", seed=5)
+    backend = DiffusionBackend(cfg)
+    backend._storyboard = pipe  # None: the backend loads it itself
+    ws = Workspace.open(folder, inputs={}, resume=False)
+    return Run(cfg, ws, backend, PreparedSubject(subject=subject, reference=None, input_hash="pip"), False)
 
-    def redraw(reference_image, reference_mask, target_image, target_mask, seed=0):
-        calls.append((reference_mask.sum(), target_image.copy(), target_mask.copy(), seed))
-        out = target_image.copy()
-        out[target_mask] = reference_image[reference_mask].mean(0).astype(np.uint8)
-        return out
 
-    records = generate_storyboard_diffusion(script(), subject, ws.root, cfg, redraw=redraw, workspace=ws,
-                                            show_progress=False).records
-    assert [r.shot for r in records] == [1, 2, 3] and all(r.found for r in records)
-    for r in records:
-        initial = np.asarray(Image.open(ws.root / r.initial))
-        hole = np.asarray(Image.open(ws.root / r.hole)) > 127
-        removed = np.asarray(Image.open(ws.root / r.removed))
-        assert initial.shape == removed.shape == (SIZE, SIZE, 3) and hole.shape == (SIZE, SIZE)
+def png(run: Run, rel: str) -> np.ndarray:
+    return np.asarray(Image.open(run.ws.path(rel)))
+
+
+def test_the_storyboard_writes_every_picture_and_records_each_frame_once(found_pipe, subject, tmp_path):
+    run = make_run(tmp_path / "run", subject, found_pipe)
+    boards = run.backend.storyboard(run, script())
+    assert [b.path for b in boards] == [f"storyboard/shot_0{i}.png" for i in (1, 2, 3)]
+    for board in boards:
+        name = f"storyboard/shot_{board.shot:02d}"
+        initial, hole, removed = png(run, f"{name}_initial.png"), png(run, f"{name}_hole.png") > 127, \
+            png(run, f"{name}_removed.png")
+        final, mask = png(run, board.path), png(run, board.mask_path) > 127
+        assert initial.shape == removed.shape == final.shape == (SIDE, SIDE, 3) and hole.shape == (SIDE, SIDE)
         np.testing.assert_array_equal(removed[~hole], initial[~hole])  # only the hole was refilled
-        assert r.final == f"storyboard/shot_{r.shot:02d}.png" and (ws.root / r.final).exists()
-    # the redraw got the largest reference mask (12×12), the removed frame and its hole
-    assert [c[0] for c in calls] == [144] * 3 and [c[3] for c in calls] == [1, 2, 3]
-    np.testing.assert_array_equal(calls[0][1], np.asarray(Image.open(ws.root / records[0].removed)))
-    np.testing.assert_array_equal(calls[0][2], np.asarray(Image.open(ws.root / records[0].hole)) > 127)
-    manifest = json.loads((ws.root / "manifest.json").read_text())
-    assert {"storyboard/shot_01_initial", "storyboard/shot_01_removed", "storyboard/shot_01"} <= set(manifest["artifacts"])
-    saved = json.loads((ws.root / "storyboard/diffusion_storyboard.json").read_text())
-    assert [s["shot"] for s in saved] == [1, 2, 3]
+        assert board.mask_path == f"{name}_mask.png" and 0 < mask.sum() < mask.size
+        np.testing.assert_array_equal(final[~mask], removed[~mask])  # the redrawn subject alone was pasted
+        assert board.meta["seed"] == run.seed("storyboard", board.shot) and board.meta["redraw"] and board.meta["found"]
+        assert run.manifest.artifact(f"{name}_initial")["mask_path"] == f"{name}_hole.png"
+        assert run.manifest.artifact(f"{name}_removed")["meta"]["method"] == "opencv"
+    assert run.manifest.storyboard_identity["pass"]["seeds"] == [6, 7, 8], "the identity pass is kept in the manifest"
 
 
-def test_the_redrawn_picture_keeps_the_removal_output_outside_the_new_subject(weights, subject, tmp_path):
-    """AnyDoor regenerates its whole crop (here: noise over the entire frame); only the new subject
-    (LangSAM's mask on the redrawn picture) is taken from it, every other pixel is the removal's."""
-    cfg = config(weights, box_threshold=0.0, text_threshold=0.0)
-    drawn = {}
-
-    def redraw(reference_image, reference_mask, target_image, target_mask, seed=0):
-        drawn[seed] = np.random.default_rng(seed).integers(0, 256, target_image.shape, dtype=np.uint8)
-        return drawn[seed]
-
-    records = generate_storyboard_diffusion(script(2), subject, tmp_path, cfg, redraw=redraw,
-                                            show_progress=False).records
-    for r in records:
-        final = np.asarray(Image.open(tmp_path / r.final))
-        mask = np.asarray(Image.open(tmp_path / r.mask)) > 127
-        removed = np.asarray(Image.open(tmp_path / r.removed))
-        assert 0 < mask.sum() < mask.size
-        np.testing.assert_array_equal(final[~mask], removed[~mask])
-        np.testing.assert_array_equal(final[mask], drawn[r.seed][mask])
+def test_a_subject_not_found_is_reported_in_the_frame_not_raised(weights, subject, tmp_path):
+    run = make_run(tmp_path / "run", subject, load(weights, box_threshold=1.0))
+    boards = run.backend.storyboard(run, script(2))
+    assert [b.path for b in boards] == ["storyboard/shot_01_initial.png", "storyboard/shot_02_initial.png"]
+    assert [b.meta["found"] for b in boards] == [False, False]
+    assert boards[0].meta["reason"].startswith("shot 1: no 'rabbit' found")
+    assert not (run.ws.root / "storyboard/shot_01_hole.png").exists()
+    assert not (png(run, boards[0].mask_path) > 127).any()
 
 
-def test_subject_not_found_is_reported_not_raised(weights, subject, tmp_path):
-    cfg = config(weights, box_threshold=1.0)
-    records = generate_storyboard_diffusion(script(2), subject, tmp_path / "run", cfg, show_progress=False).records
-    assert [r.found for r in records] == [False, False]
-    assert "shot 1: no 'rabbit' found" in records[0].reason
-    assert records[0].hole is None and records[0].removed is None and records[0].final is None
-    assert (tmp_path / "run" / records[0].initial).exists()
+def test_a_redo_draws_that_shot_alone_with_the_pipeline_loaded_once(weights, subject, tmp_path, monkeypatch):
+    from storyagent.weights import env_var
 
-
-def test_models_load_through_the_real_loaders_and_are_reusable(weights, subject, tmp_path):
-    cfg = config(weights, box_threshold=0.0, removal="auto", dtype="float32")
-    models = StoryboardModels.load(cfg)
-    assert models.remover.method == "diffusion"
-    a = generate_storyboard_diffusion(script(2), subject, tmp_path / "a", cfg, models=models, show_progress=False).records
-    b = generate_storyboard_diffusion(script(2), subject, tmp_path / "b", cfg, models=models, show_progress=False).records
-    for ra, rb in zip(a, b):  # same seed, same pictures
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / ra.removed)),
-                                      np.asarray(Image.open(tmp_path / "b" / rb.removed)))
-
-
-def test_missing_weights_fail_clearly(tmp_path, monkeypatch, subject):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(WeightsNotFoundError, match="storyagent weights fetch sdxl-base"):
-        generate_storyboard_diffusion(script(1), subject, tmp_path / "run", DiffusionStoryboardConfig(device="cpu"))
+    for name, path in weights.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    loads, calls = [], []
+    load_pipe = StoryboardPipeline.from_pretrained.__func__
+    monkeypatch.setattr(StoryboardPipeline, "from_pretrained",
+                        classmethod(lambda cls, *a, **kw: (loads.append(1), load_pipe(cls, *a, **kw))[1]))
+    call = StoryboardPipeline.__call__
+    monkeypatch.setattr(StoryboardPipeline, "__call__",
+                        lambda self, *a, only=None, **kw: (calls.append(list(only)), call(self, *a, only=only, **kw))[1])
+    run = make_run(tmp_path / "run", subject)
+    first = run.backend.storyboard(run, script())
+    before = {p.name: p.read_bytes() for p in (run.ws.root / "storyboard").glob("shot_0[13]*.png")}
+    run.manifest.add_redo("storyboard", [2], "under a red umbrella", rewritten=set())
+    again = run.backend.storyboard(run, script())
+    assert loads == [1], "one load for both passes"
+    assert calls == [[0, 1, 2], [1]], "the redo draws shot 2 alone"
+    assert [a == b for a, b in zip(again, first)] == [True, False, True]
+    assert "under a red umbrella" in again[1].meta["prompt"] and again[1].meta["seed"] != first[1].meta["seed"]
+    assert {p.name: p.read_bytes() for p in (run.ws.root / "storyboard").glob("shot_0[13]*.png")} == before
+    run.backend.release()
+    assert run.backend._storyboard is None, "release drops the pipeline"
