@@ -15,7 +15,8 @@ from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput
 from storyagent.schemas import Region, Shot, StoryScript, Subject
 from storyagent.tools.backends.animatic import AnimaticBackend
 from storyagent.tools.backends.diffusion import DiffusionBackend
-from storyagent.tools.backends.diffusion_storyboard import StoryboardModels
+from storyagent.models.storyboard import StoryboardPipeline
+from storyagent.models.storydiffusion import StoryDiffusionConfig
 from storyagent.tools.per_shot import clip_path, frame_path, record_redo, shot_key
 from storyagent.workspace import Workspace
 
@@ -37,6 +38,7 @@ class FakeStory:
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
+        self.config = StoryDiffusionConfig(num_inference_steps=1)
 
     def __call__(self, shots, subject, seed=0, seeds=None, identity=None, only=None, output_type="np", on_step=None):
         only = list(range(len(shots))) if only is None else list(only)
@@ -69,7 +71,6 @@ class FakeAnyDoor:
 
 
 def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypatch):
-    from storyagent.models.anydoor import AnyDoorPipeline
     from storyagent.tools.subject import PreparedSubject
 
     frames, masks = [], []
@@ -90,12 +91,9 @@ def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypa
     record = ws.record
     monkeypatch.setattr(ws, "record", lambda key, artifact: (recorded.update([key]), record(key, artifact))[1])
     story = FakeStory()
-    models = StoryboardModels(story, FakeLangSAM(), SubjectRemover())
-    monkeypatch.setattr(StoryboardModels, "load", classmethod(lambda cls, config: models))
-    monkeypatch.setattr(AnyDoorPipeline, "from_pretrained", classmethod(lambda cls, *a, **kw: FakeAnyDoor()))
-
     backend = DiffusionBackend(run_config(backend="diffusion", width=64, height=64, storyboard_side=64, steps=1,
                                           finetune="off"))
+    backend._storyboard = StoryboardPipeline(story, FakeLangSAM(), SubjectRemover(), FakeAnyDoor(), device="cpu")
     prepared = PreparedSubject(subject=subject, reference=None, input_hash="subject")
     boards = backend.storyboard(ws, script, prepared, show_progress=False)
     assert recorded and set(recorded.values()) == {1}, recorded
