@@ -5,8 +5,8 @@ Every model (SDXL, Grounding DINO base, SAM ViT-H, AnyDoor, DynamiCrafter 512) i
 size with random weights (random weights time the same as trained ones), written to a temporary
 weights folder and loaded from there through `STORYAGENT_WEIGHTS_*`, as a real install loads
 them. Then the stages run as the crew runs them: the subject (reference frames and LangSAM
-masks; StoryAnyDoor and LoRA-BE fine-tunes, short ones), the storyboard (StoryDiffusion, LangSAM,
-removal, StoryAnyDoor redraw), the video (DynamiCrafter + LoRA-BE per shot) and the assembly.
+masks; StoryAnyDoor and LoRA-BE fine-tunes, short ones), the storyboard (`StoryboardPipeline`:
+StoryDiffusion, LangSAM, removal, StoryAnyDoor redraw, paste), the video (DynamiCrafter + LoRA-BE per shot) and the assembly.
 Each mode trains its fine-tunes again (--finetune force), so both time the same work. A stage's
 time includes loading its models from disk, as in a real run; its peak is the GPU memory peak
 while it ran (models wait on the CPU between stages). Building and saving the full-size weights
@@ -113,15 +113,15 @@ def subject_folder(root: Path, side: int) -> Path:
 
 def run_film(cfg, out: Path) -> dict[str, tuple[float, float | None]]:
     """(seconds, peak GPU GiB) per stage of one film, the stages called as the crew calls them."""
-    from storyagent.tools.backends.base import select_backend
     from storyagent.tools.film import assemble_film
-    from storyagent.tools.storyboard import generate_storyboard
+    from storyagent.tools.run import Run, backend_class
     from storyagent.tools.story import offline_planner
+    from storyagent.tools.storyboard import generate_storyboard
     from storyagent.tools.subject import prepare_subject
     from storyagent.tools.video import animate_shots
     from storyagent.workspace import Workspace
 
-    backend = select_backend(cfg)
+    backend = backend_class(cfg.backend)(cfg)
     backend.check()
     results: dict[str, tuple[float, float | None]] = {}
 
@@ -134,13 +134,16 @@ def run_film(cfg, out: Path) -> dict[str, tuple[float, float | None]]:
         results[stage] = (time.perf_counter() - start, placement.peak_memory_gib())
         return value
 
+    # As `Run.open` builds the run, with the subject's two parts timed apart.
     with Workspace.open(out, cfg.inputs_record(), resume=False) as ws:
         subject = timed(STAGES[0], lambda: prepare_subject(ws, cfg, backend.reference_masks()))
-        timed(STAGES[1], lambda: backend.prepare_subject(ws, subject, show_progress=False))
+        run = Run(cfg, ws, backend, subject, show_progress=False)
+        timed(STAGES[1], lambda: backend.prepare_subject(run))
         script = offline_planner(cfg)
-        frames = timed(STAGES[2], lambda: generate_storyboard(ws, cfg, script, subject, False, backend))
-        clips = timed(STAGES[3], lambda: animate_shots(ws, cfg, script, subject, frames, False, backend))
-        timed(STAGES[4], lambda: assemble_film(ws, cfg, script, clips))
+        # The storyboard pipeline (models/storyboard) loads its models here, once, and keeps them.
+        frames = timed(STAGES[2], lambda: generate_storyboard(run, script))
+        clips = timed(STAGES[3], lambda: animate_shots(run, script, frames))
+        timed(STAGES[4], lambda: assemble_film(run, script, clips))
     return results
 
 

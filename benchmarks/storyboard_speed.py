@@ -1,4 +1,5 @@
-"""Storyboard speed: plain SDXL vs SDXL with StoryDiffusion's consistent self-attention.
+"""Storyboard speed: plain SDXL vs SDXL with StoryDiffusion's consistent self-attention (step 1 of the
+storyboard pipeline, `storyagent.models.storyboard`, configured by its `StoryboardConfig`).
 
 4 shots at 768×768 with full-size SDXL built from its config with random weights (no download;
 random weights time the same as trained ones). Prints wall time and peak GPU memory per mode.
@@ -17,6 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from storyagent.models.storyboard import StoryboardConfig
 from storyagent.models.storydiffusion import (
     ConsistentAttentionConfig,
     StoryDiffusionConfig,
@@ -91,11 +93,11 @@ def main() -> None:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     size, steps = (32, 2) if args.tiny else (args.size, args.steps)
     sdxl = tiny_sdxl() if args.tiny else full_size_sdxl(device, dtype)
-    cfg = StoryDiffusionConfig(
-        attention=ConsistentAttentionConfig(default_ratio=args.ratio, ratios={}),
-        num_identity=args.num_identity, num_inference_steps=steps, guidance_scale=5.0,
-        height=size, width=size, style="cinematic",
-    )
+    # Step 1 of the storyboard pipeline (models/storyboard), with the settings it gives StoryDiffusion.
+    story = StoryDiffusionConfig(attention=ConsistentAttentionConfig(default_ratio=args.ratio, ratios={}),
+                                 guidance_scale=5.0, style="cinematic")
+    cfg = StoryboardConfig(story=story, width=size, height=size, steps=steps,
+                           num_identity=args.num_identity).story_config()
     story = StoryDiffusionPipeline(sdxl, cfg)
     prompts = story(SHOTS, SUBJECT, seed=0, num_inference_steps=1, output_type="latent").prompts
 

@@ -140,7 +140,7 @@ def test_a_diffusion_run_learns_the_subject_and_films_with_what_it_learned(tmp_p
     trained LoRA-BE; a second run of the same subject (another folder) trains nothing."""
     from storyagent.models.anydoor import AnyDoorPipeline
     from storyagent.models.anydoor.finetune import apply_finetune
-    from storyagent.tools.backends.diffusion_storyboard import reference_for_redraw
+    from storyagent.tools.backends.diffusion import reference_for_redraw
 
     use(monkeypatch, tiny_weights)
     cfg = diffusion_config(subject_folder)
@@ -214,7 +214,7 @@ def test_finetune_off_uses_the_stock_models(tmp_path, monkeypatch, tiny_weights,
 def test_a_storyboard_redo_of_shot_2_changes_shot_2_only(tmp_path, monkeypatch, tiny_weights):
     """The diffusion storyboard redraws the named shot with a new seed and the reviewer's words, from
     the same identity shots' pass; every other shot's files stay byte-identical."""
-    from test_human_review import ScriptedIO
+    from tests.agents.test_human_review import ScriptedIO
 
     use(monkeypatch, tiny_weights)
     cfg = diffusion_config(PIP, shots=3, finetune="off")
@@ -235,7 +235,7 @@ def test_a_storyboard_redo_of_shot_2_changes_shot_2_only(tmp_path, monkeypatch, 
 
 
 def test_a_clip_redo_animates_again_with_a_new_seed_and_the_reviewers_words(tmp_path, monkeypatch, tiny_weights):
-    from test_human_review import ScriptedIO
+    from tests.agents.test_human_review import ScriptedIO
 
     use(monkeypatch, tiny_weights)
     cfg = diffusion_config(PIP, shots=2, finetune="off")
@@ -248,8 +248,8 @@ def test_a_clip_redo_animates_again_with_a_new_seed_and_the_reviewers_words(tmp_
 
     animate = DiffusionBackend.animate
 
-    def recording(self, ws, shot, board, input_hash, seed):
-        clip = animate(self, ws, shot, board, input_hash, seed)
+    def recording(self, run, shot, board, input_hash):
+        clip = animate(self, run, shot, board, input_hash)
         metas.append((shot.index, clip.meta))
         return clip
 
