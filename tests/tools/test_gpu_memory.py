@@ -261,25 +261,25 @@ def test_a_shot_out_of_memory_twice_is_skipped_and_resume_redoes_it_alone(tmp_pa
 
 def test_a_storyboard_shot_out_of_memory_twice_keeps_the_others_and_resume_redraws_it_alone(tmp_path, monkeypatch,
                                                                                             weights):
-    """The same in the storyboard: AnyDoor's UNet runs out of memory on shot 2's redraw, also on its
-    low-VRAM retry; shots 1 and 3 are drawn and recorded, and --resume redraws shot 2 only."""
+    """The same in the storyboard: AnyDoor's UNet runs out of memory on every redraw of shot 2. The
+    stale shots are drawn together, once more in low-VRAM mode, then (that failing too) shot by shot:
+    shots 1 and 3 are drawn and recorded, shot 2 fails its own retry, and --resume redraws shot 2 only."""
     from diffusers import UNet2DConditionModel
 
     from storyagent.agents.crew import run_crew
     from storyagent.models.anydoor import AnyDoorPipeline
-    from storyagent.tools.backends.diffusion_shot import ShotStep
+    from storyagent.models.storyboard import StoryboardPipeline
 
-    current, failed, drawn = [0], [], []
-    step, forward = ShotStep.__call__, UNet2DConditionModel.forward
+    current, failing, redraws = [0], [True], []
+    redraw, forward = StoryboardPipeline.redraw, UNet2DConditionModel.forward
 
-    def spy_step(self, shot, *args):
-        current[0] = shot.index
-        drawn.append(shot.index)
-        return step(self, shot, *args)
+    def spy_redraw(self, shot, subject, low_vram):
+        current[0] = shot.position + 1
+        redraws.append((current[0], low_vram))
+        return redraw(self, shot, subject, low_vram)
 
     def failing_forward(self, *args, **kwargs):
-        if current[0] == 2 and id(self) in anydoor_unets and len(failed) < 2:
-            failed.append(2)
+        if failing[0] and current[0] == 2 and id(self) in anydoor_unets:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return forward(self, *args, **kwargs)
 
@@ -291,20 +291,22 @@ def test_a_storyboard_shot_out_of_memory_twice_keeps_the_others_and_resume_redra
         init(self, unet, *args, **kwargs)
 
     monkeypatch.setattr(AnyDoorPipeline, "__init__", spy_init)
-    monkeypatch.setattr(ShotStep, "__call__", spy_step)
+    monkeypatch.setattr(StoryboardPipeline, "redraw", spy_redraw)
     monkeypatch.setattr(UNet2DConditionModel, "forward", failing_forward)
     out, cfg = tmp_path / "run", run_config(PIP, shots=3)
     with pytest.raises(ShotFailedError, match=r"^Shot 2 ran out of GPU memory.*--resume"):
         run_crew(cfg, out, show_progress=False)
-    assert failed == [2, 2] and drawn == [1, 2, 2, 3], "shot 2 tried twice, shot 3 still drawn"
+    assert redraws == [(1, False), (2, False), (1, True), (2, True),  # together, then their low-VRAM retry
+                       (1, False), (2, False), (2, True), (3, False)], "then shot by shot: shot 3 still drawn"
     artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert {k for k in artifacts if k.startswith("storyboard/shot_") and k.count("_") == 1} == {
         "storyboard/shot_01", "storyboard/shot_03"}
     before = {p.name: p.read_bytes() for p in (out / "storyboard").glob("shot_0[13]*.png")}
 
-    drawn.clear()
+    failing[0] = False
+    redraws.clear()
     result = run_crew(cfg, out, resume=True, show_progress=False)
-    assert drawn == [2], "only shot 2 is drawn again"
+    assert redraws == [(2, False)], "only shot 2 is drawn again"
     assert {p.name: p.read_bytes() for p in (out / "storyboard").glob("shot_0[13]*.png")} == before
     assert result.film is not None and len(result.storyboard) == 3
 
