@@ -1,4 +1,4 @@
-"""Read the published aesthetic head (`.pth`, weights-only) or its safetensors copy, and convert one to the other."""
+"""Convert the published aesthetic head (`.pth`, read weights-only by `head.load_head_state_dict`) to safetensors."""
 
 from __future__ import annotations
 
@@ -6,25 +6,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
-from storyagent.weights import load_state_dict
-
-
-def load_head_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The head's tensors from a `.safetensors` file or a pickled `.pth` (loaded with weights_only=True)."""
-    state = load_state_dict(path)
-    # Checkpoints saved from a wrapping module sometimes carry a `model.` or `module.` prefix.
-    for prefix in ("module.", "model."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+from storyagent.models.aesthetic.head import AestheticHead
 
 
 def convert_head_to_safetensors(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Write a safetensors copy of the published `.pth` head, so later loads need no unpickling."""
     from storyagent.fileio import atomic_save_safetensors
-    from storyagent.models.aesthetic.head import AestheticHead
 
     head = AestheticHead.from_pretrained(src)
     atomic_save_safetensors(dst, head.state_dict(), metadata={"source": Path(src).name})

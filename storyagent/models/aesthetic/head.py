@@ -10,7 +10,7 @@ from torch import nn
 
 from storyagent.errors import InputError
 from storyagent.models.aesthetic.config import AestheticHeadConfig
-from storyagent.weights import resolve_weights_file
+from storyagent.weights import load_state_dict, resolve_weights_file
 
 # The published `sac+logos+ava1-l14-linearMSE.pth` (improved-aesthetic-predictor): five Linear
 # layers interleaved with three Dropouts inside one `nn.Sequential` called `layers`, so the
@@ -22,6 +22,16 @@ PUBLISHED_HEAD_SHAPES: dict[str, tuple[int, ...]] = {
     "layers.6.weight": (16, 64), "layers.6.bias": (16,),
     "layers.7.weight": (1, 16), "layers.7.bias": (1,),
 }
+
+
+def load_head_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The head's tensors from a `.safetensors` file or a pickled `.pth` (loaded with weights_only=True)."""
+    state = load_state_dict(path)
+    # Checkpoints saved from a wrapping module sometimes carry a `model.` or `module.` prefix.
+    for prefix in ("module.", "model."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 class AestheticHead(nn.Module):
@@ -48,8 +58,6 @@ class AestheticHead(nn.Module):
                         device: str | torch.device = "cpu") -> AestheticHead:
         """A head file (the published `.pth`, loaded weights-only, or `.safetensors`) or a folder holding one;
         default the cached "laion-aesthetic-v2". The layer widths are read off the tensors."""
-        from storyagent.models.aesthetic.convert import load_head_state_dict
-
         file = resolve_weights_file("laion-aesthetic-v2", path, what="aesthetic head")
         state = load_head_state_dict(file)
         head = cls(AestheticHeadConfig.from_state_dict(state))

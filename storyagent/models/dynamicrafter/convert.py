@@ -18,6 +18,7 @@ Output folder (diffusers-style subfolders): `config.json`, `unet/`, `vae/`, `res
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 from pathlib import Path
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from storyagent.errors import ConversionError, InputError, UnsafeCheckpointError
 from storyagent.models.conversion import run_converter
 from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, ResamplerConfig, UNetConfig, variant_config
 from storyagent.models.dynamicrafter.loading import (
-    COMPONENTS, POSITION_IDS, build_clip_on_meta, clip_config, save_clip, save_component,
+    COMPONENTS, POSITION_IDS, build_clip_on_meta, clip_config, missing_components, save_clip, save_component,
 )
 from storyagent.models.dynamicrafter.resampler import Resampler
 from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet, plan_stages
@@ -267,6 +268,25 @@ def convert_downloaded(files: list[Path], out_dir: Path, *, name: str, needs: Ma
     variant = name.rsplit("-", 1)[-1]
     cfg = DynamiCrafterConfig.from_json(config) if config else variant_config(variant)
     return convert_checkpoint(files[0], out_dir, cfg, tokenizer_dir=needs.get("open-clip-vit-h-14"))
+
+
+def converted_once(ckpt: Path, name: str, config: DynamiCrafterConfig) -> Path:
+    """The converted folder for official `ckpt`, converting it into the StoryAgent cache the first time."""
+    from storyagent.progress import console
+    from storyagent.weights import cache_dir, resolve_weights
+
+    stat = ckpt.stat()
+    key = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    folder = cache_dir(f"{name}-{key}")
+    # A folder from before the subfolder layout has config.json but no unet/: convert it again.
+    if (folder / "config.json").exists() and not missing_components(folder):
+        return folder
+    try:
+        tokenizer = resolve_weights("open-clip-vit-h-14")
+    except WeightsNotFoundError as exc:
+        raise WeightsNotFoundError(f"Converting {ckpt.name} needs the OpenCLIP tokenizer: {exc}") from exc
+    console.print(f"Converting {ckpt} to safetensors in {folder} (once)...")
+    return convert_checkpoint(ckpt, folder, config, tokenizer_dir=tokenizer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""DynamiCrafter on disk: the converted folder's components, the CLIP encoders, and the
-convert-once cache for official `model.ckpt` files.
+"""DynamiCrafter on disk: the converted folder's components and the CLIP encoders (the convert-once
+cache for official `model.ckpt` files is `convert.converted_once`, which writes through these helpers).
 
 Folder layout (diffusers-style subfolders): `config.json` (the `DynamiCrafterConfig`), `unet/`,
 `vae/`, `resampler/` (each a `diffusion_pytorch_model.safetensors`), and optionally
@@ -9,7 +9,6 @@ Folder layout (diffusers-style subfolders): `config.json` (the `DynamiCrafterCon
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -112,24 +111,3 @@ def save_encoders(folder: Path, text_encoder: TextEncoder | None, image_encoder:
         text_encoder.tokenizer.save_pretrained(folder / "tokenizer")
     if image_encoder is not None:
         save_clip(folder / "image_encoder", image_encoder.model.state_dict(), image_encoder.model.config)
-
-
-# ---------------------------------------------------------------------------------- official checkpoints
-def converted_once(ckpt: Path, name: str, config: DynamiCrafterConfig) -> Path:
-    """The converted folder for official `ckpt`, converting it into the StoryAgent cache the first time."""
-    from storyagent.models.dynamicrafter.convert import convert_checkpoint
-    from storyagent.progress import console
-    from storyagent.weights import cache_dir, resolve_weights
-
-    stat = ckpt.stat()
-    key = hashlib.sha256(f"{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    folder = cache_dir(f"{name}-{key}")
-    # A folder from before the subfolder layout has config.json but no unet/: convert it again.
-    if (folder / "config.json").exists() and not missing_components(folder):
-        return folder
-    try:
-        tokenizer = resolve_weights("open-clip-vit-h-14")
-    except WeightsNotFoundError as exc:
-        raise WeightsNotFoundError(f"Converting {ckpt.name} needs the OpenCLIP tokenizer: {exc}") from exc
-    console.print(f"Converting {ckpt} to safetensors in {folder} (once)...")
-    return convert_checkpoint(ckpt, folder, config, tokenizer_dir=tokenizer)

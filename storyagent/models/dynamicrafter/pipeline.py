@@ -17,7 +17,7 @@ from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.models.dynamicrafter.config import DynamiCrafterConfig, variant_config
 from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
 from storyagent.models.dynamicrafter.loading import (
-    COMPONENTS, converted_once, load_component, load_encoders, missing_components, save_component, save_encoders,
+    COMPONENTS, load_component, load_encoders, missing_components, save_component, save_encoders,
 )
 from storyagent.models.dynamicrafter.offload import ModelOffloadMixin
 from storyagent.models.dynamicrafter.resampler import Resampler
@@ -93,6 +93,8 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
         ~/.cache/storyagent), and loaded from there afterwards; `config` overrides the variant's
         configuration for that conversion.
         """
+        # Imported here: `python -m storyagent.models.dynamicrafter.convert` must not find it imported already.
+        from storyagent.models.dynamicrafter.convert import converted_once
         from storyagent.weights import resolve_weights
 
         name = f"dynamicrafter-{variant}"
