@@ -235,12 +235,3 @@ def read_pororo(root: Path, limit: int | None = None) -> Iterator[GroundTruthCli
             count += 1
             if limit and count >= limit:
                 return
-
-
-def __getattr__(name: str):
-    # The generators moved to generators.py (which imports this module); old imports keep working.
-    if name in ("DiffusionGenerator", "StillCompositeBaseline", "FineTunedGenerator"):
-        from storyagent.eval import generators
-
-        return getattr(generators, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

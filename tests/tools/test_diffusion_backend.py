@@ -97,7 +97,8 @@ def test_a_given_lora_be_adapter_is_used_by_the_video_tool(tmp_path, monkeypatch
 
 
 def test_dataset_protocol_with_the_diffusion_generator(monkeypatch, tiny_weights):
-    from storyagent.eval.datasets import DiffusionGenerator, SubjectReference
+    from storyagent.eval.datasets import SubjectReference
+    from storyagent.eval.generators import DiffusionGenerator
 
     use(monkeypatch, tiny_weights)
     rng = np.random.default_rng(0)
