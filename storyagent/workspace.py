@@ -12,8 +12,6 @@ keeps it until the Workspace is closed. The manifest is checked against its sche
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import unicodedata
@@ -23,23 +21,10 @@ from typing import Any, Self
 
 from storyagent.errors import InputError
 from storyagent.fileio import remove_temp_files
+from storyagent.hashing import hash_file
 from storyagent.manifest import MANIFEST, Manifest, holds_nothing, inside, read_run
 from storyagent.run_lock import lock, unlock
 from storyagent.schemas import Artifact
-
-
-def hash_json(obj: Any) -> str:
-    """A stable hash of JSON-able data (keys sorted), for input hashes."""
-    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def hash_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def slugify(text: str, limit: int = 40) -> str:

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from storyagent.hashing import hash_json
 from storyagent.media import load_font, read_video, wrap_text, write_video
 from storyagent.schemas import Film, ShotClip, StoryScript
-from storyagent.workspace import hash_json
 
 if TYPE_CHECKING:
     from storyagent.tools.run import Run

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from storyagent.hashing import hash_json
 from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.run import Run
 from storyagent.tools.story import Rewriter, offline_rewriter, revise_shots, save_story
 from storyagent.tools.storyboard import ShotSelection, generate_storyboard
 from storyagent.tools.video import animate_shots
-from storyagent.workspace import hash_json
 
 Stage = Literal["story", "storyboard", "video"]
 ShotsArg = Annotated[list[int] | None, "Shot numbers to redo; leave empty to do every shot."]

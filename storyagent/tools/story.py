@@ -12,9 +12,10 @@ from pydantic import ValidationError
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.fileio import atomic_write_text
+from storyagent.hashing import hash_json
 from storyagent.models.planner import PlannerConfig, TemplatePlanner, revise_shot
 from storyagent.schemas import Artifact, StoryScript, format_validation_error
-from storyagent.workspace import Workspace, hash_json
+from storyagent.workspace import Workspace
 
 if TYPE_CHECKING:
     from storyagent.tools.run import Run

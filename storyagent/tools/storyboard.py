@@ -10,9 +10,10 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storyagent.errors import InputError
+from storyagent.hashing import hash_json
 from storyagent.media import contact_sheet, write_png
 from storyagent.schemas import Artifact, StoryboardFrame, StoryScript, format_validation_error
-from storyagent.workspace import Workspace, hash_json
+from storyagent.workspace import Workspace
 
 if TYPE_CHECKING:
     from storyagent.tools.run import Run

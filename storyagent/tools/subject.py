@@ -11,10 +11,11 @@ import numpy as np
 from PIL import Image
 
 from storyagent.config import RunConfig
+from storyagent.hashing import hash_file, hash_json
 from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
 from storyagent.media.reading import sibling_mask
 from storyagent.schemas import Artifact, Subject
-from storyagent.workspace import Workspace, hash_file, hash_json
+from storyagent.workspace import Workspace
 
 
 @dataclass

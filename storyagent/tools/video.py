@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from storyagent.hashing import hash_json
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.per_shot import CLIPS_DIR, run_per_shot
-from storyagent.workspace import hash_json
 
 if TYPE_CHECKING:
     from storyagent.tools.run import Run

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from storyagent.hashing import hash_file
 from storyagent.media import read_frames
 from storyagent.models.animatic.backgrounds import SceneSpec
-from storyagent.workspace import MANIFEST, hash_file
+from storyagent.workspace import MANIFEST
 
 from tests.support.paths import ROOT
 PIP = ROOT / "examples" / "pip"

@@ -6,8 +6,9 @@ import pytest
 from storyagent.agents.crew import TRANSCRIPT, run_crew
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
+from storyagent.hashing import hash_file
 from storyagent.media import read_frames
-from storyagent.workspace import MANIFEST, Workspace, hash_file
+from storyagent.workspace import MANIFEST, Workspace
 
 from tests.support.paths import PIP
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from storyagent.config import RunConfig
+from storyagent.hashing import hash_json
 from storyagent.media import write_png, write_video
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, run_per_shot
 from storyagent.tools.run import Backend, Run
-from storyagent.workspace import hash_json
 
 
 class AnimaticBackend(Backend):

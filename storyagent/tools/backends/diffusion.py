@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from storyagent.config import RunConfig
+from storyagent.hashing import hash_file, hash_json
 from storyagent.media import write_png, write_video
 from storyagent.models import placement
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript, Subject
@@ -28,7 +29,6 @@ from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, 
 from storyagent.tools.run import Backend, Run
 from storyagent.tools.shot_failure import ShotFailedError, with_memory_retry
 from storyagent.tools.subject import LangSAMMasks
-from storyagent.workspace import hash_file, hash_json
 
 if TYPE_CHECKING:  # the models load with the first storyboard, not with the command line
     from storyagent.models.storyboard import ShotResult, StoryboardConfig, StoryboardPipeline

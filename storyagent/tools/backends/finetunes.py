@@ -21,11 +21,12 @@ from pydantic import BaseModel
 
 from storyagent.config import RunConfig
 from storyagent.fileio import atomic_write_json
+from storyagent.hashing import hash_json
 from storyagent.models import placement
 from storyagent.progress import console
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject
 from storyagent.weights import cache_dir, resolve_weights, weights_fingerprint
-from storyagent.workspace import Workspace, hash_json
+from storyagent.workspace import Workspace
 
 Model = Literal["story_anydoor", "lora_be"]
 FILES: dict[str, str] = {"story_anydoor": "story_anydoor.safetensors", "lora_be": "lora_be.safetensors"}
