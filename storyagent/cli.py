@@ -113,36 +113,45 @@ def interrupted(exc: BaseException) -> tuple[str, int]:
     return "Interrupted.", 128 + signal.SIGINT
 
 
+def _help(name: str) -> str:
+    from storyagent.config import field_help
+
+    return field_help(name)
+
+
 @app.command()
 def run(
-    prompt: Annotated[str, typer.Argument(help="The story idea, e.g. \"a day at the seaside\".")],
-    subject: Annotated[Path, typer.Option("--subject", "-s", help="Photo, short video, or folder of them showing your character.")],
-    name: Annotated[Optional[str], typer.Option(help="The character's name in the story (default: from the file name).")] = None,
-    class_word: Annotated[str, typer.Option("--class-word", help="What the character is: fox, cat, toy ...")] = "character",
-    shots: Annotated[int, typer.Option(help="Number of shots (1-32).")] = 4,
+    prompt: Annotated[str, typer.Argument(help=_help("prompt"))],
+    subject: Annotated[Path, typer.Option("--subject", "-s", help=_help("subject"))],
+    name: Annotated[Optional[str], typer.Option(help=_help("name") + " (default: from the file name)")] = None,
+    class_word: Annotated[str, typer.Option("--class-word", help=_help("class_word"))] = "character",
+    shots: Annotated[int, typer.Option(help=_help("shots"))] = 4,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
-    seed: Annotated[int, typer.Option(help="Same seed, same film.")] = 0,
+    seed: Annotated[int, typer.Option(help=_help("seed"))] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out: reuse finished work, redo what changed.")] = False,
-    mask: Annotated[Optional[Path], typer.Option(help="Mask image for a single photo (white = subject).")] = None,
-    backend: Annotated[str, typer.Option(help="animatic (CPU, no weights) or diffusion (GPU + weights).")] = "animatic",
-    width: Annotated[int, typer.Option(help="Frame width (even).")] = 512,
-    height: Annotated[int, typer.Option(help="Frame height (even).")] = 320,
-    fps: Annotated[float, typer.Option(help="Frames per second.")] = 8.0,
-    duration: Annotated[float, typer.Option(help="Seconds per shot (>= 2).")] = 2.5,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion backend: denoising steps of every model (default: each model's own).")] = None,
-    finetune: Annotated[str, typer.Option(help="Diffusion backend: auto (train StoryAnyDoor and LoRA-BE on the subject unless cached) | off (stock models) | force (train again).")] = "auto",
-    preset: Annotated[str, typer.Option("--finetune-preset", help="Diffusion backend: paper (StoryAnyDoor 20,000 steps, LoRA-BE 400 epochs) | quick (short LoRA fine-tunes).")] = "paper",
-    anydoor_steps: Annotated[Optional[int], typer.Option("--anydoor-steps", help="Diffusion backend: StoryAnyDoor training steps (default: the preset's).")] = None,
-    lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help="Diffusion backend: LoRA-BE epochs (default: the preset's).")] = None,
-    adapter: Annotated[Optional[Path], typer.Option(help="Diffusion backend: animate with this LoRA-BE adapter (from `storyagent finetune video`) instead of training one.")] = None,
-    low_vram: Annotated[bool, typer.Option("--low-vram", help="Diffusion backend: offload idle model parts to the CPU and decode in chunks (fits a smaller GPU, slower).")] = False,
+    mask: Annotated[Optional[Path], typer.Option(help=_help("mask"))] = None,
+    backend: Annotated[str, typer.Option(help=_help("backend"))] = "animatic",
+    width: Annotated[int, typer.Option(help=_help("width"))] = 512,
+    height: Annotated[int, typer.Option(help=_help("height"))] = 320,
+    fps: Annotated[float, typer.Option(help=_help("fps"))] = 8.0,
+    shot_duration: Annotated[float, typer.Option("--shot-duration", "--duration", help=_help("shot_duration"))] = 2.5,
+    steps: Annotated[Optional[int], typer.Option(help=_help("steps"))] = None,
+    finetune: Annotated[str, typer.Option(help=_help("finetune"))] = "auto",
+    finetune_preset: Annotated[str, typer.Option("--finetune-preset", help=_help("finetune_preset"))] = "paper",
+    anydoor_steps: Annotated[Optional[int], typer.Option("--anydoor-steps", help=_help("anydoor_steps"))] = None,
+    lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help=_help("lora_be_epochs"))] = None,
+    video_adapter: Annotated[Optional[Path], typer.Option("--video-adapter", "--adapter", help=_help("video_adapter"))] = None,
+    low_vram: Annotated[bool, typer.Option("--low-vram", help=_help("low_vram"))] = False,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
-    review: Annotated[str, typer.Option(help="Observer: none | rules | llm | human | aesthetic.")] = "none",
-    min_score: Annotated[float, typer.Option("--min-score", help="With --review aesthetic: redraw storyboard pictures scoring under this (0-10).")] = 5.0,
+    review: Annotated[str, typer.Option(help=_help("review"))] = "none",
+    min_score: Annotated[float, typer.Option("--min-score", help=_help("min_score"))] = 5.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the agents' chat.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Make a film: story → storyboard → animated shots → film.mp4 in the run folder.
+
+    Every option but --out, --resume, --llm, --verbose and --quiet is a field of the run's settings
+    (`RunConfig`), under the same name, and is checked once before anything is made.
 
     Examples:
 
@@ -154,12 +163,10 @@ def run(
 
       storyagent run "a rainy day" -s cat.mp4 --name Tom --class-word cat --backend diffusion   # GPU: learns Tom once (cached)
     """
+    settings = {k: v for k, v in locals().items() if k not in ("out", "resume", "llm", "verbose", "quiet")}
+    settings["name"] = name or default_name(subject)
     folder = out if out is not None else default_out(prompt, resume)
-    _make_film(folder, resume, llm, quiet, verbose, prompt=prompt, subject=subject, name=name or default_name(subject),
-               class_word=class_word, mask=mask, shots=shots, seed=seed, backend=backend, width=width, height=height,
-               fps=fps, shot_duration=duration, steps=steps, finetune=finetune, finetune_preset=preset,
-               anydoor_steps=anydoor_steps, lora_be_epochs=lora_be_epochs, video_adapter=adapter, low_vram=low_vram, review=review,
-               min_score=min_score)
+    _make_film(folder, resume, llm, quiet, verbose, **settings)
 
 
 def _make_film(folder: Path, resume: bool, llm: str | None, quiet: bool, verbose: bool, own_story_only: bool = False,

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from storyagent.errors import InputError
 from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_error
 
+ReviewMode = Literal["none", "rules", "llm", "human", "aesthetic"]
+"""Who reviews each stage: nobody, rule checks, a vision LLM, you, or the LAION aesthetic predictor."""
+
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
 
 
@@ -46,7 +49,7 @@ class RunConfig(BaseModel):
     low_vram: bool = Field(default=False, description="Diffusion backend: offload idle model parts to the CPU and decode the VAE in chunks, to fit a GPU with less memory (slower).")
     storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
-    review: str = Field(default="none", description="Observer mode: none, rules, llm, human, aesthetic.")
+    review: ReviewMode = Field(default="none", description="Observer: none | rules | llm | human | aesthetic.")
     min_score: float = Field(default=5.0, ge=0, le=10, description="Aesthetic observer: storyboard pictures scoring under this are redrawn.")
 
     @field_validator("prompt")
@@ -111,3 +114,8 @@ class RunConfig(BaseModel):
         data["llm"] = without_credentials(self.llm)
         data["subject"] = str(self.subject.resolve())
         return data
+
+
+def field_help(name: str) -> str:
+    """A `RunConfig` field's help text: the command line and the studio say what the config says."""
+    return RunConfig.model_fields[name].description or ""

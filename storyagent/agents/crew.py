@@ -20,7 +20,7 @@ from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, CrewConte
 from storyagent.agents.designer import make_story_designer, role_message
 from storyagent.agents.llm import LLMSettings, explain_llm_error, parse_llm
 from storyagent.agents.manager import Protocol
-from storyagent.agents.observer import REVIEW_MODES, make_observer
+from storyagent.agents.observer import make_observer
 from storyagent.agents.workers import make_storyboard_generator, make_video_creator
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
@@ -68,8 +68,6 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
     `verbose` prints the agents' chat, one readable line per message; `io` replaces the terminal
     (scripted review answers in tests).
     """
-    if cfg.review not in REVIEW_MODES:
-        raise InputError(f"--review {cfg.review!r} is not a mode; use one of {', '.join(REVIEW_MODES)}.")
     llm = llm or parse_llm(cfg.llm)
     if cfg.review == "llm" and not llm.enabled:
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")

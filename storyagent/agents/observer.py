@@ -24,7 +24,6 @@ from storyagent.errors import InputError
 from storyagent.media import read_frames
 from storyagent.progress import show_picture
 
-REVIEW_MODES = ("none", "rules", "llm", "human", "aesthetic")
 MIN_SUBJECT_FRACTION = 0.01
 BLANK_STD = 3.0
 MAX_VERDICT_ATTEMPTS = 3

@@ -6,8 +6,7 @@ and the Video Creator's tools: typed arguments, checked (`ShotSelection`), then 
 run's backend through the stage functions.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: AG2 reads the tools' argument types from live annotations.
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
