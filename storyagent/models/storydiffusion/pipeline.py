@@ -157,18 +157,12 @@ class StoryDiffusionPipeline:
         size = (cfg.height, cfg.width)
 
         # 2. One seed per shot, and the shots to draw.
-        seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(shots))]
-        if len(seeds) != len(shots):
-            raise ValueError(f"{len(seeds)} seeds for {len(shots)} shots")
-        wanted = sorted(set(only)) if only is not None else list(range(len(shots)))
-        if not wanted or not 0 <= wanted[0] <= wanted[-1] < len(shots):
-            raise ValueError(f"`only` must name shots among 0..{len(shots) - 1}, got {only}")
+        seeds, wanted = _seeds_and_shots(len(shots), seed, seeds, only)
         prompts = {i: shot_prompt(subject, shots[i], cfg.style)[0] for i in wanted}
 
         # 3. The identity pass, and which drawn shots take its images (member j) or read the bank.
         n = min(cfg.num_identity, len(shots))
-        if identity is None:
-            identity = IdentityPass(list(shots[:n]), seeds[:n])
+        identity = identity or IdentityPass(list(shots[:n]), seeds[:n])
         if not identity.prompts or len(identity.prompts) != len(identity.seeds):
             raise ValueError("the identity pass needs one seed per prompt and at least one prompt")
         members = {i: identity.member(shots[i], seeds[i]) for i in wanted}
@@ -236,3 +230,15 @@ class StoryDiffusionPipeline:
             output_type=output_type,
         )
         return list(out.images)
+
+
+def _seeds_and_shots(num_shots: int, seed: int, seeds: Sequence[int] | None,
+                     only: Sequence[int] | None) -> tuple[list[int], list[int]]:
+    """One seed per shot (default `seed + i`), and the indices of the shots to draw (default all), checked."""
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(num_shots)]
+    if len(seeds) != num_shots:
+        raise ValueError(f"{len(seeds)} seeds for {num_shots} shots")
+    wanted = sorted(set(only)) if only is not None else list(range(num_shots))
+    if not wanted or not 0 <= wanted[0] <= wanted[-1] < num_shots:
+        raise ValueError(f"`only` must name shots among 0..{num_shots - 1}, got {only}")
+    return seeds, wanted
