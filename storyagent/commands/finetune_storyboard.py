@@ -37,16 +37,15 @@ def finetune_storyboard(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Fine-tune AnyDoor on pairs drawn from the subject's frames; writes OUT/model for the storyboard."""
-    import torch
-
     from storyagent.media import load_reference
     from storyagent.models.anydoor import AnyDoorPipeline
     from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
     from storyagent.models.anydoor.training import StoryAnyDoorTrainer
+    from storyagent.models.device import default_device
 
     try:
         reference = load_reference(subject, max_frames=max_frames, mask=mask)
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dev = device or default_device()
         pipe = AnyDoorPipeline.from_pretrained(weights, device=dev)
         config = StoryAnyDoorTrainingConfig(steps=steps, learning_rate=learning_rate, use_lora=lora,
                                             lora_rank=lora_rank, lora_alpha=lora_rank,

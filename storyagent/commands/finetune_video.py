@@ -76,6 +76,7 @@ def finetune_video(
     import torch
 
     from storyagent.media import media_files
+    from storyagent.models.device import default_device
     from storyagent.models.dynamicrafter import DynamiCrafterPipeline
     from storyagent.models.lora_be import (
         LoRABEConfig,
@@ -86,7 +87,7 @@ def finetune_video(
     safe_name = "".join(c if c.isalnum() else "_" for c in token).strip("_") or "subject"
     out = out or Path(f"{safe_name}.lora_be.safetensors")
     work = out.parent / f".{out.name}.work"
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(device or default_device())
     try:
         if masks not in ("auto", "langsam", "cutout"):
             raise fail(f"--masks must be auto, langsam or cutout, not {masks!r}.")

@@ -22,6 +22,7 @@ def doctor() -> None:
     """What works on this machine: torch, GPU, weights found, LLM configured."""
     from importlib import metadata
 
+    from storyagent.models.device import default_device
     from storyagent.weights import WEIGHTS, weights_state
 
     table = Table(title="StoryAgent doctor", show_lines=False)
@@ -33,7 +34,7 @@ def doctor() -> None:
     try:
         import torch
 
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        gpu = torch.cuda.get_device_name(0) if default_device() == "cuda" else None
         table.add_row("torch", f"{ok} {torch.__version__}", "diffusion backend, fine-tuning, metrics")
         table.add_row("GPU", f"{ok} {gpu}" if gpu else "[yellow]none[/] (CPU only)", "diffusion backend at usable speed")
     except ImportError:

@@ -18,15 +18,17 @@ from typing import Any, TypeVar
 
 import torch
 
+from storyagent.models.device import default_device
+
 M = TypeVar("M")
 T = TypeVar("T")
 
 CPU = "cpu"
 
 
-def compute_device() -> str:
-    """Where the models run: CUDA when there is a GPU, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else CPU
+compute_device = default_device
+"""Where the models run (`device.default_device`, the one device choice), by the name the backends call and
+tests replace."""
 
 
 def place(model: Any, device: str | torch.device) -> None:

@@ -14,6 +14,7 @@ from storyagent.config import RunConfig
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
 from storyagent.media.reading import sibling_mask
+from storyagent.models.device import default_device
 from storyagent.schemas import Artifact, Subject
 from storyagent.workspace import Workspace
 
@@ -24,13 +25,6 @@ class PreparedSubject:
     reference: ReferenceMedia
     input_hash: str
     """Hash of the source media's contents and the cut-out settings; every later stage depends on it."""
-
-
-def default_device() -> str:
-    """Where the diffusion backend's models run: CUDA when there is one."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 EXACT_MASKS = ("user mask", "alpha")
