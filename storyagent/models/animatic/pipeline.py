@@ -9,7 +9,11 @@ Where the subject and the subtitles go is decided by `layout.plan_shot`, and dra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -22,6 +26,11 @@ from storyagent.models.animatic.layout import Box, ShotLayout, plan_shot, subtit
 from storyagent.schemas import Shot, ShotType
 
 CANVAS_MARGIN = 1.3  # the scene is drawn this much larger than the frame, room for the camera to move
+CACHE_BYTES = 64 * 2**20
+"""What a pipeline keeps of the scene canvases and subtitle overlays it drew (a storyboard picture and
+its clip draw the same ones): about 70 canvases at 512×320."""
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,6 +39,8 @@ class SubjectSprites:
 
     sprites: list[np.ndarray]
     """One h×w×4 uint8 crop per reference frame."""
+    _tinted: dict[tuple[float, ...], list[np.ndarray]] = field(default_factory=dict, init=False, repr=False,
+                                                               compare=False)
 
     @classmethod
     def from_reference(cls, ref: ReferenceMedia) -> SubjectSprites:
@@ -39,6 +50,13 @@ class SubjectSprites:
     def max_aspect(self) -> float:
         """Width/height of the widest sprite: the layout sizes the subject's box for it."""
         return max(s.shape[1] / max(1, s.shape[0]) for s in self.sprites)
+
+    def tinted(self, tint: tuple[float, float, float]) -> list[np.ndarray]:
+        """The sprites lit by a scene's `tint` (RGB factors); kept, as every shot of a place shares it."""
+        key = tuple(tint)
+        if key not in self._tinted:
+            self._tinted[key] = [_tint(s, np.array(key, np.float32)) for s in self.sprites]
+        return self._tinted[key]
 
 
 @dataclass
@@ -62,6 +80,13 @@ class AnimaticPipeline:
 
     def __init__(self, config: AnimaticConfig | None = None) -> None:
         self.config = config or AnimaticConfig()
+        self._cache = _Cache(CACHE_BYTES)
+
+    def background(self, text: str, width: int, height: int, seed: int) -> np.ndarray:
+        """`draw_background(text, width, height, seed)`, drawn once: a storyboard picture and its clip
+        share it (read-only)."""
+        return self._cache.get(("background", text, width, height, seed),
+                               lambda: draw_background(text, width, height, seed))
 
     def clip_length(self, shot: Shot) -> int:
         return max(2, round(shot.duration * self.config.fps))
@@ -89,24 +114,42 @@ class AnimaticPipeline:
 
         # The scene canvas, larger than the frame so the camera can move over it.
         cw, ch = _even(W * CANVAS_MARGIN), _even(H * CANVAS_MARGIN)
-        background = draw_background(shot.background, cw, ch, seed)
+        background = self.background(shot.background, cw, ch, seed)
         to_rest = np.array([[1.0, 0.0, -(cw - W) / 2], [0.0, 1.0, -(ch - H) / 2], [0.0, 0.0, 1.0]], np.float32)
-        tint = np.array(scene.tint if scene.place != "space" else (0.9, 0.9, 1.0), np.float32)
-        tinted = [_tint(s, tint) for s in sprites.sprites]
-        subtitle = _subtitle_layer(shot.narration, W, H, layouts[0].subtitle_box) if cfg.subtitles else None
+        tinted = sprites.tinted(scene.tint if scene.place != "space" else (0.9, 0.9, 1.0))
+        subtitle = None
+        if cfg.subtitles:
+            box = layouts[0].subtitle_box
+            subtitle = self._cache.get(("subtitle", shot.narration, W, H, box),
+                                       lambda: _Overlay.of(_subtitle_layer(shot.narration, W, H, box)))
         shadow = ShotType(shot.shot_type) != ShotType.close_up
+        scaled: dict[tuple[int, bool, int, int], _Overlay] = {}  # each sprite scaled once per size
+
+        def scale(index: int, flipped: bool, width: int, height: int) -> _Overlay:
+            key = (index, flipped, width, height)
+            if key not in scaled:
+                sprite = tinted[index][:, ::-1] if flipped else tinted[index]
+                scaled[key] = _Overlay.of(_scale_sprite(sprite, width, height))
+            return scaled[key]
+
         frames: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         storyboard: np.ndarray | None = None
+        view, view_camera = None, b""  # a still camera films the same view every frame: warped once
         for t, lay in enumerate(layouts):
             camera = (np.vstack([lay.camera, [0.0, 0.0, 1.0]]) @ to_rest)[:2]
-            frame = cv2.warpAffine(background, camera, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            sprite = tinted[int(t / cfg.fps * cfg.sprite_fps) % len(tinted)]
-            alpha = _paste_in_box(frame, sprite[:, ::-1] if lay.flipped else sprite, lay.subject_box, shadow)
+            if view is None or camera.tobytes() != view_camera:
+                view = cv2.warpAffine(background, camera, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                view_camera = camera.tobytes()
+            frame = view.copy()
+            index = int(t / cfg.fps * cfg.sprite_fps) % len(tinted)
+            width, height, left, top = _placement(tinted[index].shape[:2], lay.subject_box)
+            masks.append(_paste(frame, scale(index, lay.flipped, width, height), left, top, shadow))
             if storyboard is None:
                 storyboard = frame.copy()
-            masks.append(alpha > 0.5)
-            frames.append(_over(frame, subtitle) if subtitle is not None else frame)
+            if subtitle is not None:
+                subtitle.over(frame)
+            frames.append(frame)
         assert storyboard is not None
         return ShotRender(frames=frames, storyboard=storyboard, storyboard_mask=masks[0], layouts=layouts, masks=masks)
 
@@ -140,32 +183,33 @@ def _tint(sprite: np.ndarray, tint: np.ndarray) -> np.ndarray:
     return np.dstack([rgb, sprite[..., 3]])
 
 
-def _paste_in_box(frame: np.ndarray, sprite: np.ndarray, box: Box, shadow: bool) -> np.ndarray:
-    """Scale `sprite` to the box's height, centre it in the box and alpha-composite it; returns its alpha (H×W).
+def _scale_sprite(sprite: np.ndarray, width: int, height: int) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if height < sprite.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(sprite), (width, height), interpolation=interpolation)
 
-    The pasted pixels stay inside the box (rounded inwards); what falls outside the frame is clipped.
-    """
-    H, W = frame.shape[:2]
+
+def _placement(sprite_hw: tuple[int, int], box: Box) -> tuple[int, int, int, int]:
+    """(width, height, left, top) of a sprite of size `sprite_hw` scaled to the box's height and centred
+    in it: it stays inside the box (rounded inwards)."""
     x0, y0, x1, y1 = box
-    sh, sw = sprite.shape[:2]
+    sh, sw = sprite_hw
     th = max(1, math.floor(y1 - y0))
     tw = max(1, min(math.floor(x1 - x0), round(sw * th / sh)))
-    px, py = math.ceil((x0 + x1 - tw) / 2 - 1e-6), math.ceil(y0 - 1e-6)
-    scaled = cv2.resize(np.ascontiguousarray(sprite), (tw, th),
-                        interpolation=cv2.INTER_AREA if th < sh else cv2.INTER_LINEAR)
-    if shadow and py + th < H - 2:
+    return tw, th, math.ceil((x0 + x1 - tw) / 2 - 1e-6), math.ceil(y0 - 1e-6)
+
+
+def _paste(frame: np.ndarray, sprite: _Overlay, left: int, top: int, shadow: bool) -> np.ndarray:
+    """Alpha-composite the scaled sprite with its top-left corner at (`left`, `top`), over a soft contact
+    shadow when asked; returns where it is opaque (bool H×W). What falls outside the frame is clipped;
+    only the sprite's box is touched."""
+    H, W = frame.shape[:2]
+    th, tw = sprite.size
+    if shadow and top + th < H - 2:
         # A soft contact shadow grounds the subject; skipped when its feet are off the frame.
-        _shadow(frame, px + tw / 2, py + th - 2, max(4.0, tw / 3))
-    alpha_out = np.zeros((H, W), np.float32)
-    cx0, cy0, cx1, cy1 = max(0, px), max(0, py), min(W, px + tw), min(H, py + th)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return alpha_out
-    crop = scaled[cy0 - py:cy1 - py, cx0 - px:cx1 - px]
-    a = crop[..., 3:4].astype(np.float32) / 255.0
-    region = frame[cy0:cy1, cx0:cx1].astype(np.float32)
-    frame[cy0:cy1, cx0:cx1] = (region * (1 - a) + crop[..., :3].astype(np.float32) * a).astype(np.uint8)
-    alpha_out[cy0:cy1, cx0:cx1] = a[..., 0]
-    return alpha_out
+        _shadow(frame, left + tw / 2, top + th - 2, max(4.0, tw / 3))
+    mask = np.zeros((H, W), bool)
+    sprite.over(frame, top, left, mask)
+    return mask
 
 
 def _shadow(canvas: np.ndarray, cx: float, cy: float, rx: float) -> None:
@@ -201,6 +245,76 @@ def _subtitle_layer(text: str, W: int, H: int, box: Box) -> np.ndarray:
     return np.asarray(layer)
 
 
-def _over(frame: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    a = layer[..., 3:4].astype(np.float32) / 255.0
-    return (frame.astype(np.float32) * (1 - a) + layer[..., :3].astype(np.float32) * a).astype(np.uint8)
+@dataclass(frozen=True)
+class _Overlay:
+    """An RGBA picture ready to be composited, `frame·(1 - a) + rgb·a`: kept only over the box of its
+    non-transparent pixels (elsewhere compositing leaves the frame exactly as it was)."""
+
+    size: tuple[int, int]
+    """The picture's height and width."""
+    top: int
+    left: int
+    """Where the box of its non-transparent pixels starts in it."""
+    inverse: np.ndarray
+    """1 - a, float32 h×w×1."""
+    premultiplied: np.ndarray
+    """rgb·a, float32 h×w×3."""
+    opaque: np.ndarray
+    """a > 0.5, bool h×w."""
+
+    @classmethod
+    def of(cls, rgba: np.ndarray) -> _Overlay:
+        alpha = rgba[..., 3]
+        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+        top, bottom = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
+        left, right = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 0)
+        crop = rgba[top:bottom, left:right]
+        a = crop[..., 3:4].astype(np.float32) / 255.0
+        return cls(alpha.shape, top, left, 1 - a, crop[..., :3].astype(np.float32) * a, crop[..., 3] > 127)
+
+    @property
+    def nbytes(self) -> int:
+        return self.inverse.nbytes + self.premultiplied.nbytes + self.opaque.nbytes
+
+    def over(self, frame: np.ndarray, y: int = 0, x: int = 0, mask: np.ndarray | None = None) -> None:
+        """Composite the picture onto `frame` in place with its top-left corner at (`y`, `x`), clipped to
+        the frame; `mask` (bool, the frame's size) is set where it is opaque."""
+        H, W = frame.shape[:2]
+        h, w = self.opaque.shape
+        y0, x0 = y + self.top, x + self.left
+        t, l, b, r = max(0, -y0), max(0, -x0), min(h, H - y0), min(w, W - x0)
+        if b <= t or r <= l:
+            return
+        rows, cols = slice(y0 + t, y0 + b), slice(x0 + l, x0 + r)
+        region = frame[rows, cols]
+        region[...] = (region.astype(np.float32) * self.inverse[t:b, l:r] + self.premultiplied[t:b, l:r]).astype(np.uint8)
+        if mask is not None:
+            mask[rows, cols] = self.opaque[t:b, l:r]
+
+
+class _Cache:
+    """A small least-recently-used cache of arrays (or `_Overlay`s), bounded by their bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]  # type: ignore[return-value]
+        value = make()
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+        size = int(value.nbytes)  # type: ignore[attr-defined]
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, size)
+                self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+        return value

@@ -23,12 +23,14 @@ def sky(spec: SceneSpec, w: int, h: int, horizon: int, rng: np.random.Generator)
         top = tuple((a + grey) // 2 for a in top)
         bottom = tuple((a + grey + 20) // 2 for a in bottom)
     t = np.clip(np.linspace(0, 1, h) / max(horizon / h, 1e-3), 0, 1)[:, None, None]
-    out = (np.array(top) * (1 - t) + np.array(bottom) * t) * np.ones((1, w, 1))
+    # One colour per row, repeated along it (the gradient is vertical).
+    rows = (np.array(top) * (1 - t) + np.array(bottom) * t).astype(np.uint8)
+    out = np.ascontiguousarray(np.broadcast_to(rows, (h, w, 3)))
     if (spec.time == "night" and spec.weather == "fair") or spec.place == "space":
         n = int(w * h / 900)
         ys, xs = rng.integers(0, max(horizon, 1), n), rng.integers(0, w, n)
-        out[ys, xs] = rng.uniform(180, 255, (n, 1))
-    return out.astype(np.uint8)
+        out[ys, xs] = rng.uniform(180, 255, (n, 1)).astype(np.uint8)
+    return out
 
 
 def sun(draw: Draw, spec: SceneSpec, w: int, horizon: int) -> None:
