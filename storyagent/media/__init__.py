@@ -7,7 +7,7 @@ are `Box` (top, bottom, left, right; ends exclusive).
   subject's reference media; bounded memory, special files refused
 - `segmentation`: GrabCut subject masks, mask checks, the RGBA cut-out
 - `box`: the one `Box` type and the geometry on it
-- `writing`: mp4 and PNG, written atomically
+- `writing`: mp4 (encoded, or clips joined without re-encoding) and PNG, written atomically
 - `layout`: fonts, word wrap, the contact sheet
 """
 
@@ -29,11 +29,11 @@ from storyagent.media.reading import (
     read_video,
 )
 from storyagent.media.segmentation import check_mask, segment_subject, subject_cutout
-from storyagent.media.writing import write_png, write_video
+from storyagent.media.writing import CannotJoin, join_videos, write_png, write_video
 
 __all__ = [
-    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "ReferenceMedia", "check_mask",
-    "contact_sheet", "decode_video", "expand_box", "grow_box", "load_font", "load_reference", "mask_box",
+    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "CannotJoin", "ReferenceMedia", "check_mask",
+    "contact_sheet", "decode_video", "expand_box", "grow_box", "join_videos", "load_font", "load_reference", "mask_box",
     "media_files", "probe_video", "read_frames", "read_image", "read_mask", "read_video", "segment_subject",
     "square_box", "subject_cutout", "wrap_text", "write_png", "write_video",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from storyagent.hashing import hash_json
-from storyagent.media import load_font, read_video, wrap_text, write_video
+from storyagent.media import CannotJoin, join_videos, load_font, read_video, wrap_text, write_video
 from storyagent.schemas import Film, ShotClip, StoryScript
 
 if TYPE_CHECKING:
@@ -26,13 +26,19 @@ def assemble_film(run: Run, script: StoryScript, clips: list[ShotClip]) -> Film:
         return Film.model_validate(ws.manifest.artifact("film"))
     ws.manifest.set_stage("film", "running")
     frames = title_card(script.title, script.logline, cfg.width, cfg.height, round(TITLE_SECONDS * cfg.fps))
-    for clip in clips:
-        shot_frames, _ = read_video(ws.path(clip.path), max_frames=10_000)
-        # A model may animate at its own resolution; the film has one size.
-        frames.extend(f if f.shape[:2] == (cfg.height, cfg.width) else
-                      cv2.resize(f, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA) for f in shot_frames)
-    write_video(ws.path(FILM), frames, cfg.fps)
-    film = ws.record("film", Film(path=FILM, input_hash=h, num_frames=len(frames), fps=cfg.fps))
+    try:
+        # The clips follow the title card as they are encoded: nothing decoded, nothing encoded twice.
+        num_frames = join_videos(ws.path(FILM), frames, [ws.path(c.path) for c in clips], cfg.fps)
+    except CannotJoin:
+        # A model's clips (another size or frame rate, other encoder settings) are decoded and re-encoded.
+        for clip in clips:
+            shot_frames, _ = read_video(ws.path(clip.path), max_frames=10_000)
+            # A model may animate at its own resolution; the film has one size.
+            frames.extend(f if f.shape[:2] == (cfg.height, cfg.width) else
+                          cv2.resize(f, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA) for f in shot_frames)
+        write_video(ws.path(FILM), frames, cfg.fps)
+        num_frames = len(frames)
+    film = ws.record("film", Film(path=FILM, input_hash=h, num_frames=num_frames, fps=cfg.fps))
     ws.manifest.set_stage("film", "done")
     return film
 
