@@ -28,6 +28,7 @@ from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript, who
 from storyagent.tools.film import assemble_film
 from storyagent.tools.run import Run
+from storyagent.workspace import Workspace
 
 TRANSCRIPT = "transcript.json"
 # AG2 warns on every call that a local model has no price table; that is noise for a film crew.

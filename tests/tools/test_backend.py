@@ -1,23 +1,20 @@
 """The backend switch and the artifact keys: one backend object per run, every artifact recorded once."""
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from storyagent.config import RunConfig
-from storyagent.errors import WeightsNotFoundError
 from storyagent.models.langsam import SubjectMask
 from storyagent.models.removal import SubjectRemover
 from storyagent.models.storydiffusion.pipeline import StoryDiffusionOutput
 from storyagent.schemas import Region, Shot, StoryScript, Subject
-from storyagent.tools.backends.animatic import AnimaticBackend
 from storyagent.tools.backends.diffusion import DiffusionBackend
 from storyagent.models.storyboard import StoryboardPipeline
 from storyagent.models.storydiffusion import StoryDiffusionConfig
-from storyagent.tools.per_shot import clip_path, frame_path, record_redo, shot_key
+from storyagent.tools.per_shot import clip_path, frame_path, shot_key
+from storyagent.tools.run import Run
 from storyagent.workspace import Workspace
 
 from tests.support.paths import ROOT
@@ -95,18 +92,19 @@ def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypa
                                           finetune="off"))
     backend._storyboard = StoryboardPipeline(story, FakeLangSAM(), SubjectRemover(), FakeAnyDoor(), device="cpu")
     prepared = PreparedSubject(subject=subject, reference=None, input_hash="subject")
-    boards = backend.storyboard(ws, script, prepared, show_progress=False)
+    run = Run(backend.cfg, ws, backend, prepared, show_progress=False)
+    boards = backend.storyboard(run, script)
     assert recorded and set(recorded.values()) == {1}, recorded
     assert [b.path for b in boards] == [frame_path(1), frame_path(2), "storyboard/shot_03_initial.png"]
     assert [b.meta["found"] for b in boards] == [True, True, False]
     assert boards[2].meta["reason"].startswith("shot 3: no 'fox' found")
-    assert all(ws.artifact(shot_key("storyboard", i))["input_hash"] == boards[i - 1].input_hash for i in (1, 2, 3))
+    assert all(ws.manifest.artifact(shot_key("storyboard", i))["input_hash"] == boards[i - 1].input_hash for i in (1, 2, 3))
     # Nothing changed: the next call reuses every frame and records nothing.
     recorded.clear()
-    assert backend.storyboard(ws, script, prepared, show_progress=False) == boards and not recorded
+    assert backend.storyboard(run, script) == boards and not recorded
     # A new take of shot 2 draws shot 2 alone, from the same identity shots' pass.
-    record_redo(ws, "storyboard", [2])
-    again = backend.storyboard(ws, script, prepared, show_progress=False)
+    run.manifest.add_redo("storyboard", [2], "", rewritten=set())
+    again = backend.storyboard(run, script)
     assert story.calls[-1] == [1] and {k for k in recorded if not k.endswith(("_initial", "_removed"))} == {
         "storyboard/shot_02"}
     assert [a == b for a, b in zip(again, boards)] == [True, False, True]
