@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+from tests.support import diffusion
+from tests.support.paths import PIP, PIP_VIDEO
+
 # Every model in the suite is tiny: with OpenMP spin-waiting, 2 threads on a busy 2-core machine ran
 # the DynamiCrafter tests ~10x slower than 1 thread did.
 torch.set_num_threads(1)
@@ -17,3 +20,47 @@ def pytest_collection_modifyitems(config, items):
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own StoryAgent cache: nothing written to ~/.cache, nothing shared between tests."""
     monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path_factory.mktemp("storyagent_cache")))
+
+
+# ---------------------------------------------------------------------- the example subject
+@pytest.fixture(scope="session")
+def pip_png():
+    """Pip the fox, the example subject: a transparent PNG (read it, never write it)."""
+    return PIP
+
+
+@pytest.fixture(scope="session")
+def pip_video():
+    """Pip waving: the example subject as a short clip (read it, never write it)."""
+    return PIP_VIDEO
+
+
+# ---------------------------------------------------------------------- tiny random weights, once per session
+# Session-scoped: the tests only read these folders (one that edits a checkpoint copies it first).
+@pytest.fixture(scope="session")
+def tiny_sdxl_folder(tmp_path_factory):
+    return diffusion.save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_langsam_weights(tmp_path_factory):
+    """(Grounding DINO folder, SAM checkpoint)."""
+    return diffusion.save_tiny_langsam(tmp_path_factory.mktemp("tiny_langsam"))
+
+
+@pytest.fixture(scope="session")
+def tiny_anydoor_folder(tmp_path_factory):
+    return diffusion.save_tiny_anydoor(tmp_path_factory.mktemp("tiny_anydoor"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamicrafter_folder(tmp_path_factory):
+    return diffusion.save_tiny_dynamicrafter(tmp_path_factory.mktemp("tiny_dynamicrafter"))
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_sdxl_folder, tiny_langsam_weights, tiny_anydoor_folder, tiny_dynamicrafter_folder):
+    """Every model of the diffusion backend, tiny and random: weight name -> path (point
+    `STORYAGENT_WEIGHTS_*` at them with monkeypatch)."""
+    return diffusion.tiny_weights_by_name(tiny_sdxl_folder, tiny_langsam_weights, tiny_anydoor_folder,
+                                          tiny_dynamicrafter_folder)

@@ -222,21 +222,6 @@ def test_cli_refuses_bad_input_in_one_sentence(tmp_path):
     assert result.exit_code == 2 and "is for pororo" in result.output
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from storyagent.models.anydoor.testing import tiny_pipeline as anydoor_tiny
-    from storyagent.models.dynamicrafter.testing import tiny_pipeline
-    from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
-
-    root = tmp_path_factory.mktemp("weights")
-    save_tiny_grounding_dino(root / "gdino")
-    sam = save_tiny_sam(root / "sam_vit_b.pth")
-    anydoor_tiny().save_pretrained(root / "anydoor")
-    tiny_pipeline().save_pretrained(root / "dc")
-    return {"grounding-dino-base": root / "gdino", "sam-vit-h": sam, "anydoor": root / "anydoor",
-            "dynamicrafter-512": root / "dc"}
-
-
 def test_storyagent_trains_once_per_character_and_never_sees_a_test_clip(tmp_path, monkeypatch, tiny_weights):
     from storyagent.eval import generators
     from storyagent.weights import env_var

@@ -377,7 +377,10 @@ def test_apply_finetune_reproduces_the_trained_pipeline(tiny_folder, tmp_path):
         module = getattr(fresh, name)
         assert not module.training and not any(p.requires_grad for p in module.parameters())
     result = _redraw(fresh)
-    np.testing.assert_array_equal(result, _redraw(trained))
+    # atol=1: the trained pipeline holds the weights the optimizer wrote in place, the fresh one the same
+    # float32 values read back from the file into new tensors; on CPU the two can take different kernels
+    # (memory layout, alignment) and round a few pixels the other way (3 of 27648 values by 1 on one machine).
+    np.testing.assert_allclose(result.astype(int), _redraw(trained).astype(int), rtol=0, atol=1)
     assert not np.array_equal(result, _redraw(AnyDoorPipeline.from_pretrained(tiny_folder)))
 
 
