@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from storyagent.errors import UnsafeCheckpointError, WeightsNotFoundError
+from storyagent.errors import InputError, UnsafeCheckpointError, WeightsNotFoundError
 from storyagent.eval.observer import AestheticObserver
 from storyagent.models.aesthetic import (
     PUBLISHED_HEAD_SHAPES, AestheticHead, AestheticHeadConfig, AestheticPredictor, convert_head_to_safetensors,
     load_head_state_dict)
 from storyagent.weights import resolve_weights
+from tests.support.model_tester import ModelTesterMixin
 
 
 def tiny_clip(folder, projection_dim=8):
@@ -77,15 +78,45 @@ def test_predictor_embeds_normalises_and_scores(tmp_path):
     np.testing.assert_allclose(scores, expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_save_pretrained_round_trips_clip_and_head(tmp_path):
-    tiny_clip(tmp_path / "clip")
-    torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(),
-               tmp_path / "head.pth")
-    predictor = AestheticPredictor.from_pretrained(clip_path=tmp_path / "clip", head_path=tmp_path / "head.pth")
-    folder = predictor.save_pretrained(tmp_path / "saved")
-    assert (folder / "image_encoder").is_dir() and (folder / "head" / "model.safetensors").is_file()
-    images = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)]
-    assert AestheticPredictor.from_pretrained(folder)(images) == predictor(images)
+@pytest.fixture(scope="module")
+def predictor_files(tmp_path_factory):
+    """A tiny CLIP folder and a head .pth: (clip folder, head file)."""
+    root = tmp_path_factory.mktemp("aesthetic")
+    tiny_clip(root / "clip")
+    torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(), root / "head.pth")
+    return root / "clip", root / "head.pth"
+
+
+class TestAestheticPredictorModel(ModelTesterMixin):
+    """CLIP tower and head through save_pretrained/from_pretrained, half precision, unknown keys."""
+
+    # The CLIP tower loads through transformers, which only reports weights it does not use.
+    strict_weights = ("head/model.safetensors",)
+    unknown_key_error = InputError
+
+    @pytest.fixture
+    def model(self, predictor_files):
+        clip, head = predictor_files
+        return AestheticPredictor.from_pretrained(clip_path=clip, head_path=head)
+
+    def dummy_inputs(self):
+        return {"images": [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)]}
+
+    def save(self, model, folder):
+        folder = model.save_pretrained(folder)
+        assert (folder / "image_encoder").is_dir() and (folder / "head" / "model.safetensors").is_file()
+        return folder
+
+    def load(self, path, model):
+        return AestheticPredictor.from_pretrained(path)
+
+    def cast(self, model, dtype):
+        model.vision_model.to(dtype=dtype)
+        model.head.to(dtype=dtype)
+        return model
+
+    def modules(self, model):
+        return [model.vision_model, model.head]
 
 
 def test_missing_weights_fail_clearly(tmp_path, monkeypatch):
@@ -105,11 +136,9 @@ def test_observer_flags_frames_under_threshold():
     assert observer.feedback(observer.review({4: frames[0]}, 5.0), 5.0) == "good"
 
 
-def test_observer_with_tiny_predictor(tmp_path):
-    tiny_clip(tmp_path / "clip")
-    head = AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4)))
-    torch.save(head.state_dict(), tmp_path / "head.pth")
-    observer = AestheticObserver(clip_path=tmp_path / "clip", head_path=tmp_path / "head.pth")
+def test_observer_with_tiny_predictor(predictor_files):
+    clip, head = predictor_files
+    observer = AestheticObserver(clip_path=clip, head_path=head)
     frames = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(2)]
     scores = [r.score for r in observer.review(frames, 0.0)]
     threshold = (scores[0] + scores[1]) / 2

@@ -9,7 +9,7 @@ import torch
 from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.testing import tiny_encoders, tiny_pipeline
-
+from tests.support.model_tester import ModelTesterMixin
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +17,14 @@ def pipe():
     return tiny_pipeline()
 
 
-@pytest.fixture(scope="module")
-def image():
+def _image():
     g = torch.Generator().manual_seed(1)
     return (torch.rand(20, 28, 3, generator=g) * 255).to(torch.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return _image()
 
 
 def run(pipe, image, seed=0, **kw):
@@ -114,10 +118,26 @@ def test_image_encoder_returns_all_tokens_before_the_final_norm(pipe):
     assert torch.allclose(tokens, ref)
 
 
-def test_save_and_load_round_trip(pipe, image, tmp_path):
-    pipe.save_pretrained(tmp_path)
-    loaded = DynamiCrafterPipeline.from_pretrained(tmp_path)  # encoders and tokenizer included
-    assert torch.equal(run(pipe, image), run(loaded, image))
+class TestDynamiCrafterModel(ModelTesterMixin):
+    """Save/load round trip (encoders and tokenizer included), half precision, unknown keys."""
+
+    # The CLIP towers load through transformers, which only reports weights it does not use.
+    strict_weights = tuple(f"{name}/diffusion_pytorch_model.safetensors" for name in ("unet", "vae", "resampler"))
+
+    def make_model(self):
+        return tiny_pipeline()
+
+    def dummy_inputs(self):
+        return {"image": _image()}
+
+    def forward(self, model, inputs):
+        return run(model, inputs["image"])
+
+    def load(self, path, model):
+        return DynamiCrafterPipeline.from_pretrained(path)
+
+    def modules(self, model):
+        return list(model.modules.values())
 
 
 def test_missing_weights_are_a_clear_error(tmp_path, monkeypatch):

@@ -14,16 +14,11 @@ from storyagent.models.langsam import (
     grounding_prompt,
     resize_mask,
 )
-from storyagent.models.langsam.testing import TINY_SAM, save_tiny_grounding_dino, save_tiny_sam
+from storyagent.models.langsam.testing import TINY_SAM
 from storyagent.weights import load_state_dict
+from tests.support.model_tester import DTYPES, ModelTesterMixin
 
 H, W = 40, 72  # non-square on purpose: both models resize it, the results must come back at 40×72
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("langsam")
-    return save_tiny_grounding_dino(root / "dino"), save_tiny_sam(root / "sam_tiny.pth")
 
 
 @pytest.fixture()
@@ -53,8 +48,8 @@ def test_defaults_are_grounding_dinos_thresholds():
     assert grounding_prompt("rabbit, toy.") == "rabbit. toy."
 
 
-def test_box_to_mask_flow(weights, image):
-    dino, sam = weights
+def test_box_to_mask_flow(tiny_langsam_weights, image):
+    dino, sam = tiny_langsam_weights
     pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0, text_threshold=0.0))
     seen = []
     pipe.segmenter.sam.prompt_encoder.register_forward_hook(lambda m, args, kw, out: seen.append(kw["boxes"].clone()),
@@ -80,8 +75,8 @@ def test_box_to_mask_flow(weights, image):
     assert result.mask_score == pytest.approx(float(ious[0]), abs=1e-6)
 
 
-def test_thresholds_filter_boxes_and_label_words(weights, image):
-    dino, sam = weights
+def test_thresholds_filter_boxes_and_label_words(tiny_langsam_weights, image):
+    dino, sam = tiny_langsam_weights
     pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam)
     probs, _, ids, tok = raw_scores(pipe, image, "grey rabbit")
     query_scores = probs.max(-1).values
@@ -95,8 +90,8 @@ def test_thresholds_filter_boxes_and_label_words(weights, image):
     assert result.label.split() == [w for w in words if w not in {"[CLS]", "[SEP]", "."}]
 
 
-def test_not_found_is_a_result(weights, image):
-    dino, sam = weights
+def test_not_found_is_a_result(tiny_langsam_weights, image):
+    dino, sam = tiny_langsam_weights
     pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=1.0))
     calls = []
     pipe.segmenter.sam.image_encoder.register_forward_hook(lambda *a: calls.append(1))
@@ -108,8 +103,8 @@ def test_not_found_is_a_result(weights, image):
     assert results[0].box is None and not calls, "SAM is not run when nothing was detected"
 
 
-def test_masks_resized_to_the_requested_size(weights, image):
-    dino, sam = weights
+def test_masks_resized_to_the_requested_size(tiny_langsam_weights, image):
+    dino, sam = tiny_langsam_weights
     pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0))
     own = pipe([image], "rabbit")[0]
     big = pipe([image], "rabbit", output_size=(2 * H, 2 * W))[0]
@@ -138,13 +133,37 @@ def test_missing_weights_name_the_fetch_command(tmp_path, monkeypatch):
         SamSegmenter.from_pretrained()
 
 
-def test_save_pretrained_round_trips_both_models_and_the_config(weights, image, tmp_path):
-    dino, sam = weights
-    pipe = LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0))
-    folder = pipe.save_pretrained(tmp_path / "langsam")
-    assert (folder / "grounding_dino").is_dir() and (folder / "sam" / "model.safetensors").is_file()
-    again = LangSAMPipeline.from_pretrained(folder)
-    assert again.config == pipe.config
-    ours, theirs = pipe([image], "rabbit")[0], again([image], "rabbit")[0]
-    np.testing.assert_array_equal(ours.mask, theirs.mask)
-    assert ours.box == theirs.box and ours.score == theirs.score
+class TestLangSAMModel(ModelTesterMixin):
+    """Both models and the config through save_pretrained/from_pretrained, half precision, unknown keys."""
+
+    # Grounding DINO loads through transformers, which only reports weights it does not use.
+    strict_weights = ("sam/model.safetensors",)
+
+    @pytest.fixture
+    def model(self, tiny_langsam_weights):
+        dino, sam = tiny_langsam_weights
+        return LangSAMPipeline.from_pretrained(dino_path=dino, sam_path=sam, config=LangSAMConfig(box_threshold=0.0))
+
+    def dummy_inputs(self):
+        return {"image": np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)}
+
+    def forward(self, model, inputs):
+        return model([inputs["image"]], "rabbit")[0]  # mask, box, scores, label
+
+    def load(self, path, model):
+        return LangSAMPipeline.from_pretrained(path)  # config.json included
+
+    def cast(self, model, dtype):
+        model.detector.model.to(dtype=dtype)
+        model.segmenter.sam.to(dtype=dtype)
+        return model
+
+    def modules(self, model):
+        return [model.detector.model, model.segmenter.sam]
+
+    @pytest.mark.xfail(raises=RuntimeError, strict=True,
+                       reason="neither model runs in half precision yet: the detector and SAM's predictor feed "
+                              "float32 inputs to the cast weights (storyagent/models/langsam does not cast them)")
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_dtype_cast_keeps_shapes_and_runs(self, model, dtype):
+        super().test_dtype_cast_keeps_shapes_and_runs(model, dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -16,6 +17,7 @@ from storyagent.models.lora_be import (
     is_temporal, load_adapter, load_subject_clips, module_text_contexts, tokenize_with_subject,
 )
 from tests.models.test_lora_be_data import write_index_video
+from tests.support.model_tester import ModelTesterMixin
 
 TOKEN = "<miffy>"
 
@@ -127,26 +129,55 @@ def test_zero_initialised_adapter_changes_nothing():
     assert torch.equal(base, adapted)
 
 
-def test_save_then_load_gives_identical_outputs(tmp_path):
-    image = np.full((16, 16, 3), 90, np.uint8)
-    trained = tiny_pipeline()
-    trainer = LoRABETrainer(trained, config(epochs=3), tmp_path / "run")
-    trainer.train([synthetic_clip()], show_progress=False)
-    path = trainer.save(tmp_path / "miffy.safetensors")
-    trained.prompt_hook = SubjectPromptEncoder(trained.text_encoder, trainer.embeddings, TOKEN)
+@dataclasses.dataclass
+class Adapted:
+    """A tiny DynamiCrafter carrying a LoRA-BE adapter, and the trainer that made it (None: loaded from a file)."""
 
-    fresh = tiny_pipeline()
-    base = fresh(image, f"a {TOKEN} hops", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-                 show_progress=False).frames
-    load_adapter(fresh, path)
+    pipe: object
+    trainer: LoRABETrainer | None = None
 
-    def run(p, prompt):
-        return p(image, prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0), show_progress=False).frames
 
-    ours = run(fresh, f"a {TOKEN} hops")
-    assert torch.equal(ours, run(trained, f"a {TOKEN} hops"))
-    assert not torch.allclose(ours, base)  # the adapter matters
-    assert torch.equal(run(fresh, "a rabbit hops"), run(trained, "a rabbit hops"))
+class TestLoRABEAdapterModel(ModelTesterMixin):
+    """The adapter file: a trained pipeline and a fresh one with the saved adapter draw the same video,
+    with the subject's token and without; the adapted pipeline runs in half precision; a LoRA weight
+    for a module the UNet lacks is refused."""
+
+    strict_weights = ("",)  # the adapter is one file
+    unknown_key = "lora.not_a_module.lora_A.weight"
+    unknown_key_error = InputError
+    unknown_key_match = r"does not fit this UNet \(not_a_module\.lora_A\.weight"
+
+    @pytest.fixture(scope="class")
+    def model(self, tmp_path_factory):
+        """Trained once for the class: the checks only read it (`cast` works on a copy)."""
+        pipe = tiny_pipeline()
+        trainer = LoRABETrainer(pipe, config(epochs=3), tmp_path_factory.mktemp("lora_be") / "run")
+        trainer.train([synthetic_clip()], show_progress=False)
+        pipe.prompt_hook = SubjectPromptEncoder(pipe.text_encoder, trainer.embeddings, TOKEN)
+        return Adapted(pipe, trainer)
+
+    def forward(self, model, inputs):
+        image = np.full((16, 16, 3), 90, np.uint8)
+        return {prompt: model.pipe(image, prompt, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                                   show_progress=False).frames for prompt in (f"a {TOKEN} hops", "a rabbit hops")}
+
+    def save(self, model, folder):
+        return model.trainer.save(folder / "miffy.safetensors")
+
+    def load(self, path, model):
+        fresh = tiny_pipeline()
+        load_adapter(fresh, path)
+        return Adapted(fresh)
+
+    def cast(self, model, dtype):
+        return Adapted(copy.deepcopy(model.pipe).to(dtype=dtype))
+
+    def modules(self, model):
+        return list(model.pipe.modules.values())
+
+    def test_the_adapter_changes_the_subjects_video(self, model):
+        without = self.forward(Adapted(tiny_pipeline()), {})
+        assert not torch.allclose(self.forward(model, {})[f"a {TOKEN} hops"], without[f"a {TOKEN} hops"])
 
 
 def test_adapter_for_another_configuration_is_refused(tmp_path):
