@@ -7,7 +7,6 @@ warping error), piergiaj/pytorch-i3d (I3D) and StyleGAN-V (FVD), all run outside
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

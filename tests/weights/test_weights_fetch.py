@@ -5,7 +5,6 @@ environment variable and no other command."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
