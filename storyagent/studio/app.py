@@ -18,7 +18,7 @@ from storyagent.errors import InputError, StoryAgentError
 from storyagent.studio.runs import (STORY_COLUMNS, check_llm, check_uploads, cutout_previews, earlier_runs, new_run_id,
                                     run_folder, run_inputs, save_story_edits, store_uploads, story_rows)
 from storyagent.studio.session import RunSession, View
-from storyagent.tools.run import backend_class
+from storyagent.tools.run import BACKENDS, backend_class
 from storyagent.workspace import Workspace
 
 STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}
@@ -180,7 +180,7 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                 class_word = gr.Textbox(label="What it is", placeholder="fox", elem_id="class_word")
                 shots = gr.Number(label="Shots", value=4, precision=0, minimum=1, maximum=32, elem_id="shots")
             with gr.Row():
-                backend = gr.Radio(["animatic", "diffusion"], value="animatic", label="Backend", elem_id="backend")
+                backend = gr.Radio(list(BACKENDS), value="animatic", label="Backend", elem_id="backend")
                 llm = gr.Textbox(label="LLM", value="none", elem_id="llm",
                                  info="none, openai:MODEL, ollama:MODEL, openai-compatible:MODEL@URL")
                 review = gr.Radio(["human", "rules", "none"], value="human", label="Review", elem_id="review")
