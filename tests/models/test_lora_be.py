@@ -108,12 +108,13 @@ def test_localization_loss_has_a_gradient_into_the_embeddings(tmp_path):
 
 def test_training_raises_attention_inside_the_mask_and_lowers_the_loss(tmp_path):
     pipe = tiny_pipeline()
-    trainer = LoRABETrainer(pipe, config(epochs=30), tmp_path)
+    # 16 epochs: attention in the mask rises by ~0.9 (it passes +0.1 at epoch 10 and saturates at ~0.99 by 20).
+    trainer = LoRABETrainer(pipe, config(epochs=16), tmp_path)
     clip = synthetic_clip()
     before = trainer.evaluate(clip)
     trainer.train([clip], show_progress=False)
     after = trainer.evaluate(clip)
-    assert trainer.step == 30
+    assert trainer.step == 16
     assert after.mask_attention > before.mask_attention + 0.1
     assert after.loss < before.loss
     assert after.diffusion < before.diffusion
