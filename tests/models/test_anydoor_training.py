@@ -7,6 +7,8 @@ Upstream details are pinned against ali-vilab/AnyDoor at commit
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,19 @@ def tiny_folder(tmp_path_factory):
     return pipe.save_pretrained(tmp_path_factory.mktemp("anydoor"))
 
 
+@pytest.fixture(scope="module")
+def loaded(tiny_folder):
+    """`tiny_folder` loaded once; tests take copies of it (`fresh_pipe`) and never change this one."""
+    return AnyDoorPipeline.from_pretrained(tiny_folder)
+
+
+@pytest.fixture
+def fresh_pipe(loaded):
+    """A new pipeline holding the folder's weights at each call: a deep copy of `loaded`, ~4x cheaper than
+    loading the folder again (the round trip through the folder is tested in test_anydoor_pipeline.py)."""
+    return lambda: copy.deepcopy(loaded)
+
+
 def _settings(**kw):
     return StoryAnyDoorTrainingConfig(**{"steps": 2, "checkpoint_every": 1, "learning_rate": 1e-3, **kw})
 
@@ -64,8 +79,8 @@ def _snapshot(pipe):
             for k, v in getattr(pipe, n).state_dict().items()}
 
 
-def test_a_step_changes_only_controlnet_unet_decoder_and_projector(tiny_folder, tmp_path):
-    pipe = AnyDoorPipeline.from_pretrained(tiny_folder)
+def test_a_step_changes_only_controlnet_unet_decoder_and_projector(fresh_pipe, tmp_path):
+    pipe = fresh_pipe()
     before = _snapshot(pipe)
     trainer = StoryAnyDoorTrainer(pipe, *_frames(), tmp_path / "run", _settings())
     loss = trainer.train_step()
@@ -84,17 +99,17 @@ def test_a_step_changes_only_controlnet_unet_decoder_and_projector(tiny_folder, 
     assert not any(k.startswith(frozen) for k in changed)
 
 
-def test_resume_continues_exactly_where_the_checkpoint_left_off(tiny_folder, tmp_path):
+def test_resume_continues_exactly_where_the_checkpoint_left_off(fresh_pipe, tmp_path):
     frames, masks = _frames()
-    straight = AnyDoorPipeline.from_pretrained(tiny_folder)
+    straight = fresh_pipe()
     losses_straight = StoryAnyDoorTrainer(straight, frames, masks, tmp_path / "a", _settings(steps=3)).train(
         show_progress=False)
 
-    first = AnyDoorPipeline.from_pretrained(tiny_folder)
+    first = fresh_pipe()
     StoryAnyDoorTrainer(first, frames, masks, tmp_path / "b", _settings(steps=3)).train(steps=2, show_progress=False)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint-1", "checkpoint-2"]
 
-    resumed = AnyDoorPipeline.from_pretrained(tiny_folder)  # fresh weights: everything must come from the checkpoint
+    resumed = fresh_pipe()  # fresh weights: everything must come from the checkpoint
     trainer = StoryAnyDoorTrainer(resumed, frames, masks, tmp_path / "b", _settings(steps=3))
     losses_resumed = trainer.train(show_progress=False)
     assert trainer.step == 3 and len(losses_resumed) == 1
@@ -106,8 +121,8 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tiny_folder, tmp
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint-2", "checkpoint-3"]
 
 
-def test_lora_trains_adapters_only_and_exports_a_loadable_pipeline(tiny_folder, tmp_path):
-    pipe = AnyDoorPipeline.from_pretrained(tiny_folder)
+def test_lora_trains_adapters_only_and_exports_a_loadable_pipeline(fresh_pipe, tmp_path):
+    pipe = fresh_pipe()
     before = _snapshot(pipe)
     trainer = StoryAnyDoorTrainer(pipe, *_frames(), tmp_path / "lora", _settings(use_lora=True, lora_rank=4))
     names = set(trainer.params)
@@ -123,13 +138,13 @@ def test_lora_trains_adapters_only_and_exports_a_loadable_pipeline(tiny_folder, 
     assert not any(k.startswith(("unet.down_blocks.", "vae.", "image_encoder.dinov2.")) for k in changed)
 
 
-def test_bad_inputs_are_refused(tiny_folder, tmp_path):
-    pipe = AnyDoorPipeline.from_pretrained(tiny_folder)
+def test_bad_inputs_are_refused(fresh_pipe, tmp_path):
+    pipe = fresh_pipe()
     with pytest.raises(InputError):
         StoryAnyDoorTrainer(pipe, [], [], tmp_path, _settings())
     trainer = StoryAnyDoorTrainer(pipe, *_frames(), tmp_path / "x", _settings())
     trainer.train(show_progress=False)
-    lora = StoryAnyDoorTrainer(AnyDoorPipeline.from_pretrained(tiny_folder), *_frames(), tmp_path / "x",
+    lora = StoryAnyDoorTrainer(fresh_pipe(), *_frames(), tmp_path / "x",
                                _settings(use_lora=True, steps=4))
     with pytest.raises(InputError, match="LoRA"):
         lora.train(show_progress=False)
@@ -361,8 +376,8 @@ def _redraw(pipe):
     return pipe.redraw(frames[0], masks[0], frames[1], masks[1], seed=0, show_progress=False)
 
 
-def test_apply_finetune_reproduces_the_trained_pipeline(tiny_folder, tmp_path):
-    trained = AnyDoorPipeline.from_pretrained(tiny_folder)
+def test_apply_finetune_reproduces_the_trained_pipeline(fresh_pipe, tmp_path):
+    trained = fresh_pipe()
     trainer = StoryAnyDoorTrainer(trained, *_frames(), tmp_path / "run", _settings())
     trainer.train(show_progress=False)
     path = trainer.save_finetune(tmp_path / "story_anydoor.safetensors")
@@ -372,7 +387,7 @@ def test_apply_finetune_reproduces_the_trained_pipeline(tiny_folder, tmp_path):
     with safe_open(str(path), framework="pt") as f:
         assert set(f.keys()) == set(trainer.params)  # only what trained
 
-    fresh = apply_finetune(AnyDoorPipeline.from_pretrained(tiny_folder), path)
+    fresh = apply_finetune(fresh_pipe(), path)
     for name in ("unet", "controlnet", "vae", "image_encoder"):
         module = getattr(fresh, name)
         assert not module.training and not any(p.requires_grad for p in module.parameters())
@@ -381,17 +396,17 @@ def test_apply_finetune_reproduces_the_trained_pipeline(tiny_folder, tmp_path):
     # float32 values read back from the file into new tensors; on CPU the two can take different kernels
     # (memory layout, alignment) and round a few pixels the other way (3 of 27648 values by 1 on one machine).
     np.testing.assert_allclose(result.astype(int), _redraw(trained).astype(int), rtol=0, atol=1)
-    assert not np.array_equal(result, _redraw(AnyDoorPipeline.from_pretrained(tiny_folder)))
+    assert not np.array_equal(result, _redraw(fresh_pipe()))
 
 
-def test_apply_finetune_with_lora_and_refusals(tiny_folder, tmp_path):
+def test_apply_finetune_with_lora_and_refusals(fresh_pipe, tmp_path):
     from peft.tuners.lora import LoraLayer
 
-    trained = AnyDoorPipeline.from_pretrained(tiny_folder)
+    trained = fresh_pipe()
     trainer = StoryAnyDoorTrainer(trained, *_frames(), tmp_path / "run", _settings(use_lora=True, lora_rank=4))
     trainer.train(show_progress=False)
     path = trainer.save_finetune(tmp_path / "lora.safetensors")
-    fresh = apply_finetune(AnyDoorPipeline.from_pretrained(tiny_folder), path)
+    fresh = apply_finetune(fresh_pipe(), path)
     assert not any(isinstance(m, LoraLayer) for m in fresh.unet.modules())  # merged
     latents, hint = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 64, 64)
     context = torch.randn(1, 257, 32)
@@ -410,4 +425,4 @@ def test_apply_finetune_with_lora_and_refusals(tiny_folder, tmp_path):
     after = _snapshot(wrong)
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     with pytest.raises(InputError, match="not a StoryAnyDoor fine-tune"):
-        apply_finetune(AnyDoorPipeline.from_pretrained(tiny_folder), tmp_path / "run" / "checkpoint-2" / "trainable.safetensors")
+        apply_finetune(fresh_pipe(), tmp_path / "run" / "checkpoint-2" / "trainable.safetensors")
