@@ -13,8 +13,7 @@ from storyagent.media import ReferenceMedia, load_reference, read_frames, write_
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.schemas import Shot
 from tests.support.media import disc_image
-
-PIP = "examples/pip/pip.png"
+from tests.support.paths import PIP
 
 
 def hue_turned(ref: ReferenceMedia) -> ReferenceMedia:

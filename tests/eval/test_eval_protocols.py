@@ -10,8 +10,6 @@ from storyagent.commands.eval import app as eval_app
 from storyagent.eval.report import (
     bar_plot, curve_plot, markdown_table, nice_ticks, shot_label_positions, tick_label, write_tables)
 
-PIP = "examples/pip/pip.png"
-
 
 def render_run(tmp_path, name, subject):
     from storyagent.cli import app as cli_app
@@ -24,9 +22,9 @@ def render_run(tmp_path, name, subject):
     return out
 
 
-def swapped_subject(tmp_path):
+def swapped_subject(tmp_path, pip_png):
     """Another character: Pip with its hue turned (an orange fox becomes a blue one), same shape."""
-    rgba = Image.open(PIP).convert("RGBA")
+    rgba = Image.open(pip_png).convert("RGBA")
     hsv = np.asarray(rgba.convert("RGB").convert("HSV")).copy()
     hsv[..., 0] = (hsv[..., 0].astype(int) + 128) % 256
     rgb = Image.fromarray(hsv, "HSV").convert("RGB")
@@ -36,11 +34,11 @@ def swapped_subject(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_two_animatic_runs_true_subject_scores_higher(tmp_path):
-    true_run = render_run(tmp_path, "true", PIP)
-    swapped_run = render_run(tmp_path, "swapped", swapped_subject(tmp_path))
+def test_compare_two_animatic_runs_true_subject_scores_higher(tmp_path, pip_png):
+    true_run = render_run(tmp_path, "true", pip_png)
+    swapped_run = render_run(tmp_path, "swapped", swapped_subject(tmp_path, pip_png))
     report = tmp_path / "report"
-    result = CliRunner().invoke(eval_app, ["compare", str(true_run), str(swapped_run), "--subject", PIP,
+    result = CliRunner().invoke(eval_app, ["compare", str(true_run), str(swapped_run), "--subject", str(pip_png),
                                            "--labels", "true,swapped", "--out", str(report), "--no-cache", "-q"])
     assert result.exit_code == 0, result.output
     md = (report / "compare.md").read_text()
@@ -58,8 +56,8 @@ def test_compare_two_animatic_runs_true_subject_scores_higher(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_film_writes_per_shot_table(tmp_path):
-    run = render_run(tmp_path, "run", PIP)
+def test_eval_film_writes_per_shot_table(tmp_path, pip_png):
+    run = render_run(tmp_path, "run", pip_png)
     result = CliRunner().invoke(eval_app, ["film", str(run), "--no-cache", "-q"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((run / "eval" / "film_metrics.csv").open()))
@@ -90,7 +88,7 @@ def test_markdown_table_marks_direction_and_best(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path):
+def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path, pip_png):
     import torch
 
     from storyagent.models.aesthetic import AestheticHead, AestheticHeadConfig
@@ -99,7 +97,7 @@ def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path):
     tiny_clip_encoder(tmp_path)  # writes tmp_path/clip (model, image processor, tokenizer)
     torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(),
                tmp_path / "head.pth")
-    run = render_run(tmp_path, "run", PIP)
+    run = render_run(tmp_path, "run", pip_png)
     result = CliRunner().invoke(eval_app, ["film", str(run), "--clip", str(tmp_path / "clip"), "--aesthetic-head",
                                            str(tmp_path / "head.pth"), "--no-cache", "--out", str(tmp_path / "rep"), "-q"])
     assert result.exit_code == 0, result.output

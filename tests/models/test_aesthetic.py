@@ -156,14 +156,14 @@ def test_published_head_file_layout():
 
 
 @pytest.mark.weights
-def test_real_predictor_scores_on_the_ava_scale():
+def test_real_predictor_scores_on_the_ava_scale(pip_png):
     try:
         predictor = AestheticPredictor.from_pretrained()
     except WeightsNotFoundError as exc:
         pytest.skip(str(exc))
     from PIL import Image
 
-    pip = np.asarray(Image.open("examples/pip/pip.png").convert("RGB"))
+    pip = np.asarray(Image.open(pip_png).convert("RGB"))
     noise = np.random.default_rng(0).integers(0, 256, pip.shape, dtype=np.uint8)
     pip_score, noise_score = predictor([pip, noise])
     assert 1.0 < noise_score < pip_score < 10.0

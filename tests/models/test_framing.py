@@ -85,8 +85,8 @@ def test_shot_layout_is_one_frame_of_the_plan_and_checks_its_index():
 # ---- rendered frames -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def pip():
-    return SubjectSprites.from_reference(load_reference("examples/pip/pip.png"))
+def pip(pip_png):
+    return SubjectSprites.from_reference(load_reference(pip_png))
 
 
 def mask_box(mask: np.ndarray):

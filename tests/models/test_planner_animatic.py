@@ -101,8 +101,8 @@ def test_zoom_in_enlarges_the_subject(sprites):
     assert orange[1] > orange[0] * 1.3
 
 
-def test_same_character_in_every_shot_of_a_story():
-    ref = load_reference("examples/pip/pip.png")
+def test_same_character_in_every_shot_of_a_story(pip_png):
+    ref = load_reference(pip_png)
     sprites = SubjectSprites.from_reference(ref)
     script = TemplatePlanner()("a day at the seaside", "Pip", 4)
     pipe = AnimaticPipeline(AnimaticConfig(width=256, height=160, fps=4))
