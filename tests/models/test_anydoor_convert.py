@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import json
-import random
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from storyagent.errors import ConversionError, InputError, UnsafeCheckpointError
 from storyagent.models.anydoor import AnyDoorPipeline
 from storyagent.models.anydoor.testing import tiny_config
 from storyagent.models.anydoor.components import build_components
 from storyagent.models.anydoor.convert import DINOV2_PREFIX, convert_checkpoint, main, to_official_state_dict
+from tests.support.checkpoints import BAD_FILES, NotATensor, assert_refused_in_one_line, write_bad_checkpoint
+from tests.support.process import BackgroundCommand
 
 
-class NotATensor:
-    """A custom class: unpickling it would import and run project code."""
-
-    def __init__(self):
-        self.payload = "anything"
+@pytest.fixture(scope="module", autouse=True)
+def as_a_command(tmp_path_factory):
+    """`python -m storyagent.models.anydoor.convert` on a random file, started with the module's first test
+    (its imports take seconds, spent on the other core) and checked by its last one."""
+    folder = tmp_path_factory.mktemp("as_a_command")
+    ckpt = write_bad_checkpoint("random", folder)
+    command = BackgroundCommand([sys.executable, "-m", "storyagent.models.anydoor.convert", str(ckpt), str(folder / "out")])
+    yield ckpt, folder / "out", command
+    command.stop()
 
 
 @pytest.fixture(scope="module")
@@ -163,37 +165,6 @@ def test_a_checkpoint_with_one_missing_key_is_refused_naming_it(official, tmp_pa
 # ---- the command line on files that are not the checkpoint (issue 16) --------------------------------
 
 
-def write_bad_checkpoint(kind: str, folder: Path) -> Path:
-    """A file a converter must refuse: missing, random bytes, truncated or unrelated safetensors, or a
-    pickle that needs code to load."""
-    path = folder / f"{kind}.ckpt"
-    if kind == "random":
-        path.write_bytes(random.Random(0).randbytes(4096))
-    elif kind in ("truncated", "unrelated"):
-        path = folder / f"{kind}.safetensors"
-        save_file({"model.diffusion_model.out.2.bias": torch.ones(64), "other.weight": torch.ones(32, 32)}
-                  if kind == "truncated" else {"text.embedding": torch.ones(8, 4), "head.bias": torch.zeros(4)}, path)
-        if kind == "truncated":
-            path.write_bytes(path.read_bytes()[:-100])
-    elif kind == "pickle":
-        torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(4)}, "callback": NotATensor()}, path)
-    return path
-
-
-BAD_FILES = {"missing": "does not exist", "random": "is neither a PyTorch checkpoint nor a safetensors file",
-             "truncated": "is a damaged safetensors file", "pickle": "Refusing checkpoint",
-             "unrelated": r"is not an? \w+ checkpoint: it holds none of the model's \d+ UNet weights "
-                          r"\(model\.diffusion_model\."}
-
-
-def assert_refused_in_one_line(captured, needle: str, out: Path) -> None:
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(needle, lines[0]), captured.err
-    assert "Traceback" not in captured.err
-    assert not out.exists(), "no output folder is left behind"
-
-
 @pytest.mark.parametrize("kind", BAD_FILES)
 def test_command_line_refuses_a_bad_checkpoint_in_one_line(official, tmp_path, capsys, kind):
     folder, _, _ = official
@@ -226,11 +197,10 @@ def test_command_line_without_dinov2_says_to_pass_it_and_keeps_an_existing_folde
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"], "a folder the user had is left as it was"
 
 
-def test_module_run_as_a_command_shows_no_traceback(tmp_path):
-    ckpt = write_bad_checkpoint("random", tmp_path)
-    res = subprocess.run([sys.executable, "-m", "storyagent.models.anydoor.convert", str(ckpt), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120)
+def test_module_run_as_a_command_shows_no_traceback(as_a_command):
+    ckpt, out, command = as_a_command
+    res = command.result()
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip().splitlines() == [f"error: {ckpt} is neither a PyTorch checkpoint nor a safetensors file; "
                                                "give the path of the AnyDoor checkpoint."]
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()

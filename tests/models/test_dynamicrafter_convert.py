@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,12 +17,26 @@ from storyagent.models.dynamicrafter import DynamiCrafterConfig, DynamiCrafterPi
 from storyagent.models.dynamicrafter.convert import convert_checkpoint, main
 from storyagent.models.parity import relative_error
 from storyagent.models.dynamicrafter.testing import write_tiny_tokenizer
-from tests.models.test_anydoor_convert import BAD_FILES, assert_refused_in_one_line, write_bad_checkpoint
+from tests.support.checkpoints import BAD_FILES, NotATensor, assert_refused_in_one_line, write_bad_checkpoint
+from tests.support.process import BackgroundCommand
 
 from tests.support.paths import SHARED_PARITY
 
 FIXTURE = SHARED_PARITY / "dynamicrafter_tiny"
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason=f"parity fixture {FIXTURE} is absent (../shared not mounted)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def as_a_command(tmp_path_factory):
+    """`python -m storyagent.models.dynamicrafter.convert` on a damaged file, started with the module's first
+    test (its imports take seconds, spent on the other core) and checked by its last one."""
+    folder = tmp_path_factory.mktemp("as_a_command")
+    ckpt = write_bad_checkpoint("truncated", folder)
+    command = BackgroundCommand([sys.executable, "-m", "storyagent.models.dynamicrafter.convert", str(ckpt),
+                                 str(folder / "out")])
+    yield ckpt, folder / "out", command
+    command.stop()
+
 
 WIDTH, HEADS, LAYERS, VOCAB = 32, 4, 3, 80
 V_WIDTH, V_HEADS, PATCH, GRID = 48, 4, 8, 4
@@ -122,11 +135,6 @@ def test_official_checkpoint_converts_and_reproduces_the_reference(tmp_path):
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
-class NotATensor:
-    def __init__(self) -> None:
-        self.payload = "anything a pickle could carry"
-
-
 def test_checkpoint_with_a_custom_object_is_refused(tmp_path):
     ckpt = tmp_path / "model.ckpt"
     torch.save({"state_dict": {"model.diffusion_model.out.2.bias": torch.zeros(4)}, "callbacks": NotATensor()}, ckpt)
@@ -157,17 +165,6 @@ def test_command_line_refuses_a_tokenizer_that_is_not_a_folder(tmp_path, capsys)
     ckpt = write_bad_checkpoint("unrelated", tmp_path)
     assert main([str(ckpt), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "nothing")]) == 2
     assert_refused_in_one_line(capsys.readouterr(), "--tokenizer .* is not a folder", tmp_path / "out")
-
-
-def test_module_run_as_a_command_shows_no_traceback(tmp_path):
-    ckpt = write_bad_checkpoint("truncated", tmp_path)
-    res = subprocess.run([sys.executable, "-m", "storyagent.models.dynamicrafter.convert", str(ckpt),
-                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and res.stdout == "", "no tokenizer note when nothing was converted"
-    (line,) = res.stderr.strip().splitlines()
-    assert line.startswith(f"error: {ckpt} is a damaged safetensors file (") and line.endswith(
-        "); download the DynamiCrafter model.ckpt again.")
-    assert not (tmp_path / "out").exists()
 
 
 @needs_fixture
@@ -237,3 +234,13 @@ def test_a_checkpoint_with_one_missing_key_is_refused_naming_it(tmp_path, key):
     with pytest.raises(ConversionError, match=re.escape(key)):
         convert_checkpoint(ckpt, tmp_path / "out", config)
     assert not (tmp_path / "out" / "config.json").exists()
+
+
+def test_module_run_as_a_command_shows_no_traceback(as_a_command):
+    ckpt, out, command = as_a_command
+    res = command.result()
+    assert res.returncode == 2 and res.stdout == "", "no tokenizer note when nothing was converted"
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"error: {ckpt} is a damaged safetensors file (") and line.endswith(
+        "); download the DynamiCrafter model.ckpt again.")
+    assert not out.exists()
