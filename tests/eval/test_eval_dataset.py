@@ -71,6 +71,14 @@ def tiny_split(dataset, names, samples=10, references=16, shots=4):
                         characters=[{"name": n, "class_word": "character"} for n in names])
 
 
+@pytest.fixture(scope="module")
+def metric_models(tmp_path_factory):
+    """(folder with alex.pth, heads.pth and i3d.pt, LPIPS, I3D): tiny seeded metric networks, built once
+    for the module (building LPIPS' AlexNet alone costs a third of a second); the tests only read them."""
+    folder = tmp_path_factory.mktemp("metric_models")
+    return (folder, *tiny_metric_models(folder))
+
+
 def tiny_metric_models(tmp_path):
     torch.manual_seed(0)
     lp = LPIPS("alex")
@@ -165,13 +173,13 @@ def test_geometry_aligns_without_crop_or_squash():
 
 
 @pytest.mark.parametrize("fmt", ["flintstones", "pororo"])
-def test_identity_animator_scores_perfectly(tmp_path, fmt):
+def test_identity_animator_scores_perfectly(tmp_path, fmt, metric_models):
     root = write_flintstones(tmp_path / "d") if fmt == "flintstones" else write_pororo(tmp_path / "d")
     index = FlintstonesIndex(root) if fmt == "flintstones" else PororoIndex(root)
     names = ["wilma"] if fmt == "flintstones" else ["crong"]
     characters = resolve_split(tiny_split(fmt, names, samples=1), index)
     geometry = FrameGeometry(32, 48, "letterbox")
-    lp, i3d = tiny_metric_models(tmp_path)
+    _, lp, i3d = metric_models
     result = evaluate_dataset(index, characters, IdentityAnimator(index, names, geometry), geometry, tmp_path / "w",
                               lp, i3d, show_progress=False)
     assert len(result.rows) == 4 and result.rows[0]["Character"] == names[0]
@@ -183,13 +191,13 @@ def test_identity_animator_scores_perfectly(tmp_path, fmt):
     assert base.summary["SSIM"] < 0.99 and base.summary["PSNR"] < 40 and base.summary["FVD"].startswith("n/a (no I3D")
 
 
-def test_cli_animatic_report_beside_the_paper(tmp_path):
+def test_cli_animatic_report_beside_the_paper(tmp_path, metric_models):
     write_pororo(tmp_path / "po")
-    tiny_metric_models(tmp_path)
+    models = metric_models[0]
     result = CliRunner().invoke(eval_app, [
         "dataset", str(tmp_path / "po"), "--format", "pororo", "--method", "animatic", "--characters", "pororo,crong",
         "--size", "48x32", "--samples", "1", "--out", str(tmp_path / "rep"), "--lpips-heads",
-        str(tmp_path / "heads.pth"), "--lpips-backbone", str(tmp_path / "alex.pth"), "-q"])
+        str(models / "heads.pth"), "--lpips-backbone", str(models / "alex.pth"), "-q"])
     assert result.exit_code == 0, result.output
     md = (tmp_path / "rep" / "table1.md").read_text()
     assert "| Method | Source | FVD↓ | SSIM↑ | PSNR↑ | LPIPS↓ |" in md
