@@ -213,7 +213,7 @@ def test_the_command_line_honours_hf_endpoint_and_hf_home(hub, tmp_path):
     assert " downloaded " in row and "Apache-2.0" in row
 
 
-def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, caches, tmp_path):
+def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, caches, tmp_path, pip_png):
     """The issue's target: one fetch command, then `run --backend diffusion` makes the film."""
     from storyagent.agents.crew import run_crew
     from storyagent.config import RunConfig
@@ -224,7 +224,7 @@ def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, cach
     assert result.exit_code == 0, result.output
     assert "sd_xl_base_1.0.safetensors" not in hub.sent, "the diffusers layout only, not the single-file copy"
     assert "pytorch_model.bin" not in hub.sent, "safetensors only where a repository holds both"
-    cfg = RunConfig.build(prompt="a day at the seaside", subject=ROOT / "examples" / "pip" / "pip.png", name="Pip",
+    cfg = RunConfig.build(prompt="a day at the seaside", subject=pip_png, name="Pip",
                           class_word="fox", shots=1, width=64, height=64, fps=4, backend="diffusion", steps=2,
                           storyboard_side=64, anydoor_steps=2, finetune="off")
     film = run_crew(cfg, tmp_path / "run", show_progress=False)
