@@ -6,24 +6,19 @@ import pytest
 
 from storyagent.errors import WeightsNotFoundError
 from storyagent.models.anydoor import AnyDoorPipeline
-from storyagent.models.anydoor.testing import tiny_pipeline as tiny_anydoor
 from storyagent.models.langsam import LangSAMConfig, LangSAMPipeline
-from storyagent.models.langsam.testing import save_tiny_grounding_dino, save_tiny_sam
 from storyagent.models.storyboard import StoryboardConfig, StoryboardPipeline, StoryboardSubject, default_identity
 from storyagent.models.storydiffusion import StoryDiffusionConfig, StoryDiffusionPipeline
-from storyagent.models.storydiffusion.testing import tiny_sdxl
 
 SIZE = 32
 SHOTS = ["hops, pip on a sunny beach", "hops, pip in a dark forest", "hops, pip on a snowy hill"]
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    tiny_sdxl().save_pretrained(root / "sdxl")
-    tiny_anydoor().save_pretrained(root / "anydoor")
-    return dict(sdxl_path=root / "sdxl", dino_path=save_tiny_grounding_dino(root / "dino"),
-                sam_path=save_tiny_sam(root / "sam.pth"), anydoor_path=root / "anydoor")
+def weights(tiny_sdxl_folder, tiny_langsam_weights, tiny_anydoor_folder):
+    """The session's tiny weights (tests/conftest.py), as the pipeline's path arguments."""
+    dino, sam = tiny_langsam_weights
+    return dict(sdxl_path=tiny_sdxl_folder, dino_path=dino, sam_path=sam, anydoor_path=tiny_anydoor_folder)
 
 
 def config(**langsam) -> StoryboardConfig:
