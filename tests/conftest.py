@@ -59,6 +59,14 @@ def tiny_dynamicrafter_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_dinov2_folder(tmp_path_factory):
+    """A tiny DINOv2 and its image processor (the subject-consistency features)."""
+    from tests.support.eval import save_tiny_dinov2
+
+    return save_tiny_dinov2(tmp_path_factory.mktemp("tiny_dinov2"))
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tiny_sdxl_folder, tiny_langsam_weights, tiny_anydoor_folder, tiny_dynamicrafter_folder):
     """Every model of the diffusion backend, tiny and random: weight name -> path (point
     `STORYAGENT_WEIGHTS_*` at them with monkeypatch)."""

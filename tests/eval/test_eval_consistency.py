@@ -112,16 +112,9 @@ def test_report_labels_the_fallback(tmp_path):
     assert {p.name for p in written} >= {"subject_per_shot_fallback.png", "subject_per_frame_fallback.png"}
 
 
-def test_dino_replaces_the_fallback_when_its_weights_are_given(tmp_path):
-    import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
-
+def test_dino_replaces_the_fallback_when_its_weights_are_given(tiny_dinov2_folder):
     from storyagent.eval.protocols import EvalModels
 
-    torch.manual_seed(0)
-    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                             patch_size=8, image_size=32)).save_pretrained(tmp_path / "dino")
-    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "dino")
-    models = EvalModels.load(dino=str(tmp_path / "dino"), use_cache=False)
+    models = EvalModels.load(dino=str(tiny_dinov2_folder), use_cache=False)
     assert [f.name for f in models.features] == ["dino"]
     assert not any("fallback" in n and "Subject" in n for n in models.notes)

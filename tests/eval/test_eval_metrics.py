@@ -334,16 +334,10 @@ def test_subject_consistency_prefers_the_true_subject():
     assert mixed < same
 
 
-def test_dino_features_from_a_saved_tiny_dinov2(tmp_path):
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
-
+def test_dino_features_from_a_saved_tiny_dinov2(tiny_dinov2_folder):
     from storyagent.eval.consistency import DINOFeatures
 
-    torch.manual_seed(0)
-    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                             patch_size=8, image_size=32)).save_pretrained(tmp_path / "dino")
-    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "dino")
-    feats = DINOFeatures.from_pretrained(tmp_path / "dino")
+    feats = DINOFeatures.from_pretrained(tiny_dinov2_folder)
     a, b = textured(40, 40, 1), textured(40, 40, 2)
     emb = feats([a, a, b], [None] * 3)
     assert emb.shape == (3, 16)

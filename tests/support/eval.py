@@ -61,6 +61,17 @@ def grey_frames(levels, size=8):
     return np.stack([np.full((size, size, 3), v, np.uint8) for v in levels])
 
 
+def save_tiny_dinov2(folder):
+    """A tiny seeded DINOv2 (16-d) with its image processor, as the subject-consistency features load it."""
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                             patch_size=8, image_size=32)).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
 def tiny_clip_encoder(tmp_path):
     """A tiny random CLIP saved to tmp_path/clip (model, image processor, tokenizer), and its encoder."""
     import string
