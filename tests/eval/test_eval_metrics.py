@@ -25,9 +25,8 @@ from storyagent.eval.inception import inception_score, inception_score_and_std, 
 from storyagent.eval.lpips import LPIPS, lpips
 from storyagent.eval.pixel import psnr, ssim
 
-from tests.support.eval import (  # noqa: F401  (tiny_clip_encoder: used by test_eval_protocols)
-    FixedLogits, as_tensor, grey_frames, noisy_video, seeded_i3d_state, seeded_raft_small, textured,
-    tiny_clip_encoder)
+from tests.support.eval import (
+    FixedLogits, as_tensor, grey_frames, noisy_video, seeded_i3d_state, seeded_raft_small, textured)
 
 from tests.support.paths import FIXTURES
 

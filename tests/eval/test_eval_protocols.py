@@ -92,7 +92,7 @@ def test_eval_film_with_tiny_clip_and_aesthetic_head(tmp_path, pip_png):
     import torch
 
     from storyagent.models.aesthetic import AestheticHead, AestheticHeadConfig
-    from test_eval_metrics import tiny_clip_encoder
+    from tests.support.eval import tiny_clip_encoder
 
     tiny_clip_encoder(tmp_path)  # writes tmp_path/clip (model, image processor, tokenizer)
     torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(),

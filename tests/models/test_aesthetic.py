@@ -8,23 +8,8 @@ from storyagent.models.aesthetic import (
     PUBLISHED_HEAD_SHAPES, AestheticHead, AestheticHeadConfig, AestheticPredictor, convert_head_to_safetensors,
     load_head_state_dict)
 from storyagent.weights import resolve_weights
+from tests.support.eval import save_tiny_clip
 from tests.support.model_tester import ModelTesterMixin
-
-
-def tiny_clip(folder, projection_dim=8):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    torch.manual_seed(0)
-    cfg = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=projection_dim)
-    model = CLIPModel(cfg).eval()
-    model.save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    return model
 
 
 def test_default_head_matches_published_key_names_and_shapes():
@@ -57,7 +42,7 @@ def test_pickle_with_code_is_refused(tmp_path):
 
 
 def test_predictor_embeds_normalises_and_scores(tmp_path):
-    model = tiny_clip(tmp_path / "clip")
+    model = save_tiny_clip(tmp_path / "clip")
     head = AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4)))
     torch.save(head.state_dict(), tmp_path / "head.pth")
     predictor = AestheticPredictor.from_pretrained(clip_path=tmp_path / "clip", head_path=tmp_path / "head.pth")
@@ -82,7 +67,7 @@ def test_predictor_embeds_normalises_and_scores(tmp_path):
 def predictor_files(tmp_path_factory):
     """A tiny CLIP folder and a head .pth: (clip folder, head file)."""
     root = tmp_path_factory.mktemp("aesthetic")
-    tiny_clip(root / "clip")
+    save_tiny_clip(root / "clip")
     torch.save(AestheticHead(AestheticHeadConfig(embed_dim=8, hidden_dims=(16, 8, 8, 4))).state_dict(), root / "head.pth")
     return root / "clip", root / "head.pth"
 

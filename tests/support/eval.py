@@ -72,8 +72,8 @@ def save_tiny_dinov2(folder):
     return folder
 
 
-def tiny_clip_encoder(tmp_path):
-    """A tiny random CLIP saved to tmp_path/clip (model, image processor, tokenizer), and its encoder."""
+def save_tiny_clip(folder, projection_dim=8):
+    """A tiny seeded CLIP (model, image processor and a letters-only tokenizer) saved to `folder`; returns the model."""
     import string
 
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
@@ -88,12 +88,18 @@ def tiny_clip_encoder(tmp_path):
                          vocab_size=64, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1),
         vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                            image_size=32, patch_size=8),
-        projection_dim=8)
-    folder = tmp_path / "clip"
-    CLIPModel(cfg).save_pretrained(folder)
+        projection_dim=projection_dim)
+    model = CLIPModel(cfg).eval()
+    model.save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
-    return CLIPEncoder.from_pretrained(folder)
+    return model
+
+
+def tiny_clip_encoder(tmp_path):
+    """A tiny random CLIP saved to tmp_path/clip (model, image processor, tokenizer), and its encoder."""
+    save_tiny_clip(tmp_path / "clip")
+    return CLIPEncoder.from_pretrained(tmp_path / "clip")
 
 
 def seeded_raft_small(seed=0):
