@@ -16,7 +16,7 @@ from storyagent.models.lora_be import (
     BlockwiseEmbeddings, Clip, LoRABEConfig, LoRABETrainer, SubjectPromptEncoder, add_lora, augment_clip, fit_clip,
     is_temporal, load_adapter, load_subject_clips, module_text_contexts, tokenize_with_subject,
 )
-from tests.models.test_lora_be_data import write_index_video
+from tests.support.media import write_index_video
 from tests.support.model_tester import ModelTesterMixin
 
 TOKEN = "<miffy>"

@@ -11,19 +11,8 @@ from PIL import Image
 from storyagent.media import segment_subject, write_video
 from storyagent.models.lora_be import Clip, fit_clip, load_subject_clips
 from storyagent.models.lora_be.data import plan_windows, target_stride
+from tests.support.media import index_of_frame, write_index_video
 
-# Frame i of a test video is grey level BASE + STEP * i (lossless H.264 keeps it within +-1).
-BASE, STEP = 10, 3
-
-
-def write_index_video(path, frames: int, fps: int = 30, size: tuple[int, int] = (48, 64)):
-    video = [np.full((*size, 3), BASE + STEP * i, np.uint8) for i in range(frames)]
-    write_video(path, video, fps, crf=0)
-    return path
-
-
-def frame_index(frame: np.ndarray) -> int:
-    return round((float(frame.mean()) - BASE) / STEP)
 
 
 def left_half(frames: list[np.ndarray]) -> list[tuple[np.ndarray, str]]:
@@ -40,7 +29,7 @@ def assert_contiguous(clip: Clip, frames: int = 16):
     idx = clip.source_indices
     assert len(idx) == frames == clip.frames.shape[0] == clip.masks.shape[0]
     assert idx == [idx[0] + clip.stride * i for i in range(frames)]
-    assert [frame_index(f) for f in clip.frames] == idx  # the pixels are those source frames
+    assert [index_of_frame(f) for f in clip.frames] == idx  # the pixels are those source frames
 
 
 def test_a_clip_is_consecutive_source_frames_at_one_stride(tmp_path):
@@ -82,7 +71,7 @@ def test_a_video_shorter_than_a_clip_holds_its_last_frame_and_never_wraps(tmp_pa
     assert clip.mask_methods == ["user mask"] * 16 and (clip.masks == (user_mask > 0)).all()
     assert clip.stride == 1
     assert clip.source_indices == list(range(10)) + [9] * 6
-    assert [frame_index(f) for f in clip.frames] == clip.source_indices
+    assert [index_of_frame(f) for f in clip.frames] == clip.source_indices
     # The trainer's window of a clip holds too, rather than wrapping to frame 0.
     fitted = fit_clip(clip, 8, 48, 64, start=5)
     assert fitted.source_indices == [5, 6, 7, 8, 9, 9, 9, 9] and fitted.stride == 1 and fitted.fps == clip.fps

@@ -30,3 +30,21 @@ def write_disc_video(path: Path, n: int = 12, fps: int = 8) -> None:
 
     frames = [disc_image(center=(120 + 6 * i, 120), seed=i)[0] for i in range(n)]
     write_video(path, frames, fps)
+
+
+# Frame i of an index video is grey level INDEX_BASE + INDEX_STEP * i (lossless H.264 keeps it within +-1).
+INDEX_BASE, INDEX_STEP = 10, 3
+
+
+def write_index_video(path: Path, frames: int, fps: int = 30, size: tuple[int, int] = (48, 64)) -> Path:
+    """A lossless clip whose frame i is flat grey at INDEX_BASE + INDEX_STEP * i (see `index_of_frame`)."""
+    from storyagent.media import write_video
+
+    video = [np.full((*size, 3), INDEX_BASE + INDEX_STEP * i, np.uint8) for i in range(frames)]
+    write_video(path, video, fps, crf=0)
+    return path
+
+
+def index_of_frame(frame: np.ndarray) -> int:
+    """Which frame of an index video `frame` is."""
+    return round((float(frame.mean()) - INDEX_BASE) / INDEX_STEP)
