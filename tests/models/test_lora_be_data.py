@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyagent.media import segment_subject, write_video
+from storyagent.media import segment_subject
 from storyagent.models.lora_be import Clip, fit_clip, load_subject_clips
 from storyagent.models.lora_be.data import plan_windows, target_stride
 from tests.support.media import index_of_frame, write_index_video
