@@ -86,7 +86,7 @@ class _Manifest(_Strict):
     subject_frames: int = Field(default=0, ge=0, le=MAX_REFERENCE_FRAMES)
     takes: dict[str, dict[str, Take]] = {}
     redos: dict[str, dict[str, list[_Redo]]] = {}
-    storyboard_identity: _Identity | None = None  # tools/diffusion.py's IDENTITY
+    storyboard_identity: _Identity | None = None  # Manifest.storyboard_identity (the diffusion storyboard)
     approved: dict[str, _Approval] = {}  # agents/manager.py: a stage a reviewer approved, and what it covered
 
 
@@ -242,10 +242,6 @@ class Manifest:
 
     def set_stage(self, stage: str, status: str, note: str | None = None) -> None:
         self._change(lambda d: d["stages"].__setitem__(stage, status if note is None else f"{status}: {note}"))
-
-    @property
-    def artifacts(self) -> dict[str, dict[str, Any]]:
-        return dict(self._data["artifacts"])
 
     def artifact(self, key: str) -> dict[str, Any] | None:
         return self._data["artifacts"].get(key)

@@ -1,5 +1,5 @@
-"""What every per-shot stage shares: artifact keys and file names, review takes, and the loop that
-reuses what is fresh and makes what is not, under one progress bar."""
+"""What every per-shot stage shares: artifact keys and file names, the reviewer's words a shot's model
+prompt takes, and the loop that reuses what is fresh and makes what is not, under one progress bar."""
 
 from __future__ import annotations
 

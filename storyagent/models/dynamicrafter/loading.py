@@ -19,7 +19,6 @@ from torch import nn
 
 from storyagent.errors import WeightsNotFoundError
 from storyagent.fileio import atomic_save_safetensors, atomic_write_json
-from storyagent.models.dynamicrafter.config import DynamiCrafterConfig
 from storyagent.models.dynamicrafter.encoders import ImageEncoder, TextEncoder
 
 COMPONENTS = ("unet", "vae", "resampler")
