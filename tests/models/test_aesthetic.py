@@ -7,9 +7,9 @@ from storyagent.eval.observer import AestheticObserver
 from storyagent.models.aesthetic import (
     PUBLISHED_HEAD_SHAPES, AestheticHead, AestheticHeadConfig, AestheticPredictor, convert_head_to_safetensors,
     load_head_state_dict)
-from storyagent.weights import resolve_weights
 from tests.support.eval import save_tiny_clip
 from tests.support.model_tester import ModelTesterMixin
+from tests.support.paths import cached_weights
 
 
 def test_default_head_matches_published_key_names_and_shapes():
@@ -132,10 +132,7 @@ def test_observer_with_tiny_predictor(predictor_files):
 
 @pytest.mark.weights
 def test_published_head_file_layout():
-    try:
-        path = resolve_weights("laion-aesthetic-v2")
-    except WeightsNotFoundError as exc:
-        pytest.skip(str(exc))
+    path = cached_weights("laion-aesthetic-v2")
     state = load_head_state_dict(path)
     assert {k: tuple(v.shape) for k, v in state.items()} == PUBLISHED_HEAD_SHAPES
 

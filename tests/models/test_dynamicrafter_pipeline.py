@@ -10,6 +10,7 @@ from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.models.dynamicrafter import DynamiCrafterPipeline
 from storyagent.models.dynamicrafter.testing import tiny_encoders, tiny_pipeline
 from tests.support.model_tester import ModelTesterMixin
+from tests.support.paths import cached_weights
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +175,7 @@ def test_bf16_offload_on_gpu_matches_fp32_on_cpu(image):
 
 @pytest.mark.weights
 def test_released_512_weights_load_when_converted():
-    from storyagent.weights import resolve_weights
-
-    try:
-        folder = resolve_weights("dynamicrafter-512")
-    except WeightsNotFoundError as exc:
-        pytest.skip(str(exc))
+    folder = cached_weights("dynamicrafter-512")
     if folder.is_file():
         pytest.skip("only model.ckpt is cached; its one-time conversion is too long for a test (run from_pretrained() once)")
     pipe = DynamiCrafterPipeline.from_pretrained(folder)
