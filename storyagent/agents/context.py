@@ -6,15 +6,17 @@ Agents exchange short messages; the artifacts themselves stay here and on disk.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 
 from storyagent.agents.llm import LLMSettings
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
-from storyagent.tools.production import Production
+from storyagent.tools.production import Production, Stage
 from storyagent.workspace import Workspace
 
-STAGES = ("story", "storyboard", "video")
+STAGES: tuple[Stage, ...] = typing.get_args(Stage)
+"""The reviewed stages, in the protocol's order."""
 STAGE_AGENT = {"story": "story_designer", "storyboard": "storyboard_generator", "video": "video_creator"}
 OBSERVER = "observer"
 DIRECTOR = "director"

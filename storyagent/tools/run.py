@@ -37,7 +37,8 @@ from storyagent.workspace import Workspace
 if TYPE_CHECKING:
     from storyagent.tools.subject import LangSAMMasks
 
-Stage = Literal["storyboard", "video"]
+SeededStage = Literal["storyboard", "video"]
+"""The stages whose work is drawn from a seed."""
 SEED_STRIDE = 1000
 """How far one reviewer's take moves a shot's seed (`manifest.MAX_TAKES` bounds the takes)."""
 
@@ -137,7 +138,7 @@ class Run:
     def manifest(self) -> Manifest:
         return self.ws.manifest
 
-    def seed(self, stage: Stage, shot: int) -> int:
+    def seed(self, stage: SeededStage, shot: int) -> int:
         """The one seed rule, for every stage and backend: the run's seed plus the shot's number, moved by
         `SEED_STRIDE` for each take a reviewer asked of this shot at this stage. A clip starts from its storyboard picture, which
         keeps the seed it was drawn with (`StoryboardFrame.meta["seed"]`); the clip's own randomness (its
