@@ -40,7 +40,6 @@ HELD_OUT = [
     ("a cat learns to read in the library", ("read", "reads", "reading"), "library", None),
     ("a koala naps in the garden", ("nap", "naps", "napped", "napping"), "garden", "meadow"),
     ("a girl kicks a ball on the beach", ("kick", "kicks", "kicked", "kicking"), "beach", "sea"),
-    ("a lonely lighthouse keeper in a storm", None, None, None),
     ("a parrot lost in the rainforest", None, "rainforest", "jungle"),
 ]
 
