@@ -17,6 +17,8 @@ from autogen import Agent, GroupChat
 
 from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, parse_verdict
 from storyagent.errors import StoryAgentError
+from storyagent.schemas import StoryScript
+from storyagent.tools.production import changed_shots, changes_report
 from storyagent.tools.story import STORY_FILE, load_story
 
 MAX_TOOL_ATTEMPTS = 3
@@ -62,6 +64,8 @@ class Protocol:
         self.tool_attempts = 0
         self.role_message = role_message
         self.selector_client = selector_client
+        self.story_under_redo: StoryScript | None = None
+        """The story as the reviewer sent it back, to tell them which shots the redo changed."""
 
     # AG2 calls this after every message.
     def __call__(self, last_speaker: Agent, groupchat: GroupChat) -> Agent | None:
@@ -88,6 +92,11 @@ class Protocol:
             ctx.stage = "story"
             return STAGE_AGENT["story"]
         if last == STAGE_AGENT["story"]:
+            if self.story_under_redo is not None and ctx.script is not None:
+                # The Story Designer's reply is the whole story; the reviewer hears which shots it changed.
+                ctx.report = changes_report("story", changed_shots(self.story_under_redo, ctx.script),
+                                            len(ctx.script.shots))
+                self.story_under_redo = None
             return OBSERVER if self._reviewing() else self._advance()
         if last in (STAGE_AGENT["storyboard"], STAGE_AGENT["video"]):
             if message.get("tool_calls"):
@@ -123,6 +132,8 @@ class Protocol:
                 ctx.pending = None
                 return self._advance()
             ctx.pending = verdict
+            if ctx.stage == "story":
+                self.story_under_redo = ctx.script
             return STAGE_AGENT[ctx.stage]
         raise StoryAgentError(f"Unexpected speaker {last!r} in the crew's chat.")
 

@@ -36,6 +36,8 @@ class Production:
     clips: list[ShotClip] = field(default_factory=list)
     report: str = ""
     """What the last tool call changed, in words, for the next human review."""
+    drawn_from: StoryScript | None = None
+    """The story the storyboard was last drawn from: the clips stage redraws pictures only when it changed."""
 
     def __post_init__(self) -> None:
         if self.rewrite is None:
@@ -85,7 +87,19 @@ class Production:
         assert self.script is not None
         before = {f.shot: f.input_hash for f in self.storyboard}
         self.storyboard = generate_storyboard(self.run, self.script)
+        self.drawn_from = self.script
         return [f.shot for f in self.storyboard if before.get(f.shot) != f.input_hash]
+
+    def redraw_stale_storyboard(self) -> list[int]:
+        """Before the clips: redraw the pictures whose shot text a later redo changed; returns those shots.
+
+        Only the story's text can make a drawn picture stale by then (a clip redo keeps the picture's own
+        seed and notes), so with the story as drawn nothing is looked at, and the run's progress shows
+        the storyboard once rather than a second, all-reused pass.
+        """
+        if self.storyboard and self.script == self.drawn_from:
+            return []
+        return self.draw_storyboard()
 
     def animate(self) -> list[int]:
         """Animate every missing or stale clip; returns the shots animated now."""
@@ -103,7 +117,7 @@ def storyboard_tool(work: Production) -> Callable[..., str]:
         sel = ShotSelection.from_call(shots, feedback, len(work.script.shots))
         heard = work.take_review("storyboard", sel) if sel.shots or sel.feedback else ""
         redrawn = work.draw_storyboard()
-        work.report = _changes("storyboard", redrawn, len(work.script.shots), heard)
+        work.report = changes_report("storyboard", redrawn, len(work.script.shots), heard)
         return (f"Storyboard ready: {len(work.storyboard)} pictures in storyboard/, contact sheet storyboard.png. "
                 f"{work.report}")
 
@@ -120,11 +134,11 @@ def video_tool(work: Production) -> Callable[..., str]:
         # Words that change how a shot looks ("make it night") change its text, so its picture is
         # stale: it is redrawn before it is animated, never animated from the old picture.
         with work.approval_kept("storyboard"):
-            redrawn = work.draw_storyboard()
+            redrawn = work.redraw_stale_storyboard()
         first = (f"Shot{'s' if len(redrawn) > 1 else ''} {_listed(redrawn)}: storyboard picture redrawn first, "
                  "since the words change how the shot looks. ") if redrawn else ""
         redone = work.animate()
-        work.report = first + _changes("clips", redone, len(work.script.shots), heard)
+        work.report = first + changes_report("clips", redone, len(work.script.shots), heard)
         return f"Clips ready: {len(work.clips)} shots in shots/. {work.report}"
 
     return animate_shots
@@ -134,10 +148,17 @@ def _listed(shots: list[int]) -> str:
     return ", ".join(map(str, shots))
 
 
-def _changes(what: str, made: list[int], num_shots: int, heard: str) -> str:
+def changed_shots(before: StoryScript, after: StoryScript) -> list[int]:
+    """The shots whose text differs between two versions of a story (a shot added or dropped counts)."""
+    old, new = {s.index: s for s in before.shots}, {s.index: s for s in after.shots}
+    return sorted(i for i in old.keys() | new.keys() if old.get(i) != new.get(i))
+
+
+def changes_report(what: str, made: list[int], num_shots: int, heard: str = "") -> str:
+    """What a pass changed, for the reviewer: "Storyboard drawn now: shot 2; unchanged: shot 1, 3, 4."."""
     kept = [i for i in range(1, num_shots + 1) if i not in made]
     if not made:
-        return heard + f"No {what} changed."
-    verb = "drawn" if what == "storyboard" else "animated"
+        return heard + ("No shot of the story changed." if what == "story" else f"No {what} changed.")
+    verb = {"story": "rewritten", "storyboard": "drawn"}.get(what, "animated")
     return heard + (f"{what.capitalize()} {verb} now: shot {_listed(made)}" +
                     (f"; unchanged: shot {_listed(kept)}." if kept else "."))

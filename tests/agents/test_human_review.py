@@ -81,6 +81,23 @@ def test_story_feedback_goes_back_to_the_designer(tmp_path):
     assert "dawn" in background and "snow" in background and "make it" not in background
 
 
+def test_a_story_redo_says_which_shots_changed(tmp_path):
+    io = ScriptedIO(["redo 2: make it night", "redo 3: more zing please", "ok", "ok", "ok"])
+    result = run_crew(cfg("human"), tmp_path, show_progress=False, io=io)
+    assert "night" in result.script.shots[1].background
+    assert "Story rewritten now: shot 2; unchanged: shot 1, 3, 4." in io.questions[1]
+    # Words the offline planner cannot take in leave the text as it was, and the reviewer is told so.
+    assert "No shot of the story changed." in io.questions[2]
+    assert "rewritten" not in io.questions[3] and "[storyboard] ready" in io.questions[3], "said once, at the story"
+
+
+def test_a_whole_story_redo_names_every_shot_it_changed(tmp_path):
+    io = ScriptedIO(["make it night", "ok", "ok", "ok"])
+    result = run_crew(cfg("human", shots=3), tmp_path, show_progress=False, io=io)
+    assert all("night" in s.background for s in result.script.shots)
+    assert "Story rewritten now: shot 1, 2, 3." in io.questions[1]
+
+
 def test_quit_keeps_the_work_and_render_skips_reviews(tmp_path):
     io = ScriptedIO(["ok", "quit"])
     result = run_crew(cfg("human", shots=2), tmp_path, show_progress=False, io=io)

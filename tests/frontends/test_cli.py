@@ -178,3 +178,17 @@ def test_diffusion_backend_without_weights_names_the_fetch_command(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "storyagent weights fetch sdxl-base" in res.stderr
     assert not (tmp_path / "r").exists(), "nothing is started that cannot finish"
+
+
+def test_a_run_reports_each_stage_once(tmp_path):
+    """One line per stage on the terminal: made on a fresh run, reused on a resume with nothing changed."""
+    args = ["run", "a day at the seaside", "-s", str(PIP / "pip.png"), "--shots", "2", "--width", "128",
+            "--height", "80", "--out", str(tmp_path / "r")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    for extra, word in (([], "made: 1, 2"), (["--resume"], "reused: 1, 2")):
+        res = subprocess.run([sys.executable, "-m", "storyagent", *args, *extra], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, env=env)
+        assert res.returncode == 0, res.stderr
+        for stage in ("Storyboard", "Animating shots"):
+            lines = [line for line in res.stderr.splitlines() if line.strip().startswith(stage)]
+            assert len(lines) == 1 and word in lines[0], (extra, stage, lines)
