@@ -66,6 +66,12 @@ WEIGHTS: dict[str, WeightSpec] = {
                    "Grounding DINO text-prompted detector (LangSAM)", "Apache-2.0", allow_patterns=_TRANSFORMERS),
         WeightSpec("sam-vit-h", "ybelkada/segment-anything", ("checkpoints/sam_vit_h_4b8939.pth",),
                    "Segment Anything ViT-H (LangSAM masks)", "Apache-2.0"),
+        # SAM 2.1 tiny: 38.9M parameters (~156 MB), within 0.1 J&F of small on SA-V test (76.5 vs 76.6, SAM 2's
+        # README); a reference clip holds one subject, so the larger encoders buy little for their size. The
+        # repository also keeps the original sam2.1_hiera_tiny.pt, which the transformers patterns skip.
+        WeightSpec("sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny", (),
+                   "SAM 2.1 video predictor (a reference clip's subject mask carried through its frames)",
+                   "Apache-2.0", allow_patterns=_TRANSFORMERS),
         WeightSpec("anydoor", "xichenhku/AnyDoor", ("epoch=1-step=8687.ckpt",),
                    "AnyDoor subject redraw (storyboard)", "MIT code; weights: see model card",
                    converter="storyagent.models.anydoor.convert"),
