@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -18,11 +20,71 @@ app = typer.Typer(help="List or download model weights (the only commands that u
                   no_args_is_help=True)
 
 
-def doctor() -> None:
-    """What works on this machine: torch, GPU, weights found, LLM configured."""
+# What each package and tool enables, for doctor's rows: a newcomer reads what a missing one costs them.
+PACKAGES: tuple[tuple[str, str, str], ...] = (
+    # (import name for metadata.version, what it enables, how to get it)
+    ("autogen", "the crew's group chat (every run)", "pip install -e ."),
+    ("av", "reading and writing video (every run)", "pip install -e ."),
+    ("diffusers", "diffusion backend: the SDXL storyboard and the DynamiCrafter clips", "pip install -e ."),
+    ("transformers", "LangSAM masks, CLIP and DINOv2 (diffusion backend, --review aesthetic, eval)",
+     "pip install -e ."),
+    ("gradio", "storyagent studio: the review in a browser", "pip install -e '.[studio]'"),
+)
+# The weights each reviewed feature loads besides the backend's own (the backend's come from its class).
+AESTHETIC_WEIGHTS = ("clip-vit-l-14", "laion-aesthetic-v2")
+METRIC_WEIGHTS = ("clip-vit-b-32", "clip-vit-l-14", "dinov2-vitg14", "laion-aesthetic-v2")
+USABLE = ("local path", "converted", "downloaded")
+
+
+@dataclass(frozen=True)
+class WeightGroup:
+    """Weights that one feature needs together, and the one command that fetches every one of them."""
+
+    label: str
+    enables: str
+    names: tuple[str, ...]
+    command: str = ""
+    """Empty: fetch the missing ones by name."""
+    optional: bool = False
+    """Nothing needs all of them (other model sizes, helpers used where present): fetched one by one."""
+
+    def missing(self, states: dict[str, str]) -> list[str]:
+        return [n for n in self.names if states[n] not in USABLE]
+
+    def fetch_command(self, states: dict[str, str]) -> str:
+        return self.command or "storyagent weights fetch " + " ".join(self.missing(states))
+
+
+def weight_groups() -> list[WeightGroup]:
+    """Every weight in one group: the diffusion backend's (its conversions' needs included), the aesthetic
+    review's, the metrics', and the optional rest (other sizes, helpers)."""
+    from storyagent.weights import WEIGHTS
+    from storyagent.weights.fetch import fetch_order
+
+    groups = [
+        WeightGroup("diffusion backend", "run --backend diffusion: the paper's storyboard (SDXL, LangSAM, AnyDoor) "
+                    "and clips (DynamiCrafter)", tuple(fetch_order(list(backend_weights("diffusion")))),
+                    "storyagent weights fetch --backend diffusion"),
+        WeightGroup("aesthetic review", "run --review aesthetic: the LAION aesthetic predictor scores the storyboard",
+                    AESTHETIC_WEIGHTS),
+        WeightGroup("metrics", "storyagent eval: CLIP-score, CLIP-temp, DINO subject consistency, aesthetics",
+                    METRIC_WEIGHTS),
+    ]
+    grouped = {n for g in groups for n in g.names}
+    rest = tuple(n for n in WEIGHTS if n not in grouped)
+    if rest:
+        groups.append(WeightGroup("optional", "other sizes and helpers: " + ", ".join(rest) +
+                                  " (doctor --verbose says what each is for)", rest, optional=True))
+    return groups
+
+
+def doctor(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One row per weight, each with its fetch command.")] = False,
+) -> None:
+    """What works on this machine (torch, GPU, packages, weights, LLM), what each enables, and the one
+    command that fetches what a missing feature needs."""
     from importlib import metadata
 
-    from storyagent.models.device import default_device
     from storyagent.weights import WEIGHTS, weights_state
 
     table = Table(title="StoryAgent doctor", show_lines=False)
@@ -31,31 +93,85 @@ def doctor() -> None:
     table.add_column("what it enables")
     ok, no = "[green]ok[/]", "[yellow]missing[/]"
     table.add_row("python", f"{sys.version.split()[0]}", "everything")
+    torch_ok, gpu = _torch_row(table, ok, no)
+    found: dict[str, bool] = {}
+    for pkg, enables, get in PACKAGES:
+        try:
+            table.add_row(pkg, f"{ok} {metadata.version(pkg)}", enables)
+            found[pkg] = True
+        except metadata.PackageNotFoundError:
+            table.add_row(pkg, f"{no} ({get})", enables)
+            found[pkg] = False
+    chromium = next((shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None)
+    table.add_row("chromium", f"{ok} {chromium}" if chromium else "[dim]none[/] (apt-get install chromium)",
+                  "the studio's browser tests (developers only)")
+    animatic_ok = found["autogen"] and found["av"]
+    table.add_row("animatic backend", ok if animatic_ok else no, "the offline default: no weights, no GPU, no network")
+
+    states = {name: weights_state(name) for name in WEIGHTS}
+    if verbose:
+        for name, spec in WEIGHTS.items():
+            usable = states[name] in USABLE
+            # One command fixes any missing piece: fetch downloads what is absent and converts what needs it.
+            table.add_row(f"weights: {name}", f"{ok} {states[name]}" if usable else
+                          f"{no} (storyagent weights fetch {name})", spec.purpose)
+    groups = weight_groups()
+    for group in groups:
+        missing = group.missing(states)
+        if not missing:
+            status = f"{ok} all {len(group.names)}"
+        elif group.optional:
+            status = f"[dim]{len(missing)} of {len(group.names)} not fetched[/] (storyagent weights fetch NAME)"
+        else:
+            which = ", ".join(f"{n}: {states[n]}" if states[n] != "missing" else n for n in missing)
+            which = f" ({which})" if len(missing) < len(group.names) else ""
+            status = f"{no} {len(missing)} of {len(group.names)}{which}: {group.fetch_command(states)}"
+        table.add_row(f"weights: {group.label}", status, group.enables)
+    table.add_row("LLM", _llm_status(ok), "the LLM Story Designer and Observer (--llm, STORYAGENT_LLM)")
+    console.print(table)
+
+    # The verdict: what each kind of film needs here, in one line each.
+    diffusion = groups[0]
+    missing = diffusion.missing(states)
+    console.print("[bold]What works now[/]")
+    console.print("  Animatic films: " + ("[green]ready[/] (no weights needed): storyagent demo" if animatic_ok else
+                                         "[red]not ready[/]: reinstall StoryAgent (pip install -e .)"),
+                  highlight=False, soft_wrap=True)
+    needs = [] if torch_ok else ["torch (pip install torch)"]
+    if missing:
+        needs.append(f"{len(missing)} of its {len(diffusion.names)} weights, all fetched by one command: "
+                     f"{diffusion.command}")
+    gpu_note = "" if gpu else " (and a GPU: on this CPU a film takes hours)"
+    console.print("  Diffusion films: " + (f"[yellow]need[/] {'; '.join(needs)}{gpu_note}" if needs else
+                                          f"[green]ready[/]{gpu_note}"), highlight=False, soft_wrap=True)
+    console.print("  Studio: " + ("[green]ready[/]: storyagent studio" if found["gradio"] else
+                                  "[yellow]needs[/] gradio: pip install -e '.[studio]'"), highlight=False, soft_wrap=True)
+
+
+def _torch_row(table: Table, ok: str, no: str) -> tuple[bool, str | None]:
+    """torch's and the GPU's rows; returns whether torch imports and the GPU's name (None: no GPU)."""
     try:
         import torch
-
-        gpu = torch.cuda.get_device_name(0) if default_device() == "cuda" else None
-        table.add_row("torch", f"{ok} {torch.__version__}", "diffusion backend, fine-tuning, metrics")
-        table.add_row("GPU", f"{ok} {gpu}" if gpu else "[yellow]none[/] (CPU only)", "diffusion backend at usable speed")
     except ImportError:
-        table.add_row("torch", no, "diffusion backend, fine-tuning, metrics")
-    for pkg in ("autogen", "av", "diffusers", "transformers"):
-        try:
-            table.add_row(pkg, f"{ok} {metadata.version(pkg)}", "")
-        except metadata.PackageNotFoundError:
-            table.add_row(pkg, no, "")
-    table.add_row("animatic backend", ok, "the offline default: always available")
-    for name, spec in WEIGHTS.items():
-        state = weights_state(name)
-        usable = state in ("local path", "converted", "downloaded")
-        # One command fixes any missing piece: fetch downloads what is absent and converts what needs it.
-        table.add_row(f"weights: {name}", f"{ok} {state}" if usable else f"{no} (storyagent weights fetch {name})",
-                      spec.purpose)
-    llm = "OPENAI_API_KEY set" if os.environ.get("OPENAI_API_KEY") else None
-    if os.environ.get("OAI_CONFIG_LIST"):
-        llm = f"OAI_CONFIG_LIST={os.environ['OAI_CONFIG_LIST']}"
-    table.add_row("LLM", f"{ok} {llm}" if llm else "[yellow]none[/] (offline planner)", "LLM Story Designer, LLM Observer")
-    console.print(table)
+        table.add_row("torch", f"{no} (pip install torch)", "diffusion backend, fine-tuning, metrics")
+        return False, None
+    from storyagent.models.device import default_device
+
+    gpu = torch.cuda.get_device_name(0) if default_device() == "cuda" else None
+    table.add_row("torch", f"{ok} {torch.__version__}", "diffusion backend, fine-tuning, metrics")
+    table.add_row("GPU", f"{ok} {gpu}" if gpu else "[yellow]none[/] (CPU only)", "diffusion backend at usable speed")
+    return True, gpu
+
+
+def _llm_status(ok: str) -> str:
+    """The LLM a run uses when --llm is not given (STORYAGENT_LLM, storyagent.toml), or what is wrong with it."""
+    from storyagent.agents.llm import parse_llm
+
+    try:
+        settings = parse_llm(None)
+    except InputError as exc:
+        return f"[red]{exc}[/]"
+    return f"{ok} {settings.spec}" if settings.enabled else "[yellow]none[/] (the offline planner writes the story)"
 
 
 @app.command("list")

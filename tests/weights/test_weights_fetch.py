@@ -172,10 +172,15 @@ def test_list_shows_states_and_doctor_names_one_fetch_command(hub, caches):
     assert " downloaded " in listed["sam-vit-h"] and "Apache-2.0" in listed["sam-vit-h"]
     assert " missing " in listed["sdxl-base"] and "CreativeML Open RAIL++-M" in listed["sdxl-base"]
 
-    doctor = storyagent("doctor").output
-    assert "storyagent weights fetch anydoor" in doctor and "storyagent weights fetch sdxl-base" in doctor
-    assert "storyagent weights fetch dynamicrafter-512" not in doctor
-    assert "python -m" not in doctor and "STORYAGENT_WEIGHTS" not in doctor
+    from tests.frontends.test_doctor import rows
+
+    status, _ = rows(storyagent("doctor").output)["weights: diffusion backend"]
+    assert "3 of 6 (sdxl-base, grounding-dino-base, anydoor: not converted)" in status  # the fetched ones not named
+    assert "storyagent weights fetch --backend diffusion" in status
+    verbose = storyagent("doctor", "--verbose").output
+    assert "storyagent weights fetch anydoor" in verbose and "storyagent weights fetch sdxl-base" in verbose
+    assert "storyagent weights fetch dynamicrafter-512" not in verbose
+    assert "python -m" not in verbose and "STORYAGENT_WEIGHTS" not in verbose
 
 
 def test_the_aesthetic_head_is_kept_as_safetensors_and_loaded_from_there(hub, caches):
@@ -222,6 +227,7 @@ def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, cach
     result = storyagent("weights", "fetch", "--backend", "diffusion", *config_args(hub, "anydoor", "dynamicrafter-512"),
                         "--quiet")
     assert result.exit_code == 0, result.output
+    assert "Diffusion films: ready" in storyagent("doctor").output, "the command doctor names fetches all it needs"
     assert "sd_xl_base_1.0.safetensors" not in hub.sent, "the diffusers layout only, not the single-file copy"
     assert "pytorch_model.bin" not in hub.sent, "safetensors only where a repository holds both"
     cfg = RunConfig.build(prompt="a day at the seaside", subject=pip_png, name="Pip",
