@@ -1,8 +1,11 @@
-"""The walkthroughs in notebooks/: kept without outputs in the repository, linked from the README, and each one
-executed top to bottom by a real Jupyter kernel (nbclient) in a copy of the repository's examples."""
+"""The walkthroughs in notebooks/: linked from the README, each one executed top to bottom by a real Jupyter kernel
+(nbclient) in a copy of the repository's examples. The quickstart is kept with its outputs (small pictures a reader
+on GitHub sees without running it; `notebooks/store_outputs.py` stores them); the others without."""
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 import time
 
@@ -13,6 +16,9 @@ from nbclient import NotebookClient
 from tests.support.paths import ROOT
 NOTEBOOKS = ROOT / "notebooks"
 WALKTHROUGHS = ["01_quickstart.ipynb", "02_review.ipynb", "03_customise_subject.ipynb", "04_evaluation.ipynb"]
+WITH_OUTPUTS = "01_quickstart.ipynb"
+MAX_STORED_BYTES = 300_000
+MAX_PICTURE_BYTES = 100_000
 CELL_TIMEOUT_S = 240
 
 # What each notebook must show once run: output MIME types, and text that must appear in its outputs.
@@ -40,6 +46,12 @@ def _outputs(nb: nbformat.NotebookNode) -> tuple[set[str], str]:
     return mimes, "\n".join(texts)
 
 
+def _kinds(nb: nbformat.NotebookNode) -> list[list[tuple[str, tuple[str, ...]]]]:
+    """Per code cell, what it shows: each output's type and MIME types (not its bytes)."""
+    return [[(out.output_type, tuple(sorted(out.get("data", {})))) for out in cell.outputs]
+            for cell in nb.cells if cell.cell_type == "code"]
+
+
 def test_the_walkthroughs_exist_and_the_readme_links_them():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == WALKTHROUGHS
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -48,16 +60,45 @@ def test_the_walkthroughs_exist_and_the_readme_links_them():
 
 
 @pytest.mark.parametrize("name", WALKTHROUGHS)
-def test_notebook_is_stored_without_outputs(name):
+def test_notebook_opens_with_a_title_and_its_time(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# "), "opens with a title saying what it shows"
     assert "seconds" in first.source or "minute" in first.source, "the opening cell says how long it takes"
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_the_quickstart_is_stored_with_its_outputs():
+    """Every code cell's outputs, in order, from one run; the storyboard a small PNG; no machine's paths or timings."""
+    from PIL import Image
+
+    raw = (NOTEBOOKS / WITH_OUTPUTS).read_bytes()
+    assert len(raw) < MAX_STORED_BYTES, f"{WITH_OUTPUTS} is {len(raw) / 1e3:.0f} KB; keep its pictures small"
+    nb = nbformat.reads(raw.decode(), as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "run once, top to bottom"
+    assert all(c.outputs for c in code[1:]), "every cell after the imports shows something"
+    pictures = [out.data["image/png"] for c in code for out in c.outputs if "image/png" in out.get("data", {})]
+    assert len(pictures) == 1, "the storyboard's contact sheet"
+    png = base64.b64decode(pictures[0])
+    assert len(png) < MAX_PICTURE_BYTES
+    sheet = Image.open(io.BytesIO(png))
+    assert sheet.width >= 400 and sheet.width > sheet.height, "the whole contact sheet, not a thumbnail"
+    mimes, text = _outputs(nb)
+    assert {"image/png", "text/html"} <= mimes and "<video" in text and "stages:" in text
+    for leak in ("/tmp/", "/home/", "/root/", "/work/", "Traceback"):
+        assert leak not in text, f"an output of the stored quickstart holds {leak!r}"
+    assert not any("execution" in c.metadata for c in code), "no timestamps: storing again changes only outputs"
+
+
+@pytest.mark.parametrize("name", [n for n in WALKTHROUGHS if n != WITH_OUTPUTS])
+def test_notebook_is_stored_without_outputs(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"cell {i} of {name} holds outputs; strip them"
-    assert nb.metadata.kernelspec.name == "python3"
 
 
 @pytest.mark.slow
@@ -72,6 +113,7 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch, capsys):
     # machine makes tiny models many times slower). The private STORYAGENT_CACHE is inherited the same way.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(tmp_path / "notebooks" / name, as_version=4)
+    stored = _kinds(nb)
     # Kernel "python3": jupyter_client starts it with this interpreter (sys.executable), i.e. the venv's.
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path / "notebooks")}})
@@ -85,3 +127,5 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch, capsys):
     assert want_mimes <= mimes, f"{name} shows no {sorted(want_mimes - mimes)}"
     for want in want_texts:
         assert want in text, f"{name}'s outputs lack {want!r}"
+    if name == WITH_OUTPUTS:
+        assert _kinds(nb) == stored, "the stored outputs are those the notebook gives now; run notebooks/store_outputs.py"
