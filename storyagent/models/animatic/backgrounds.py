@@ -1,8 +1,8 @@
 """Procedural backgrounds drawn from a shot's background text: no weights, a few ms each.
 
 The text is read (`SceneSpec.from_text`) for a place (kitchen, bakery, classroom, house,
-haunted house, castle, city street, market, town, sea, lake, forest, mountain, snow, desert,
-farm, cave, space, underwater, room, meadow), a time of day (dawn ... night) and the weather
+haunted house, castle, city street, market, town, sea, lake, forest, jungle, mountain, snow,
+desert, farm, cave, space, sky, underwater, room, meadow), a time of day (dawn ... night) and the weather
 (rain, storm, snow falling, fog, sunny); the same text and seed always draw the same picture.
 Night is drawn dark: a night sky outdoors, a lamp-lit dim room indoors.
 """
@@ -29,13 +29,13 @@ __all__ = ["PLACE_WORDS", "SCENES", "SKY", "TIME_WORDS", "WEATHER_WORDS", "Scene
 SCENES = {
     "sea": scenery.sea, "lake": scenery.lake, "forest": scenery.forest, "mountain": scenery.mountain,
     "meadow": scenery.meadow, "snow": scenery.snow, "desert": scenery.desert, "space": scenery.space,
-    "cave": scenery.cave, "underwater": scenery.underwater,
+    "cave": scenery.cave, "underwater": scenery.underwater, "jungle": scenery.jungle, "sky": scenery.open_sky,
     "town": buildings.town, "city": buildings.city, "market": buildings.market, "house": buildings.house,
     "haunted": buildings.haunted, "castle": buildings.castle, "farm": buildings.farm,
     "room": interiors.room, "kitchen": interiors.kitchen, "bakery": interiors.bakery, "school": interiors.school,
 }
 # Where the ground (or the floor) meets the sky (or the wall), as a fraction of the height.
-HORIZON = {place: 0.62 for place in INDOOR} | {"cave": 0.55, "underwater": 0.5}
+HORIZON = {place: 0.62 for place in INDOOR} | {"cave": 0.55, "underwater": 0.5, "sky": 0.85}
 
 
 def draw_background(text: str, width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -13,26 +13,38 @@ from dataclasses import dataclass
 
 PLACE_WORDS: dict[str, tuple[str, ...]] = {
     "kitchen": ("kitchen", "stove", "oven", "pantry"),
-    "bakery": ("bakery", "bakehouse", "patisserie", "bread shop", "cake shop"),
-    "school": ("school", "classroom", "schoolroom", "blackboard", "schoolyard"),
+    "bakery": ("bakery", "bakehouse", "patisserie", "bread shop", "cake shop", "restaurant", "diner"),
+    "school": ("school", "classroom", "schoolroom", "blackboard", "schoolyard", "gym", "gymnasium"),
     "haunted": ("haunted", "spooky", "mansion", "graveyard", "cemetery", "crypt"),
-    "house": ("house", "cottage", "porch", "doorstep", "front door", "cabin", "hut"),
-    "room": ("room", "home", "bedroom", "bed", "indoors", "library", "attic", "hallway", "sofa"),
+    "house": ("house", "cottage", "porch", "doorstep", "front door", "cabin", "hut", "treehouse"),
+    "room": ("room", "home", "bedroom", "bed", "indoors", "library", "attic", "hallway", "sofa", "living room",
+             "bathroom", "bathtub", "bath", "nursery", "playroom", "basement", "cellar", "museum", "theatre", "theater",
+             "hospital"),
     "castle": ("castle", "palace", "fortress", "tower", "throne", "dungeon", "kingdom", "drawbridge", "moat"),
-    "city": ("city", "street", "streets", "avenue", "downtown", "skyscraper", "skyscrapers"),
-    "town": ("town", "village", "square", "station", "cafe", "lane"),
-    "market": ("market", "marketplace", "bazaar", "shop", "shops", "store", "stall", "stalls", "supermarket"),
-    "underwater": ("underwater", "under the sea", "undersea", "reef", "coral", "seabed", "sea floor", "submarine"),
-    "sea": ("sea", "seaside", "beach", "ocean", "coast", "shore", "waves", "island", "harbour", "harbor", "bay"),
-    "lake": ("lake", "river", "riverbank", "pond", "stream", "brook", "canal", "waterfall", "lakeside"),
-    "forest": ("forest", "wood", "woods", "woodland", "jungle", "tree", "trees", "camp", "grove"),
-    "mountain": ("mountain", "mountains", "hill", "hills", "peak", "cliff", "summit", "valley"),
-    "snow": ("snow", "snowy", "winter", "ice", "icy", "frozen", "ski", "igloo", "arctic", "polar", "glacier"),
-    "desert": ("desert", "dune", "dunes", "cactus", "canyon", "oasis", "sahara"),
-    "farm": ("farm", "farmyard", "barn", "tractor", "haystack", "pigsty", "stable", "orchard"),
+    "city": ("city", "street", "streets", "avenue", "downtown", "skyscraper", "skyscrapers", "airport", "skatepark",
+             "road", "rooftop", "rooftops"),
+    "town": ("town", "village", "square", "station", "cafe", "lane", "circus", "funfair"),
+    "market": ("market", "marketplace", "bazaar", "shop", "shops", "store", "stall", "stalls", "supermarket", "toyshop"),
+    "underwater": ("underwater", "under the sea", "undersea", "reef", "coral", "seabed", "sea floor", "submarine",
+                   "ocean floor", "seafloor", "aquarium"),
+    "sea": ("sea", "seaside", "beach", "ocean", "coast", "shore", "seashore", "waves", "island", "harbour", "harbor", "bay",
+            "lighthouse", "pier", "dock", "boat", "ship", "lagoon", "cove"),
+    "lake": ("lake", "river", "riverbank", "pond", "stream", "brook", "canal", "waterfall", "lakeside", "pool",
+             "swimming pool", "swamp", "marsh", "creek"),
+    "forest": ("forest", "wood", "woods", "woodland", "tree", "trees", "camp", "grove", "campsite", "treetops"),
+    "jungle": ("jungle", "rainforest", "tropical forest", "vines", "tropics"),
+    "mountain": ("mountain", "mountains", "hill", "hills", "peak", "cliff", "summit", "valley", "volcano", "ridge",
+                 "hilltop", "mountainside"),
+    "snow": ("snow", "snowy", "winter", "ice", "icy", "frozen", "ski", "igloo", "arctic", "polar", "glacier",
+             "north pole", "south pole", "antarctica", "tundra", "iceberg", "ice rink", "rink", "ski slope", "snowfield"),
+    "desert": ("desert", "dune", "dunes", "cactus", "canyon", "oasis", "sahara", "savanna", "savannah"),
+    "farm": ("farm", "farmyard", "barn", "tractor", "haystack", "pigsty", "stable", "orchard", "vineyard", "henhouse"),
     "cave": ("cave", "caves", "cavern", "grotto", "tunnel", "mineshaft"),
-    "space": ("space", "moon", "planet", "rocket", "galaxy", "orbit", "mars", "asteroid", "spaceship"),
-    "meadow": ("meadow", "park", "field", "fields", "garden", "flower", "flowers", "grass", "playground"),
+    "space": ("space", "moon", "planet", "rocket", "galaxy", "orbit", "mars", "asteroid", "spaceship", "space station",
+              "outer space"),
+    "sky": ("sky", "skies", "clouds", "cloud", "air", "rainbow"),
+    "meadow": ("meadow", "park", "field", "fields", "garden", "flower", "flowers", "grass", "playground", "backyard",
+               "yard", "lawn", "zoo", "prairie", "hillside", "picnic spot"),
 }
 # Places drawn as the inside of a building: their light comes through a window, or from a lamp at night.
 INDOOR = frozenset({"kitchen", "bakery", "school", "room"})
@@ -140,6 +152,9 @@ class SceneSpec:
         extra = WEATHER_TINT[weather]
         if self.place == "underwater":
             extra = (0.78, 0.92, 1.0)
+        elif self.place == "jungle":
+            # Light filtered through leaves in damp air: greener, a little warm.
+            extra = tuple(a * b for a, b in zip(extra, (0.94, 1.0, 0.86)))
         return tuple(round(a * b, 4) for a, b in zip(base, extra))  # type: ignore[return-value]
 
 

@@ -219,3 +219,100 @@ def underwater(draw, spec, w, h, horizon, rng):
     for _ in range(30):
         x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(1.5, 4)
         draw.ellipse([x - r, y - r, x + r, y + r], outline=(220, 245, 255, 200), width=1)
+
+
+def leaf(draw: Draw, x: float, y: float, length: float, width: float, angle: float, colour, rib=None) -> None:
+    """A broad pointed leaf from its stalk end (x, y), pointing along `angle` (radians), with a midrib."""
+    ca, sa = math.cos(angle), math.sin(angle)
+    side_a, side_b = [], []
+    for k in range(9):
+        t = k / 8
+        along, half = t * length, 0.5 * width * math.sin(math.pi * t) ** 0.8
+        side_a.append((x + along * ca - half * sa, y + along * sa + half * ca))
+        side_b.append((x + along * ca + half * sa, y + along * sa - half * ca))
+    draw.polygon(side_a + side_b[::-1], fill=tuple(colour) + (255,))
+    if rib is not None:
+        draw.line([(x, y), (x + length * ca, y + length * sa)], fill=tuple(rib) + (255,), width=1)
+
+
+def jungle(draw, spec, w, h, horizon, rng):
+    """Dense broad-leaved green under a closed canopy: buttressed trunks, hanging vines, giant leaves,
+    shafts of light through warm humid air; only specks of sky show (unlike the open pine forest)."""
+    for y in range(h):
+        t = y / max(h - 1, 1)
+        shade = (int(40 + 25 * (1 - t)), int(95 + 40 * (1 - t)), int(40 + 10 * (1 - t)), 255)
+        draw.line([(0, y), (w, y)], fill=shade)
+    # Canopy: overlapping crowns across the top, a few gaps left where the sky shows through.
+    for _ in range(int(w / 6)):
+        x, y, r = rng.uniform(-0.05, 1.05) * w, rng.uniform(-0.08, 0.3) * h, rng.uniform(0.06, 0.14) * w
+        g = int(rng.integers(90, 150))
+        draw.ellipse([x - r, y - r * 0.6, x + r, y + r * 0.6], fill=(int(g * 0.35), g, int(g * 0.3), 255))
+    top, bottom, _ = SKY[spec.time]
+    for _ in range(5):
+        x, y, r = rng.uniform(0.05, 0.95) * w, rng.uniform(0.02, 0.12) * h, rng.uniform(0.01, 0.025) * w
+        draw.ellipse([x - r, y - r * 0.6, x + r, y + r * 0.6], fill=top + (255,))
+    # Trunks with flared roots, some far (thin, pale) and some near (thick, dark).
+    for near in (False, True):
+        for _ in range(3 if near else 5):
+            x, half = rng.uniform(0, w), (rng.uniform(0.025, 0.04) if near else rng.uniform(0.008, 0.016)) * w
+            colour = (85, 62, 40, 255) if near else (110, 100, 75, 255)
+            ground = h * (0.95 if near else 0.8)
+            draw.rectangle([x - half, 0, x + half, ground], fill=colour)
+            draw.polygon([(x - half, ground - 0.12 * h), (x - 3 * half, ground), (x + 3 * half, ground),
+                          (x + half, ground - 0.12 * h)], fill=colour)
+    # Forest floor: dark humus, ferns.
+    draw.rectangle([0, 0.8 * h, w, h], fill=(55, 70, 30, 255))
+    for _ in range(int(w / 8)):
+        x, y = rng.uniform(0, w), rng.uniform(0.78, 1.0) * h
+        g = int(rng.integers(110, 170))
+        leaf(draw, x, y, rng.uniform(0.04, 0.08) * w, rng.uniform(0.015, 0.03) * w, rng.uniform(-2.8, -0.4),
+             (int(g * 0.4), g, int(g * 0.3)))
+    # Vines hang from the canopy, with small leaves along them.
+    for _ in range(int(w / 25) + 3):
+        x0, length, sway = rng.uniform(0, w), rng.uniform(0.35, 0.75) * h, rng.uniform(4, 12)
+        phase = rng.uniform(0, 2 * math.pi)
+        pts = [(x0 + sway * math.sin(phase + 6 * t), t * length) for t in np.linspace(0, 1, 24)]
+        draw.line(pts, fill=(50, 90, 35, 255), width=2)
+        for px, py in pts[3::4]:
+            leaf(draw, px, py, 0.02 * w, 0.012 * w, rng.uniform(0.3, 2.8), (70, 150, 50))
+    # Giant broad leaves in the middle ground and framing the corners in front.
+    for _ in range(int(w / 14)):
+        x, y = rng.uniform(0, w), rng.uniform(0.4, 0.95) * h
+        g = int(rng.integers(120, 190))
+        leaf(draw, x, y, rng.uniform(0.08, 0.16) * w, rng.uniform(0.04, 0.07) * w, rng.uniform(-3.0, -0.1),
+             (int(g * 0.45), g, int(g * 0.25)), rib=(int(g * 0.7), min(255, g + 40), int(g * 0.5)))
+    for corner_x, direction in ((0, -0.6), (w, -2.5)):
+        for k in range(3):
+            leaf(draw, corner_x, h * (0.75 + 0.1 * k), rng.uniform(0.22, 0.3) * w, rng.uniform(0.08, 0.11) * w,
+                 direction + rng.uniform(-0.3, 0.3), (30, 105, 35), rib=(80, 160, 70))
+    # Humid light: soft warm shafts slanting down through the leaves, and a faint green-gold haze.
+    if spec.time not in ("night",):
+        for _ in range(3):
+            x = rng.uniform(0.1, 0.8) * w
+            draw.polygon([(x, 0), (x + 0.05 * w, 0), (x + 0.22 * w, h), (x + 0.12 * w, h)], fill=(255, 245, 170, 26))
+    draw.rectangle([0, 0, w, h], fill=(200, 225, 160, 22))
+
+
+
+def open_sky(draw, spec, w, h, horizon, rng):
+    """High up among the clouds: big sunlit (or moonlit) clouds drifting at every height, birds, and the
+    land far below as a thin hazy strip."""
+    sun(draw, spec, w, horizon)
+    night = spec.time == "night"
+    light, shadow = ((120, 130, 165), (80, 88, 125)) if night else ((252, 252, 255), (205, 212, 228))
+    if spec.time in ("dawn", "dusk"):
+        light, shadow = (255, 225, 205), (215, 170, 170)
+    far = (95, 130, 150) if not night else (30, 40, 60)
+    hills(draw, w, h, horizon + 0.06 * h, 0.04 * h, far + (255,), rng, waves=2.5)
+    hills(draw, w, h, horizon + 0.1 * h, 0.03 * h, tuple(int(c * 0.85) for c in far) + (255,), rng, waves=1.5)
+    for _ in range(int(rng.integers(7, 11))):
+        cx, cy, s = rng.uniform(-0.1, 1.1) * w, rng.uniform(0.15, 1.0) * h, rng.uniform(0.06, 0.12) * w
+        for dx in (-1.3, -0.5, 0.3, 1.1):
+            r = s * rng.uniform(0.6, 1.0)
+            draw.ellipse([cx + dx * s - r, cy - r * 0.55 + 0.12 * r, cx + dx * s + r, cy + r * 0.55 + 0.12 * r],
+                         fill=shadow + (255,))
+            draw.ellipse([cx + dx * s - r, cy - r * 0.55, cx + dx * s + r, cy + r * 0.45], fill=light + (255,))
+    if not night:
+        for _ in range(4):
+            x, y, s = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.4) * h, rng.uniform(0.01, 0.02) * w
+            draw.line([(x - s, y - s * 0.6), (x, y), (x + s, y - s * 0.6)], fill=(60, 60, 70, 255), width=1)

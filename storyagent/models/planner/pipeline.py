@@ -1,11 +1,16 @@
 """The offline Story Designer: a deterministic planner that writes an N-shot story arc.
 
-No LLM: the prompt is read for a kind of story (baking, a ghost story, a first day at school,
-a treasure hunt ...), its setting, subject, verb and object, and that kind's five beats
-(arrival, discovery, trouble, turn, home-coming) are laid over the N shots, filled with those
-pieces, never with the prompt pasted in. Times of day advance through the story, shot types
-and camera motions follow the beat. The same prompt, name, shot count and seed always give
-the same script.
+No LLM: the prompt is read for its action, its place, its subject and object, and a kind of story
+(baking, a ghost story, a first day at school, a treasure hunt ...). Five beats (arrival,
+discovery, trouble, turn, home-coming) are laid over the N shots (`beat_plan`: a turn always has
+its trouble before it) and filled with those pieces, never with the prompt pasted in:
+- a prompt that names an action gets an arc built around it (actions.py): every shot's subject
+  action and narration hold that verb; the genre only colours the title, logline and some lines;
+- a prompt that names a place has every shot's background hold the prompt's own place noun ("on
+  the bank of the pond"), drawn as its scene; a prompt naming none is set where its action or
+  genre happens.
+Times of day advance through the story, shot types and camera motions follow the beat. The same
+prompt, name, shot count and seed always give the same script.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from storyagent.models.planner.arc import (
     REGIONS,
     SHOT_FOR_BEAT,
     background_text,
-    beat_index,
+    beat_plan,
     clip_text,
+    noun_phrases,
     pick,
     split_where,
     times_for,
 )
+from storyagent.models.planner.actions import arc_for, arc_slots
 from storyagent.models.planner.config import PlannerConfig
 from storyagent.models.planner.genres import GENRES
 from storyagent.models.planner.reading import read_prompt
@@ -63,48 +70,62 @@ class TemplatePlanner:
         genre = GENRES[reading.genre]
         cls = reading.subject if class_word == "character" and reading.subject else class_word
         times = times_for(prompt, num_shots, rng, night_story=genre.night)
-        phrases = rng.sample(PLACE_PHRASES[reading.place], k=len(PLACE_PHRASES[reading.place]))
+        if reading.place_noun is not None:
+            own = noun_phrases(reading.place, reading.place_noun, reading.place_head or reading.place_noun,
+                               reading.place_prep, reading.place_article)
+        else:
+            own = PLACE_PHRASES[reading.place]
+        phrases = rng.sample(own, k=len(own))
         fmt = {"name": name, "Name": name[:1].upper() + name[1:], "cls": cls, **reading.slots()}
+        # The prompt's own action, when it names one, shapes every beat; else its genre does.
+        if reading.action is not None:
+            arc = arc_for(reading, genre)
+            beats, titles, loglines = arc.beats, arc.titles, arc.loglines
+            fmt |= arc_slots(reading)
+        else:
+            beats, titles, loglines = genre.beats, genre.titles, genre.loglines
+        plan = beat_plan(num_shots)
 
         # 2. One shot per position in the arc, each framed unlike the one before it.
         shots: list[Shot] = []
         previous = ("", "", "")
         said: set[str] = set()
         for i in range(num_shots):
-            # Only a story whose prompt names no place may end somewhere else (back home).
-            at_home = (not reading.named_place and num_shots >= 5 and i == num_shots - 1 and rng.random() < 0.5)
+            # Only a story whose prompt names neither a place nor an action (which happens where it happens)
+            # may end somewhere else (back home).
+            at_home = (not reading.named_place and reading.action is None and num_shots >= 5 and i == num_shots - 1
+                       and rng.random() < 0.5)
             where = rng.choice(PLACE_PHRASES[HOME_FOR[reading.place]]) if at_home else phrases[i % len(phrases)]
             place = split_where(where)[1]
             shot_fmt = fmt | {"where": where, "place": place}
-            shot, previous = self.shot(i, num_shots, rng, previous, background_text(place, times[i], reading.weather),
-                                       genre.beats, shot_fmt, prompt, said)
+            shot, previous = self.shot(i, plan[i], rng, previous, background_text(place, times[i], reading.weather),
+                                       beats, shot_fmt, prompt, said)
             said.add(shot.narration)
             shots.append(shot)
 
         # 3. Title and logline, from the same pieces.
         where = phrases[0]
-        title = _choose(rng, genre.titles, fmt | {"where": where}, prompt)
-        logline = _choose(rng, genre.loglines, fmt | {"where": where, "place": split_where(where)[1]}, prompt)
+        title = _choose(rng, titles, fmt | {"where": where}, prompt)
+        logline = _choose(rng, loglines, fmt | {"where": where, "place": split_where(where)[1]}, prompt)
         return StoryScript(title=clip_text(title, 200), logline=clip_text(logline, 600), shots=shots)
 
-    def shot(self, i: int, num_shots: int, rng: random.Random, previous: tuple[str, str, str], background: str,
+    def shot(self, i: int, beat_id: int, rng: random.Random, previous: tuple[str, str, str], background: str,
              beats, fmt: dict[str, str], prompt: str, said: set[str]) -> tuple[Shot, tuple[str, str, str]]:
-        """Shot `i`: its beat from where it falls in the arc, framing from the beat, never the previous
+        """Shot `i` on beat `beat_id`: its lines and framing from the beat, never the previous
         (shot type, camera, region) exactly; returns the shot and its framing."""
-        beat_id = beat_index(i, num_shots)
         lines, actions = beats[beat_id]
         prev_shot, prev_camera, prev_region = previous
         shot_type = pick(rng, SHOT_FOR_BEAT[beat_id], avoid=prev_shot if i else "")
         camera = pick(rng, CAMERA_FOR_BEAT[beat_id], avoid=prev_camera)
         region = pick(rng, REGIONS, avoid=prev_region)
-        action = rng.choice(actions)
+        action = rng.choice(actions).format(**fmt)
         narration = _choose(rng, lines, fmt, prompt, avoid=said)
         shot = Shot(
             index=i + 1,
             narration=clip_text(narration, 400),
             description=clip_text(f"{who(fmt['name'], fmt['cls'])} {action}, {background}, {shot_type} shot, "
                                   "storybook illustration", 600),
-            subject_action=action,
+            subject_action=clip_text(action, 200),
             subject_region=NAMED_REGIONS[region],
             background=clip_text(background, 300),
             shot_type=shot_type,
