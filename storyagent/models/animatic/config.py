@@ -19,6 +19,9 @@ class AnimaticConfig:
     """Burn the narration in as a subtitle."""
     sprite_fps: float = 4.0
     """How fast the reference frames cycle (subject animation)."""
+    acting: bool = True
+    """The subject acts the shot's action (hops, falls, swims, sleeps ...; see `motion.VERB_MOTION`); off,
+    every subject glides with the camera."""
 
     def __post_init__(self) -> None:
         if self.width % 2 or self.height % 2 or min(self.width, self.height) < 64:

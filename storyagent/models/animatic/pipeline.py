@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 from storyagent.media import ReferenceMedia, load_font, subject_cutout, wrap_text
 from storyagent.models.animatic.backgrounds import SceneSpec, draw_background
 from storyagent.models.animatic.config import AnimaticConfig
-from storyagent.models.animatic.layout import Box, ShotLayout, plan_shot, subtitle_font_size
-from storyagent.schemas import Shot, ShotType
+from storyagent.models.animatic.layout import Box, ShotLayout, between, plan_shot, subtitle_font_size
+from storyagent.schemas import Shot
 
 CANVAS_MARGIN = 1.3  # the scene is drawn this much larger than the frame, room for the camera to move
 CACHE_BYTES = 64 * 2**20
@@ -97,7 +97,8 @@ class AnimaticPipeline:
         clip's first frame, so the storyboard's subject mask matches the clip."""
         cfg = self.config
         n = self.clip_length(shot) if num_frames in (None, 1) else num_frames
-        return plan_shot(shot, n, cfg.width, cfg.height, sprites.max_aspect, fps=cfg.fps, seed=seed)
+        return plan_shot(shot, n, cfg.width, cfg.height, sprites.max_aspect, fps=cfg.fps, seed=seed,
+                         motion=None if cfg.acting else "glide")
 
     def __call__(self, shot: Shot, sprites: SubjectSprites, seed: int = 0, num_frames: int | None = None,
                  motion_seed: int | None = None) -> ShotRender:
@@ -116,13 +117,13 @@ class AnimaticPipeline:
         cw, ch = _even(W * CANVAS_MARGIN), _even(H * CANVAS_MARGIN)
         background = self.background(shot.background, cw, ch, seed)
         to_rest = np.array([[1.0, 0.0, -(cw - W) / 2], [0.0, 1.0, -(ch - H) / 2], [0.0, 0.0, 1.0]], np.float32)
-        tinted = sprites.tinted(scene.tint if scene.place != "space" else (0.9, 0.9, 1.0))
+        tint = tuple(scene.tint) if scene.place != "space" else (0.9, 0.9, 1.0)
+        tinted = sprites.tinted(tint)
         subtitle = None
         if cfg.subtitles:
             box = layouts[0].subtitle_box
             subtitle = self._cache.get(("subtitle", shot.narration, W, H, box),
                                        lambda: _Overlay.of(_subtitle_layer(shot.narration, W, H, box)))
-        shadow = ShotType(shot.shot_type) != ShotType.close_up
         scaled: dict[tuple[int, bool, int, int], _Overlay] = {}  # each sprite scaled once per size
 
         def scale(index: int, flipped: bool, width: int, height: int) -> _Overlay:
@@ -143,8 +144,20 @@ class AnimaticPipeline:
                 view_camera = camera.tobytes()
             frame = view.copy()
             index = int(t / cfg.fps * cfg.sprite_fps) % len(tinted)
-            width, height, left, top = _placement(tinted[index].shape[:2], lay.subject_box)
-            masks.append(_paste(frame, scale(index, lay.flipped, width, height), left, top, shadow))
+            width, height, left, top = _placement(tinted[index].shape[:2], lay.subject_box, lay.scale_x / lay.scale_y)
+            sprite = scale(index, lay.flipped, width, height)
+            if lay.angle:
+                sprite, left, top = sprite.turned(lay.rotation, left, top, W, H)
+            if lay.water_line is not None:
+                surface = round(lay.water_line)
+                sprite = sprite.above(surface - top)
+                self._cache.get(("water", W, H, surface, tint),
+                                lambda: _Overlay.of(_water_layer(W, H, surface, tint))).over(frame)
+            if lay.ground is not None:
+                _ground_shadow(frame, sprite, left, top, lay.ground)
+            mask = np.zeros((H, W), bool)
+            sprite.over(frame, top, left, mask)
+            masks.append(mask)
             if storyboard is None:
                 storyboard = frame.copy()
             if subtitle is not None:
@@ -167,10 +180,8 @@ def retime(layouts: list[ShotLayout], motion_seed: int) -> list[ShotLayout]:
         u = t / (n - 1)
         w = (u + amount * math.sin(2 * math.pi * u) / (2 * math.pi)) * (n - 1)
         i = min(int(w), n - 2)
-        f = w - i
-        a, b = layouts[i], layouts[i + 1]
-        box = tuple((1 - f) * p + f * q for p, q in zip(a.subject_box, b.subject_box))
-        out.append(replace(layouts[t], subject_box=box, flipped=(a if f < 0.5 else b).flipped))
+        pose = between(layouts[i], layouts[i + 1], w - i)
+        out.append(replace(pose, camera=layouts[t].camera, subtitle_box=layouts[t].subtitle_box))
     return out
 
 
@@ -188,28 +199,47 @@ def _scale_sprite(sprite: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(sprite), (width, height), interpolation=interpolation)
 
 
-def _placement(sprite_hw: tuple[int, int], box: Box) -> tuple[int, int, int, int]:
-    """(width, height, left, top) of a sprite of size `sprite_hw` scaled to the box's height and centred
-    in it: it stays inside the box (rounded inwards)."""
+def _placement(sprite_hw: tuple[int, int], box: Box, stretch: float = 1.0) -> tuple[int, int, int, int]:
+    """(width, height, left, top) of a sprite of size `sprite_hw` scaled to the box's height, `stretch`
+    times wider than its own proportions (squash and stretch), and centred in the box: it stays inside
+    the box (rounded inwards)."""
     x0, y0, x1, y1 = box
     sh, sw = sprite_hw
     th = max(1, math.floor(y1 - y0))
-    tw = max(1, min(math.floor(x1 - x0), round(sw * th / sh)))
+    tw = max(1, min(math.floor(x1 - x0), round(sw * th / sh * stretch)))
     return tw, th, math.ceil((x0 + x1 - tw) / 2 - 1e-6), math.ceil(y0 - 1e-6)
 
 
-def _paste(frame: np.ndarray, sprite: _Overlay, left: int, top: int, shadow: bool) -> np.ndarray:
-    """Alpha-composite the scaled sprite with its top-left corner at (`left`, `top`), over a soft contact
-    shadow when asked; returns where it is opaque (bool H×W). What falls outside the frame is clipped;
-    only the sprite's box is touched."""
-    H, W = frame.shape[:2]
-    th, tw = sprite.size
-    if shadow and top + th < H - 2:
-        # A soft contact shadow grounds the subject; skipped when its feet are off the frame.
-        _shadow(frame, left + tw / 2, top + th - 2, max(4.0, tw / 3))
-    mask = np.zeros((H, W), bool)
-    sprite.over(frame, top, left, mask)
-    return mask
+def _ground_shadow(frame: np.ndarray, sprite: _Overlay, left: int, top: int, ground: float) -> None:
+    """A soft contact shadow on the ground under the sprite placed at (`left`, `top`), smaller the higher
+    the subject is above the ground; skipped when the ground is off the frame."""
+    if ground >= frame.shape[0] - 2 or not sprite.opaque.any():
+        return
+    rows, cols = np.flatnonzero(sprite.opaque.any(axis=1)), np.flatnonzero(sprite.opaque.any(axis=0))
+    x0, x1 = left + sprite.left + cols[0], left + sprite.left + cols[-1] + 1
+    y0, y1 = top + sprite.top + rows[0], top + sprite.top + rows[-1] + 1
+    above = max(0.0, ground - y1)
+    _shadow(frame, (x0 + x1) / 2, ground - 2, max(4.0, (x1 - x0) / 3) * max(0.4, 1 - above / max(1, y1 - y0)))
+
+
+def _water_layer(W: int, H: int, surface: int, tint: tuple[float, float, float]) -> np.ndarray:
+    """An RGBA overlay of water from row `surface` down: a bright surface line, then translucent water with
+    a few lighter ripples, lit by the scene's `tint`."""
+    layer = np.zeros((H, W, 4), np.uint8)
+    top = max(0, surface)
+    if top >= H:
+        return layer
+    light = np.array(tint, np.float32)
+    layer[top:, :, :3] = np.clip(np.array([45, 115, 170], np.float32) * light, 0, 255).astype(np.uint8)
+    layer[top:, :, 3] = 190
+    rng = np.random.default_rng(surface)  # the same ripples for the same surface
+    for _ in range(max(1, W // 40)):
+        y = int(rng.integers(top + 3, max(top + 4, H)))
+        x = int(rng.integers(0, W))
+        cv2.line(layer, (x, y), (x + int(rng.integers(8, 24)), y), (*np.clip(np.array([150, 200, 230]) * light, 0, 255).tolist(), 200), 1)
+    layer[top:top + 2, :, :3] = np.clip(np.array([200, 230, 245], np.float32) * light, 0, 255).astype(np.uint8)
+    layer[top:top + 2, :, 3] = 230
+    return layer
 
 
 def _shadow(canvas: np.ndarray, cx: float, cy: float, rx: float) -> None:
@@ -271,6 +301,37 @@ class _Overlay:
         crop = rgba[top:bottom, left:right]
         a = crop[..., 3:4].astype(np.float32) / 255.0
         return cls(alpha.shape, top, left, 1 - a, crop[..., :3].astype(np.float32) * a, crop[..., 3] > 127)
+
+    def turned(self, rotation: np.ndarray, left: int, top: int, W: int, H: int) -> tuple[_Overlay, int, int]:
+        """The picture placed at (`left`, `top`) and then turned by `rotation` (2×3, frame coordinates), as a
+        new picture and the (left, top) it goes at; only the part inside the W×H frame is kept."""
+        h, w = self.opaque.shape
+        if h == 0 or w == 0:
+            return self, left, top
+        # Pixel (i, j) of the crop has its centre at (left + self.left + j + .5, top + self.top + i + .5) in the
+        # frame; turned, that centre lands on the destination pixel whose centre is there.
+        lin = rotation[:, :2]
+        origin = np.array([left + self.left + 0.5, top + self.top + 0.5])
+        shift = lin @ origin + rotation[:, 2] - 0.5
+        corners = lin @ np.array([[-0.5, w - 0.5, w - 0.5, -0.5], [-0.5, -0.5, h - 0.5, h - 0.5]]) + shift[:, None]
+        x0, y0 = max(0, math.floor(corners[0].min()) - 1), max(0, math.floor(corners[1].min()) - 1)
+        x1, y1 = min(W, math.ceil(corners[0].max()) + 2), min(H, math.ceil(corners[1].max()) + 2)
+        if x1 <= x0 or y1 <= y0:
+            return _Overlay((0, 0), 0, 0, np.ones((0, 0, 1), np.float32), np.zeros((0, 0, 3), np.float32),
+                            np.zeros((0, 0), bool)), 0, 0
+        matrix = np.hstack([lin, (shift - [x0, y0])[:, None]]).astype(np.float32)
+        # Premultiplied colour and alpha turn together, so edges blend to the frame, never to black.
+        source = np.dstack([self.premultiplied, 1 - self.inverse])  # h×w×4
+        out = cv2.warpAffine(source, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        alpha = np.clip(out[..., 3:4], 0.0, 1.0)
+        return _Overlay((y1 - y0, x1 - x0), 0, 0, 1 - alpha, out[..., :3], alpha[..., 0] > 0.5), x0, y0
+
+    def above(self, row: int) -> _Overlay:
+        """The picture without its rows from `row` down (its own coordinates): what shows above water."""
+        keep = max(0, min(self.opaque.shape[0], row - self.top))
+        return replace(self, inverse=self.inverse[:keep], premultiplied=self.premultiplied[:keep],
+                       opaque=self.opaque[:keep])
 
     @property
     def nbytes(self) -> int:
