@@ -19,7 +19,7 @@ PLACE_WORDS: dict[str, tuple[str, ...]] = {
     "house": ("house", "cottage", "porch", "doorstep", "front door", "cabin", "hut", "treehouse"),
     "room": ("room", "home", "bedroom", "bed", "indoors", "library", "attic", "hallway", "sofa", "living room",
              "bathroom", "bathtub", "bath", "nursery", "playroom", "basement", "cellar", "museum", "theatre", "theater",
-             "hospital"),
+             "hospital", "stage", "fireplace"),
     "castle": ("castle", "palace", "fortress", "tower", "throne", "dungeon", "kingdom", "drawbridge", "moat"),
     "city": ("city", "street", "streets", "avenue", "downtown", "skyscraper", "skyscrapers", "airport", "skatepark",
              "road", "rooftop", "rooftops"),

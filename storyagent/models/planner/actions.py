@@ -57,7 +57,7 @@ ARCS: dict[str, ActionArc] = {
          "Nothing can stop {Name} the {cls} from {doing}, or can it?"),
         ((("{Name} set off {where}, ready to {do}.", "It was a perfect day to {do}, and {name} could not wait.",
            "{Name} thought of only one thing that morning: to {do}."),
-          ("sets off to {do}", "gets ready to {do}")),
+          ("hurries off to {do}", "gets ready to {do}")),
          (("{Name} {did} {where}, and everything was new and wonderful.", "{Doing} was even better than {name} had hoped."),
           ("{does} happily", "{does}, looking around")),
          (("Then, all of a sudden, {name} {troubled} and could not {do} any more.",
@@ -96,11 +96,15 @@ TROUBLE: dict[str, tuple[str, str]] = {
     "paint": ("smudges the paint", "smudged the paint"), "draw": ("smudges the lines", "smudged the lines"),
     "bake": ("burns the dough", "burned the dough"), "cook": ("spills the pot", "spilled the pot"),
     "fish": ("loses the line", "lost the line"), "kick": ("misses", "missed"), "catch": ("misses", "missed"),
-    "throw": ("misses", "missed"), "plant": ("gets stuck in the mud", "got stuck in the mud"),
+    "throw": ("misses", "missed"), "plant": ("drops the seeds", "dropped the seeds"),
     "dig": ("hits a rock", "hit a rock"), "search": ("loses the trail", "lost the trail"),
+    "fall asleep": ("tosses and turns", "tossed and turned"), "knit": ("drops a stitch", "dropped a stitch"),
+    "sew": ("pricks a finger", "pricked a finger"),
     "explore": ("loses the way", "lost the way"), "swing": ("slips", "slipped"), "build": ("knocks it over", "knocked it over"),
 }
 DEFAULT_TROUBLE = ("stumbles", "stumbled")
+# A quiet action that is not listed goes wrong without a fall.
+CALM_TROUBLE = ("gets it all wrong", "got it all wrong")
 # Where a finished action goes, said after its verb when it has no object ("swims across").
 MANNER = {"swim": "across", "fly": "high", "soar": "high", "climb": "to the top", "hike": "to the top", "run": "fast",
           "race": "to the finish", "jump": "high", "hop": "high", "dive": "deep", "ski": "down the slope",
@@ -108,7 +112,8 @@ MANNER = {"swim": "across", "fly": "high", "soar": "high", "climb": "to the top"
           "sail": "far", "surf": "to the shore", "ride": "far", "walk": "on", "sleep": "soundly", "nap": "soundly"}
 # Actions done sitting still: taken up again calmly, not bravely.
 CALM = frozenset({"sleep", "nap", "rest", "read", "write", "paint", "draw", "knit", "sew", "fish", "wait", "listen",
-                  "watch", "sit", "dream", "relax", "bake", "cook", "plant", "garden", "water", "study", "sing", "hum"})
+                  "watch", "sit", "dream", "relax", "bake", "cook", "plant", "garden", "water", "study", "sing", "hum",
+                  "fall asleep", "write", "spell", "count", "brew", "stir", "whistle", "sculpt", "carve", "weave"})
 # Genre lines that hold the action itself may join an arc's lines: the genre colours the story, never
 # replaces its action.
 ACTION_SLOTS = ("{do}", "{doing}", "{did}", "{does}")
@@ -116,8 +121,9 @@ ACTION_SLOTS = ("{do}", "{doing}", "{did}", "{does}")
 
 def arc_slots(reading: Reading) -> dict[str, str]:
     """{trouble}, {troubled}, {manner} and {brave} for the reading's action."""
-    verb = reading.verb
-    trouble, troubled = TROUBLE.get(verb, DEFAULT_TROUBLE)
+    # A verb with its particle may go its own way ("fall asleep" is not a fall).
+    verb = f"{reading.verb} {reading.particle}" if f"{reading.verb} {reading.particle}" in TROUBLE else reading.verb
+    trouble, troubled = TROUBLE.get(verb, CALM_TROUBLE if verb in CALM else DEFAULT_TROUBLE)
     manner = MANNER.get(verb, "") if not reading.has_object and not reading.particle else ""
     return {"trouble": trouble, "troubled": troubled, "manner": f" {manner}" if manner else "",
             "brave": "calmly" if verb in CALM else "bravely"}

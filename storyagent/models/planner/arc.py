@@ -168,17 +168,20 @@ def clip_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def noun_phrases(scene: str, noun: str, head: str, prep: str, article: bool) -> list[str]:
-    """Place phrases that keep the prompt's own place `noun` ("snowy mountain", head "mountain") and are drawn
-    as `scene`: the scene's {noun} phrases when they suit the head noun, else the noun itself leading one of
+def noun_phrases(scene: str, noun: str, prep: str, article: bool) -> list[str]:
+    """Place phrases that keep the prompt's own place `noun` ("snowy mountain") and are drawn as `scene`: the
+    {noun} phrases of a scene whose head nouns end it ("mountain"), else the noun itself leading one of
     the scene's usual phrases ("on the sofa in a cosy room at home"; a noun no table knows is kept the same way,
     drawn as the scene that leads the phrase)."""
     # The drawn scene's own phrases first ("haunted house": the haunted house's porch, not a cottage's),
     # else those of the scene the head noun belongs to ("snowy mountain": a mountain path, drawn in snow).
+    if not prep:
+        # The noun is a phrase of its own ("under the sea"): it follows the scene's usual phrase.
+        return [p if noun in p else f"{p} {noun}" for p in PLACE_PHRASES[scene]]
     owners = [scene] + [key for key in NOUN_PHRASES if key != scene]
-    fitting = next((NOUN_PHRASES[key][1] for key in owners if head in NOUN_PHRASES.get(key, ((), ()))[0]), None)
-    if fitting and article:
-        return [t.format(noun=noun) for t in fitting]
+    fits = [key for key in owners if any(noun == h or noun.endswith(" " + h) for h in NOUN_PHRASES.get(key, ((), ()))[0])]
+    if fits and article:
+        return [t.format(noun=noun) for t in NOUN_PHRASES[fits[0]][1]]
     own = f"{prep} the {noun}" if article else f"{prep} {noun}"
     # A usual phrase that already holds the noun ("in a cosy room at home" for "home") is used as it is.
     return [p if re.search(rf"\b{re.escape(noun)}\b", p) else f"{own} {p}" for p in PLACE_PHRASES[scene]]

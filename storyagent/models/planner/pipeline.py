@@ -71,8 +71,7 @@ class TemplatePlanner:
         cls = reading.subject if class_word == "character" and reading.subject else class_word
         times = times_for(prompt, num_shots, rng, night_story=genre.night)
         if reading.place_noun is not None:
-            own = noun_phrases(reading.place, reading.place_noun, reading.place_head or reading.place_noun,
-                               reading.place_prep, reading.place_article)
+            own = noun_phrases(reading.place, reading.place_noun, reading.place_prep, reading.place_article)
         else:
             own = PLACE_PHRASES[reading.place]
         phrases = rng.sample(own, k=len(own))

@@ -68,7 +68,8 @@ PLACE_CUES = frozenset({"stove", "oven", "bed", "sofa", "throne", "tree", "trees
                         "doorstep", "coral", "boat", "ship", "ski", "camp", "stable", "dune", "dunes", "bath",
                         "bathtub", "vines", "rainbow", "air", "cloud", "clouds", "stall", "stalls", "square", "lane",
                         "road", "station", "tower", "bed", "home", "stage", "pool", "field", "yard", "mine", "tunnel",
-                        "planet", "spaceship", "moat", "drawbridge", "throne", "bridge", "skyscraper", "skyscrapers"})
+                        "planet", "spaceship", "moat", "drawbridge", "throne", "bridge", "skyscraper", "skyscrapers",
+                        "fireplace"})
 # Where an activity happens, when the prompt names no place ("learns to swim" -> the lake); with an
 # object some happen elsewhere ("flies a kite" -> a meadow, "flies" alone -> the sky).
 VERB_PLACE = {"swim": "lake", "fish": "lake", "paddle": "lake", "row": "lake", "wade": "lake", "splash": "lake",
@@ -82,6 +83,17 @@ VERB_PLACE = {"swim": "lake", "fish": "lake", "paddle": "lake", "row": "lake", "
               "water": "meadow", "drive": "city", "explore": "forest", "hunt": "forest", "gallop": "meadow",
               "ride": "meadow", "kick": "meadow", "race": "meadow", "sprint": "meadow", "jog": "meadow"}
 OBJECT_PLACE = {"fly": "meadow", "float": "lake", "drive": "city"}
+# Prepositions after which an unknown noun is taken for a place ("in the gazebo"; not "to the owl").
+UNKNOWN_PLACE_PREPOSITIONS = frozenset({"in", "inside", "into", "at", "on", "onto", "under", "beneath", "near", "by",
+                                        "beside", "behind", "across", "through", "along", "around", "among"})
+# Nouns after a preposition that are not places ("in the end", "in a hurry", "in the match").
+NOT_PLACES = frozenset({"way", "end", "middle", "hurry", "time", "moment", "world", "mood", "game", "match", "team",
+                        "story", "book", "dream", "dreams", "competition", "contest", "show", "class", "lesson", "family",
+                        "group", "crowd", "picture", "photo", "film", "movie", "song", "sun", "wind", "light", "shade",
+                        "shadow", "shadows", "distance", "summer", "spring", "autumn", "year", "week", "future", "past",
+                        "life", "spotlight", "open", "dark", "cold", "heat", "race", "first", "last", "best", "same",
+                        "back", "front", "top", "bottom", "side", "left", "right", "corner", "center", "centre", "edge",
+                        "hope", "search", "hands", "arms", "lap", "pocket", "box", "bag", "basket", "head", "air"})
 FEAR_OF = re.compile(r"\b(?:afraid|scared|frightened|terrified)\s+of\s+((?:the\s+)?[a-z]+)")
 _NOT_ADJECTIVES = {w for table in (TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS) for ws in table.values() for w in ws}
 # Multi-word place names first, so "swimming pool" is read before "pool".
@@ -318,9 +330,34 @@ def _place(tokens: list[str], verb: _Verb | None, obj_start: int | None) -> _Pla
     prep_word = next((t for t in reversed(tokens[max(0, first - 2):first]) if t in LOCATIVE), None)
     noun_words = tokens[first:end]
     inside = _mentions(noun_words)
+    if noun_words[0] in LOCATIVE:
+        # A place name that is itself a phrase ("under the sea"): named by its last word, said whole.
+        return _Place(key=key, noun=" ".join(noun_words), head=noun_words[-1], prep="", article=True)
     # Drawn as its first place word ("snowy mountain": snow); named by its last ("mountain").
-    return _Place(key=inside[0][2], noun=" ".join(noun_words), head=" ".join(noun_words[inside[-1][0]:inside[-1][1]]),
+    return _Place(key=inside[0][2], noun=" ".join(noun_words), head=noun_words[inside[-1][1] - 1],
                   prep=LOCATIVE.get(prep_word or "", "by" if cue else "in"), article=article or not prep_word)
+
+
+def _unknown_place(tokens: list[str], verb: _Verb | None, usual: str) -> _Place | None:
+    """A place no table knows, after "in/at/on the" ("in the gazebo"): its word is kept; it is drawn as the
+    scene whose place word ends it ("ballroom": a room, "boathouse": a house), else where the action or
+    the genre usually happens."""
+    for i in range(len(tokens) - 2):
+        if tokens[i] not in UNKNOWN_PLACE_PREPOSITIONS or tokens[i + 1] not in DETERMINERS:
+            continue
+        j = i + 2
+        # Up to one describing word: "in the old gazebo".
+        if j + 1 < len(tokens) and tokens[j + 1] not in STOPS and tokens[j + 1] not in DETERMINERS and base_of(tokens[j + 1]) is None:
+            j += 1
+        noun = tokens[j]
+        if (verb is not None and j == verb.index) or noun in NOT_PLACES or noun in _NOT_ADJECTIVES or len(noun) < 3 \
+                or base_of(noun) is not None or noun in STOPS or noun.endswith("'s") or not noun.isalpha():
+            continue
+        ending = next((key for words, key in _PLACE_ENTRIES if len(words) == 1 and len(words[0]) >= 4
+                       and noun.endswith(words[0])), None)
+        return _Place(key=ending or usual, noun=" ".join(tokens[i + 2:j + 1]), head=noun,
+                      prep=LOCATIVE.get(tokens[i], "in"), article=True)
+    return None
 
 
 def read_prompt(prompt: str) -> Reading:
@@ -354,12 +391,13 @@ def read_prompt(prompt: str) -> Reading:
         thing = _object(tokens, after)
         has_object = thing is not None
     named = _place(tokens, found, obj_start)
-    if named is not None:
-        place = named.key
-    elif found is not None and found.base in VERB_PLACE:
-        place = OBJECT_PLACE.get(found.base, genre.place) if has_object and found.base in OBJECT_PLACE else VERB_PLACE[found.base]
+    if found is not None and found.base in VERB_PLACE:
+        usual = OBJECT_PLACE.get(found.base, genre.place) if has_object and found.base in OBJECT_PLACE else VERB_PLACE[found.base]
     else:
-        place = genre.place
+        usual = genre.place
+    if named is None:
+        named = _unknown_place(tokens, found, usual)
+    place = named.key if named is not None else usual
 
     fear = FEAR_OF.search(text)
     if thing is None and fear:
@@ -367,10 +405,13 @@ def read_prompt(prompt: str) -> Reading:
     if thing is None:
         noun = next((t for t in plot if t in genre.things), None)
         thing = f"the {noun}" if noun else genre.thing.format(setting=SETTING_NAME[place])
+    arc = found.arc if found else None
+    if arc == "happen" and particle == "asleep":
+        arc = "do"  # falling asleep is something done, not something that befalls
     return Reading(genre=genre_name, place=place, named_place=named is not None, subject=subject,
                    verb=found.base if found else genre.verb, thing=thing, time=time_in(text, weak=False),
                    weather=weather_in(text), has_object=has_object or found is None,
-                   action=found.base if found else None, particle=particle, arc=found.arc if found else None,
+                   action=found.base if found else None, particle=particle, arc=arc,
                    place_noun=named.noun if named else None, place_head=named.head if named else None,
                    place_prep=named.prep if named else "in", place_article=named.article if named else True,
                    genre_named=genre_name != "adventure" or any(t in GENRES["adventure"].keys for t in plot))

@@ -78,6 +78,8 @@ VERBS: frozenset[str] = frozenset(IRREGULAR) | frozenset({
     "open", "close", "celebrate", "discover", "try", "want", "wish", "hope", "love", "like", "decide", "need",
     "start", "plan", "attempt", "refuse", "imagine", "pretend", "swap",
     "whittle", "frost", "pack", "unpack", "wrap", "unwrap", "feed", "care", "comfort", "greet", "welcome", "join",
+    # how things go wrong
+    "wobble", "sway", "tip", "toss", "smudge", "burn", "miss", "knock", "prick", "struggle", "freeze", "hurry", "stop",
 })
 # Words that end in -ing but are not an action.
 NOT_ACTIONS = frozenset({"morning", "evening", "nothing", "something", "anything", "everything", "building", "ceiling",
