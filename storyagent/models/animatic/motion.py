@@ -64,6 +64,7 @@ STRETCH = 0.12  # how much taller it is in the air
 WALK_SPEED, WALK_MAX = 0.1, 0.3  # frame widths per second, and at most over a clip
 RUN_SPEED, RUN_MAX = 0.22, 0.5
 RUN_LEAN = 10.0  # degrees forward
+FALL_DROP = 0.15  # subject heights the fallen body lies below the feet it stood on
 SWIM_WATER = 0.66  # the water line, as a fraction of the subject's height from its top (below the face)
 SLEEP_BREATH = 3.0  # seconds per breath
 
@@ -189,7 +190,8 @@ def act(action: str, n: int, fps: float, seed: int, motion: str | None = None) -
         v = np.clip((u - 0.15) / 0.45, 0.0, 1.0)
         bounce = np.where((u > 0.6) & (u < 0.8), 0.05 * np.sin(math.pi * (u - 0.6) / 0.2), 0.0)
         # Forward is the way it faces: top to the right is clockwise, a negative angle.
-        return Acting(name, **{**base, "dx": direction * 0.04 * v, "dy": -bounce, "lift": bounce,
+        # It lands a little in front of where it stood: lower in the frame, as a body dropping to the ground.
+        return Acting(name, **{**base, "dx": direction * 0.04 * v, "dy": FALL_DROP * v ** 2 - bounce, "lift": bounce,
                                 "angle": -direction * 88.0 * v ** 2, "flipped": goes_left})
     if name == "swim":
         bob = 0.03 * np.sin(2 * math.pi * s / 1.4)
