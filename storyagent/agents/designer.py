@@ -1,15 +1,19 @@
 """The Story Designer: writes the story as N shots, as JSON validated into `StoryScript`.
 
 With an LLM it is an `AssistantAgent`; an answer that is not valid JSON, breaks the schema or
-has the wrong number of shots goes back to it with the validation message, at most
-`MAX_ATTEMPTS` times. Offline the template planner writes the story, and a review's feedback
-is applied to the named shots.
+has the wrong number of shots goes back to it with the validation message, and so does a story
+that misses the prompt (no shot shows the prompt's action, or none is set in its place; the
+offline planner's reading of the prompt), at most `MAX_ATTEMPTS` answers in all. When the last
+valid story still misses the prompt it is accepted, and the warning is recorded in the manifest
+and the transcript: a usable story is not thrown away for a word. Offline the template planner
+writes the story, and a review's feedback is applied to the named shots.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -19,7 +23,7 @@ from pydantic import ValidationError
 from storyagent.agents.context import STAGE_AGENT, CrewContext
 from storyagent.errors import StoryAgentError
 from storyagent.schemas import StoryScript, format_validation_error
-from storyagent.tools.story import Rewriter, existing_story, offline_planner, revise_shots, save_story
+from storyagent.tools.story import Rewriter, existing_story, offline_planner, prompt_misses, revise_shots, save_story
 
 MAX_ATTEMPTS = 3
 NAME = STAGE_AGENT["story"]
@@ -70,17 +74,23 @@ def make_story_designer(ctx: CrewContext) -> ConversableAgent:
         if feedback is None:
             ctx.script = existing_story(ctx.run)
         if ctx.script is None or feedback is not None:
+            warning = None
             if ctx.script is not None and feedback is not None and (feedback.shots or not ctx.llm.enabled):
                 # Named shots (or no LLM): only those shots are rewritten, the others kept as they are.
                 ctx.script = revise_shots(ctx.script, feedback.shots, feedback.feedback, ctx.rewrite).script
                 made_by = "rewritten after the story review"
             elif ctx.llm.enabled:
-                ctx.script = _ask_llm(recipient, list(messages or []), sender, cfg.shots)
+                # The first story is held to the prompt's action and place; a story-wide redo follows the
+                # reviewer's words instead (which may move it elsewhere).
+                keeps = (lambda script: prompt_misses(cfg, script)) if feedback is None else None
+                ctx.script, warning = _ask_llm(recipient, list(messages or []), sender, cfg.shots, keeps)
                 made_by = f"llm {ctx.llm.spec}"
+                if warning:
+                    ctx.events.append(f"story: accepted with a warning: {warning}")
             else:
                 ctx.script = offline_planner(cfg)
                 made_by = "offline planner"
-            save_story(ctx.run, ctx.script, made_by)
+            save_story(ctx.run, ctx.script, made_by, warning)
         ctx.pending = None
         return True, _summary(ctx.script)
 
@@ -97,24 +107,38 @@ def llm_rewriter(agent: ConversableAgent) -> Rewriter:
                "those shots so that their narration, description, subject_action, background, shot_type and "
                "camera_motion follow the words and agree with one another; keep every other shot exactly as it is. "
                "Answer with the whole story as one JSON object.\n" + script.model_dump_json())
-        return _ask_llm(agent, [{"role": "user", "content": ask}], None, len(script.shots))
+        return _ask_llm(agent, [{"role": "user", "content": ask}], None, len(script.shots))[0]
 
     return rewrite
 
 
-def _ask_llm(agent: ConversableAgent, messages: list[dict[str, Any]], sender: Agent | None, num_shots: int) -> StoryScript:
+def _ask_llm(agent: ConversableAgent, messages: list[dict[str, Any]], sender: Agent | None, num_shots: int,
+             keeps: Callable[[StoryScript], list[str]] | None = None) -> tuple[StoryScript, str | None]:
+    """The LLM's story and, when it was accepted although `keeps` still finds it missing the prompt, why.
+
+    Every answer that cannot be used goes back with the reason, `MAX_ATTEMPTS` answers in all: invalid
+    JSON or schema, or (with `keeps`) a story whose shots miss the prompt's action or place. After the last
+    answer the latest valid story is taken with a warning; with none, the run stops."""
     error = ""
+    missing: tuple[StoryScript, list[str]] | None = None
     for _ in range(MAX_ATTEMPTS):
         _, answer = agent.generate_oai_reply(messages=messages, sender=sender)
         text = answer if isinstance(answer, str) else str((answer or {}).get("content") or "")
         try:
-            return parse_script(text, num_shots)
+            script = parse_script(text, num_shots)
         except ValueError as exc:
             error = str(exc)
-            messages = messages + [
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": f"That answer cannot be used: {error}. Answer again with only the corrected JSON object."},
-            ]
+            ask = f"That answer cannot be used: {error}. Answer again with only the corrected JSON object."
+        else:
+            reasons = keeps(script) if keeps is not None else []
+            if not reasons:
+                return script, None
+            missing, error = (script, reasons), "; ".join(reasons)
+            ask = (f"That story does not tell the prompt's story: {error}. Keep the prompt's action in every shot's "
+                   "subject_action and its place in every background; answer again with only the whole corrected JSON object.")
+        messages = messages + [{"role": "assistant", "content": text}, {"role": "user", "content": ask}]
+    if missing is not None:
+        return missing[0], f"the story misses the prompt after {MAX_ATTEMPTS} tries: {'; '.join(missing[1])}"
     raise StoryAgentError(f"The Story Designer's LLM gave no valid story in {MAX_ATTEMPTS} tries (last problem: {error}); "
                           "try a stronger model or --llm none.")
 

@@ -13,7 +13,7 @@ from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.fileio import atomic_write_text
 from storyagent.hashing import hash_json
-from storyagent.models.planner import PlannerConfig, TemplatePlanner, revise_shot
+from storyagent.models.planner import PlannerConfig, TemplatePlanner, check_keeps_prompt, revise_shot
 from storyagent.schemas import Artifact, StoryScript, format_validation_error
 from storyagent.workspace import Workspace
 
@@ -53,11 +53,21 @@ def existing_story(run: Run) -> StoryScript | None:
     return None
 
 
-def save_story(run: Run, script: StoryScript, made_by: str) -> StoryScript:
+def prompt_misses(cfg: RunConfig, script: StoryScript) -> list[str]:
+    """Why `script` does not keep the run's prompt: no shot with its action, or none set in its place
+    (the offline planner's reading of the prompt, `check_keeps_prompt`); empty when it keeps it."""
+    return check_keeps_prompt(cfg.prompt, script)
+
+
+def save_story(run: Run, script: StoryScript, made_by: str, warning: str | None = None) -> StoryScript:
+    """Write the story and record who made it; `warning` (a story accepted although it misses the prompt)
+    is kept in the manifest beside it."""
     ws = run.ws
     atomic_write_text(ws.path(STORY_FILE), script.model_dump_json(indent=2) + "\n")
-    ws.record("story", Artifact(kind="story", path=STORY_FILE, input_hash=story_input_hash(run.config),
-                                meta={"made_by": made_by}))
+    meta: dict[str, object] = {"made_by": made_by}
+    if warning:
+        meta["warning"] = warning
+    ws.record("story", Artifact(kind="story", path=STORY_FILE, input_hash=story_input_hash(run.config), meta=meta))
     ws.manifest.set_stage("story", "done")
     return script
 
