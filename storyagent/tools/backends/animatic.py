@@ -13,6 +13,10 @@ from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, run_per_shot
 from storyagent.tools.run import Backend, Run
 
+RENDERER = 4
+"""The animatic renderer's version, part of every picture's and clip's hash: raised when what it draws
+changes (4: the subject acts its action), so a resumed run redraws what an older renderer made."""
+
 
 class AnimaticBackend(Backend):
     """Storyboard pictures and clips from the animatic renderer, shot by shot."""
@@ -34,7 +38,7 @@ class AnimaticBackend(Backend):
         def input_hash(shot: Shot) -> str:
             return hash_json({"shot": shot.model_dump(mode="json"), "subject": run.subject.input_hash,
                               "backend": self.name, "seed": run.seed("storyboard", shot.index),
-                              "size": [cfg.width, cfg.height], "renderer": 3})
+                              "size": [cfg.width, cfg.height], "renderer": RENDERER})
 
         def draw(shot: Shot, h: str) -> StoryboardFrame:
             seed = run.seed("storyboard", shot.index)
@@ -46,6 +50,9 @@ class AnimaticBackend(Backend):
 
         return run_per_shot(run, script.shots, key_prefix=STORYBOARD_DIR, label="Storyboard", kind=StoryboardFrame,
                             input_hash=input_hash, make=draw)
+
+    def clip_inputs(self) -> dict[str, object]:
+        return {**super().clip_inputs(), "renderer": RENDERER}
 
     def animate(self, run: Run, shot: Shot, board: StoryboardFrame, input_hash: str) -> ShotClip:
         # The picture's own seed draws the scene, so the clip starts from the picture the reviewer saw; a
