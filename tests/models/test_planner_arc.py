@@ -52,6 +52,10 @@ DEV = [
     ("a sheep learns to knit in the cottage", "knit", "cottage", "house"),
     ("a chick hatches in the barn", "hatch", "barn", "farm"),
     ("a lonely whale sings under the sea", "sing", "sea", "underwater"),
+    ("two friends race to the top of the hill", "race", "hill", "mountain"),
+    ("a cat chases a butterfly in the garden", "chase", "garden", "meadow"),
+    ("a mermaid explores a shipwreck", "explore", "shipwreck", "underwater"),
+    ("a baby dragon learns to breathe fire", "breathe", None, None),
 ]
 SHOT_COUNTS = (3, 4, 5, 7)
 SEEDS = (0, 1, 2)

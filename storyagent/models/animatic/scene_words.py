@@ -26,7 +26,7 @@ PLACE_WORDS: dict[str, tuple[str, ...]] = {
     "town": ("town", "village", "square", "station", "cafe", "lane", "circus", "funfair"),
     "market": ("market", "marketplace", "bazaar", "shop", "shops", "store", "stall", "stalls", "supermarket", "toyshop"),
     "underwater": ("underwater", "under the sea", "undersea", "reef", "coral", "seabed", "sea floor", "submarine",
-                   "ocean floor", "seafloor", "aquarium"),
+                   "ocean floor", "seafloor", "aquarium", "shipwreck", "wreck"),
     "sea": ("sea", "seaside", "beach", "ocean", "coast", "shore", "seashore", "waves", "island", "harbour", "harbor", "bay",
             "lighthouse", "pier", "dock", "boat", "ship", "lagoon", "cove"),
     "lake": ("lake", "river", "riverbank", "pond", "stream", "brook", "canal", "waterfall", "lakeside", "pool",

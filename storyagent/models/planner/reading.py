@@ -83,9 +83,12 @@ VERB_PLACE = {"swim": "lake", "fish": "lake", "paddle": "lake", "row": "lake", "
               "water": "meadow", "drive": "city", "explore": "forest", "hunt": "forest", "gallop": "meadow",
               "ride": "meadow", "kick": "meadow", "race": "meadow", "sprint": "meadow", "jog": "meadow"}
 OBJECT_PLACE = {"fly": "meadow", "float": "lake", "drive": "city"}
-# Prepositions after which an unknown noun is taken for a place ("in the gazebo"; not "to the owl").
-UNKNOWN_PLACE_PREPOSITIONS = frozenset({"in", "inside", "into", "at", "on", "onto", "under", "beneath", "near", "by",
-                                        "beside", "behind", "across", "through", "along", "around", "among"})
+# Prepositions after which an unknown noun is taken for a place ("in the gazebo"; not "to the owl", "on a wheel").
+UNKNOWN_PLACE_PREPOSITIONS = frozenset({"in", "inside", "into", "at", "across", "through", "along", "around", "among",
+                                        "within"})
+# Nouns ending in -ly, not adverbs ("chases a butterfly").
+LY_NOUNS = frozenset({"butterfly", "dragonfly", "firefly", "jelly", "belly", "lily", "family", "holly", "bully", "ally",
+                      "fly", "rally", "folly", "gully", "trolly", "puppy", "jolly"})
 # Nouns after a preposition that are not places ("in the end", "in a hurry", "in the match").
 NOT_PLACES = frozenset({"way", "end", "middle", "hurry", "time", "moment", "world", "mood", "game", "match", "team",
                         "story", "book", "dream", "dreams", "competition", "contest", "show", "class", "lesson", "family",
@@ -93,7 +96,10 @@ NOT_PLACES = frozenset({"way", "end", "middle", "hurry", "time", "moment", "worl
                         "shadow", "shadows", "distance", "summer", "spring", "autumn", "year", "week", "future", "past",
                         "life", "spotlight", "open", "dark", "cold", "heat", "race", "first", "last", "best", "same",
                         "back", "front", "top", "bottom", "side", "left", "right", "corner", "center", "centre", "edge",
-                        "hope", "search", "hands", "arms", "lap", "pocket", "box", "bag", "basket", "head", "air"})
+                        "hope", "search", "hands", "arms", "lap", "pocket", "box", "bag", "basket", "head", "air",
+                        "party", "picnic", "festival", "concert", "parade", "wedding", "birthday", "feast", "celebration",
+                        "holiday", "holidays", "adventure", "journey", "trip", "quest", "mission", "rain", "snow", "fog",
+                        "storm", "sunshine", "morning", "evening", "night", "afternoon", "spotlight", "news", "mirror"})
 FEAR_OF = re.compile(r"\b(?:afraid|scared|frightened|terrified)\s+of\s+((?:the\s+)?[a-z]+)")
 _NOT_ADJECTIVES = {w for table in (TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS) for ws in table.values() for w in ws}
 # Multi-word place names first, so "swimming pool" is read before "pool".
@@ -218,7 +224,10 @@ def _main_verb(tokens: list[str]) -> _Verb | None:
         if base is None or prev in NOT_BEFORE_VERB or tok in STATES:
             continue
         if tok == base:
-            counts = i == 0 or prev in MODALS or prev in ("and", "who", "that", "then", "always", "never", "often")
+            # A bare verb after "to", a modal or a plural or paired subject: "two friends race", "a fox and a hare race".
+            plural = prev.endswith("s") and not prev.endswith(("'s", "ss", "us", "is")) and base_of(prev) is None and prev not in STOPS
+            counts = (i == 0 or prev in MODALS or prev in ("and", "who", "that", "then", "always", "never", "often")
+                      or plural or ("and" in tokens[:i] and prev not in STOPS))
         else:
             counts = True
         if not counts:
@@ -234,11 +243,15 @@ def _main_verb(tokens: list[str]) -> _Verb | None:
     return None
 
 
+def _adverb(word: str) -> bool:
+    return word.endswith("ly") and word not in LY_NOUNS
+
+
 def _object(tokens: list[str], start: int) -> str | None:
     """The noun phrase after the verb, as 'the X' ('a castle' -> 'the castle'), at most three words."""
     words: list[str] = []
     for tok in tokens[start:]:
-        if tok in STOPS or (tok in DETERMINERS and words) or tok.endswith("ly") or tok in MODALS:
+        if tok in STOPS or (tok in DETERMINERS and words) or _adverb(tok) or tok in MODALS:
             break
         if words and base_of(tok) is not None and tok != base_of(tok):
             break  # the next verb: "catches fish and sings"
