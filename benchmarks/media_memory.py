@@ -31,19 +31,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_MB = 400
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080), "4K": (3840, 2160)}
-IMPORTS = "from storyagent.media.reading import MIN_SIDE, WORK_SIDE, load_reference, read_video\n"
+IMPORTS = ("from storyagent.media.reading import MIN_SIDE, WORK_SIDE, read_video\n"
+           "from storyagent.media.reference import load_reference\n")
 REPORT = "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
 
 
 def write_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> None:
-    """An H.264 clip of a diagonal gradient sliding under a bright disc that crosses the frame.
+    """An H.264 clip of a dark diagonal gradient sliding under a bright disc that crosses the frame.
 
     Frames are made in yuv420p (no RGB conversion) and encoded fast and coarse: the clip only has to
     decode like a real one at its size, not look good.
     """
     import av
 
-    gradient = (np.arange(height, dtype=np.uint16)[:, None] + np.arange(width, dtype=np.uint16)).astype(np.uint8)
+    gradient = (np.arange(height, dtype=np.uint16)[:, None] + np.arange(width, dtype=np.uint16)).astype(np.uint8) // 2
     radius = height // 4
     disc = (np.mgrid[-radius:radius, -radius:radius] ** 2).sum(axis=0) < radius**2
     picture = np.full((height * 3 // 2, width), 128, np.uint8)  # Y rows, then U and V at neutral grey

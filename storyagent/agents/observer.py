@@ -1,7 +1,8 @@
 """The Observer: reviews each stage and says "good" or names what to redo.
 
 Modes (`--review`):
-  rules  checks that need no weights: shot count, blank or frozen frames, subject missing or tiny
+  rules  checks that need no weights: shot count, blank or frozen frames, subject missing or tiny, a
+         subject whose cut-out jumps between the reference frames every clip is made of
   llm    a vision-capable LLM looks at the storyboard contact sheet and the clips' key frames
   human  a person at the terminal (`UserProxyAgent`, human_input_mode="ALWAYS"), as the paper allows
   aesthetic  the LAION aesthetic predictor v2 scores the storyboard (`--min-score`); rules elsewhere
@@ -21,10 +22,13 @@ from PIL import Image
 
 from storyagent.agents.context import OBSERVER, CrewContext, parse_verdict
 from storyagent.errors import InputError
-from storyagent.media import read_frames
+from storyagent.media import ReferenceMedia, read_frames
 from storyagent.progress import show_picture
 
 MIN_SUBJECT_FRACTION = 0.01
+MAX_AREA_JUMP = 0.2
+"""Neighbouring reference frames of one clip whose subject areas differ by more than this fraction make the
+subject flicker in the film (the cut-out lost a head, or took in a piece of background)."""
 BLANK_STD = 3.0
 MAX_VERDICT_ATTEMPTS = 3
 
@@ -77,6 +81,7 @@ def rule_review(ctx: CrewContext) -> str:
                 if cover < MIN_SUBJECT_FRACTION:
                     problems[frame.shot] = f"the character is missing or tiny ({cover:.1%} of the frame)"
     else:
+        jump = subject_jump(ctx.run.subject.reference)
         for clip in ctx.clips:
             frames = read_frames(ctx.ws.path(clip.path), max_frames=clip.num_frames)
             stack = np.stack(frames).astype(np.float32)
@@ -84,10 +89,30 @@ def rule_review(ctx: CrewContext) -> str:
                 problems[clip.shot] = "the clip is blank"
             elif np.abs(np.diff(stack, axis=0)).mean() < 0.05:
                 problems[clip.shot] = "the clip is frozen"
+            elif jump:
+                problems[clip.shot] = jump
     if not problems:
         return "good"
     shots = ",".join(str(s) for s in sorted(problems))
     return f"redo {shots}: " + "; ".join(f"shot {s}: {why}" for s, why in sorted(problems.items()))
+
+
+def subject_jump(reference: ReferenceMedia) -> str | None:
+    """What makes the subject flicker in every clip, or None: the first pair of neighbouring reference
+    frames from one file whose subject areas differ by more than `MAX_AREA_JUMP`. Every clip cycles
+    through these frames' cut-outs, so a jump between them is a jump in the clip; the masks are
+    already in memory, so the check costs nothing."""
+    areas = [int(m.sum()) for m in reference.masks]
+    for i in range(1, len(areas)):
+        if reference.sources[i] != reference.sources[i - 1] or not areas[i - 1]:
+            continue
+        change = areas[i] / areas[i - 1] - 1
+        if abs(change) > MAX_AREA_JUMP:
+            name = reference.sources[i].name
+            return (f"the subject's cut-out {'grows' if change > 0 else 'shrinks'} {abs(change):.0%} between reference "
+                    f"frames {i} and {i + 1} ({name}), so it flickers; give a steadier clip, or a photo of the subject "
+                    "on a plain background")
+    return None
 
 
 def aesthetic_review(ctx: CrewContext, scorer: Any = None) -> str:

@@ -3,9 +3,12 @@
 Frames are H×W×3 uint8 RGB numpy arrays; masks are H×W bool arrays (True = subject); pixel boxes
 are `Box` (top, bottom, left, right; ends exclusive).
 
-- `reading`: media files, images, videos (streamed: `probe_video`, `decode_video`), mask images, the
-  subject's reference media; bounded memory, special files refused
-- `segmentation`: GrabCut subject masks, mask checks, the RGBA cut-out
+- `reading`: media files, images, videos (streamed: `probe_video`, `decode_video`), mask images;
+  bounded memory, special files refused
+- `reference`: the subject's reference media (`load_reference`): frames, a mask per frame, the clip
+  frames dropped
+- `segmentation`: GrabCut subject masks, mask and cut-out checks, the RGBA cut-out
+- `tracking`: a clip's masks held steady (the first frame's carried by optical flow or a propagator)
 - `box`: the one `Box` type and the geometry on it
 - `writing`: mp4 (encoded, or clips joined without re-encoding) and PNG, written atomically
 - `layout`: fonts, word wrap, the contact sheet
@@ -18,9 +21,7 @@ from storyagent.media.reading import (
     MAX_PIXELS,
     MIN_SIDE,
     VIDEO_SUFFIXES,
-    ReferenceMedia,
     decode_video,
-    load_reference,
     media_files,
     probe_video,
     read_frames,
@@ -28,12 +29,15 @@ from storyagent.media.reading import (
     read_mask,
     read_video,
 )
-from storyagent.media.segmentation import check_mask, segment_subject, subject_cutout
+from storyagent.media.reference import DroppedFrame, ReferenceMedia, load_reference
+from storyagent.media.segmentation import check_cutout, check_mask, segment_subject, subject_cutout
+from storyagent.media.tracking import MaskPropagator, TrackedMasks, track_subject
 from storyagent.media.writing import CannotJoin, join_videos, write_png, write_video
 
 __all__ = [
-    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "CannotJoin", "ReferenceMedia", "check_mask",
-    "contact_sheet", "decode_video", "expand_box", "grow_box", "join_videos", "load_font", "load_reference", "mask_box",
-    "media_files", "probe_video", "read_frames", "read_image", "read_mask", "read_video", "segment_subject",
-    "square_box", "subject_cutout", "wrap_text", "write_png", "write_video",
+    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "CannotJoin", "DroppedFrame", "MaskPropagator",
+    "ReferenceMedia", "TrackedMasks", "check_cutout", "check_mask", "contact_sheet", "decode_video", "expand_box",
+    "grow_box", "join_videos", "load_font", "load_reference", "mask_box", "media_files", "probe_video", "read_frames",
+    "read_image", "read_mask", "read_video", "segment_subject", "square_box", "subject_cutout", "track_subject",
+    "wrap_text", "write_png", "write_video",
 ]

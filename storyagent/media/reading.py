@@ -1,5 +1,5 @@
-"""Reading the user's media: photos and clips as 8-bit RGB frames, mask images, and the subject's
-reference media with a subject mask per frame.
+"""Reading the user's media: photos and clips as 8-bit RGB frames, and mask images (`reference`
+turns them into the subject's reference media).
 
 Frames are H×W×3 uint8 RGB numpy arrays; masks are H×W bool arrays (True = subject).
 
@@ -17,7 +17,6 @@ import stat
 import warnings
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from storyagent.errors import InputError
-from storyagent.media.segmentation import check_mask, segment_subject
+from storyagent.media.segmentation import check_mask
 
 if TYPE_CHECKING:
     import av
@@ -45,18 +44,6 @@ MAX_SCANNED_FRAMES = 600
 that is more: decoding is sequential, so this bounds the time a long or crafted video takes."""
 
 T = TypeVar("T")
-
-
-@dataclass
-class ReferenceMedia:
-    """Frames sampled from the user's reference media and the subject mask of each."""
-
-    frames: list[np.ndarray]
-    masks: list[np.ndarray]
-    fps: float = 8.0
-    sources: list[Path] = field(default_factory=list)
-    mask_methods: list[str] = field(default_factory=list)
-    """How each mask was made: 'alpha', 'user mask', 'grabcut', 'grabcut (rectangle)' or 'centre guess'."""
 
 
 def media_files(path: str | Path) -> list[Path]:
@@ -266,7 +253,7 @@ def decode_video(path: str | Path, wanted: Collection[int], max_side: int | None
 def _frame_to_rgb(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
     """A decoded frame as an upright RGB array; libswscale shrinks it straight from the decoder's
     YUV, so the full-size RGB picture is never made."""
-    width, height = (frame.width, frame.height) if max_side is None else _fit_side(frame.width, frame.height, max_side)
+    width, height = (frame.width, frame.height) if max_side is None else fit_side(frame.width, frame.height, max_side)
     rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
     # Phones store portrait video sideways plus a display matrix, as they do photos plus EXIF orientation.
     turns = round(frame.rotation / 90) % 4
@@ -324,64 +311,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_reference(path: str | Path, max_frames: int = 16, mask: str | Path | None = None) -> ReferenceMedia:
-    """Read the subject's reference media and cut the subject out of every sampled frame.
-
-    Mask source, in order: a user-given mask (`mask`, or a file `NAME_mask.png` beside a photo),
-    the image's alpha channel, then GrabCut. A mask that covers nothing or everything is refused.
-    """
-    files = media_files(path)
-    per_file = max(1, math.ceil(max_frames / len(files)))
-    ref = ReferenceMedia(frames=[], masks=[])
-    for file in files:
-        fps = None
-        if file.suffix.lower() in VIDEO_SUFFIXES:
-            frames, fps = read_video(file, per_file, min_side=MIN_SIDE, max_side=WORK_SIDE)
-            alphas: list[np.ndarray | None] = [None] * len(frames)
-        else:
-            rgb, alpha = read_image(file)
-            frames, alphas = [rgb], [alpha]
-        user_mask = Path(mask) if mask is not None else sibling_mask(file)
-        for frame, alpha in zip(frames, alphas):
-            if user_mask is not None:
-                m, how = read_mask(user_mask, frame.shape[:2]), "user mask"
-            elif alpha is not None:
-                m, how = alpha > 127, "alpha"
-                check_mask(m, f"The alpha channel of {file.name}")
-            else:
-                m, how = segment_subject(frame)
-            frame, m = _downscale(frame, m)
-            ref.frames.append(frame)
-            ref.masks.append(m)
-            ref.mask_methods.append(how)
-            ref.sources.append(file)
-        if fps:
-            ref.fps = fps
-        if len(ref.frames) >= max_frames:
-            break
-    return ref
-
-
-def sibling_mask(file: Path) -> Path | None:
-    for suffix in ("_mask.png", "-mask.png", ".mask.png"):
-        candidate = file.with_name(file.stem + suffix)
-        if candidate.exists() or candidate.is_symlink():  # a broken link is answered, not skipped
-            return regular_file(candidate, "Mask", "make it a mask image (white = subject) or remove it")
-    return None
-
-
-def _downscale(frame: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    h, w = frame.shape[:2]
-    size = _fit_side(w, h, WORK_SIDE)
-    if size == (w, h):
-        return frame, mask
-    frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    if mask is not None:
-        mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return frame, mask
-
-
-def _fit_side(width: int, height: int, side: int) -> tuple[int, int]:
+def fit_side(width: int, height: int, side: int) -> tuple[int, int]:
     """(width, height) scaled by one factor so that the longer is at most `side`."""
     scale = side / max(width, height)
     if scale >= 1:

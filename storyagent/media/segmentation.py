@@ -5,6 +5,8 @@ Frames are H×W×3 uint8 RGB numpy arrays; masks are H×W bool arrays (True = su
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -13,6 +15,14 @@ from storyagent.media.box import grow_box, mask_box
 
 # A mask covering less than this fraction of the frame is "nothing", more than 1 - it "everything".
 MIN_MASK_FRACTION = 0.002
+FLAT_STD = 4.0
+"""A picture whose every channel varies less than this (standard deviation, 0-255) is one flat colour."""
+MIN_EDGE_CONTRAST = 1.3
+"""A cut-out whose outline changes colour less than this many times more than beside it (`edge_contrast`)
+follows no edge: it was cut through the middle of something."""
+CENTRE_GUESS = "centre guess"
+WORK_SIDE = 256
+"""Cut-outs are found at this longer side: GrabCut is O(pixels), and a mask needs no more."""
 
 
 def check_mask(mask: np.ndarray, what: str) -> None:
@@ -22,6 +32,72 @@ def check_mask(mask: np.ndarray, what: str) -> None:
         raise InputError(f"{what} covers nothing; the subject must be white on black.")
     if frac > 1 - MIN_MASK_FRACTION:
         raise InputError(f"{what} covers the whole image; the subject must be white on a black background.")
+
+
+def check_cutout(frame: np.ndarray, mask: np.ndarray, how: str, file: Path) -> None:
+    """Refuse, in one sentence naming `file`, a cut-out that found no subject (`cutout_problem`)."""
+    problem = cutout_problem(frame, mask, how)
+    if problem:
+        raise no_subject(file, problem)
+
+
+def no_subject(file: Path, problem: str) -> InputError:
+    """The one sentence refusing `file`, whose cut-out has `problem`, and saying what to give instead."""
+    return InputError(f"No subject could be cut out of {file.name} ({problem}); give a mask file {file.stem}_mask.png "
+                      "beside it (white = subject) or a photo of the subject on a plain background.")
+
+
+def cutout_problem(frame: np.ndarray, mask: np.ndarray, how: str) -> str | None:
+    """Why the cut-out `mask` of `frame` (found by `how`) is no subject, or None when it looks like one:
+    a picture of one flat colour, a cut-out that is empty or the whole frame, the centred guess (an
+    ellipse is nobody's outline), or an outline that follows no edge of the picture."""
+    small, mask = _work_size(frame, mask)
+    if float(small.reshape(-1, 3).std(axis=0).max()) < FLAT_STD:
+        return "the picture is a single flat colour"
+    frac = float(mask.mean())
+    if frac < MIN_MASK_FRACTION:
+        return "the cut-out is empty"
+    if frac > 1 - MIN_MASK_FRACTION:
+        return "the cut-out is the whole picture"
+    if how == CENTRE_GUESS:
+        return "nothing stands out from the background"
+    if edge_contrast(small, mask) < MIN_EDGE_CONTRAST:
+        return "its outline follows no edge of the picture"
+    return None
+
+
+def edge_contrast(frame: np.ndarray, mask: np.ndarray) -> float:
+    """How much more the colour changes across the mask's outline than beside it: about 1 for an
+    outline drawn anywhere through a picture, well above 1 for one around an object.
+
+    At points of the outline, the colours `d` px inside and outside it are compared with the colours
+    `d` and `3d` px in on the inside (and out on the outside): the same distance, not across it.
+    """
+    h, w = mask.shape
+    lab = cv2.cvtColor(cv2.GaussianBlur(frame, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 2.0)
+    gy, gx = np.gradient(soft)
+    m = mask.astype(np.uint8)
+    ys, xs = np.nonzero(m.astype(bool) & ~cv2.erode(m, np.ones((3, 3), np.uint8)).astype(bool))
+    norm = np.hypot(gx[ys, xs], gy[ys, xs])
+    ok = norm > 1e-3
+    ys, xs, norm = ys[ok], xs[ok], norm[ok]
+    # The mask's gradient points inwards; the outline's outward normal is its opposite.
+    nx, ny = -gx[ys, xs] / norm, -gy[ys, xs] / norm
+    d = max(2.0, min(h, w) * 0.015)
+
+    def at(k: float) -> tuple[np.ndarray, np.ndarray]:
+        x, y = np.round(xs + k * d * nx).astype(int), np.round(ys + k * d * ny).astype(int)
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        return lab[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], inside
+
+    (out1, v1), (in1, v2), (out3, v3), (in3, v4) = at(1), at(-1), at(3), at(-3)
+    valid = v1 & v2 & v3 & v4
+    if valid.sum() < 16:
+        return 0.0
+    across = np.linalg.norm(out1 - in1, axis=1)[valid].mean()
+    beside = 0.5 * (np.linalg.norm(in3 - in1, axis=1) + np.linalg.norm(out3 - out1, axis=1))[valid].mean()
+    return float(across / max(beside, 1.0))
 
 
 def segment_subject(frame: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, str]:
@@ -36,22 +112,34 @@ def segment_subject(frame: np.ndarray, iterations: int = 4) -> tuple[np.ndarray,
     The largest connected component, holes filled, is the subject.
     """
     h, w = frame.shape[:2]
-    scale = min(1.0, 256 / max(h, w))  # GrabCut is O(pixels); 256 px is plenty for a mask
-    small = cv2.resize(frame, (max(8, round(w * scale)), max(8, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small, _ = _work_size(frame)
     sh, sw = small.shape[:2]
 
     def full_size(mask: np.ndarray) -> np.ndarray:
         return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
 
-    fg = _largest_component(_grabcut_from_border(small, iterations))
+    fg = largest_component(_grabcut_from_border(small, iterations))
     if 0.02 < fg.mean() < 0.85:
         return full_size(fg), "grabcut"
-    fg = _largest_component(_grabcut_from_rect(small, iterations))
+    fg = largest_component(_grabcut_from_rect(small, iterations))
     if 0.05 < fg.mean() < 0.95:
         return full_size(fg), "grabcut (rectangle)"
     yy, xx = np.mgrid[0:sh, 0:sw]
     ellipse = ((xx - sw / 2) / (0.3 * sw)) ** 2 + ((yy - sh * 0.55) / (0.4 * sh)) ** 2 <= 1
-    return full_size(ellipse), "centre guess"
+    return full_size(ellipse), CENTRE_GUESS
+
+
+def _work_size(frame: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`frame` (and `mask`) with the longer side at most `WORK_SIDE`."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    if size == (w, h):
+        return frame, mask
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    if mask is not None:
+        mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
+    return small, mask
 
 
 def _grabcut_from_border(small: np.ndarray, iterations: int) -> np.ndarray:
@@ -71,7 +159,7 @@ def _grabcut_from_border(small: np.ndarray, iterations: int) -> np.ndarray:
     gc[:1, :] = cv2.GC_BGD
     gc[:, :1] = gc[:, -1:] = cv2.GC_BGD
     if seed.sum() >= 16 and (~seed).sum() >= 16:
-        _run_grabcut(small, gc, None, iterations, cv2.GC_INIT_WITH_MASK)
+        run_grabcut(small, gc, None, iterations, cv2.GC_INIT_WITH_MASK)
     return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
@@ -79,27 +167,40 @@ def _grabcut_from_rect(small: np.ndarray, iterations: int) -> np.ndarray:
     sh, sw = small.shape[:2]
     mx, my = max(1, round(sw * 0.06)), max(1, round(sh * 0.06))
     gc = np.zeros((sh, sw), np.uint8)
-    _run_grabcut(small, gc, (mx, my, sw - 2 * mx, sh - my), iterations, cv2.GC_INIT_WITH_RECT)
+    run_grabcut(small, gc, (mx, my, sw - 2 * mx, sh - my), iterations, cv2.GC_INIT_WITH_RECT)
     return np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
-def _run_grabcut(img: np.ndarray, gc: np.ndarray, rect, iterations: int, mode: int) -> None:
+def run_grabcut(img: np.ndarray, gc: np.ndarray, rect, iterations: int, mode: int) -> None:
+    """`cv2.grabCut` on the labels `gc`, in place; the same picture and labels always give the same cut."""
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour clusters from OpenCV's random generator (one per thread), so without
+    # this a frame's cut-out depended on how many cut-outs the thread had made before it.
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(img, gc, rect, bgd, fgd, iterations, mode)
     except cv2.error:
         pass  # GrabCut refuses degenerate colour models; the initial labels then stand
 
 
-def _largest_component(mask: np.ndarray, keep_fraction: float = 0.1) -> np.ndarray:
-    """The main blob: components at least `keep_fraction` of the largest, joined and hole-filled."""
+def largest_component(mask: np.ndarray, keep_fraction: float = 0.1, reach: float = 0.03) -> np.ndarray:
+    """The main blob: the largest component and those near it (within `reach` of the shorter side) at
+    least `keep_fraction` of its size, joined and hole-filled.
+
+    A piece of background cut out apart from the subject (a dark doorway beside a head of dark hair)
+    is a separate component some way off; a part of the subject that GrabCut split off (an ear, a
+    hand) lies next to it.
+    """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return mask
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = 1 + np.flatnonzero(areas >= keep_fraction * areas.max())
+    main = 1 + int(np.argmax(areas))
+    k = max(3, round(min(mask.shape) * reach)) | 1
+    near = cv2.dilate((labels == main).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1,) * 2))
+    touching = np.unique(labels[near.astype(bool) & (labels > 0)])
+    keep = [c for c in touching if areas[c - 1] >= keep_fraction * areas.max()]
     comp = np.isin(labels, keep).astype(np.uint8)
-    k = max(3, round(min(mask.shape) * 0.03)) | 1
     comp = cv2.morphologyEx(comp, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     # Fill holes: flood the background from a padded border; whatever it cannot reach is inside.
     padded = np.pad(comp, 1)

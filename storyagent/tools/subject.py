@@ -13,7 +13,7 @@ from PIL import Image
 from storyagent.config import RunConfig
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
-from storyagent.media.reading import sibling_mask
+from storyagent.media.reference import sibling_mask
 from storyagent.models.device import default_device
 from storyagent.schemas import Artifact, Subject
 from storyagent.workspace import Workspace
@@ -69,25 +69,65 @@ class LangSAMMasks:
         self._pipe = None
 
 
+@dataclass
+class Sam2Propagator:
+    """SAM 2's video predictor (`storyagent.models.sam2`) carrying each clip's first mask through the
+    clip; loaded on the first clip (torch with it) and kept until `release`."""
+
+    device: str | None = None
+    """None: the machine's default device."""
+    name = "sam2 video"
+    _model: Any = field(default=None, init=False, repr=False)
+
+    def __call__(self, frames: list[np.ndarray], first_mask: np.ndarray) -> list[np.ndarray]:
+        if self._model is None:
+            from storyagent.models.sam2 import Sam2VideoMasks
+
+            self._model = Sam2VideoMasks(device=self.device)
+        return self._model(frames, first_mask)
+
+    def release(self) -> None:
+        if self._model is not None:
+            self._model.release()
+            self._model = None
+
+
+def clip_propagator(device: str | None = None) -> Sam2Propagator | None:
+    """SAM 2 where its weights are in the local cache; None leaves clips to the flow-tracked cut-out.
+    Asking costs no torch import, so the animatic path of a run without the weights stays torch-free."""
+    from storyagent.models.sam2 import sam2_available
+
+    return Sam2Propagator(device) if sam2_available() else None
+
+
 def frame_key(number: int) -> str:
     """The manifest key of the subject's reference frame `number` (from 1): `subject/frame_03`; its
     files are `frame_03.png` and `frame_03_mask.png`."""
     return f"subject/frame_{number:02d}"
 
 
+def dropped_key(number: int) -> str:
+    """The manifest key of a sampled clip frame left out (`number` counts every sampled frame, from 1):
+    `subject/dropped_08`, with `dropped_08.png` and `dropped_08_mask.png`."""
+    return f"subject/dropped_{number:02d}"
+
+
 def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = None) -> PreparedSubject:
     """Read the subject's reference media into `subject/` (reused while the media are unchanged).
 
-    Masks come from the media (a user's mask, the alpha channel, else GrabCut); with `masks` (the
-    diffusion backend's LangSAM) every mask the user did not draw is LangSAM's where it finds the
-    subject.
+    Masks come from the media (a user's mask, the alpha channel), else a cut-out of each photo and of
+    each clip's first frame (GrabCut; with `masks`, the diffusion backend's LangSAM where it finds the
+    subject), carried through the clip by SAM 2 where its weights are cached, else by optical flow.
+    Clip frames whose mask jumped are left out, each recorded as `dropped_key(n)` with its reason.
     """
     files = media_files(cfg.subject)
+    propagator = clip_propagator(masks.device if masks is not None else None)
     # Contents only, in reading order (it decides which frame is frame_01): the same media under
     # another spelling of their path (relative, absolute, through a symlink) reuse the frames.
     sources = [[hash_file(f), *([hash_file(m)] if (m := sibling_mask(f)) else [])] for f in files]
     h = hash_json({"sources": sources, "mask": hash_file(cfg.mask) if cfg.mask is not None else None,
-                   "max_frames": cfg.max_reference_frames, "masks": masks.name if masks else "cut-out"})
+                   "max_frames": cfg.max_reference_frames, "masks": masks.name if masks else "cut-out",
+                   "clips": propagator.name if propagator else "flow-tracked", "cut-out": 2})
     count = ws.manifest.subject_frames
     keys = [frame_key(i + 1) for i in range(count)]
     if count and all(ws.fresh(k, h) for k in keys):
@@ -100,22 +140,22 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
             ref.sources.append(Path(entry["meta"]["source"]))
     else:
         ws.manifest.set_stage("subject", "running")
-        ref = load_reference(cfg.subject, cfg.max_reference_frames, cfg.mask)
-        if masks is not None:
-            guessed = [i for i, how in enumerate(ref.mask_methods) if how not in EXACT_MASKS]
-            found = masks([ref.frames[i] for i in guessed], [(ref.masks[i], ref.mask_methods[i]) for i in guessed])
-            for i, (mask, how) in zip(guessed, found):
-                ref.masks[i], ref.mask_methods[i] = mask, how
-            masks.release()
+        segment = (lambda frame: masks([frame])[0]) if masks is not None else None
+        try:
+            ref = load_reference(cfg.subject, cfg.max_reference_frames, cfg.mask, segment, propagator)
+        finally:
+            for model in (masks, propagator):
+                if model is not None:
+                    model.release()
         for i, (frame, mask) in enumerate(zip(ref.frames, ref.masks)):
-            rel, mrel = frame_key(i + 1) + ".png", frame_key(i + 1) + "_mask.png"
-            write_png(ws.path(rel), frame)
-            write_png(ws.path(mrel), (mask * 255).astype(np.uint8))
-            ws.record(frame_key(i + 1), Artifact(
-                kind="subject_frame", path=rel, mask_path=mrel, input_hash=h,
-                meta={"mask_method": ref.mask_methods[i], "source": str(ref.sources[i])}))
+            _write_frame(ws, frame_key(i + 1), frame, mask, h, {"mask_method": ref.mask_methods[i],
+                                                                 "source": str(ref.sources[i])})
+        for d in ref.dropped:
+            _write_frame(ws, dropped_key(d.number), d.frame, d.mask, h, {
+                "mask_method": d.mask_method, "source": str(d.source), "dropped": d.reason}, kind="dropped_subject_frame")
         ws.manifest.set_subject_frames(len(ref.frames))
-        ws.manifest.set_stage("subject", "done")
+        note = "; ".join(f"frame {d.number} of {d.source.name} left out: {d.reason}" for d in ref.dropped)
+        ws.manifest.set_stage("subject", "done", note or None)
     n = len(ref.frames)
     subject = Subject(
         name=cfg.name, class_word=cfg.class_word, reference_media=files,
@@ -123,3 +163,11 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
         masks=[ws.path(frame_key(i + 1) + "_mask.png") for i in range(n)],
     )
     return PreparedSubject(subject=subject, reference=ref, input_hash=h)
+
+
+def _write_frame(ws: Workspace, key: str, frame: np.ndarray, mask: np.ndarray, input_hash: str,
+                 meta: dict[str, Any], kind: str = "subject_frame") -> None:
+    rel, mrel = key + ".png", key + "_mask.png"
+    write_png(ws.path(rel), frame)
+    write_png(ws.path(mrel), (mask * 255).astype(np.uint8))
+    ws.record(key, Artifact(kind=kind, path=rel, mask_path=mrel, input_hash=input_hash, meta=meta))

@@ -21,7 +21,8 @@ import numpy as np
 
 from storyagent.errors import InputError
 from storyagent.media import MIN_SIDE, VIDEO_SUFFIXES, check_mask, read_image, read_mask, segment_subject
-from storyagent.media.reading import decode_video, probe_video, sibling_mask
+from storyagent.media.reading import decode_video, probe_video
+from storyagent.media.reference import sibling_mask
 
 Segmenter = Callable[[list[np.ndarray]], list[tuple[np.ndarray, str]]]
 """Frames (H, W, 3) uint8 -> one (mask (H, W) bool, how it was made) per frame."""
