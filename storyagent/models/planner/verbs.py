@@ -35,12 +35,13 @@ IRREGULAR: dict[str, tuple[str, str]] = {
     "understand": ("understood", "understood"), "lead": ("led", "led"), "lie": ("lay", "lain"),
     "ring": ("rang", "rung"), "spend": ("spent", "spent"), "send": ("sent", "sent"), "bend": ("bent", "bent"),
     "spit": ("spat", "spat"), "stick": ("stuck", "stuck"), "strike": ("struck", "struck"), "bleed": ("bled", "bled"),
-    "know": ("knew", "known"), "quit": ("quit", "quit"), "flee": ("fled", "fled"), "hear": ("heard", "heard"), "pay": ("paid", "paid"), "lay": ("laid", "laid"),
+    "know": ("knew", "known"), "quit": ("quit", "quit"), "flee": ("fled", "fled"), "hear": ("heard", "heard"),
+    "pay": ("paid", "paid"), "lay": ("laid", "laid"),
 }
 # Other forms in common use (American and British, old and new).
 EXTRA_FORMS: dict[str, tuple[str, ...]] = {
     "dive": ("dove",), "leap": ("leaped",), "dream": ("dreamed",), "learn": ("learnt",), "travel": ("travelled", "travelling"),
-    "spell": ("spelt",), "kneel": ("kneeled",), "light": ("lighted",), "sew": ("sewed",), "wake": ("waked",),
+    "spell": ("spelt",), "kneel": ("kneeled",), "wake": ("waked",),
 }
 IRREGULAR_PAST = {verb: forms[0] for verb, forms in IRREGULAR.items()}
 # Verbs whose last consonant doubles although the spelling rule cannot tell (stress on the last syllable).
