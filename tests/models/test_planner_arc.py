@@ -240,3 +240,11 @@ def test_the_jungle_is_drawn_unlike_the_pine_forest():
     assert green_share(jungle) > 0.7 and green_share(jungle) > green_share(forest) + 0.15
     assert np.abs(jungle - forest).mean() > 25
     assert SceneSpec.from_text("an astronaut lost in the rainforest at dusk").place == "jungle"
+
+
+def test_a_counted_subject_takes_a_bare_verb():
+    """Found on prompts outside both sets: "two mice build a boat" lost its action (read as a day out)."""
+    for prompt, verb in (("two mice build a boat", "build"), ("some ducks swim in the pond", "swim"),
+                         ("three friends race to the lake", "race")):
+        script = TemplatePlanner()(prompt, "Pip", 4)
+        assert all(re.search(rf"\b{verb[:4]}", s.subject_action) for s in script.shots), prompt

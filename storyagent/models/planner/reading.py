@@ -41,6 +41,8 @@ NOT_BEFORE_VERB = DETERMINERS | (frozenset(LOCATIVE) - {"to", "up", "down"}) | {
 # "far from home" or "the way home" is where the character wants to be, not where the story is set.
 HOME_GOAL = re.compile(r"\b(way|from|back|get|gets|go|goes|going|come|comes|coming|walk|walks|head|heads|find|finds|"
                        r"run|runs|fly|flies|swim|swims|hurry|hurries|race|races)\s+home\b")
+# A subject these words start is plural, so its verb is bare ("two mice build a boat").
+COUNTED = frozenset({"two", "three", "four", "five", "six", "seven", "many", "several", "some", "all"})
 # Verbs that take another verb: "learns to swim", "loves dancing", "dreams of flying".
 CONTROL = frozenset({"learn", "want", "try", "hope", "dream", "wish", "practise", "practice", "attempt", "love", "like",
                      "decide", "need", "plan", "start", "begin", "refuse", "forget", "pretend", "imagine", "long"})
@@ -226,7 +228,8 @@ def _main_verb(tokens: list[str]) -> _Verb | None:
         if tok == base:
             # A bare verb after "to", a modal or a plural or paired subject: "two friends race", "a fox and a hare race".
             plural = prev.endswith("s") and not prev.endswith(("'s", "ss", "us", "is")) and base_of(prev) is None and prev not in STOPS
-            counts = (i == 0 or prev in MODALS or prev in ("and", "who", "that", "then", "always", "never", "often")
+            counted = bool(tokens) and tokens[0] in COUNTED  # "two mice build", "three friends race"
+            counts = (i == 0 or counted or prev in MODALS or prev in ("and", "who", "that", "then", "always", "never", "often")
                       or plural or ("and" in tokens[:i] and prev not in STOPS))
         else:
             counts = True
