@@ -15,11 +15,10 @@ from storyagent.media.box import grow_box, mask_box
 
 # A mask covering less than this fraction of the frame is "nothing", more than 1 - it "everything".
 MIN_MASK_FRACTION = 0.002
+MAX_CUTOUT_FRACTION = 0.98
+"""A cut-out (not a mask the user drew) covering more than this of the frame took the whole picture."""
 FLAT_STD = 4.0
 """A picture whose every channel varies less than this (standard deviation, 0-255) is one flat colour."""
-MIN_EDGE_CONTRAST = 1.3
-"""A cut-out whose outline changes colour less than this many times more than beside it (`edge_contrast`)
-follows no edge: it was cut through the middle of something."""
 CENTRE_GUESS = "centre guess"
 WORK_SIDE = 256
 """Cut-outs are found at this longer side: GrabCut is O(pixels), and a mask needs no more."""
@@ -49,55 +48,23 @@ def no_subject(file: Path, problem: str) -> InputError:
 
 def cutout_problem(frame: np.ndarray, mask: np.ndarray, how: str) -> str | None:
     """Why the cut-out `mask` of `frame` (found by `how`) is no subject, or None when it looks like one:
-    a picture of one flat colour, a cut-out that is empty or the whole frame, the centred guess (an
-    ellipse is nobody's outline), or an outline that follows no edge of the picture."""
+    a picture of one flat colour, a cut-out that is empty or the whole frame, or the centred guess."""
     small, mask = _work_size(frame, mask)
     if float(small.reshape(-1, 3).std(axis=0).max()) < FLAT_STD:
         return "the picture is a single flat colour"
     frac = float(mask.mean())
     if frac < MIN_MASK_FRACTION:
         return "the cut-out is empty"
-    if frac > 1 - MIN_MASK_FRACTION:
+    if frac > MAX_CUTOUT_FRACTION:
         return "the cut-out is the whole picture"
     if how == CENTRE_GUESS:
+        # GrabCut found nothing (or everything) and the ellipse stood in. It is nobody's outline: measured
+        # across it, the colour changes no more than beside it (0.8 to 1.4 times on leaves, gravel, grass,
+        # fur, a galaxy field and stained tissue, against 2 to 70 times around the subjects of real
+        # photos), so the film would show a disc of the picture's texture. A photo that is all background
+        # and one that is all subject both end here.
         return "nothing stands out from the background"
-    if edge_contrast(small, mask) < MIN_EDGE_CONTRAST:
-        return "its outline follows no edge of the picture"
     return None
-
-
-def edge_contrast(frame: np.ndarray, mask: np.ndarray) -> float:
-    """How much more the colour changes across the mask's outline than beside it: about 1 for an
-    outline drawn anywhere through a picture, well above 1 for one around an object.
-
-    At points of the outline, the colours `d` px inside and outside it are compared with the colours
-    `d` and `3d` px in on the inside (and out on the outside): the same distance, not across it.
-    """
-    h, w = mask.shape
-    lab = cv2.cvtColor(cv2.GaussianBlur(frame, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
-    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 2.0)
-    gy, gx = np.gradient(soft)
-    m = mask.astype(np.uint8)
-    ys, xs = np.nonzero(m.astype(bool) & ~cv2.erode(m, np.ones((3, 3), np.uint8)).astype(bool))
-    norm = np.hypot(gx[ys, xs], gy[ys, xs])
-    ok = norm > 1e-3
-    ys, xs, norm = ys[ok], xs[ok], norm[ok]
-    # The mask's gradient points inwards; the outline's outward normal is its opposite.
-    nx, ny = -gx[ys, xs] / norm, -gy[ys, xs] / norm
-    d = max(2.0, min(h, w) * 0.015)
-
-    def at(k: float) -> tuple[np.ndarray, np.ndarray]:
-        x, y = np.round(xs + k * d * nx).astype(int), np.round(ys + k * d * ny).astype(int)
-        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
-        return lab[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)], inside
-
-    (out1, v1), (in1, v2), (out3, v3), (in3, v4) = at(1), at(-1), at(3), at(-3)
-    valid = v1 & v2 & v3 & v4
-    if valid.sum() < 16:
-        return 0.0
-    across = np.linalg.norm(out1 - in1, axis=1)[valid].mean()
-    beside = 0.5 * (np.linalg.norm(in3 - in1, axis=1) + np.linalg.norm(out3 - out1, axis=1))[valid].mean()
-    return float(across / max(beside, 1.0))
 
 
 def segment_subject(frame: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, str]:

@@ -60,9 +60,9 @@ DARK_BLOCK = (slice(30, 120), slice(196, 244))
 last frames, as the astronaut's hair reached a dark patch of jungle."""
 
 
-def busy_background(h: int = 240, w: int = 320, seed: int = 7) -> np.ndarray:
+def busy_background(h: int = 240, w: int = 320, seed: int = 7, block: bool = True) -> np.ndarray:
     """Leafy clutter: overlapping blobs of greens, bark browns (like the hair) and pale sky, fine noise,
-    and a near-black block (a doorway) beside where the figure's head passes."""
+    and (with `block`) a near-black block (a doorway) beside where the figure's head passes."""
     rng = np.random.default_rng(seed)
     img = np.full((h, w, 3), (96, 128, 84), np.uint8)
     palette = [(60, 110, 50), (120, 160, 90), (34, 80, 40), (150, 170, 120), (80, 58, 40), (66, 46, 32),
@@ -73,12 +73,28 @@ def busy_background(h: int = 240, w: int = 320, seed: int = 7) -> np.ndarray:
         axes = (int(rng.integers(3, 16)), int(rng.integers(3, 16)))
         cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
     img = np.clip(img.astype(np.int16) + rng.integers(-12, 13, (h, w, 3)), 0, 255).astype(np.uint8)
-    img[DARK_BLOCK] = (16, 14, 14)
+    if block:
+        img[DARK_BLOCK] = (16, 14, 14)
     return img
 
 
 PAN = 24
 """The background is drawn this many pixels larger than the frame: the hand-held camera pans over it."""
+
+
+def camera_offset(i: int, n: int = 16) -> tuple[int, int]:
+    """Where frame `i` of the figure clip starts in `busy_background` (x, y): a slow pan left to right
+    with a pixel or two of shake."""
+    rng = np.random.default_rng(1000 + i)
+    return round(PAN * (1 - i / max(1, n - 1)) * 0.8 + rng.integers(0, 3)), round(PAN / 2 + rng.integers(-2, 3))
+
+
+def dark_block_in_frame(i: int, n: int = 16, h: int = 240, w: int = 320) -> np.ndarray:
+    """Where `DARK_BLOCK` is in frame `i` of the figure clip (before the figure is drawn over it)."""
+    block = np.zeros((h + PAN, w + PAN), bool)
+    block[DARK_BLOCK] = True
+    x, y = camera_offset(i, n)
+    return block[y:y + h, x:x + w]
 
 
 def figure_frame(i: int, n: int = 16, h: int = 240, w: int = 320, background: np.ndarray | None = None,
@@ -90,7 +106,7 @@ def figure_frame(i: int, n: int = 16, h: int = 240, w: int = 320, background: np
     bg = busy_background(h + PAN, w + PAN) if background is None else background
     rng = np.random.default_rng(100 + i)
     u = i / max(1, n - 1)
-    pan_x, pan_y = round(PAN * (1 - u) * 0.8 + rng.integers(0, 3)), round(PAN / 2 + rng.integers(-2, 3))
+    pan_x, pan_y = camera_offset(i, n)
     img = bg[pan_y:pan_y + h, pan_x:pan_x + w].copy()
     cx, s = 130 + 34 * u, 1.0 + 0.08 * u  # the figure's centre column and scale
     truth = np.zeros((h, w), np.uint8)
@@ -117,6 +133,17 @@ def figure_frame(i: int, n: int = 16, h: int = 240, w: int = 320, background: np
     exposure = 1 + 0.04 * math.sin(2.3 * i)
     img = np.clip(img * exposure + rng.integers(-6, 7, (h, w, 3)), 0, 255).astype(np.uint8)
     return img, truth.astype(bool)
+
+
+def fur_image(h: int = 240, w: int = 320, seed: int = 3) -> np.ndarray:
+    """A photo that is all subject: a close crop of ginger fur, strands every way, filling the frame."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), (170, 110, 60), np.float32)
+    for _ in range(3000):
+        x, y, angle = int(rng.integers(0, w)), int(rng.integers(0, h)), rng.uniform(0, np.pi)
+        colour = np.clip(np.array((170, 110, 60)) + rng.normal(0, 35, 3), 0, 255)
+        cv2.line(img, (x, y), (int(x + 12 * np.cos(angle)), int(y + 12 * np.sin(angle))), colour.tolist(), 1)
+    return np.clip(cv2.GaussianBlur(img, (3, 3), 0), 0, 255).astype(np.uint8)
 
 
 def write_figure_video(path: Path, n: int = 16, fps: int = 8) -> list[np.ndarray]:
