@@ -42,7 +42,7 @@ def box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def lean(mask: np.ndarray) -> float:
     """How far the top half's middle is right of the bottom half's (pixels): a body leaning right > 0."""
-    x0, y0, x1, y1 = box(mask)
+    _, y0, _, y1 = box(mask)
     mid = (y0 + y1) // 2
     return float(np.nonzero(mask[y0:mid])[1].mean() - np.nonzero(mask[mid:y1])[1].mean())
 
@@ -114,13 +114,13 @@ def test_fall_tips_over_and_ends_lower(pipe, pip):
 
 
 def test_swim_is_cut_at_the_water_line_under_a_drawn_water_band(pipe, pip):
-    shot = dict(background="a lake in the jungle at noon")
+    shot = {"background": "a lake in the jungle at noon"}
     swim, still = render(pipe, pip, ACTING["swim"], **shot), render(pipe, pip, ACTING["glide"], **shot)
     tops = []
     for frame, mask, lay, dry in zip(swim.frames, swim.masks, swim.layouts, still.frames):
         assert lay.water_line is not None
         line = int(np.ceil(lay.water_line))
-        x0, y0, x1, y1 = box(mask)
+        _, y0, _, y1 = box(mask)
         assert not mask[line:].any() and y1 >= line - 2, "seen down to the water line, not below it"
         # Below the line the picture is water (bluer than the dry scene), the body hidden under it.
         water, ground = frame[line + 3:].astype(int), dry[line + 3:].astype(int)
@@ -221,7 +221,7 @@ def test_a_new_take_keeps_the_motions_pose(pipe, pip, motion):
     layouts = r.layouts
     for seed in (1, 2):
         take = retime(layouts, seed)
-        assert take[0] == layouts[0] and take[-1].subject_box == layouts[-1].subject_box
+        assert take[0] is layouts[0] and take[-1].subject_box == layouts[-1].subject_box
         assert take[-1].angle == pytest.approx(layouts[-1].angle) and take[-1].flipped == layouts[-1].flipped
         angles = [lay.angle for lay in layouts]
         for lay in take:

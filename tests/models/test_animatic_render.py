@@ -7,6 +7,7 @@ import pytest
 from storyagent.media import ReferenceMedia
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.models.animatic.backgrounds import draw_background
+from storyagent.models.animatic.layout import ShotLayout
 from storyagent.models.animatic.pipeline import _Overlay
 from storyagent.schemas import Shot
 from tests.support.media import disc_image
@@ -62,3 +63,40 @@ def test_a_pipeline_that_drew_the_storyboard_renders_the_clip_a_fresh_one_would(
     # The kept scene is the one drawn for that text, size and seed, untouched by the renders.
     canvas = used.background("a sandy beach at dawn", 208, 126, 3)
     assert not canvas.flags.writeable and np.array_equal(canvas, draw_background("a sandy beach at dawn", 208, 126, 3))
+
+
+def rotation(angle: float, px: float, py: float) -> np.ndarray:
+    return ShotLayout(subject_box=(0, 0, 1, 1), subtitle_box=(0, 0, 1, 1), camera=np.eye(2, 3), flipped=False,
+                      angle=angle, pivot=(px, py)).rotation
+
+
+@pytest.mark.parametrize("y,x,px,py", [(10, 20, 40, 50), (-15, 30, 0, 0), (40, 90, 100, 70)])
+def test_a_right_angle_turn_is_the_picture_rotated(y, x, px, py):
+    """Turning a placed picture by 90° counter-clockwise about a pixel corner lands every pixel exactly
+    where np.rot90 puts it: the turn neither shifts nor blurs the sprite."""
+    rng = np.random.default_rng(abs(y * 7 + x))
+    frame = rng.integers(0, 256, (80, 120, 3), np.uint8)
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[3:27, 4:36] = rng.integers(0, 256, (24, 32, 4), np.uint8)
+    # Pixel (i, j) at (x + j, y + i) goes to column px - py + y + i, row px + py - x - 1 - j.
+    expected, expected_mask = full_frame_over(frame, np.rot90(rgba), px + py - x - rgba.shape[1], px - py + y)
+    turned, left, top = _Overlay.of(rgba).turned(rotation(90.0, px, py), x, y, 120, 80)
+    out, mask = frame.copy(), np.zeros(frame.shape[:2], bool)
+    turned.over(out, top, left, mask)
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1 and np.array_equal(mask, expected_mask)
+
+
+def test_turning_by_nothing_changes_no_pixel_and_the_water_cuts_rows():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (80, 120, 3), np.uint8)
+    rgba = rng.integers(0, 256, (30, 40, 4), np.uint8)
+    plain, plain_mask = full_frame_over(frame, rgba, 12, 25)
+    turned, left, top = _Overlay.of(rgba).turned(rotation(0.0, 60, 60), 25, 12, 120, 80)
+    out, mask = frame.copy(), np.zeros(frame.shape[:2], bool)
+    turned.over(out, top, left, mask)
+    assert np.abs(out.astype(int) - plain.astype(int)).max() <= 1 and np.array_equal(mask, plain_mask)
+    # Above the water: rows from 20 on (the picture's own row 8) are left as the frame was.
+    cut, cut_mask = frame.copy(), np.zeros(frame.shape[:2], bool)
+    _Overlay.of(rgba).above(20 - 12).over(cut, 12, 25, cut_mask)
+    assert np.array_equal(cut[20:], frame[20:]) and not cut_mask[20:].any()
+    assert np.array_equal(cut[:20], plain[:20]) and np.array_equal(cut_mask[:20], plain_mask[:20])

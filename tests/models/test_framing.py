@@ -82,7 +82,7 @@ def test_layout_random_regions_and_seeds():
 def test_close_up_is_cut_only_at_the_bottom_and_shows_the_head():
     for region in NAMED_REGIONS:
         lay = shot_layout(make_shot("close-up", "zoom in", region), 9, 10, 512, 320, 0.8)
-        x0, y0, x1, y1 = lay.subject_box
+        _, y0, _, y1 = lay.subject_box
         assert y1 > 320, "a close-up is bigger than the frame: the body runs off the bottom"
         assert 0 <= y0 < 0.15 * 320, "the head is near the top of the frame"
 
@@ -123,7 +123,7 @@ def test_rendered_subject_matches_layout_and_subtitles_stay_off_the_face(pip, sh
         for t, (mask, lay) in enumerate(zip(plain.masks, plain.layouts)):
             where = (acting, t)
             bx0, by0, bx1, by1 = mask_box(mask)
-            x0, y0, x1, y1 = lay.subject_box
+            _, y0, _, y1 = lay.subject_box
             ex0, ey0, ex1, ey1 = lay.extent
             # The sprite's alpha lies inside the layout's (turned) box: the picture is the layout.
             assert ex0 - 1 <= bx0 and bx1 <= ex1 + 1 and ey0 - 1 <= by0 and by1 <= ey1 + 1, (where, mask_box(mask), lay.extent)
@@ -164,7 +164,7 @@ def test_close_up_subtitles_stay_off_pips_real_face(pip):
         shot = make_shot("close-up", camera, "center", "looks at the sea")
         plain, titled = plain_pipe(shot, pip, seed=1), titled_pipe(shot, pip, seed=1)
         for t, (mask, lay) in enumerate(zip(plain.masks, plain.layouts)):
-            x0, y0, x1, y1 = lay.subject_box
+            _, y0, _, y1 = lay.subject_box
             chin_row = math.ceil(y0 + chin * (y1 - y0))
             text = np.abs(titled.frames[t].astype(int) - plain.frames[t].astype(int)).max(axis=2) > 40
             assert not (text & mask)[:chin_row].any(), (camera, t, "subtitle over Pip's face")

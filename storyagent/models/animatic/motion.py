@@ -166,7 +166,8 @@ def act(action: str, n: int, fps: float, seed: int, motion: str | None = None) -
     u = t / max(n - 1, 1)  # 0 .. 1 over the clip
     duration = n / fps
     zero, one = np.zeros(n), np.ones(n)
-    base = dict(dx=zero, dy=zero, lift=zero, angle=zero, scale_x=one, scale_y=one, flipped=np.zeros(n, bool))
+    base = {"dx": zero, "dy": zero, "lift": zero, "angle": zero, "scale_x": one, "scale_y": one,
+            "flipped": np.zeros(n, bool)}
     goes_left = np.full(n, direction < 0)
 
     if name == "hop":

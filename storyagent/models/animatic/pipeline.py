@@ -2,8 +2,10 @@
 
 A previsualisation, honest about what it is: every pixel of the subject comes from the
 reference media (so it is the same character in every shot), the background is drawn from the
-shot's text, the camera moves as the shot says, and the narration is burnt in as a subtitle.
-Where the subject and the subtitles go is decided by `layout.plan_shot`, and drawn exactly there.
+shot's text, the subject acts the shot's action (`motion`: it hops, falls, swims, sleeps ...), the
+camera moves as the shot says, and the narration is burnt in as a subtitle. Where the subject and the
+subtitles go, and how the subject is turned, squashed and cut at a water line, is decided by
+`layout.plan_shot`, and drawn exactly there.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ShotRender:
     layouts: list[ShotLayout] | None = None
     """The layout of every rendered frame (subject box, subtitle band, camera)."""
     masks: list[np.ndarray] | None = None
-    """Where the subject is in every frame (bool H×W)."""
+    """Where the subject is seen in every frame (bool H×W), as turned and cut at the water."""
 
 
 class AnimaticPipeline:
@@ -152,7 +154,7 @@ class AnimaticPipeline:
                 surface = round(lay.water_line)
                 sprite = sprite.above(surface - top)
                 self._cache.get(("water", W, H, surface, tint),
-                                lambda: _Overlay.of(_water_layer(W, H, surface, tint))).over(frame)
+                                lambda at=surface: _Overlay.of(_water_layer(W, H, at, tint))).over(frame)
             if lay.ground is not None:
                 _ground_shadow(frame, sprite, left, top, lay.ground)
             mask = np.zeros((H, W), bool)
