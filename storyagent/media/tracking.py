@@ -38,7 +38,7 @@ MIN_CARRIED_IOU = 0.85
 COLOUR_STEP = 30.0
 """A subject pixel whose colour (Lab, 0-255 scale) is further than this from where the flow says it came
 from has changed colour: exposure breathing moves a pixel by a few units, an object in front by many."""
-MAX_RECOLOURED = 0.2
+MAX_RECOLOURED = 0.15
 """A frame in which more than this fraction of the subject changed colour is dropped."""
 BAND = 0.06
 """Half-width of the band GrabCut may move the outline in, as a fraction of the square root of the
