@@ -7,6 +7,7 @@ session and the manifest; the galleries are only sent again when something chang
 
 from __future__ import annotations
 
+import html
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,33 @@ import gradio as gr
 
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
-from storyagent.studio.runs import (STORY_COLUMNS, check_llm, check_uploads, cutout_previews, earlier_runs, new_run_id,
-                                    run_folder, run_inputs, save_story_edits, store_uploads, story_rows)
+from storyagent.studio.runs import (CACHE, STORY_COLUMNS, check_llm, check_uploads, clip_poster, cutout_preview,
+                                    earlier_runs, new_run_id, run_folder, run_inputs, save_story_edits, store_uploads,
+                                    story_rows)
 from storyagent.studio.session import RunSession, View
 from storyagent.tools.run import BACKENDS, backend_class
 from storyagent.workspace import Workspace
 
 STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}
+CUTOUTS_LABEL = "Cut-outs"
+SENT = "Sent:"
+"""How the page's message starts when an answer reached the crew."""
+POSTERS_JS = """() => {
+    // Gradio's gallery has no poster for a video; each clip's poster (its first frame) is listed in the
+    // hidden #clip_posters element by the clip's file name, and set on every player showing that clip.
+    const apply = () => {
+        const posters = {};
+        document.querySelectorAll('#clip_posters [data-clip]').forEach(e => { posters[e.dataset.clip] = e.dataset.poster; });
+        document.querySelectorAll('#clips video').forEach(v => {
+            const name = decodeURIComponent((v.getAttribute('src') || '').split('?')[0].split('/').pop());
+            const poster = posters[name];
+            if (poster && v.getAttribute('poster') !== poster) v.setAttribute('poster', poster);
+        });
+    };
+    new MutationObserver(apply).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                        attributeFilter: ['src', 'data-poster']});
+    apply();
+}"""
 
 
 def _say(exc: Exception) -> str:
@@ -34,6 +55,7 @@ class Studio:
     def __init__(self, runs: Path) -> None:
         self.runs = runs.resolve()
         self.runs.mkdir(parents=True, exist_ok=True)
+        self.posters = self.runs / CACHE / "posters"
         self.sessions: dict[str, RunSession] = {}
         self._lock = threading.Lock()
 
@@ -46,12 +68,19 @@ class Studio:
     # ---- starting and reopening -------------------------------------------------------------
 
     def preview(self, files: list[str] | None) -> tuple[Any, str]:
+        """The uploads' cut-outs as one picture (labelled with how each was cut), and a message."""
         if not files:
-            return [], ""
+            return gr.update(value=None, label=CUTOUTS_LABEL), ""
         try:
-            return cutout_previews(check_uploads(files)), ""
+            strip, caption = cutout_preview(check_uploads(files))
+            return gr.update(value=strip, label=f"{CUTOUTS_LABEL} ({caption})" if caption else CUTOUTS_LABEL), ""
         except InputError as exc:
-            return [], _say(exc)
+            return gr.update(value=None, label=CUTOUTS_LABEL), _say(exc)
+
+    def list_runs(self) -> Any:
+        """The "Earlier runs" choices as the runs folder holds them now (runs made since the server
+        started included, by this page, another tab or `storyagent run --out` into the folder)."""
+        return gr.update(choices=earlier_runs(self.runs))
 
     def start(self, files: list[str] | None, prompt: str, name: str, class_word: str, shots: float, backend: str,
               llm: str, review: str, width: float, height: float, fps: float, seed: float) -> tuple[str | None, str]:
@@ -106,35 +135,61 @@ class Studio:
                 # The crew takes the story on disk, so the table's edits are approved with it.
                 save_story_edits(session.root, table.values.tolist() if hasattr(table, "values") else list(table))
             session.answer(text)
-            return f"Sent: `{text}`"
+            return f"{SENT} `{text}`"
         except StoryAgentError as exc:
             return _say(exc)
 
-    def redo_shot(self, run_id: str | None, shot: float | None, words: str) -> str:
-        if not shot:
+    def redo_shot(self, run_id: str | None, shot: str | float | None, words: str) -> str:
+        given = str(shot if shot is not None else "").strip()
+        if not given:
             return _say(InputError("Select a shot in the grid (or type its number) to redo it."))
-        return self.answer(run_id, f"redo {int(shot)}: {(words or '').strip()}".rstrip(": "))
+        if not given.isdigit():
+            return _say(InputError(f"{given!r} is not a shot number; select a shot in the grid or type its number."))
+        return self.answer(run_id, f"redo {int(given)}: {(words or '').strip()}".rstrip(": "))
 
     def redo_stage(self, run_id: str | None, words: str) -> str:
         return self.answer(run_id, (words or "").strip() or "redo")
+
+    def sent(self, message: str) -> tuple[str, Any, Any]:
+        """`message` for the page, and the redo fields (shot, words): emptied once an answer reached
+        the crew, so the next stage does not open with this stage's redo; kept when it was refused."""
+        if message.startswith(SENT):
+            return message, "", ""
+        return message, gr.skip(), gr.skip()
 
     def refresh(self, run_id: str | None, shown: str) -> list[Any]:
         """The page's view of the run; every output skipped while nothing changed since `shown`."""
         session = self.sessions.get(run_id or "")
         if session is None:
-            return [gr.skip()] * 9
+            return [gr.skip()] * 11
         view = session.view()
         manifest = session.root / "manifest.json"
         stamp = f"{view.state}|{view.stage}|{view.question}|{manifest.stat().st_mtime_ns if manifest.exists() else 0}"
         if stamp == shown:
-            return [gr.skip()] * 9
+            return [gr.skip()] * 11
         root = session.root
         board = [(str(p), f"shot {i}") for i, p in _numbered(root / "storyboard", "shot_{:02d}.png", session.cfg.shots)]
-        clips = [(str(p), f"shot {i}") for i, p in _numbered(root / "shots", "shot_{:02d}.mp4", session.cfg.shots)]
+        numbered_clips = _numbered(root / "shots", "shot_{:02d}.mp4", session.cfg.shots)
+        clips = [(str(p), f"shot {i}") for i, p in numbered_clips]
         table = gr.update(value=story_rows(root), visible=True) if (root / "story.json").is_file() else gr.update()
         film = str(view.film) if view.film else None
-        return [_status(run_id, view), _question(view), table, board, clips, film,
-                gr.update(value=film, visible=film is not None), gr.update(visible=view.state == "review"), stamp]
+        # A run that ends (here or in another tab) belongs in "Earlier runs" at once.
+        earlier = self.list_runs() if view.state in ("done", "stopped", "failed") else gr.skip()
+        return [_status(run_id, view), _question(view), table, board, clips, self._posters(root, numbered_clips), film,
+                gr.update(value=film, visible=film is not None), gr.update(visible=view.state == "review"), earlier,
+                stamp]
+
+    def _posters(self, root: Path, clips: list[tuple[int, Path]]) -> str:
+        """The hidden list the page's script reads: each clip's file name and the address of its poster."""
+        items = []
+        for _, clip in clips:
+            try:
+                poster = clip_poster(clip, self.posters / root.name)
+            except StoryAgentError:
+                continue  # a clip being rewritten right now; its poster comes with the next change
+            items.append(f'<i data-clip="{html.escape(clip.name)}" '
+                         f'data-poster="gradio_api/file={html.escape(str(poster))}"></i>')
+        return "".join(items)
 
 
 def _selected_shot(evt: gr.SelectData) -> int:
@@ -172,8 +227,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
             with gr.Row():
                 files = gr.File(label="Photos or clips of your character (200 MB per file at most)",
                                 file_count="multiple", elem_id="uploads")
-                cutouts = gr.Gallery(label="Cut-outs", columns=4, height=220, object_fit="contain", allow_preview=False,
-                                     elem_id="cutouts")
+                cutouts = gr.Image(label=CUTOUTS_LABEL, height=220, interactive=False, format="png",
+                                   buttons=["download", "fullscreen"], elem_id="cutouts")
             prompt = gr.Textbox(label="Story idea", placeholder="a day at the seaside", elem_id="prompt")
             with gr.Row():
                 name = gr.Textbox(label="Name", placeholder="Pip", elem_id="name")
@@ -191,9 +246,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                     fps = gr.Number(label="Frames per second", value=8, elem_id="fps")
                     seed = gr.Number(label="Seed", value=0, precision=0, elem_id="seed")
             start = gr.Button("Make the film", variant="primary", elem_id="start")
-        with gr.Tab("Earlier runs"):
-            earlier = gr.Dropdown(label="Run", choices=earlier_runs(studio.runs), allow_custom_value=True,
-                                  elem_id="earlier")
+        with gr.Tab("Earlier runs") as earlier_tab:
+            earlier = gr.Dropdown(label="Run", choices=[], allow_custom_value=True, elem_id="earlier")
             with gr.Row():
                 relist = gr.Button("Refresh the list", elem_id="relist")
                 reopen = gr.Button("Reopen and resume", variant="primary", elem_id="reopen")
@@ -201,7 +255,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
         question = gr.Markdown(elem_id="question")
         with gr.Group(visible=False) as review_box:
             with gr.Row():
-                shot = gr.Number(label="Shot", precision=0, minimum=1, maximum=32, elem_id="shot")
+                # Text, not gr.Number: Gradio shows an empty Number as 0, an invalid shot (shots count from 1).
+                shot = gr.Textbox(label="Shot", placeholder="select one", max_lines=1, elem_id="shot")
                 words = gr.Textbox(label="What to change", placeholder="make it night", elem_id="words", scale=4)
             with gr.Row():
                 approve = gr.Button("Approve", variant="primary", elem_id="approve")
@@ -215,22 +270,32 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                            elem_id="board", allow_preview=False, object_fit="contain")
         clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
                            allow_preview=True, object_fit="contain")
+        posters = gr.HTML(visible="hidden", elem_id="clip_posters")
         film = gr.Video(label="The film", interactive=False, height=420, elem_id="film")
         download = gr.DownloadButton("Download the film", visible=False, elem_id="download")
         timer = gr.Timer(1.0)
 
-        views = [status, question, story, board, clips, film, download, review_box, shown]
+        views = [status, question, story, board, clips, posters, film, download, review_box, earlier, shown]
+        # The list of earlier runs is read when the page opens and when its tab is opened, not when
+        # the server started: runs made since then are on disk only.
+        demo.load(studio.list_runs, None, earlier)
+        demo.load(None, None, None, js=POSTERS_JS)
+        earlier_tab.select(studio.list_runs, None, earlier)
         files.change(studio.preview, files, [cutouts, message])
         start.click(studio.start, [files, prompt, name, class_word, shots, backend, llm, review, width, height, fps,
                                    seed], [run_id, message], api_name="start")
-        relist.click(lambda: gr.update(choices=earlier_runs(studio.runs)), None, earlier, api_name="relist")
+        relist.click(studio.list_runs, None, earlier, api_name="relist")
         reopen.click(studio.reopen, earlier, [run_id, message], api_name="reopen")
         timer.tick(studio.refresh, [run_id, shown], views, show_progress="hidden")
         board.select(_selected_shot, None, shot)
         clips.select(_selected_shot, None, shot)
-        approve.click(lambda r, t: studio.answer(r, "ok", t), [run_id, story], message, api_name="approve")
-        redo_one.click(studio.redo_shot, [run_id, shot, words], message, api_name="redo_shot")
-        redo_all.click(studio.redo_stage, [run_id, words], message, api_name="redo_stage")
-        render.click(lambda r: studio.answer(r, "render"), run_id, message, api_name="render")
+        answered = [message, shot, words]
+        approve.click(lambda r, t: studio.sent(studio.answer(r, "ok", t)), [run_id, story], answered,
+                      api_name="approve")
+        redo_one.click(lambda r, s, w: studio.sent(studio.redo_shot(r, s, w)), [run_id, shot, words], answered,
+                       api_name="redo_shot")
+        redo_all.click(lambda r, w: studio.sent(studio.redo_stage(r, w)), [run_id, words], answered,
+                       api_name="redo_stage")
+        render.click(lambda r: studio.sent(studio.answer(r, "render")), run_id, answered, api_name="render")
         stop.click(lambda r: studio.answer(r, "quit"), run_id, message, api_name="quit")
     return demo, studio

@@ -33,10 +33,11 @@ def launch(runs: Path, host: str = "127.0.0.1", port: int = 7860, block: bool = 
     """Serve the studio over `runs`; returns (Blocks, Studio). The server reads nothing outside `runs`:
     `allowed_paths` is that folder alone and Gradio's own upload cache is kept inside it."""
     from storyagent.studio.app import build_app
+    from storyagent.studio.runs import CACHE
 
     runs = runs.expanduser().resolve()
     runs.mkdir(parents=True, exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str(runs / ".studio-cache")
+    os.environ["GRADIO_TEMP_DIR"] = str(runs / CACHE)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo, app_state = build_app(runs)
     if block:

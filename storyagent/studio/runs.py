@@ -33,6 +33,10 @@ STORY_COLUMNS = ["shot", "shot type", "camera", "background", "action", "narrati
 EDITABLE = {"background": "background", "action": "subject_action", "narration": "narration",
             "shot type": "shot_type", "camera": "camera_motion"}
 """Table column -> story.json field, for the columns a person may edit."""
+CACHE = ".studio-cache"
+"""The studio's own files inside --runs (Gradio's upload cache, the clips' posters); never a run id."""
+PREVIEW_HEIGHT = 256
+"""Height in pixels of each cut-out in the upload preview strip."""
 
 
 LLM_FORMS = ("none", "offline", "openai:", "ollama:", "openai-compatible:")
@@ -124,17 +128,50 @@ def store_uploads(files: list[Path], folder: Path) -> Path:
     return dest
 
 
-def cutout_previews(files: list[Path]) -> list[tuple[np.ndarray, str]]:
-    """Each upload's first frame cut out as the animatic backend cuts it (RGBA), captioned."""
+def cutout_preview(files: list[Path], height: int = PREVIEW_HEIGHT) -> tuple[np.ndarray | None, str]:
+    """Each upload's first frame cut out as the animatic backend cuts it, side by side in one RGBA
+    strip (each scaled to `height`, aspect kept), and a caption naming each file's mask method; no
+    picture while only masks are uploaded.
+
+    One picture, not a gallery: a gallery cell is a square as wide as its column, which crops a tall
+    cut-out in a short box; one image in an image box is scaled to fit the box whole."""
+    import cv2
+
     from storyagent.media import load_reference, subject_cutout
 
-    previews = []
+    cutouts, captions = [], []
     for p in files:
         if p.stem.lower().endswith("_mask"):
             continue
         ref = load_reference(p, max_frames=1)
-        previews.append((subject_cutout(ref.frames[0], ref.masks[0]), f"{p.name}: {ref.mask_methods[0]}"))
-    return previews
+        cutout = subject_cutout(ref.frames[0], ref.masks[0])
+        width = max(1, round(cutout.shape[1] * height / cutout.shape[0]))
+        cutouts.append(cv2.resize(cutout, (width, height), interpolation=cv2.INTER_AREA))
+        captions.append(f"{p.name}: {ref.mask_methods[0]}")
+    if not cutouts:
+        return None, ""
+    gap = np.zeros((height, max(1, height // 8), 4), np.uint8)
+    strip = np.concatenate([part for c in cutouts for part in (gap, c)][1:], axis=1)
+    return strip, "; ".join(captions)
+
+
+def clip_poster(clip: Path, folder: Path) -> Path:
+    """The first frame of `clip` as a png in `folder` (the page's poster for the clip's player).
+
+    The name carries the clip's modification time, so a redone clip gets a new poster address and a
+    browser never shows the old picture from its cache; older posters of the clip are removed."""
+    from storyagent.media import read_video, write_png
+
+    stamp = clip.stat().st_mtime_ns
+    poster = folder / f"{clip.stem}-{stamp}.png"
+    if not poster.is_file():
+        frames, _ = read_video(clip, max_frames=1)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_png(poster, frames[0])
+        for old in folder.glob(f"{clip.stem}-*.png"):
+            if old != poster:
+                old.unlink(missing_ok=True)
+    return poster
 
 
 def story_rows(folder: Path) -> list[list[Any]]:

@@ -6,6 +6,7 @@ Screenshots of every step go to a folder printed at the start (copied to $STUDIO
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,7 +18,9 @@ import subprocess
 import sys
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from storyagent.errors import InputError
 from storyagent.studio.command import launch
@@ -99,6 +102,54 @@ def _question(page) -> str:
     return page.locator("#question").inner_text()
 
 
+def _picture(page, url: str, mode: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.request.get(url).body())).convert(mode))
+
+
+def _drawn_box(element: dict, box: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+    """Where the browser draws the picture rows/cols `box` (top, bottom, left, right; bottom/right exclusive)
+    of an <img>, on the page (left, top, right, bottom), for its object-fit, centred as by default."""
+    x, y, w, h = element["rect"]
+    nw, nh = element["natural"]
+    fit = {"fill": (w / nw, h / nh), "none": (1.0, 1.0)}
+    if element["fit"] in fit:
+        sx, sy = fit[element["fit"]]
+    else:
+        scale = {"cover": max, "contain": min, "scale-down": lambda a, b: min(1.0, a, b)}[element["fit"]](w / nw, h / nh)
+        sx = sy = scale
+    ox, oy = x + (w - nw * sx) / 2, y + (h - nh * sy) / 2
+    top, bottom, left, right = box
+    return ox + left * sx, oy + top * sy, ox + right * sx, oy + bottom * sy
+
+
+def _assert_preview_whole(page) -> None:
+    """The cut-out preview draws the whole subject: its mask's box, as the page draws it, lies inside both
+    the <img> and the preview box that clips it; and the served picture has the subject's proportions."""
+    from storyagent.media import load_reference, mask_box
+
+    _wait(lambda: page.eval_on_selector("#cutouts img", "i => i.complete && i.naturalWidth > 0"), what="the preview")
+    element = page.eval_on_selector("#cutouts img", """i => {
+        const r = i.getBoundingClientRect(), b = i.closest('#cutouts').getBoundingClientRect();
+        return {rect: [r.left, r.top, r.width, r.height], clip: [b.left, b.top, b.right, b.bottom],
+                natural: [i.naturalWidth, i.naturalHeight], fit: getComputedStyle(i).objectFit, src: i.src};
+    }""")
+    alpha = _picture(page, element["src"], "RGBA")[..., 3] > 127
+    ys, xs = np.nonzero(alpha)
+    drawn = _drawn_box(element, (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1))
+    x, y, w, h = element["rect"]
+    for name, (left, top, right, bottom) in (("the <img>", (x, y, x + w, y + h)), ("the preview box", element["clip"])):
+        assert (drawn[0] >= left - 1 and drawn[1] >= top - 1 and drawn[2] <= right + 1 and drawn[3] <= bottom + 1), \
+            f"the subject is drawn at {drawn}, outside {name} {(left, top, right, bottom)}: cut off"
+    subject = mask_box(load_reference(PIP, max_frames=1).masks[0])
+    served = (xs.max() + 1 - xs.min()) / (ys.max() + 1 - ys.min())
+    aspect = (subject.right - subject.left) / (subject.bottom - subject.top)
+    assert abs(served / aspect - 1) < 0.05, f"the preview's subject is cropped or squashed: {served:.3f} vs {aspect:.3f}"
+
+
+def _redo_fields(page) -> dict:
+    return {"shot": page.locator("#shot input").input_value(), "words": page.locator("#words textarea").input_value()}
+
+
 @pytest.mark.browser
 def test_make_a_film_in_the_browser(server, browser, shots_dir):
     url, studio, runs = server
@@ -106,6 +157,7 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     page.goto(url)
     page.locator("#uploads input[type=file]").set_input_files(str(PIP))
     page.wait_for_selector("#cutouts img", timeout=30_000)
+    _assert_preview_whole(page)
     page.locator("#prompt textarea").fill("a day at the seaside")
     page.locator("#name textarea").fill("Pip")
     page.locator("#class_word textarea").fill("fox")
@@ -118,11 +170,18 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
 
     # 1. The story as an editable table: an edit is saved to story.json before the stage is approved.
     _wait(lambda: "[story] ready" in _question(page), what="the story review")
+    # The shot field opens valid: shots count from 1, and nothing is selected yet.
+    field = page.locator("#shot input").evaluate(
+        "e => ({value: e.value, valid: e.checkValidity(), flagged: !!e.closest('#shot').querySelector('.validation-error')})")
+    assert field["value"] in ("", "1") and field["valid"] and not field["flagged"], field
     run_id = _wait(lambda: next(iter(studio.sessions), None), what="the run")
     root = run_folder(runs, run_id)
     assert sorted(p.name for p in (root / "uploads").iterdir()) == ["upload_01.png"], "the app names uploads"
     cell = page.locator('#story [data-testid="cell-0-5"]')
     cell.dblclick()
+    # Select the cell's text only once its editor has the focus; earlier, the keys go to the page.
+    page.wait_for_function("""() => ['INPUT', 'TEXTAREA'].includes(document.activeElement.tagName)
+        && document.activeElement.closest('[data-testid="cell-0-5"]')""", timeout=10_000)
     page.keyboard.press("ControlOrMeta+a")
     page.keyboard.type("Pip wakes up by the sea.")
     page.keyboard.press("Enter")
@@ -163,12 +222,29 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     assert [now[i] == on_disk[i] for i in range(1, 5)] == [True, False, True, True]
     assert "night" in json.loads((root / "story.json").read_text())["shots"][1]["background"]
     _wait(lambda: "[storyboard] ready" in _question(page), what="the storyboard asked again")
+    assert _redo_fields(page) == {"shot": "", "words": ""}, "a sent redo clears its fields"
     page.screenshot(path=shots_dir / "04_redo_shot_2.png", full_page=True)
+    # Words typed for shot 3 and then approved instead: the clips stage opens with empty redo fields.
+    page.locator('#board button[aria-label="Thumbnail 3 of 4"]').click()
+    _wait(lambda: _redo_fields(page)["shot"] == "3", what="shot 3 selected")
+    page.locator("#words textarea").fill("make it rain")
     page.locator("#approve").click()
 
-    # 3. The clips as video players, then the film: it plays and downloads.
+    # 3. The clips as video players, each showing its first frame before it plays; then the film.
     _wait(lambda: "[video] ready" in _question(page), what="the clips review")
+    assert _redo_fields(page) == {"shot": "", "words": ""}, "approving a stage clears the redo fields"
     _wait(lambda: page.locator("#clips .grid-wrap video").count() == 4, what="4 clips")
+    posters = _wait(lambda: (p := page.eval_on_selector_all("#clips .grid-wrap video", "vs => vs.map(v => v.poster)"))
+                    and all(p) and p, what="a poster on every clip")
+    loaded = page.eval_on_selector_all("#clips .grid-wrap video", """vs => Promise.all(vs.map(v => new Promise(done => {
+        const i = new Image(); i.onload = () => done(i.naturalWidth); i.onerror = () => done(0); i.src = v.poster; })))""")
+    assert all(loaded), f"a poster did not load: {loaded}"
+    from storyagent.media import read_video
+
+    for i, poster in enumerate(posters, 1):
+        first = read_video(root / f"shots/shot_{i:02d}.mp4", max_frames=1)[0][0]
+        shown = _picture(page, poster, "RGB")
+        assert shown.shape == first.shape and np.abs(shown.astype(int) - first).mean() < 2, f"shot {i}'s poster"
     page.screenshot(path=shots_dir / "05_clips.png", full_page=True)
     page.locator("#approve").click()
     page.wait_for_selector("#film video", timeout=60_000)
@@ -190,11 +266,20 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
 
     # 4. Another tab lists the run, reopens it and resumes. The redo rewrote shot 2's text after the story
     # was approved, so the crew may ask for the story again; "Approve the rest" then finishes, redoing nothing.
+    # A run made outside the studio after the server started (as `storyagent run --out runs/...` makes one)
+    # is listed once the page is reloaded, with neither a restart nor "Refresh the list".
+    from storyagent.agents.crew import run_crew
+    from storyagent.config import RunConfig
+
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
+    run_crew(RunConfig.build(prompt="made from the command line", subject=PIP, name="Pip", shots=1, width=64, height=64,
+                             fps=2, shot_duration=2.0), runs / "made-from-the-command-line", show_progress=False)
+    page.reload()
     page.get_by_role("tab", name="Earlier runs").click()
-    page.locator("#relist").click()
     page.locator("#earlier input").click()
+    listed = page.get_by_role("option").all_inner_texts()
+    assert "made-from-the-command-line" in listed and run_id in listed, listed
     page.get_by_role("option", name=run_id).click()
     page.locator("#reopen").click()
     ready = lambda: "The film is ready" in page.locator("#status").inner_text()  # noqa: E731
