@@ -2,17 +2,19 @@
 
 Cutting every frame of a clip out on its own lets each frame decide afresh what is subject: hair
 whose colour the background shares is kept in one frame and lost in the next, a dark patch beside
-the head joins in now and then, and the film's character flickers. Here one frame is cut out, and
-its mask is carried through the clip:
+the head joins in now and then, and the film's character flickers. Here one frame (the caller picks
+it: the first that shows a subject) is cut out, and its mask is carried through the clip both ways:
 
 - by a model that propagates masks through video (SAM 2), when the caller has one (`MaskPropagator`);
-- otherwise by dense optical flow: the previous frame's mask, moved by the flow, marks where the
+- otherwise by dense optical flow: the last kept frame's mask, moved by the flow, marks where the
   subject must be (its eroded core), may be (a band either side of its outline) and cannot be (the
   rest) in the next frame, and GrabCut only settles the band.
 
-Either way, a frame whose mask differs from the mask carried into it by more than `MAX_AREA_CHANGE`
-in area or `MIN_CARRIED_IOU` in shape is dropped (with its reason), and the carried mask, not the
-odd one, goes on to the next frame.
+A frame whose mask changes from the last kept frame's by more than `MAX_AREA_CHANGE` in area or
+`MIN_CARRIED_IOU` in outline, or whose subject changed colour where the flow says it came from
+(`MAX_RECOLOURED`: the camera looked away, the light went), is dropped with its reason, unless a cut-out of
+that frame alone is the kept subject's size and shape (the flow lost a subject that moved far). The
+next frame is tracked from the last frame kept, never from the odd one.
 
 Frames are H×W×3 uint8 RGB numpy arrays; masks are H×W bool arrays (True = subject).
 """
@@ -26,20 +28,21 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from storyagent.media.segmentation import largest_component, run_grabcut, segment_subject
+from storyagent.media.segmentation import WORK_SIDE, largest_component, run_grabcut, segment_subject
 
 FLOW_TRACKED = "flow-tracked grabcut"
-WORK_SIDE = 256
-"""Flow and GrabCut run with the longer side at most this: a mask needs no more, and both are O(pixels)."""
 MAX_AREA_CHANGE = 0.12
-"""A frame whose subject area differs from the carried mask's by more than this fraction is dropped."""
+"""A frame whose subject area differs from the last kept frame's by more than this fraction is dropped."""
 MIN_CARRIED_IOU = 0.85
-"""A frame whose mask overlaps the carried mask less than this (intersection over union) is dropped."""
+"""A frame whose mask overlaps the kept mask carried onto it (or, for a propagator's masks, the kept mask
+within its box) less than this (intersection over union) is dropped."""
 COLOUR_STEP = 30.0
 """A subject pixel whose colour (Lab, 0-255 scale) is further than this from where the flow says it came
 from has changed colour: exposure breathing moves a pixel by a few units, an object in front by many."""
 MAX_RECOLOURED = 0.15
-"""A frame in which more than this fraction of the subject changed colour is dropped."""
+"""A frame in which more than this fraction of the subject changed colour is dropped. Measured: the subject
+gone from the frame, or the frame half as bright, 96-100%; a waving arm or exposure breathing, at most 4%;
+a card over the head, 8% (let through here; the area bound caught it in one clip of two)."""
 BAND = 0.06
 """Half-width of the band GrabCut may move the outline in, as a fraction of the square root of the
 subject's area (about 5 px for a subject of a sixth of a 256×192 frame), at least `MIN_BAND` px."""
@@ -127,7 +130,7 @@ def _flow_track(frames: Sequence[np.ndarray], first_mask: np.ndarray, first_how:
             # this frame alone stands in when it is the kept subject's shape and size.
             alone, alone_how = segment_subject(frames[t])
             if _shape_change(_resize_mask(alone, size), kept_mask) is None:
-                found, how, problem = _resize_mask(alone, size), f"{alone_how} (flow lost it)", None
+                found, how, problem = _resize_mask(alone, size), f"{alone_how}; the flow lost it", None
         if problem:
             out.dropped[t] = problem
         else:

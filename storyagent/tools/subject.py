@@ -148,11 +148,11 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
                 if model is not None:
                     model.release()
         for i, (frame, mask) in enumerate(zip(ref.frames, ref.masks)):
-            _write_frame(ws, frame_key(i + 1), frame, mask, h, {"mask_method": ref.mask_methods[i],
-                                                                 "source": str(ref.sources[i])})
+            meta = {"mask_method": ref.mask_methods[i], "source": str(ref.sources[i])}
+            _write_frame(ws, frame_key(i + 1), frame, mask, h, meta)
         for d in ref.dropped:
-            _write_frame(ws, dropped_key(d.number), d.frame, d.mask, h, {
-                "mask_method": d.mask_method, "source": str(d.source), "dropped": d.reason}, kind="dropped_subject_frame")
+            meta = {"mask_method": d.mask_method, "source": str(d.source), "dropped": d.reason}
+            _write_frame(ws, dropped_key(d.number), d.frame, d.mask, h, meta, kind="dropped_subject_frame")
         ws.manifest.set_subject_frames(len(ref.frames))
         note = "; ".join(f"frame {d.number} of {d.source.name} left out: {d.reason}" for d in ref.dropped)
         ws.manifest.set_stage("subject", "done", note or None)

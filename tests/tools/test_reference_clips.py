@@ -187,7 +187,8 @@ def test_the_rules_observer_flags_a_cut_out_that_jumps(tmp_path, monkeypatch):
     session = json.loads((tmp_path / "run" / TRANSCRIPT).read_text())["sessions"][-1]
     verdicts = [m["content"] for m in session["messages"] if m["speaker"] == "observer"]
     assert verdicts[:2] == ["good", "good"]  # the story and the storyboard
-    assert len(verdicts) == 5 and all(v.startswith("redo 1,2: shot 1: the subject's cut-out shrinks") for v in verdicts[2:])
+    assert len(verdicts) == 5
+    assert all(v.startswith("redo 1,2: shot 1: the subject's cut-out shrinks") for v in verdicts[2:]), verdicts
     assert "between reference frames 5 and 6 (astronaut.mp4)" in verdicts[2]
     assert "video: accepted after 3 reviews" in session["events"]
 
