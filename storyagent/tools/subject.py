@@ -27,10 +27,6 @@ class PreparedSubject:
     """Hash of the source media's contents and the cut-out settings; every later stage depends on it."""
 
 
-EXACT_MASKS = ("user mask", "alpha")
-"""Mask sources the user drew themselves: kept as they are, never replaced by a model's guess."""
-
-
 @dataclass
 class LangSAMMasks:
     """The subject's masks as the paper makes them (Figs. 2-3): LangSAM finds the class word; where

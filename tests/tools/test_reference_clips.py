@@ -202,3 +202,32 @@ def test_storyagent_run_refuses_a_grey_picture_in_one_line_and_keeps_nothing(tmp
     assert "No subject could be cut out of grey.png (the picture is a single flat colour)" in lines[0]
     assert "grey_mask.png" in lines[0] and "plain background" in lines[0]
     assert not list((tmp_path / "run").rglob("*.png")) and not list((tmp_path / "run").rglob("*.mp4"))
+
+
+def test_the_real_sam2_classes_run_through_the_wiring(tmp_path, monkeypatch):
+    """The tiny random SAM 2 (`storyagent.models.sam2.testing`) put where the weights registry looks:
+    `Sam2VideoMasks` itself is called on the clip, once, and its masks are labelled and checked. Random
+    weights carry the mask nowhere in particular, so which frames survive the checks is not asserted."""
+    pytest.importorskip("transformers")
+    import storyagent.models.sam2 as sam2
+    from storyagent.models.sam2.pipeline import sam2_available
+    from storyagent.models.sam2.testing import save_tiny_sam2_video
+    from storyagent.weights import env_var
+
+    monkeypatch.setattr(sam2, "sam2_available", sam2_available)  # the real one, which finds the tiny model
+    monkeypatch.setenv(env_var(sam2.SAM2_WEIGHTS), str(save_tiny_sam2_video(tmp_path / "tiny_sam2")))
+    calls = []
+    real_call = sam2.Sam2VideoMasks.__call__
+
+    def counted(self, frames, first_mask):
+        calls.append(len(frames))
+        return real_call(self, frames, first_mask)
+
+    monkeypatch.setattr(sam2.Sam2VideoMasks, "__call__", counted)
+    clip = tmp_path / "astronaut.mp4"
+    write_figure_video(clip, n=6)
+    with Run.open(config(clip, shots=1), tmp_path / "run", show_progress=False) as run:
+        ref = run.subject.reference
+    assert calls == [6]
+    assert set(ref.mask_methods[1:]) <= {"sam2 video"} and len(ref.frames) + len(ref.dropped) == 6
+    assert all(m.shape == (240, 320) and m.dtype == bool for m in ref.masks + [d.mask for d in ref.dropped])
