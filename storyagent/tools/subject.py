@@ -12,7 +12,14 @@ from PIL import Image
 
 from storyagent.config import RunConfig
 from storyagent.hashing import hash_file, hash_json
-from storyagent.media import ReferenceMedia, load_reference, media_files, segment_subject, write_png
+from storyagent.media import (
+    MaskPropagator,
+    ReferenceMedia,
+    load_reference,
+    media_files,
+    segment_subject,
+    write_png,
+)
 from storyagent.media.reference import sibling_mask
 from storyagent.models.device import default_device
 from storyagent.schemas import Artifact, Subject
@@ -65,35 +72,13 @@ class LangSAMMasks:
         self._pipe = None
 
 
-@dataclass
-class Sam2Propagator:
-    """SAM 2's video predictor (`storyagent.models.sam2`) carrying each clip's first mask through the
-    clip; loaded on the first clip (torch with it) and kept until `release`."""
+def clip_propagator(device: str | None = None) -> MaskPropagator | None:
+    """SAM 2 where its weights are in the local cache (loaded on the first clip); None leaves clips to the
+    flow-tracked cut-out. Asking costs no torch import, so the animatic path without the weights stays
+    torch-free."""
+    from storyagent.models import sam2
 
-    device: str | None = None
-    """None: the machine's default device."""
-    name = "sam2 video"
-    _model: Any = field(default=None, init=False, repr=False)
-
-    def __call__(self, frames: list[np.ndarray], first_mask: np.ndarray) -> list[np.ndarray]:
-        if self._model is None:
-            from storyagent.models.sam2 import Sam2VideoMasks
-
-            self._model = Sam2VideoMasks(device=self.device)
-        return self._model(frames, first_mask)
-
-    def release(self) -> None:
-        if self._model is not None:
-            self._model.release()
-            self._model = None
-
-
-def clip_propagator(device: str | None = None) -> Sam2Propagator | None:
-    """SAM 2 where its weights are in the local cache; None leaves clips to the flow-tracked cut-out.
-    Asking costs no torch import, so the animatic path of a run without the weights stays torch-free."""
-    from storyagent.models.sam2 import sam2_available
-
-    return Sam2Propagator(device) if sam2_available() else None
+    return sam2.Sam2VideoMasks(device) if sam2.sam2_available() else None
 
 
 def frame_key(number: int) -> str:

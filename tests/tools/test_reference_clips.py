@@ -117,6 +117,7 @@ class FakeSam2:
     """Stands in for `Sam2VideoMasks`: carries the first mask unchanged, and records what it was given."""
 
     made: list["FakeSam2"] = []
+    name = "sam2 video"
 
     def __init__(self, device=None) -> None:
         self.device, self.calls, self.released = device, [], False

@@ -96,6 +96,9 @@ class Sam2VideoMasks:
     Hugging Face repository already in the local cache; nothing is downloaded.
     """
 
+    name = "sam2 video"
+    """How the manifest names the masks it makes."""
+
     def __init__(self, device: str | None = None, model_id: str | os.PathLike[str] = SAM2_REPO_ID,
                  config: Sam2VideoMasksConfig | None = None) -> None:
         if device is None:
