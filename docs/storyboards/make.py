@@ -4,17 +4,18 @@
     PYTHONPATH=/path/to/old/checkout python docs/storyboards/make.py before
 
 Each prompt is made into a 4-shot animatic film from examples/pip/pip.png; the run's storyboard
-contact sheet is copied here as `<slug>_<label>.png`.
+contact sheet is stored here (256 colours) as `<slug>_<label>.png`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 SUBJECT = HERE.parents[1] / "examples" / "pip" / "pip.png"
@@ -32,7 +33,8 @@ def main(label: str) -> None:
             subprocess.run([sys.executable, "-m", "storyagent", "run", prompt, "-s", str(SUBJECT), "--name", "Pip",
                             "--class-word", class_word, "--shots", "4", "--out", str(out), "--quiet"],
                            check=True, env=os.environ.copy())
-            shutil.copy(out / "storyboard.png", HERE / f"{slug}_{label}.png")
+            # 256 colours keep a contact sheet readable at about half the bytes.
+            Image.open(out / "storyboard.png").convert("RGB").quantize(256).save(HERE / f"{slug}_{label}.png", optimize=True)
             print(f"{slug}_{label}.png  {prompt!r}")
 
 
