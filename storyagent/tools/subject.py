@@ -13,6 +13,7 @@ from PIL import Image
 from storyagent.config import RunConfig
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import (
+    VIDEO_SUFFIXES,
     MaskPropagator,
     ReferenceMedia,
     load_reference,
@@ -102,7 +103,9 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
     Clip frames whose mask jumped are left out, each recorded as `dropped_key(n)` with its reason.
     """
     files = media_files(cfg.subject)
-    propagator = clip_propagator(masks.device if masks is not None else None)
+    # Only clips are propagated: photos alone never ask after SAM 2 (nor import the Hugging Face hub).
+    clips = any(f.suffix.lower() in VIDEO_SUFFIXES for f in files)
+    propagator = clip_propagator(masks.device if masks is not None else None) if clips else None
     # Contents only, in reading order (it decides which frame is frame_01): the same media under
     # another spelling of their path (relative, absolute, through a symlink) reuse the frames.
     sources = [[hash_file(f), *([hash_file(m)] if (m := sibling_mask(f)) else [])] for f in files]
