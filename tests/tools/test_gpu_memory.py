@@ -12,8 +12,9 @@ import torch
 from storyagent.models import placement
 from storyagent.tools.shot_failure import ShotFailedError
 from tests.support.diffusion import save_tiny_diffusion_weights
-
+from tests.support.media import write_disc_video
 from tests.support.paths import ROOT
+
 PIP = ROOT / "examples" / "pip" / "pip.png"
 
 
@@ -48,7 +49,6 @@ def test_each_model_is_on_the_gpu_only_for_its_own_stage(tmp_path, monkeypatch, 
     """A whole run (fine-tunes, storyboard, clips) with a spied "cuda": `placement.place` records each
     move instead of moving, and every model call records which models sit on the GPU as it runs."""
     from storyagent.agents.crew import run_crew
-    from storyagent.media import write_video
     from storyagent.models.anydoor import AnyDoorPipeline
     from storyagent.models.anydoor.training import StoryAnyDoorTrainer
     from storyagent.models.dynamicrafter import DynamiCrafterPipeline
@@ -93,8 +93,7 @@ def test_each_model_is_on_the_gpu_only_for_its_own_stage(tmp_path, monkeypatch, 
     subject = tmp_path / "pip"
     subject.mkdir()
     (subject / "pip.png").write_bytes(PIP.read_bytes())
-    frames = [np.full((64, 64, 3), 40 + 8 * i, np.uint8) for i in range(12)]
-    write_video(subject / "walk.mp4", frames, 12)
+    write_disc_video(subject / "walk.mp4", n=12, fps=12)  # a subject the cut-out can find (a flat clip is refused)
     result = run_crew(run_config(subject, shots=1, finetune="auto"), tmp_path / "run", show_progress=False)
     assert result.film is not None
 
@@ -125,7 +124,10 @@ def test_chunked_dynamicrafter_decode_equals_the_whole_batch():
 
 
 def test_low_vram_storyboard_decodes_one_picture_at_a_time_with_the_same_pixels():
-    from storyagent.models.storydiffusion import StoryDiffusionConfig, StoryDiffusionPipeline
+    from storyagent.models.storydiffusion import (
+        StoryDiffusionConfig,
+        StoryDiffusionPipeline,
+    )
     from storyagent.models.storydiffusion.testing import tiny_sdxl
 
     pipe = StoryDiffusionPipeline(tiny_sdxl(), StoryDiffusionConfig(num_identity=3, num_inference_steps=2, height=32,
