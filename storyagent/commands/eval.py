@@ -129,21 +129,38 @@ def dataset(
     steps: Annotated[Optional[int], typer.Option(min=1, help="Denoising steps of AnyDoor and DynamiCrafter.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the redraw and the animation.")] = 0,
     device: DeviceOpt = "cpu", quiet: QuietOpt = False,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="auto|ADDRESS",
+        help="Run the protocol as Ray tasks (a character's fine-tunes, then each test sample) on a running "
+             "cluster: auto (the one `ray start` made here) or its address, e.g. 10.0.0.5:6379. The dataset, "
+             "--out, the weights and the StoryAgent cache must be on paths every node sees. Same tables as "
+             "without it; needs pip install -e \".[ray]\".")] = None,
 ) -> None:
     """The paper's protocol (Sec. 4): per character, reference videos from one training episode and
     test samples of 4 shots from others; each shot's first frame, subject removed and redrawn, is
     animated and compared with the ground-truth clip (FVD, SSIM, PSNR, LPIPS), beside the paper's Table 1.
 
     Example: storyagent eval dataset --format flintstones data/flintstones --method storyagent --device cuda
+
+    On a cluster: storyagent eval dataset data/flintstones --format flintstones --device cuda --ray auto
     """
-    from storyagent.eval.dataset_protocol import evaluate_dataset
+    from storyagent.eval.dataset_protocol import MetricWeights, evaluate_dataset
     from storyagent.eval.dataset_split import load_split, resolve_split, write_resolved
     from storyagent.eval.datasets import open_dataset
     from storyagent.eval.paper_tables import write_dataset_report
 
     if method not in METHODS:
         raise fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
+    if ray is not None:
+        # Ray's workers start in folders of their own: every path they are given is absolute.
+        root, out = root.resolve(), out.resolve()
+        split, lpips_heads, lpips_backbone, i3d = (p.resolve() if p else None
+                                                   for p in (split, lpips_heads, lpips_backbone, i3d))
     try:
+        if ray is not None:
+            from storyagent.tools.cluster import import_ray
+
+            import_ray()  # says what to install before any work when Ray is missing
         index = open_dataset(root, format)
         chosen = load_split(split, format)
         if characters:
@@ -161,17 +178,34 @@ def dataset(
         out.mkdir(parents=True, exist_ok=True)
         split_path = write_resolved(chosen, resolved, out / "split.json")
         generator = _generator(method, out, steps, seed, device, preset, anydoor_steps, lora_be_epochs, quiet)
-        lpips_model, i3d_model = _metric_models(lpips_heads, lpips_backbone, i3d, device)
+        metrics = MetricWeights(lpips_heads, lpips_backbone, i3d, device)
         frame = _geometry(geometry, size, generator)
-        result = evaluate_dataset(index, resolved, generator, frame, out, lpips_model, i3d_model,
-                                  show_progress=not quiet, fvd_min_clips=fvd_min_clips)
-        weights = _weights_used(generator)
+        if ray is not None:
+            result = _on_ray(ray, index, resolved, generator, frame, out, metrics, not quiet, fvd_min_clips)
+        else:
+            result = evaluate_dataset(index, resolved, generator, frame, out, *metrics.load(),
+                                      show_progress=not quiet, fvd_min_clips=fvd_min_clips)
+        weights = _weights_used(generator, result.finetunes)
         paths = write_dataset_report(result, out, method, split_path, chosen.protocol, chosen.assumptions, weights)
     except StoryAgentError as exc:
         raise fail(str(exc)) from None
-    trained = getattr(generator, "trainings", [])
-    console.print(f"Evaluated {len(result.rows)} shots of {root} ({len(trained)} fine-tunes trained):")
+    console.print(f"Evaluated {len(result.rows)} shots of {root} ({len(result.trainings)} fine-tunes trained):")
     _report([split_path, *paths])
+
+
+def _on_ray(address, index, characters, generator, frame, out, metrics, show_progress, fvd_min_clips):
+    """The protocol as Ray tasks on the cluster at `address`; this process lets go of the cluster after."""
+    from storyagent.eval.dataset_ray import evaluate_dataset_on_ray
+    from storyagent.tools.cluster import connect, import_ray
+
+    joined_here = not import_ray().is_initialized()
+    ray = connect(address)
+    try:
+        return evaluate_dataset_on_ray(ray, index, characters, generator, frame, out, metrics,
+                                       show_progress=show_progress, fvd_min_clips=fvd_min_clips)
+    finally:
+        if joined_here:
+            ray.shutdown()
 
 
 METHODS = ("storyagent", "dc", "anydoor", "animatic")
@@ -194,19 +228,6 @@ def _generator(method, out, steps, seed, device, preset, anydoor_steps, lora_be_
     return gen
 
 
-def _metric_models(lpips_heads, lpips_backbone, i3d, device):
-    lpips_model = i3d_model = None
-    if lpips_heads is not None:
-        from storyagent.eval.lpips import LPIPS
-
-        lpips_model = LPIPS("alex").load_weights(lpips_heads, lpips_backbone).to(device)
-    if i3d is not None:
-        from storyagent.eval.i3d import load_i3d
-
-        i3d_model = load_i3d(i3d).to(device)
-    return lpips_model, i3d_model
-
-
 def _geometry(mode: str, size: str | None, generator):
     from storyagent.eval.geometry import FrameGeometry
 
@@ -220,7 +241,7 @@ def _geometry(mode: str, size: str | None, generator):
     return FrameGeometry(*(model_size or (320, 512)), mode)
 
 
-def _weights_used(generator) -> list[str]:
+def _weights_used(generator, finetunes: dict[str, dict[str, dict[str, object]]]) -> list[str]:
     from storyagent.weights import resolve_weights
 
     used = []
@@ -229,6 +250,6 @@ def _weights_used(generator) -> list[str]:
             used.append(f"{name} ({resolve_weights(name)})")
         except StoryAgentError:
             used.append(name)
-    for character, tunes in getattr(generator, "finetunes", {}).items():
+    for character, tunes in finetunes.items():
         used += [f"{character}'s {m} fine-tune ({t['path']}, {t['steps']} steps)" for m, t in tunes.items()]
     return used

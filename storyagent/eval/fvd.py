@@ -82,12 +82,22 @@ def fvd(videos: Sequence[VideoLike], references: Sequence[VideoLike], model: I3D
     each set must have; it cannot go below 2. See the module notes on how many clips are reliable.
     """
     dim = model.config.num_classes if kwargs.get("features", "logits") == "logits" else model.feature_dim
+    check_clip_count(len(videos), len(references), dim, min_clips)
+    return fvd_from_features(i3d_features(videos, model, **kwargs), i3d_features(references, model, **kwargs),
+                             min_clips)
+
+
+def check_clip_count(generated: int, references: int, dim: int, min_clips: int | None = None) -> None:
+    """Refuse fewer clips than `min_clips` (default: `dim` + 1, the fewest a full-rank covariance needs)."""
     need = max(2, dim + 1 if min_clips is None else min_clips)
-    for name, clips in (("generated", videos), ("reference", references)):
-        if len(clips) < need:
-            raise InputError(f"FVD needs at least {need} {name} clips (got {len(clips)}): with fewer the "
+    for name, count in (("generated", generated), ("reference", references)):
+        if count < need:
+            raise InputError(f"FVD needs at least {need} {name} clips (got {count}): with fewer the "
                              f"{dim}-dim feature covariance is rank-deficient and the number meaningless; "
                              "published FVDs use 2048 clips.")
-    a = i3d_features(videos, model, **kwargs)
-    b = i3d_features(references, model, **kwargs)
-    return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+
+
+def fvd_from_features(generated: np.ndarray, references: np.ndarray, min_clips: int | None = None) -> float:
+    """FVD from (N, D) I3D features already computed (e.g. a batch of clips at a time, on several machines)."""
+    check_clip_count(len(generated), len(references), generated.shape[1], min_clips)
+    return frechet_distance(*gaussian_stats(generated), *gaussian_stats(references))

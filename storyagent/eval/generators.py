@@ -1,6 +1,9 @@
 """The methods `storyagent eval dataset` compares, each a generator of one shot.
 
-A generator gets the aligned first ground-truth frame (already in the model's frame, see
+A generator works in two steps per character, so that the dataset protocol can run them as tasks
+on different machines (`dataset_ray.py`): `finetune(character, media)` finds or trains what the
+character needs and returns it as a picklable record (nothing for the methods that train nothing),
+and `use(character, record)` readies the generator for that character's shots. Then a call gets the aligned first ground-truth frame (already in the model's frame, see
 `geometry.py`), its subject mask there, the character's reference (from the training episode, never
 a test clip), the shot's caption and the number of frames, and returns that many frames of the
 same size. Steps: (1) remove the subject, the initial storyboard; (2) redraw the reference subject
@@ -40,8 +43,15 @@ class StillCompositeBaseline:
     size: tuple[int, int] | None = None
     """(height, width) of the model's frame; None: the protocol's default."""
 
-    def prepare(self, character, reference: SubjectReference, media: Path) -> None:
+    def finetune(self, character, media: Path) -> dict[str, dict[str, object]]:
         """Nothing to train."""
+        return {}
+
+    def use(self, character, finetunes: dict[str, dict[str, object]]) -> None:
+        """Nothing to load."""
+
+    def prepare(self, character, reference: SubjectReference | None, media: Path) -> None:
+        self.use(character, self.finetune(character, media))
 
     def __call__(self, first: np.ndarray, mask: np.ndarray, reference: SubjectReference, text: str,
                  num_frames: int, character: str = "") -> list[np.ndarray]:
@@ -73,13 +83,15 @@ class DiffusionGenerator:
     seed: int = field(default=0, metadata={"help": "Seed of the redraw and the animation."})
     device: str = field(default="cpu", metadata={"help": "torch device for both models."})
     weights: tuple[str, ...] = ("anydoor", "dynamicrafter-512")
+    trains = False  # a class attribute, not a field: whether `finetune` trains on the GPU
 
     def __post_init__(self) -> None:
         from storyagent.models.removal import SubjectRemover
 
+        # The models load on first use, not here: a Ray driver builds the generator only to send it
+        # to the workers, which may be the only machines with a GPU.
         self.remover = SubjectRemover()
         self.token: str | None = None
-        self.load()
 
     def load(self) -> None:
         from storyagent.models.anydoor import AnyDoorPipeline
@@ -90,11 +102,28 @@ class DiffusionGenerator:
 
     @property
     def size(self) -> tuple[int, int]:
-        s = self.animator.config.sampling
+        """The base DynamiCrafter's frame (height, width), read from its config when the models are not loaded."""
+        if hasattr(self, "animator"):
+            s = self.animator.config.sampling
+            return s.height, s.width
+        from storyagent.models.dynamicrafter import DynamiCrafterConfig
+        from storyagent.weights import resolve_weights
+
+        config = resolve_weights("dynamicrafter-512") / "config.json"
+        s = DynamiCrafterConfig.from_json(config).sampling if config.exists() else DynamiCrafterConfig().sampling
         return s.height, s.width
 
-    def prepare(self, character, reference: SubjectReference, media: Path) -> None:
-        """The stock models need nothing per character."""
+    def finetune(self, character, media: Path) -> dict[str, dict[str, object]]:
+        """The stock models train nothing per character."""
+        return {}
+
+    def use(self, character, finetunes: dict[str, dict[str, object]]) -> None:
+        if not hasattr(self, "animator"):
+            self.load()
+
+    def prepare(self, character, reference: SubjectReference | None, media: Path) -> None:
+        """Find or train what the character needs (`finetune`) and load the models with it (`use`)."""
+        self.use(character, self.finetune(character, media))
 
     def prompt(self, text: str, character: str = "") -> str:
         text = text or "a cartoon scene"
@@ -108,6 +137,8 @@ class DiffusionGenerator:
                  num_frames: int, character: str = "") -> list[np.ndarray]:
         import torch
 
+        if not hasattr(self, "animator"):
+            self.load()
         # 1. Remove the subject: the initial storyboard.
         removed = self.remover(first, mask, seed=self.seed)
         # 2. Redraw the reference subject into the hole.
@@ -136,6 +167,7 @@ class FineTunedGenerator(DiffusionGenerator):
     lora_be_epochs: int | None = field(default=None, metadata={"help": "LoRA-BE epochs (default: the preset's)."})
     work_dir: Path = field(default=Path("eval-dataset/subjects"), metadata={"help": "Where each character's subject folder goes."})
     show_progress: bool = field(default=True, metadata={"help": "Progress bars of the trainings."})
+    trains = True
 
     def __post_init__(self) -> None:
         from storyagent.models.removal import SubjectRemover
@@ -147,23 +179,9 @@ class FineTunedGenerator(DiffusionGenerator):
         """(character, model) of every fine-tune trained by this generator (not found in the cache)."""
         self.finetunes: dict[str, dict[str, object]] = {}
 
-    @property
-    def size(self) -> tuple[int, int]:
-        """The base DynamiCrafter's frame, read from its config before the models are loaded."""
-        if hasattr(self, "animator"):
-            return super().size
-        from storyagent.models.dynamicrafter import DynamiCrafterConfig
-        from storyagent.weights import resolve_weights
-
-        config = resolve_weights("dynamicrafter-512") / "config.json"
-        s = DynamiCrafterConfig.from_json(config).sampling if config.exists() else DynamiCrafterConfig().sampling
-        return s.height, s.width
-
-    def prepare(self, character, reference: SubjectReference, media: Path) -> None:
-        """Find or train the character's fine-tunes on the media in `media`, and load the models with them."""
+    def finetune(self, character, media: Path) -> dict[str, dict[str, object]]:
+        """Find or train the character's fine-tunes on the media in `media`: {model: its `FineTune` record}."""
         from storyagent.config import RunConfig
-        from storyagent.models.anydoor.finetune import apply_finetune
-        from storyagent.models.lora_be import load_adapter
         from storyagent.tools.subject import LangSAMMasks, prepare_subject
         from storyagent.workspace import Workspace
 
@@ -179,10 +197,18 @@ class FineTunedGenerator(DiffusionGenerator):
         found = {m: tunes.ensure(m) for m in ("story_anydoor", "lora_be")}
         self.trainings += [(character.name, m) for m, f in found.items() if f.trained_now]
         self.finetunes[character.name] = {m: f.model_dump(mode="json") for m, f in found.items()}
+        return self.finetunes[character.name]
+
+    def use(self, character, finetunes: dict[str, dict[str, object]]) -> None:
+        """Load the models with the character's fine-tunes (files on a path every node of a cluster sees)."""
+        from storyagent.models.anydoor.finetune import apply_finetune
+        from storyagent.models.lora_be import load_adapter
+
+        self.finetunes.setdefault(character.name, finetunes)
         # Fresh base models per character: a fine-tune is merged into the weights it is applied to.
         self.load()
-        self.anydoor = apply_finetune(self.anydoor, found["story_anydoor"].path)
-        self.token = load_adapter(self.animator, found["lora_be"].path).token
+        self.anydoor = apply_finetune(self.anydoor, finetunes["story_anydoor"]["path"])
+        self.token = load_adapter(self.animator, finetunes["lora_be"]["path"]).token
         self.character = character.name
 
 

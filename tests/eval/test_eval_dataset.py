@@ -104,7 +104,10 @@ class IdentityAnimator:
                 aligned = [geometry.align(f) for f in index.load(info.clip_id, name).frames]
                 self.clips[aligned[0].tobytes()] = aligned
 
-    def prepare(self, character, reference, media):
+    def finetune(self, character, media):
+        return {}
+
+    def use(self, character, finetunes):
         pass
 
     def __call__(self, first, mask, reference, text, num_frames, character=""):
