@@ -2,9 +2,11 @@
 
 `Manifest` is the typed API every stage goes through (stages, artifacts, takes, redos, approvals,
 fine-tunes, speakers); no other module indexes the manifest's dict. Writes are serialised by a
-lock, so the studio's threads (and, later, a driver collecting workers' results) never interleave
-two saves. On load the file is checked against a schema: every value the tools read back is typed
-and bounded, so a damaged or tampered manifest is refused in one sentence and never trusted for sizes.
+lock, so the studio's threads (and a batch driver recording its workers' results) never interleave
+two saves. A worker gets a read-only view (`Manifest.view`): it reads the takes and redos it works
+from, and any change it tries is refused, so the driver stays the manifest's one writer. On load the
+file is checked against a schema: every value the tools read back is typed and bounded, so a
+damaged or tampered manifest is refused in one sentence and never trusted for sizes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storyagent import __version__
 from storyagent.config import RunConfig
-from storyagent.errors import InputError
+from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import TEMP_NAME, atomic_write_json
 from storyagent.run_lock import LOCK
 from storyagent.schemas import Artifact, Film, ShotClip, StoryboardFrame
@@ -192,17 +194,32 @@ def versions() -> dict[str, str]:
     return out
 
 
+class ReadOnlyManifestError(StoryAgentError):
+    """A change asked of a read-only view of a manifest (a worker's): only the run's driver records."""
+
+
 class Manifest:
     """A run's `manifest.json`, read and written through typed methods only.
 
     Every method that changes it saves it at once (atomically, under a lock), so an interrupted
-    run loses nothing that was recorded.
+    run loses nothing that was recorded. A read-only view (`view`) refuses every change before
+    making it, in memory or on disk.
     """
 
-    def __init__(self, root: Path, data: dict[str, Any]) -> None:
+    def __init__(self, root: Path, data: dict[str, Any], read_only: bool = False) -> None:
         self.root = root
         self._data = data
         self._lock = threading.RLock()
+        self.read_only = read_only
+
+    @classmethod
+    def view(cls, root: str | os.PathLike[str]) -> Manifest:
+        """The manifest of the run in `root` as it is on disk now, read-only: a worker's view."""
+        path = Path(root).expanduser() / MANIFEST
+        if not path.exists():
+            raise InputError(f"{path.parent} holds no StoryAgent run; a worker needs the folder its driver made "
+                             "(run folders must be on storage every node sees).")
+        return cls(path.parent, _load_manifest(path), read_only=True)
 
     @classmethod
     def new(cls, root: Path, inputs: dict[str, Any]) -> Manifest:
@@ -211,6 +228,7 @@ class Manifest:
                           "artifacts": {}, "speakers": []})
 
     def save(self) -> None:
+        self._refuse_if_read_only()
         with self._lock:
             self._data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             try:
@@ -219,7 +237,13 @@ class Manifest:
                 raise InputError(f"Cannot write to {self.root}: {exc.strerror or exc}; "
                                  "check the folder's permissions and free space.") from exc
 
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise ReadOnlyManifestError(f"{self.root / MANIFEST} is open read-only here (a worker's view); only the "
+                                        "run's driver records in it.")
+
     def _change(self, change) -> None:
+        self._refuse_if_read_only()
         with self._lock:
             change(self._data)
             self.save()

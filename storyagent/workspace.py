@@ -34,8 +34,17 @@ def slugify(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("-_") or "story"
 
 
+def check_out(root: Path) -> None:
+    """Refuse, in one sentence, a run folder that is a file or a non-empty folder holding no run."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"Output path {root} is a file; give a folder for --out.")
+    if root.is_dir() and not (root / MANIFEST).exists() and not holds_nothing(root):
+        raise InputError(f"{root} is not empty and holds no StoryAgent run; choose a new or empty folder for --out.")
+
+
 class Workspace:
-    """A run folder and its manifest; the folder is locked while the Workspace is open."""
+    """A run folder and its manifest; the folder is locked while the Workspace is open (a worker's
+    view, `attach`, takes no lock and cannot change the manifest)."""
 
     def __init__(self, root: Path, manifest: Manifest) -> None:
         self.root = root
@@ -53,10 +62,7 @@ class Workspace:
         non-empty folder that holds something else. Temp files of a run that died are removed.
         """
         root = Path(root).expanduser()
-        if root.exists() and not root.is_dir():
-            raise InputError(f"Output path {root} is a file; give a folder for --out.")
-        if root.is_dir() and not (root / MANIFEST).exists() and not holds_nothing(root):
-            raise InputError(f"{root} is not empty and holds no StoryAgent run; choose a new or empty folder for --out.")
+        check_out(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -81,6 +87,13 @@ class Workspace:
             raise
         ws._release = weakref.finalize(ws, unlock, held)
         return ws
+
+    @classmethod
+    def attach(cls, root: str | os.PathLike[str]) -> Workspace:
+        """A worker's view of the run folder `root`, which its driver holds open: files are read and
+        written there, the manifest is read as it is on disk now and never changed (`Manifest.view`)."""
+        root = Path(root).expanduser()
+        return cls(root, Manifest.view(root))
 
     def close(self) -> None:
         """Let go of the run folder's lock (also done when the Workspace is collected, and at exit)."""
@@ -120,7 +133,11 @@ class Workspace:
 
     def record(self, key: str, artifact: Artifact) -> Artifact:
         """Store an artifact (whose files are already written) with its files' content hashes."""
-        rels = [artifact.path] + ([artifact.mask_path] if artifact.mask_path else [])
-        artifact.meta["file_hashes"] = {rel: hash_file(self.root / rel) for rel in rels}
+        artifact.meta["file_hashes"] = self.file_hashes(artifact)
         self.manifest.record(key, artifact.model_dump(mode="json"))
         return artifact
+
+    def file_hashes(self, artifact: Artifact) -> dict[str, str]:
+        """The content hash of each of an artifact's files (its picture or clip, and its mask), by path."""
+        rels = [artifact.path] + ([artifact.mask_path] if artifact.mask_path else [])
+        return {rel: hash_file(self.root / rel) for rel in rels}

@@ -27,7 +27,7 @@ from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript, who
 from storyagent.tools.film import assemble_film
-from storyagent.tools.run import Run
+from storyagent.tools.run import Executor, Run
 from storyagent.workspace import Workspace
 
 TRANSCRIPT = "transcript.json"
@@ -63,16 +63,18 @@ def brief(cfg: RunConfig) -> str:
 
 def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: bool = True,
              llm: LLMSettings | None = None, max_rounds: int = 3, verbose: bool = False,
-             io: IOStream | None = None) -> RunResult:
+             io: IOStream | None = None, executor: Executor | None = None) -> RunResult:
     """Run the whole crew into the run folder `out`; see the module docstring.
 
     `verbose` prints the agents' chat, one readable line per message; `io` replaces the terminal
-    (scripted review answers in tests).
+    (scripted review answers in tests); `executor` is where the shots and the film are made (default:
+    here; `storyagent batch --ray`: a cluster's workers).
     """
     llm = llm or parse_llm(cfg.llm)
     if cfg.review == "llm" and not llm.enabled:
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
-    with Run.open(cfg, out, resume=resume, show_progress=show_progress) as run:  # the folder's lock, held to the end
+    # The folder's lock is held to the end.
+    with Run.open(cfg, out, resume=resume, show_progress=show_progress, executor=executor) as run:
         return _run(run, llm, max_rounds, verbose, io)
 
 

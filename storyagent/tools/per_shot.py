@@ -1,13 +1,15 @@
 """What every per-shot stage shares: artifact keys and file names, the reviewer's words a shot's model
-prompt takes, and the loop that reuses what is fresh and makes what is not, under one progress bar."""
+prompt takes, and the loop that reuses what is fresh and has the run's executor make what is not,
+under one progress bar."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from storyagent.progress import make_progress
-from storyagent.schemas import Artifact, Shot
+from storyagent.schemas import Artifact, Shot, ShotClip, StoryboardFrame
+from storyagent.tools.run import SeededStage, ShotOrder, make_shot
 from storyagent.tools.shot_failure import ShotFailedError
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ A = TypeVar("A", bound=Artifact)
 
 STORYBOARD_DIR = "storyboard"
 CLIPS_DIR = "shots"
+STAGE_DIR: dict[str, str] = {"storyboard": STORYBOARD_DIR, "video": CLIPS_DIR}
 
 
 def shot_key(folder: str, index: int) -> str:
@@ -43,42 +46,45 @@ def shot_feedback(manifest: Manifest, stage: str, index: int) -> str:
     return "; ".join(r["feedback"] for r in redos if r.get("feedback") and not r.get("rewrote_story"))
 
 
-def run_per_shot(run: Run, shots: Sequence[Shot], *, key_prefix: str, label: str, kind: type[A],
-                 input_hash: Callable[[Shot], str], make: Callable[[Shot, str], A]) -> list[A]:
-    """For each shot: the artifact `shot_key(key_prefix, index)` if its inputs are unchanged, else `make(shot, hash)`.
+def run_per_shot(run: Run, shots: Sequence[Shot], *, stage: SeededStage, label: str,
+                 input_hash: Callable[[Shot], str],
+                 boards: Mapping[int, StoryboardFrame] | None = None) -> list[StoryboardFrame] | list[ShotClip]:
+    """For each shot: the artifact `shot_key(STAGE_DIR[stage], index)` if its inputs are unchanged, else
+    made by the run's executor (`make_shot`: the backend's `draw` or, with its picture in `boards`, `animate`).
 
-    Each made artifact is recorded in the manifest at once, so an interruption loses none. A shot
-    whose `make` raises `ShotFailedError` is skipped; the other shots are made and the error is
-    raised at the end.
+    Each made artifact is recorded in the manifest (here, by the run's driver) as soon as it comes
+    back, so an interruption loses none. A shot whose making raises `ShotFailedError` is skipped; the
+    other shots are made and the error is raised at the end.
     """
-    results: list[A] = []
+    kind = ShotClip if stage == "video" else StoryboardFrame
+    results: dict[int, Artifact] = {}
     failed: list[ShotFailedError] = []
     made: list[int] = []
     ws = run.ws
+    orders = []
+    for shot in shots:
+        key, h = shot_key(STAGE_DIR[stage], shot.index), input_hash(shot)
+        if ws.fresh(key, h):
+            results[shot.index] = kind.model_validate(ws.manifest.artifact(key))
+        else:
+            orders.append(ShotOrder(stage=stage, key=key, shot=shot, input_hash=h, seed=run.seed(stage, shot.index),
+                                    board=boards[shot.index] if boards is not None else None))
     with make_progress(disable=not run.show_progress) as progress:
-        task = progress.add_task(label, total=len(shots), status="")
-        for shot in shots:
-            key, h = shot_key(key_prefix, shot.index), input_hash(shot)
-            if ws.fresh(key, h):
-                results.append(kind.model_validate(ws.manifest.artifact(key)))
-                continue
-            progress.update(task, status=f"shot {shot.index}")
-            try:
-                artifact = make(shot, h)
-            except ShotFailedError as exc:
-                failed.append(exc)
-                progress.update(task, advance=1)
-                continue
-            results.append(ws.record(key, artifact))
-            made.append(shot.index)
-            progress.update(task, advance=1)
+        task = progress.add_task(label, total=len(shots), completed=len(results), status="")
+        for order, outcome in run.executor.map(run, make_shot, orders, run.backend.resources):
+            if isinstance(outcome, ShotFailedError):
+                failed.append(outcome)
+            else:
+                results[order.shot.index] = ws.record(order.key, outcome)
+                made.append(order.shot.index)
+            progress.update(task, advance=1, status=f"shot {order.shot.index}")
         lost = {s for f in failed for s in f.shots}
         reused = [s.index for s in shots if s.index not in made and s.index not in lost]
         # The line left on screen says what this pass did, not which shot happened to come last.
         progress.update(task, completed=len(shots), status="; ".join(
-            part for part in (f"made: {', '.join(map(str, made))}" if made else "",
+            part for part in (f"made: {', '.join(map(str, sorted(made)))}" if made else "",
                               f"reused: {', '.join(map(str, reused))}" if reused else "",
                               f"failed: {', '.join(map(str, sorted(lost)))}" if lost else "") if part))
     if failed:
         raise ShotFailedError.combine(failed)
-    return results
+    return [results[s.index] for s in shots]  # type: ignore[return-value]

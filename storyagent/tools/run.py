@@ -15,22 +15,36 @@ A backend is built once per run and the tools only call its methods:
 - `storyboard(run, script)`: every shot's picture and mask, recorded once each under `shot_key`;
 - `clip_inputs()` and `animate(...)`: one shot's clip, made from its storyboard picture;
 - `release()`: drop the models a stage loaded, so the next stage has the GPU memory.
+
+Where the heavy work runs is the run's `Executor`: here, one shot after another (the default), or
+on the workers of a Ray cluster in a batch (`tools/ray_tasks.py`). Either way a shot's work travels
+as plain data (`ShotOrder`), whatever makes it only writes files (`made_once`), and the run's
+driver alone records the result in the manifest; a worker sees the run through `Run.attach`, whose
+manifest is read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from importlib import import_module
-from typing import TYPE_CHECKING, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from storyagent.config import RunConfig
-from storyagent.errors import InputError, WeightsNotFoundError
+from storyagent.errors import InputError, StoryAgentError, WeightsNotFoundError
+from storyagent.fileio import atomic_write_json
 from storyagent.manifest import Manifest
-from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
+from storyagent.schemas import Artifact, Shot, ShotClip, StoryboardFrame, StoryScript
+from storyagent.tools.shot_failure import ShotFailedError
 from storyagent.tools.subject import PreparedSubject, prepare_subject
 from storyagent.workspace import Workspace
 
@@ -41,6 +55,9 @@ SeededStage = Literal["storyboard", "video"]
 """The stages whose work is drawn from a seed."""
 SEED_STRIDE = 1000
 """How far one reviewer's take moves a shot's seed (`manifest.MAX_TAKES` bounds the takes)."""
+A = TypeVar("A", bound=Artifact)
+P = TypeVar("P")
+R = TypeVar("R")
 
 BACKENDS: dict[str, str] = {
     "animatic": "storyagent.tools.backends.animatic:AnimaticBackend",
@@ -56,6 +73,11 @@ class Backend(ABC):
     name: ClassVar[str]
     weights: ClassVar[tuple[str, ...]] = ()
     """Everything the backend loads, in the order the stages use them (names of `storyagent weights`)."""
+    resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
+    """What one shot of this backend asks of a cluster's worker (Ray's `num_cpus`, `num_gpus`)."""
+    subject_work: ClassVar[bool] = False
+    """Whether `prepare_subject` does work worth a cluster's worker (training fine-tunes); a batch on Ray
+    then runs it there, once per subject, with `resources`."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -81,6 +103,11 @@ class Backend(ABC):
     def prepare_subject(self, run: Run) -> None:
         """Build what this backend needs from the run's subject (`Run.open` calls it once)."""
 
+    def attach_subject(self, run: Run) -> None:
+        """A worker's `prepare_subject` (`Run.attach`): what the shots need, without recording anything
+        (the run is a read-only view). Backends whose `prepare_subject` records must override it."""
+        self.prepare_subject(run)
+
     @abstractmethod
     def storyboard(self, run: Run, script: StoryScript) -> list[StoryboardFrame]:
         """Every shot's storyboard picture (and subject mask), reusing the fresh ones.
@@ -88,6 +115,19 @@ class Backend(ABC):
         Each frame is recorded once, under `shot_key(STORYBOARD_DIR, index)`; a shot whose picture is
         fresh is not drawn again, whatever happens to the others.
         """
+
+    def draw(self, run: Run, shot: Shot, input_hash: str) -> StoryboardFrame:
+        """One shot's storyboard picture and mask, written under `frame_path(shot.index)`, for a backend that
+        draws shot by shot (through `run_per_shot`); drawn with `run.seed("storyboard", shot.index)`."""
+        raise NotImplementedError(f"the {self.name} backend draws its storyboard a film at a time")
+
+    def make_shot(self, run: Run, order: ShotOrder) -> Artifact:
+        """The work `order` asks: a storyboard picture (`draw`) or a clip (`animate`); files only, no record."""
+        if order.stage == "video":
+            if order.board is None:
+                raise ValueError(f"the clip of shot {order.shot.index} was asked without its storyboard picture")
+            return self.animate(run, order.shot, order.board, order.input_hash)
+        return self.draw(run, order.shot, order.input_hash)
 
     def clip_inputs(self) -> dict[str, object]:
         """What every clip depends on besides its picture, shot, subject and take (part of its hash)."""
@@ -110,6 +150,56 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(import_module(module), cls)
 
 
+class ShotOrder(BaseModel):
+    """One shot's work as plain data: with the run folder and the config, everything a worker anywhere needs."""
+
+    stage: SeededStage
+    key: str
+    """The artifact's manifest key (`shots/shot_03`)."""
+    shot: Shot
+    input_hash: str
+    seed: int
+    """`Run.seed(stage, shot)` when the order was given; a worker whose manifest gives another refuses it."""
+    board: StoryboardFrame | None = None
+    """The video stage: the storyboard picture the clip starts from."""
+
+
+class Executor:
+    """Where a run's heavy work is done: here, in order, in this process (this class).
+
+    A batch hands the same work to a cluster's workers (`tools/ray_tasks.py`); whichever does it, the
+    work only writes files and returns its record, and the caller records it in the manifest.
+    """
+
+    @contextlib.contextmanager
+    def preparing_subject(self, config: RunConfig, ws: Workspace) -> Iterator[None]:
+        """Around a run's subject preparation (its cut-out and the backend's subject work): nothing here; a
+        batch makes each subject once and lets the other films of it wait for that and reuse it."""
+        yield
+
+    def prepare(self, run: Run) -> None:
+        """The backend's work on the run's subject (`Backend.prepare_subject`)."""
+        run.backend.prepare_subject(run)
+
+    def map(self, run: Run, fn: Callable[[Run, P], R], items: Sequence[P],
+            resources: dict[str, float]) -> Iterator[tuple[P, R | ShotFailedError]]:
+        """`fn(run, item)` for each item, as each finishes: its result, or the `ShotFailedError` it raised
+        (any other error stops the work). Here: in order, each made only when the caller asks for it, so
+        a caller that records each result before the next loses none when interrupted."""
+        for item in items:
+            try:
+                yield item, fn(run, item)
+            except ShotFailedError as exc:
+                yield item, exc
+
+    def call(self, run: Run, fn: Callable[[Run, P], R], item: P, resources: dict[str, float]) -> R:
+        """`fn(run, item)`, wherever this executor does its work."""
+        ((_, result),) = self.map(run, fn, [item], resources)
+        if isinstance(result, ShotFailedError):
+            raise result
+        return result
+
+
 @dataclass
 class Run:
     """Everything one run's stages share; built by `Run.open`, never by hand in the front ends."""
@@ -119,20 +209,39 @@ class Run:
     backend: Backend
     subject: PreparedSubject
     show_progress: bool = True
+    executor: Executor = field(default_factory=Executor)
 
     @classmethod
     @contextlib.contextmanager
     def open(cls, config: RunConfig, out: str | os.PathLike[str], *, resume: bool = False,
-             show_progress: bool = True) -> Iterator[Run]:
+             show_progress: bool = True, executor: Executor | None = None) -> Iterator[Run]:
         """Check the backend can run here, lock the run folder `out` (new, or resumed with `resume`),
-        prepare the subject once, and hand over the run; the folder stays locked until the block ends."""
+        prepare the subject once, and hand over the run; the folder stays locked until the block ends.
+        `executor` is where the shots are made (default: here, one after another)."""
         backend = backend_class(config.backend)(config)
         backend.check()
+        executor = executor or Executor()
         with Workspace.open(out, config.inputs_record(), resume=resume) as ws:
-            subject = prepare_subject(ws, config, backend.reference_masks())
-            run = cls(config, ws, backend, subject, show_progress)
-            backend.prepare_subject(run)
+            with executor.preparing_subject(config, ws):
+                subject = prepare_subject(ws, config, backend.reference_masks())
+                run = cls(config, ws, backend, subject, show_progress, executor)
+                executor.prepare(run)
             yield run
+
+    @classmethod
+    def attach(cls, root: str | os.PathLike[str], config: RunConfig) -> Run:
+        """A worker's view of the run in `root`, which its driver holds open: the backend built from
+        `config`, the subject read from the run folder, the manifest read-only (nothing is recorded)."""
+        backend = backend_class(config.backend)(config)
+        ws = Workspace.attach(root)
+        run = cls(config, ws, backend, prepare_subject(ws, config, backend.reference_masks()), show_progress=False)
+        backend.attach_subject(run)
+        return run
+
+    def reread(self) -> Run:
+        """This worker's view with the manifest read again (the takes and redos of the work asked now);
+        the backend and the subject are kept."""
+        return replace(self, ws=Workspace.attach(self.ws.root))
 
     @property
     def manifest(self) -> Manifest:
@@ -144,3 +253,74 @@ class Run:
         keeps the seed it was drawn with (`StoryboardFrame.meta["seed"]`); the clip's own randomness (its
         motion) comes from its video seed."""
         return self.config.seed + shot + SEED_STRIDE * self.manifest.take(stage, shot)
+
+
+def subject_ready(run: Run, _: object = None) -> None:
+    """A worker's task for a subject: `Run.attach` made it ready (the backend's `attach_subject`)."""
+
+
+# ---- made once: the note a finished file leaves -------------------------------------------------
+
+MADE_NOTE = ".made.json"
+MAX_NOTE_BYTES = 1 << 20
+
+
+def made_note(ws: Workspace, key: str) -> Path:
+    """The note beside artifact `key`'s files once they are finished (`shots/.shot_03.made.json`)."""
+    folder, _, name = key.rpartition("/")
+    return ws.path(f"{folder}/.{name}{MADE_NOTE}" if folder else f".{name}{MADE_NOTE}")
+
+
+def finished_earlier(ws: Workspace, key: str, input_hash: str, kind: type[A]) -> A | None:
+    """The artifact an earlier attempt finished for `key` from these inputs: its note names this input hash
+    and every file it lists is there with the content it had; else None."""
+    note = made_note(ws, key)
+    try:
+        if not note.is_file() or note.stat().st_size > MAX_NOTE_BYTES:
+            return None
+        data = json.loads(note.read_bytes())
+        artifact = kind.model_validate(data["artifact"])
+        hashes = artifact.meta.get("file_hashes") or {}
+        if data.get("input_hash") != input_hash or artifact.input_hash != input_hash or not hashes:
+            return None
+        if hashes != ws.file_hashes(artifact):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, ValidationError, InputError):
+        return None
+    return artifact
+
+
+def made_once(run: Run, key: str, input_hash: str, kind: type[A], make: Callable[[], A]) -> A:
+    """`make()`'s artifact for `key`, or the one an earlier attempt already finished.
+
+    `make` writes the files (atomically). On a worker (a read-only view of the run, whose result is
+    recorded later by the driver), a small note beside them then records the input hash, the artifact
+    and its files' content hashes, atomically: a retried task (its worker died after the file was done)
+    or the batch run again (its driver died before recording) finds the note and returns the artifact
+    without making it again. The driver records at once, so in one process no note is needed.
+    """
+    earlier = finished_earlier(run.ws, key, input_hash, kind)
+    if earlier is not None:
+        return earlier
+    artifact = make()
+    if run.manifest.read_only:
+        artifact.meta["file_hashes"] = run.ws.file_hashes(artifact)
+        atomic_write_json(made_note(run.ws, key), {
+            "input_hash": input_hash, "artifact": artifact.model_dump(mode="json"),
+            "made": {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}})
+    return artifact
+
+
+def make_shot(run: Run, order: ShotOrder) -> Artifact:
+    """One shot's work (`ShotOrder`), made once (`made_once`); the caller records the result."""
+    kind = ShotClip if order.stage == "video" else StoryboardFrame
+
+    def make() -> Artifact:
+        seed = run.seed(order.stage, order.shot.index)
+        if seed != order.seed:
+            raise StoryAgentError(f"Shot {order.shot.index}'s {order.stage} seed is {order.seed} for the driver but "
+                                  f"{seed} in {run.ws.root / 'manifest.json'} as this node reads it; put run folders "
+                                  "on storage every node sees the same (see README, Many films).")
+        return run.backend.make_shot(run, order)
+
+    return made_once(run, order.key, order.input_hash, kind, make)

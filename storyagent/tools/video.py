@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from storyagent.hashing import hash_json
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.per_shot import CLIPS_DIR, run_per_shot
+from storyagent.tools.per_shot import run_per_shot
 
 if TYPE_CHECKING:
     from storyagent.tools.run import Run
@@ -30,8 +30,8 @@ def animate_shots(run: Run, script: StoryScript, storyboard: list[StoryboardFram
                               "renderer": 2})
 
         run.manifest.set_stage("video", "running")
-        clips = run_per_shot(run, script.shots, key_prefix=CLIPS_DIR, label="Animating shots", kind=ShotClip,
-                             input_hash=input_hash, make=lambda shot, h: backend.animate(run, shot, boards[shot.index], h))
+        clips = run_per_shot(run, script.shots, stage="video", label="Animating shots", input_hash=input_hash,
+                             boards=boards)
     finally:
         backend.release()
     run.manifest.set_stage("video", "done")

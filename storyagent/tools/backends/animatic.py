@@ -10,7 +10,7 @@ from storyagent.hashing import hash_json
 from storyagent.media import write_png, write_video
 from storyagent.models.animatic import AnimaticConfig, AnimaticPipeline, SubjectSprites
 from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript
-from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, run_per_shot
+from storyagent.tools.per_shot import clip_path, frame_path, run_per_shot
 from storyagent.tools.run import Backend, Run
 
 RENDERER = 4
@@ -40,16 +40,15 @@ class AnimaticBackend(Backend):
                               "backend": self.name, "seed": run.seed("storyboard", shot.index),
                               "size": [cfg.width, cfg.height], "renderer": RENDERER})
 
-        def draw(shot: Shot, h: str) -> StoryboardFrame:
-            seed = run.seed("storyboard", shot.index)
-            render = self.pipe(shot, self.sprites, seed=seed, num_frames=1)
-            rel, mrel = frame_path(shot.index), frame_path(shot.index).replace(".png", "_mask.png")
-            write_png(run.ws.path(rel), render.storyboard)
-            write_png(run.ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
-            return StoryboardFrame(path=rel, mask_path=mrel, input_hash=h, shot=shot.index, meta={"seed": seed})
+        return run_per_shot(run, script.shots, stage="storyboard", label="Storyboard", input_hash=input_hash)
 
-        return run_per_shot(run, script.shots, key_prefix=STORYBOARD_DIR, label="Storyboard", kind=StoryboardFrame,
-                            input_hash=input_hash, make=draw)
+    def draw(self, run: Run, shot: Shot, input_hash: str) -> StoryboardFrame:
+        seed = run.seed("storyboard", shot.index)
+        render = self.pipe(shot, self.sprites, seed=seed, num_frames=1)
+        rel, mrel = frame_path(shot.index), frame_path(shot.index).replace(".png", "_mask.png")
+        write_png(run.ws.path(rel), render.storyboard)
+        write_png(run.ws.path(mrel), (render.storyboard_mask * 255).astype(np.uint8))
+        return StoryboardFrame(path=rel, mask_path=mrel, input_hash=input_hash, shot=shot.index, meta={"seed": seed})
 
     def clip_inputs(self) -> dict[str, object]:
         return {**super().clip_inputs(), "renderer": RENDERER}
