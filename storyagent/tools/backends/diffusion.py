@@ -156,6 +156,8 @@ class DiffusionBackend(Backend):
 
     name = "diffusion"
     weights = ("sdxl-base", "grounding-dino-base", "sam-vit-h", "anydoor", "dynamicrafter-512")
+    resources = {"num_cpus": 1, "num_gpus": 1}
+    subject_work = True
 
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__(cfg)
@@ -175,10 +177,23 @@ class DiffusionBackend(Backend):
             self.finetunes = {}
             run.manifest.set_finetunes({"off": "the stock AnyDoor and DynamiCrafter (--finetune off)"})
         else:
-            # A LoRA-BE adapter the user gave is used as it is; StoryAnyDoor is still the subject's own.
-            wanted = ("story_anydoor",) if cfg.video_adapter else ("story_anydoor", "lora_be")
-            tunes = SubjectFineTunes(cfg, run.subject, self.reference_masks(), run.show_progress)
-            self.finetunes = tunes(run.ws, wanted)
+            self.finetunes = self._tunes(run)(run.ws, self._wanted())
+
+    def attach_subject(self, run: Run) -> None:
+        """A worker's view of the run (a batch on Ray): the fine-tunes from the cache, trained there first
+        by the batch's one task for this subject; nothing recorded."""
+        if self.cfg.finetune == "off":
+            self.finetunes = {}
+        else:
+            tunes = self._tunes(run)
+            self.finetunes = {m: tunes.ensure(m) for m in self._wanted()}
+
+    def _wanted(self) -> tuple[str, ...]:
+        # A LoRA-BE adapter the user gave is used as it is; StoryAnyDoor is still the subject's own.
+        return ("story_anydoor",) if self.cfg.video_adapter else ("story_anydoor", "lora_be")
+
+    def _tunes(self, run: Run) -> SubjectFineTunes:
+        return SubjectFineTunes(self.cfg, run.subject, self.reference_masks(), run.show_progress)
 
     # ---- storyboard -----------------------------------------------------------------------
 
