@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from storyagent.progress import console
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` on one line and return the exit to raise (never a traceback)."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: a message's brackets (`pip install -e ".[ray]"`, a path) are text, not rich markup.
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
