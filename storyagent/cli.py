@@ -324,6 +324,117 @@ def demo(
                prompt="a day at the seaside", subject=subject, name="Pip", class_word="fox", shots=shots)
 
 
+@app.command()
+def batch(
+    jobs: Annotated[Path, typer.Argument(help="The jobs file: TOML (\\[defaults] and one \\[\\[film]] table per film) "
+                                              "or JSON Lines (one film per line).")],
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="auto|ADDRESS",
+        help="Make the shots on a Ray cluster: auto (the cluster `ray start` made on this machine) or its address "
+             "(10.0.0.5:6379). Left out: the films are made here, one after another, without Ray.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Folder of the films' run folders, for films without their own out (default: beside the jobs file, "
+             "named after it). On a cluster: a folder every node sees.")] = None,
+    films_at_once: Annotated[Optional[int], typer.Option(
+        "--films-at-once", min=1, help="With --ray: how many films' crews the driver runs at once (default: the "
+                                       "cluster's CPUs and GPUs, at most 16).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar (the line per film stays).")] = False,
+) -> None:
+    """Make many films from one jobs file: here, one after another, or on a Ray cluster (--ray).
+
+    Each film is what `storyagent run` makes, in its own run folder. A film
+    takes out (its run folder) and any setting of `storyagent run` under its
+    field name: prompt, subject, name, class_word, shots, seed, backend,
+    width, height, fps, review ... \\[defaults] holds the settings every film
+    shares. Paths are relative to the jobs file.
+
+    Every film is checked before anything is made: a wrong one is named by
+    its number and nothing starts. Review is none, rules, aesthetic or llm (a
+    person reviews with `storyagent chat`). Running the same command again
+    continues: finished films and shots are reused.
+
+    A jobs file, films.toml; its films go to films/01_a-day-at-the-seaside,
+    films/02_a-rainy-afternoon-in-the-garden and runs/tom:
+
+      \\[defaults]
+      shots = 4
+      review = "rules"
+
+      \\[\\[film]]
+      prompt = "a day at the seaside"
+      subject = "pip.png"
+      name = "Pip"
+      class_word = "fox"
+
+      \\[\\[film]]
+      prompt = "a rainy afternoon in the garden"
+      subject = "pip.png"
+      name = "Pip"
+      class_word = "fox"
+
+      \\[\\[film]]
+      prompt = "lost in the city at night"
+      subject = "cat.mp4"
+      name = "Tom"
+      out = "runs/tom"
+
+    Or films.jsonl, one film per line:
+
+      {"prompt": "a day at the seaside", "subject": "pip.png", "name": "Pip"}
+
+    Examples:
+
+      storyagent batch films.toml
+
+      storyagent batch films.toml --ray auto     # the cluster this machine joined
+
+      storyagent batch films.toml --ray 10.0.0.5:6379 --out /shared/films
+    """
+    from storyagent.agents.crew import run_crew
+    from storyagent.agents.llm import default_spec, parse_llm
+    from storyagent.tools.batch import BatchExecutor, read_jobs, run_batch
+
+    def check(cfg) -> None:
+        if cfg.review == "llm" and not parse_llm(cfg.llm).enabled:
+            raise InputError("review 'llm' needs an LLM: set llm (a vision-capable model) or choose rules")
+
+    try:
+        films = read_jobs(jobs, default_name=default_name, out=out, settings={"llm": default_spec()}, check=check)
+        if ray is None:
+            executor, at_once = BatchExecutor(), 1
+        else:
+            from storyagent.tools.cluster import connect
+            from storyagent.tools.ray_tasks import RayExecutor
+
+            cluster = connect(ray)
+            executor = RayExecutor(cluster)
+            resources = cluster.cluster_resources()
+            at_once = films_at_once or max(1, min(16, int(resources.get("CPU", 1) + resources.get("GPU", 0))))
+    except StoryAgentError as exc:
+        raise fail(str(exc)) from None
+    where = f"on the Ray cluster at {ray}, {at_once} at once" if ray is not None else "here, one after another"
+    console.print(f"[bold]storyagent batch[/]: {len(films)} films {where}.", highlight=False)
+
+    def make(job) -> bool:
+        result = run_crew(job.config, job.out, resume=True, show_progress=False, executor=executor)
+        return result.film is not None
+
+    try:
+        done = run_batch(films, make, at_once=at_once, show_progress=not quiet)
+    except (KeyboardInterrupt, EOFError) as exc:
+        words, status = interrupted(exc)
+        console.print(f"\n[yellow]{words}[/] Finished films and shots are kept; run the same command again to "
+                      "continue.", highlight=False, soft_wrap=True)
+        raise typer.Exit(status) from None
+    failed = [d for d in done if d.error]
+    if failed:
+        console.print(f"[bold red]{len(failed)} of {len(done)} films failed[/] (film "
+                      f"{', '.join(str(d.job.number) for d in failed)}); finished work is kept: run the same command "
+                      "again to continue.", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[bold green]Done:[/] {len(done)} films.", highlight=False)
+
+
 def main() -> None:
     # A closed terminal (SIGHUP) or `kill`/a scheduler (SIGTERM) stops a run as Ctrl-C does: the
     # exception unwinds through the atomic writers, so no temp file is left and finished work is kept.

@@ -270,6 +270,10 @@ class Manifest:
     def artifact(self, key: str) -> dict[str, Any] | None:
         return self._data["artifacts"].get(key)
 
+    def artifact_keys(self, prefix: str = "") -> list[str]:
+        """The keys of the recorded artifacts that start with `prefix` (`subject/`, `shots/`), sorted."""
+        return sorted(k for k in self._data["artifacts"] if k.startswith(prefix))
+
     def record(self, key: str, entry: dict[str, Any]) -> None:
         self._change(lambda d: d["artifacts"].__setitem__(key, entry))
 
