@@ -134,7 +134,7 @@ def dataset(
         help="Run the protocol as Ray tasks (a character's fine-tunes, then each test sample) on a running "
              "cluster: auto (the one `ray start` made here) or its address, e.g. 10.0.0.5:6379. The dataset, "
              "--out, the weights and the StoryAgent cache must be on paths every node sees. Same tables as "
-             "without it; needs pip install -e \".[ray]\".")] = None,
+             "without it; needs pip install -e \".\\[ray]\".")] = None,  # `\\[`: a bracket is rich markup in help
 ) -> None:
     """The paper's protocol (Sec. 4): per character, reference videos from one training episode and
     test samples of 4 shots from others; each shot's first frame, subject removed and redrawn, is

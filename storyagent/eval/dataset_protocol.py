@@ -16,8 +16,9 @@ FVD); then `assemble` alone makes the tables, from the samples in the split's or
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,11 +138,35 @@ def check_reference(reference: SubjectReference, character: ResolvedCharacter, c
                          "the protocol takes it from the training episode only.")
 
 
+TASK_THREADS = 1
+"""torch's intra-op threads while a character is prepared or a sample generated and scored, in this
+process or in a Ray worker.
+oneDNN splits a CPU convolution's sums by the thread count, so the same clip gives other numbers
+with other counts: the tiny I3D's logits differed by 2e-7 between 1 and 2 threads (from its
+1×1×1 Mixed_3b conv on), and FVD by 1e-5 of itself. A Ray task holding one CPU runs one thread
+(Ray sets OMP_NUM_THREADS to its num_cpus); the in-process run is held to the same, so the two
+give the same tables. GPU work is not affected."""
+
+
+@contextlib.contextmanager
+def _fixed_threads() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(TASK_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def prepare_character(index: DatasetIndex, character: ResolvedCharacter, generator, work_dir: Path) -> PreparedCharacter:
-    """The character's reference (written to `work_dir/references/<name>`) and its fine-tunes, found or trained."""
+    """The character's reference (written to `work_dir/references/<name>`) and its fine-tunes, found or
+    trained on `TASK_THREADS` torch threads."""
     media = work_dir / "references" / character.name
-    reference = build_reference(index, character, media)
-    return PreparedCharacter(reference, generator.finetune(character, media))
+    with _fixed_threads():
+        reference = build_reference(index, character, media)
+        return PreparedCharacter(reference, generator.finetune(character, media))
 
 
 def _shot(generator, clip: GroundTruthClip, geometry: FrameGeometry, reference: SubjectReference):
@@ -164,7 +189,14 @@ def evaluate_sample(index: DatasetIndex, character: ResolvedCharacter, sample: i
                     generator, geometry: FrameGeometry, work_dir: Path, lpips_model=None, i3d_model=None,
                     on_shot: Callable[[str], None] | None = None) -> SampleResult:
     """Generate the shots of test sample `sample` (1-based) with a generator `use`d for `character`,
-    write each (atomically) and score it against its ground truth."""
+    write each (atomically) and score it against its ground truth, on `TASK_THREADS` torch threads."""
+    with _fixed_threads():
+        return _evaluate_sample(index, character, sample, reference, generator, geometry, work_dir, lpips_model,
+                                i3d_model, on_shot)
+
+
+def _evaluate_sample(index, character, sample, reference, generator, geometry, work_dir, lpips_model, i3d_model,
+                     on_shot) -> SampleResult:
     rows: list[dict[str, object]] = []
     notes: list[str] = []
     fakes: list[np.ndarray] = []
