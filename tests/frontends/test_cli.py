@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,7 +132,7 @@ def test_help_teaches():
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["chat"], ["demo"], ["weights", "fetch"], ["eval", "film"],
-                                     ["eval", "dataset"], ["finetune", "video"]])
+                                     ["eval", "dataset"], ["finetune", "video"], ["batch"]])
 def test_help_shows_flags_as_flags_and_no_python_types(command):
     """Flags take no value, so none is shown; values are shown by what they are, not by Python type."""
     out = cli(*command, "--help").stdout
@@ -192,3 +193,50 @@ def test_a_run_reports_each_stage_once(tmp_path):
         for stage in ("Storyboard", "Animating shots"):
             lines = [line for line in res.stderr.splitlines() if line.strip().startswith(stage)]
             assert len(lines) == 1 and word in lines[0], (extra, stage, lines)
+
+
+BATCH = """[defaults]
+subject = "pip.png"
+shots = 2
+
+[[film]]
+prompt = "a day at the seaside"
+
+[[film]]
+prompt = "a day at the fair"
+review = "human"
+
+[[film]]
+prompt = "a day in the snow"
+width = 129
+"""
+
+
+def test_batch_refuses_a_bad_film_by_its_number_before_any_work(tmp_path):
+    shutil.copy(PIP / "pip.png", tmp_path / "pip.png")
+    (tmp_path / "films.toml").write_text(BATCH)
+    res = cli("batch", "films.toml", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = [line.strip() for line in res.stderr.splitlines() if line.strip().startswith("film ")]
+    assert [line.split(":")[0] for line in lines] == ["film 2", "film 3"], res.stderr
+    assert "review 'human'" in lines[0] and "even" in lines[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["films.toml", "pip.png"], "nothing made"
+
+
+def test_batch_help_teaches_and_ray_without_ray_says_what_to_install(tmp_path):
+    out = cli("batch", "--help").stdout
+    for word in ("[defaults]", "[[film]]", "films.jsonl", "--ray", "auto|ADDRESS",
+                 "storyagent batch films.toml --ray auto"):
+        assert word in out
+    # A machine without Ray: a `ray` that cannot be imported, ahead of the installed one.
+    (tmp_path / "noray" / "ray").mkdir(parents=True)
+    (tmp_path / "noray" / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    shutil.copy(PIP / "pip.png", tmp_path / "pip.png")
+    (tmp_path / "films.toml").write_text(BATCH.split("[[film]]\nprompt = \"a day at the fair\"")[0])
+    res = subprocess.run([sys.executable, "-m", "storyagent", "batch", "films.toml", "--ray", "auto"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": f"{tmp_path / 'noray'}{os.pathsep}{ROOT}"})
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: --ray needs Ray") and 'pip install -e ".[ray]"' in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "films").exists()
