@@ -378,9 +378,8 @@ def batch(
       name = "Tom"
       out = "runs/tom"
 
-    Or films.jsonl, one film per line:
-
-      {"prompt": "a day at the seaside", "subject": "pip.png", "name": "Pip"}
+    Or films.jsonl: one JSON object per line, one line per film, with the
+    same settings ("prompt", "subject", "name" ...; no defaults).
 
     Examples:
 
