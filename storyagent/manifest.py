@@ -4,13 +4,16 @@
 fine-tunes, speakers); no other module indexes the manifest's dict. Writes are serialised by a
 lock, so the studio's threads (and a batch driver recording its workers' results) never interleave
 two saves. A worker gets a read-only view (`Manifest.view`): it reads the takes and redos it works
-from, and any change it tries is refused, so the driver stays the manifest's one writer. On load the
+from, and any change it tries is refused, so the driver stays the manifest's one writer. A worker
+that makes a whole stage (a film's diffusion storyboard) gets a journaling view instead: its
+changes are kept in memory and in `journal`, and the driver replays them (`replay`). On load the
 file is checked against a schema: every value the tools read back is typed and bounded, so a
 damaged or tampered manifest is refused in one sentence and never trusted for sizes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -198,6 +201,22 @@ class ReadOnlyManifestError(StoryAgentError):
     """A change asked of a read-only view of a manifest (a worker's): only the run's driver records."""
 
 
+JOURNALED: set[str] = set()
+"""The methods that change a manifest, which a journaling view keeps and `Manifest.replay` repeats."""
+
+
+def _journaled(method):
+    JOURNALED.add(method.__name__)
+
+    @functools.wraps(method)
+    def change(self: Manifest, *args: Any, **kwargs: Any) -> Any:
+        if self.journal is not None:
+            self.journal.append((method.__name__, args, kwargs))
+        return method(self, *args, **kwargs)
+
+    return change
+
+
 class Manifest:
     """A run's `manifest.json`, read and written through typed methods only.
 
@@ -211,15 +230,27 @@ class Manifest:
         self._data = data
         self._lock = threading.RLock()
         self.read_only = read_only
+        self.journal: list[tuple[str, tuple[Any, ...], dict[str, Any]]] | None = None
+        """A journaling view's changes, in order: (method, args, kwargs)."""
 
     @classmethod
-    def view(cls, root: str | os.PathLike[str]) -> Manifest:
-        """The manifest of the run in `root` as it is on disk now, read-only: a worker's view."""
+    def view(cls, root: str | os.PathLike[str], journal: bool = False) -> Manifest:
+        """The manifest of the run in `root` as it is on disk now, for a worker: read-only, or with `journal`
+        changed in memory only, each change kept in `journal` for the driver to `replay`."""
         path = Path(root).expanduser() / MANIFEST
         if not path.exists():
             raise InputError(f"{path.parent} holds no StoryAgent run; a worker needs the folder its driver made "
                              "(run folders must be on storage every node sees).")
-        return cls(path.parent, _load_manifest(path), read_only=True)
+        manifest = cls(path.parent, _load_manifest(path), read_only=not journal)
+        manifest.journal = [] if journal else None
+        return manifest
+
+    def replay(self, journal: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+        """Make the changes a worker's journaling view kept, in order, here (the driver)."""
+        for name, args, kwargs in journal:
+            if name not in JOURNALED:
+                raise InputError(f"A worker handed back {name!r}, which is no change of a manifest.")
+            getattr(self, name)(*args, **kwargs)
 
     @classmethod
     def new(cls, root: Path, inputs: dict[str, Any]) -> Manifest:
@@ -229,6 +260,8 @@ class Manifest:
 
     def save(self) -> None:
         self._refuse_if_read_only()
+        if self.journal is not None:  # a journaling view: its driver saves what it replays
+            return
         with self._lock:
             self._data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             try:
@@ -254,6 +287,7 @@ class Manifest:
     def inputs(self) -> dict[str, Any]:
         return dict(self._data.get("inputs", {}))
 
+    @_journaled
     def reopen(self, inputs: dict[str, Any]) -> None:
         """A resumed run: its current inputs and versions."""
         self._change(lambda d: d.update(inputs=inputs, versions=versions()))
@@ -264,6 +298,7 @@ class Manifest:
     def stages(self) -> dict[str, str]:
         return dict(self._data["stages"])
 
+    @_journaled
     def set_stage(self, stage: str, status: str, note: str | None = None) -> None:
         self._change(lambda d: d["stages"].__setitem__(stage, status if note is None else f"{status}: {note}"))
 
@@ -274,6 +309,7 @@ class Manifest:
         """The keys of the recorded artifacts that start with `prefix` (`subject/`, `shots/`), sorted."""
         return sorted(k for k in self._data["artifacts"] if k.startswith(prefix))
 
+    @_journaled
     def record(self, key: str, entry: dict[str, Any]) -> None:
         self._change(lambda d: d["artifacts"].__setitem__(key, entry))
 
@@ -283,6 +319,7 @@ class Manifest:
         """How many times a reviewer asked for this shot's `stage` again (the seed rule uses it)."""
         return int(self._data.get("takes", {}).get(stage, {}).get(str(shot), 0))
 
+    @_journaled
     def add_redo(self, stage: str, shots: list[int], feedback: str, rewritten: set[int]) -> None:
         """A new take of each of `shots` at `stage`, the reviewer's words kept with it, and whether the
         words rewrote that shot's text (`rewrote_story`)."""
@@ -301,6 +338,7 @@ class Manifest:
     def approval(self, stage: str) -> dict[str, str] | None:
         return self._data.get("approved", {}).get(stage)
 
+    @_journaled
     def approve(self, stage: str, approval: dict[str, str]) -> None:
         self._change(lambda d: d.setdefault("approved", {}).__setitem__(stage, approval))
 
@@ -310,10 +348,12 @@ class Manifest:
     def speakers(self) -> list[str]:
         return [s["speaker"] for s in self._data["speakers"]]
 
+    @_journaled
     def start_session(self) -> None:
         """A new conversation: the speakers of this session only."""
         self._change(lambda d: d.__setitem__("speakers", []))
 
+    @_journaled
     def log_speaker(self, name: str, summary: str = "") -> None:
         self._change(lambda d: d["speakers"].append({"speaker": name, "summary": summary[:200]}))
 
@@ -323,9 +363,11 @@ class Manifest:
     def subject_frames(self) -> int:
         return int(self._data.get("subject_frames", 0))
 
+    @_journaled
     def set_subject_frames(self, count: int) -> None:
         self._change(lambda d: d.__setitem__("subject_frames", count))
 
+    @_journaled
     def set_finetunes(self, finetunes: dict[str, Any]) -> None:
         self._change(lambda d: d.__setitem__("finetunes", finetunes))
 
@@ -333,5 +375,6 @@ class Manifest:
     def storyboard_identity(self) -> dict[str, Any]:
         return dict(self._data.get("storyboard_identity") or {})
 
+    @_journaled
     def set_storyboard_identity(self, identity: dict[str, Any]) -> None:
         self._change(lambda d: d.__setitem__("storyboard_identity", identity))

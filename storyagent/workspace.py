@@ -89,11 +89,12 @@ class Workspace:
         return ws
 
     @classmethod
-    def attach(cls, root: str | os.PathLike[str]) -> Workspace:
+    def attach(cls, root: str | os.PathLike[str], journal: bool = False) -> Workspace:
         """A worker's view of the run folder `root`, which its driver holds open: files are read and
-        written there, the manifest is read as it is on disk now and never changed (`Manifest.view`)."""
+        written there, the manifest is read as it is on disk now and never written (`Manifest.view`:
+        read-only, or with `journal` its changes kept for the driver to replay)."""
         root = Path(root).expanduser()
-        return cls(root, Manifest.view(root))
+        return cls(root, Manifest.view(root, journal=journal))
 
     def close(self) -> None:
         """Let go of the run folder's lock (also done when the Workspace is collected, and at exit)."""

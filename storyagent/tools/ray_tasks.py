@@ -7,7 +7,8 @@ clip (those of a film at once, as soon as its storyboard is reviewed), then the 
 A shot asks for what its backend declares (`Backend.resources`: a CPU for the animatic, a GPU for
 the diffusion backend), the film for a CPU; the cluster's scheduler places them, spread over the
 nodes. The diffusion backend draws every shot of a film's storyboard together (StoryDiffusion's
-consistent attention runs across the shots), so its storyboard stays one step of the film's crew.
+consistent attention runs across the shots), so its storyboard is one task per film
+(`storyboard.draw_storyboard`), which hands back its manifest changes for the driver to make.
 
 A task receives plain data (the run folder, the config as JSON, a `ShotOrder` or `FilmOrder`),
 sees the run through `Run.attach` (read-only manifest; the backend and the subject's sprites are

@@ -121,6 +121,12 @@ class Backend(ABC):
         draws shot by shot (through `run_per_shot`); drawn with `run.seed("storyboard", shot.index)`."""
         raise NotImplementedError(f"the {self.name} backend draws its storyboard a film at a time")
 
+    @property
+    def draws_by_shot(self) -> bool:
+        """Whether each storyboard picture is its own piece of work (`draw`), or the film's pictures are drawn
+        together (the diffusion storyboard: StoryDiffusion attends across the shots)."""
+        return type(self).draw is not Backend.draw
+
     def make_shot(self, run: Run, order: ShotOrder) -> Artifact:
         """The work `order` asks: a storyboard picture (`draw`) or a clip (`animate`); files only, no record."""
         if order.stage == "video":
@@ -238,10 +244,10 @@ class Run:
         backend.attach_subject(run)
         return run
 
-    def reread(self) -> Run:
-        """This worker's view with the manifest read again (the takes and redos of the work asked now);
-        the backend and the subject are kept."""
-        return replace(self, ws=Workspace.attach(self.ws.root))
+    def reread(self, journal: bool = False) -> Run:
+        """This worker's view with the manifest read again (the takes and redos of the work asked now),
+        read-only or journaling (`Manifest.view`); the backend and the subject are kept."""
+        return replace(self, ws=Workspace.attach(self.ws.root, journal=journal))
 
     @property
     def manifest(self) -> Manifest:

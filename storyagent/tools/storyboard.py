@@ -13,6 +13,7 @@ from storyagent.errors import InputError
 from storyagent.hashing import hash_json
 from storyagent.media import contact_sheet, write_png
 from storyagent.schemas import Artifact, StoryboardFrame, StoryScript, format_validation_error
+from storyagent.tools.shot_failure import ShotFailedError
 from storyagent.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -48,12 +49,40 @@ class ShotSelection(BaseModel):
 
 
 def generate_storyboard(run: Run, script: StoryScript) -> list[StoryboardFrame]:
-    """Draw every shot's storyboard picture that is missing or stale; return all of them."""
+    """Draw every shot's storyboard picture that is missing or stale; return all of them.
+
+    A backend that draws shot by shot hands each picture to the run's executor (`run_per_shot`); one
+    that draws a film's pictures together (the diffusion storyboard) is one piece of work per film for
+    the executor (`draw_storyboard`), whose changes to the manifest the driver then makes itself.
+    """
     run.manifest.set_stage("storyboard", "running")
-    frames = run.backend.storyboard(run, script)
+    if run.backend.draws_by_shot:
+        frames = run.backend.storyboard(run, script)
+    else:
+        frames, journal, failed = run.executor.call(run, draw_storyboard, script, run.backend.resources)
+        run.manifest.replay(journal)
+        if failed is not None:  # the shots drawn are recorded now; the others are drawn again on --resume
+            raise failed
     write_contact_sheet(run.ws, script, frames)
     run.manifest.set_stage("storyboard", "done")
     return frames
+
+
+def draw_storyboard(run: Run, script: StoryScript) -> tuple[list[StoryboardFrame], list, ShotFailedError | None]:
+    """A film's whole storyboard as one piece of work: its frames, the manifest changes to replay, and the
+    shots that could not be drawn.
+
+    With the driver's own run it records as it draws (nothing to replay; a failure is raised as ever);
+    on a worker's read-only view it draws through a journaling view of the manifest and hands its
+    changes back, those of the shots it drew even when another shot failed.
+    """
+    if not run.manifest.read_only:
+        return run.backend.storyboard(run, script), [], None
+    view = run.reread(journal=True)
+    try:
+        return view.backend.storyboard(view, script), view.manifest.journal, None
+    except ShotFailedError as exc:
+        return [], view.manifest.journal, exc
 
 
 def write_contact_sheet(ws: Workspace, script: StoryScript, frames: list[StoryboardFrame]) -> None:

@@ -1,7 +1,8 @@
 """`storyagent batch` in one process (issue 28): the jobs file checked before any work, a batch equal to
 the same films made one by one, a batch cut short continuing where it stopped, a worker's finished file
-reused rather than made again, a worker's view that cannot write the manifest, and one subject prepared
-once for all its films."""
+reused rather than made again, a worker's view that cannot write the manifest, a film's diffusion
+storyboard drawn as one piece of work whose records the driver makes, and one subject prepared once for
+all its films."""
 
 import json
 import shutil
@@ -9,17 +10,21 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from storyagent.agents.crew import run_crew
 from storyagent.cli import default_name
 from storyagent.errors import InputError
 from storyagent.manifest import MANIFEST, Manifest, ReadOnlyManifestError
-from storyagent.schemas import Film
+from storyagent.schemas import Film, Subject
 from storyagent.tools.backends.animatic import AnimaticBackend
 from storyagent.tools.batch import BatchExecutor, Job, read_jobs, run_batch
 from storyagent.tools.per_shot import CLIPS_DIR, shot_key
 from storyagent.tools.run import Run, make_shot
+from storyagent.tools.storyboard import draw_storyboard
+from storyagent.workspace import Workspace
 from tests.support.paths import PIP
 
 TINY = 'shots = 3\nwidth = 128\nheight = 80\nfps = 4\nshot_duration = 2.0\nclass_word = "fox"\n'
@@ -228,8 +233,8 @@ def test_two_films_of_one_subject_prepare_it_once(tmp_path, monkeypatch):
     executor = BatchExecutor()
     run_batch(jobs, crew(executor), show_progress=False)
     assert len(cutouts) == 1 and executor.shared == 1
-    subject = [{k: v for k, v in files(job.out).items() if k.startswith("subject/")} for job in jobs]
-    assert subject[0] == subject[1] and subject[0]
+    cutout = [{k: v for k, v in files(job.out).items() if k.startswith("subject/")} for job in jobs]
+    assert cutout[0] == cutout[1] and cutout[0]
 
     # The fine-tunes' stand-in: trained when the cache (by content) has none, which takes a while.
     cache: set[str] = set()
@@ -255,3 +260,42 @@ def test_two_films_of_one_subject_prepare_it_once(tmp_path, monkeypatch):
     for t in threads:
         t.join()
     assert len(opened) == 2 and len(trained) == 1
+
+
+def test_a_films_diffusion_storyboard_is_one_piece_of_work_whose_records_the_driver_makes(tmp_path, tiny_weights):
+    """The diffusion storyboard draws a film's shots together, so a worker draws it whole through a journaling
+    view of the manifest; the driver replays the changes, and records what the storyboard drawn here records."""
+    from tests.tools.test_diffusion_storyboard import load, make_run, script
+
+    pipe = load(tiny_weights, box_threshold=0.0, text_threshold=0.0)
+    subject = square_subject(tmp_path)
+    driver = make_run(tmp_path / "run", subject, pipe)
+    assert not driver.backend.draws_by_shot and AnimaticBackend(two_films(tmp_path)[0].config).draws_by_shot
+    worker = Run(driver.config, Workspace.attach(driver.ws.root), driver.backend, driver.subject, False)
+    frames, journal, failed = draw_storyboard(worker, script())
+    assert failed is None and Manifest.view(driver.ws.root).artifact_keys("storyboard/") == []
+    assert driver.manifest.artifact_keys("storyboard/") == [], "the worker recorded nothing"
+    driver.manifest.replay(journal)
+
+    alone = make_run(tmp_path / "alone", subject, pipe)
+    assert frames == alone.backend.storyboard(alone, script())
+    keys = alone.manifest.artifact_keys("storyboard/")
+    assert len(keys) == 3 * 3 and driver.manifest.artifact_keys("storyboard/") == keys
+    assert all(driver.manifest.artifact(k) == alone.manifest.artifact(k) for k in keys)
+    assert driver.manifest.storyboard_identity == alone.manifest.storyboard_identity
+    assert Manifest.view(driver.ws.root).artifact_keys("storyboard/") == keys, "saved by the driver"
+    with pytest.raises(InputError, match="no change of a manifest"):
+        driver.manifest.replay([("save", (), {})])
+
+
+def square_subject(folder: Path) -> Subject:
+    """A subject of two reference frames, a brown square on grey, for the tiny diffusion models."""
+    frames, masks = [], []
+    for i, side in enumerate([6, 12]):
+        frame, mask = np.full((24, 24, 3), 200, np.uint8), np.zeros((24, 24), np.uint8)
+        frame[:side, :side], mask[:side, :side] = (90, 60, 30), 255
+        frames.append(folder / f"f{i}.png")
+        masks.append(folder / f"m{i}.png")
+        Image.fromarray(frame).save(frames[-1])
+        Image.fromarray(mask).save(masks[-1])
+    return Subject(name="Pip", class_word="rabbit", reference_media=[frames[0]], frames=frames, masks=masks)
