@@ -406,6 +406,7 @@ def batch(
             from storyagent.tools.ray_tasks import RayExecutor
 
             cluster = connect(ray)
+            signal.signal(signal.SIGTERM, _stop)  # Ray's driver sets its own; a batch stops as `run` does
             executor = RayExecutor(cluster)
             resources = cluster.cluster_resources()
             at_once = films_at_once or max(1, min(16, int(resources.get("CPU", 1) + resources.get("GPU", 0))))

@@ -310,7 +310,12 @@ def _in_threads(jobs: list[Job], make_film: Callable[[Job], bool], at_once: int)
     for _ in range(min(at_once, len(jobs))):
         threading.Thread(target=worker, daemon=True, name="storyagent-film").start()
     for _ in jobs:
-        yield results.get()
+        while True:
+            try:  # woken now and then, so Ctrl-C reaches this thread while the films run
+                yield results.get(timeout=0.2)
+                break
+            except queue.Empty:
+                continue
 
 
 def film_line(result: FilmDone, total: int) -> str:
