@@ -145,10 +145,9 @@ def _job(number: int, settings: dict[str, Any], base: Path, root: Path, width: i
     for key in PATH_SETTINGS:
         if isinstance(settings.get(key), str):
             settings[key] = (base / Path(settings[key]).expanduser()).resolve()
-    if settings.get("review") not in (None, *BATCH_REVIEWS):
-        if settings["review"] == "human":
-            raise InputError("review 'human' needs a person at every stage, which a batch has not; choose "
-                             f"{', '.join(BATCH_REVIEWS)} (or make this film with storyagent chat)")
+    if settings.get("review") == "human":
+        raise InputError("review 'human' needs a person at every stage, which a batch has not; choose "
+                         f"{', '.join(BATCH_REVIEWS)} (or make this film with storyagent chat)")
     if settings.get("finetune") == "force":
         raise InputError("finetune 'force' would train the subject again for each of its films; train it once with "
                          "storyagent run --finetune force, then run the batch with finetune auto")
