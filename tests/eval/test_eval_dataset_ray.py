@@ -4,12 +4,9 @@ the in-process run gives, to the float; without Ray installed, `--ray` says what
 import csv
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -41,80 +38,18 @@ NO_RAY = ("import sys\n"
           "sys.meta_path.insert(0, NoRay())\n") + CLI
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, process group, state) of every process on the machine, from /proc."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # ended meanwhile
-                continue
-            found[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
-    return found
-
-
-def cluster_processes(group: int) -> set[int]:
-    """The live processes `ray start` left in its process group, and their children (Ray's workers
-    leave the group for one of their own, but stay the raylet's children)."""
-    table = processes()
-    members = {pid for pid, (_, pgid, state) in table.items() if pgid == group and state != "Z"}
-    grown = True
-    while grown:
-        children = {pid for pid, (ppid, _, state) in table.items() if ppid in members and state != "Z"}
-        grown = not children <= members
-        members |= children
-    return members
-
-
-def stop_cluster(group: int) -> set[int]:
-    """End this test's cluster by its processes (not `ray stop`, which ends every Ray on the machine);
-    returns what is still alive after."""
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-        for pid in cluster_processes(group):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while cluster_processes(group) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not cluster_processes(group):
-            break
-    return cluster_processes(group)
-
-
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     """A head node on 127.0.0.1 with 2 CPUs, on free ports and a temp folder of its own; its address."""
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
-    # Short: Ray's socket paths live under it, and a Unix socket path has a 107-byte limit.
-    temp = Path(f"/tmp/ray_ev{uuid.uuid4().hex[:6]}")
-    port = free_port()
-    ports = [f"--{name}={free_port()}" for name in (
-        "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-        "runtime-env-agent-port", "metrics-export-port", "node-manager-port", "object-manager-port")]
-    start = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head",
-                              "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-                              "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(temp),
-                              *ports], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    from tests.support.ray_cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("ray_cwd"), dict(os.environ), nodes=1, cpus=2)
     try:
-        output, _ = start.communicate(timeout=90)
-        assert start.returncode == 0, output
-        yield f"127.0.0.1:{port}"
+        cluster.start()
+        yield cluster.address
     finally:
-        if start.poll() is None:
-            start.kill()
-        left = stop_cluster(start.pid)
-        subprocess.run(["rm", "-rf", str(temp)], check=False)
-        assert not left, f"Ray processes left running: {sorted(left)}"
+        cluster.stop()
+        assert not cluster.processes(), "Ray processes left running"
 
 
 def eval_dataset(data, out, models=None, *extra, program=CLI):

@@ -10,10 +10,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,11 +20,11 @@ import pytest
 pytest.importorskip("ray", reason="storyagent batch --ray needs Ray: pip install -e '.[ray]'")
 psutil = pytest.importorskip("psutil", reason="the test finds the second node's processes with psutil (Ray needs it)")
 
-from storyagent.hashing import hash_file  # noqa: E402
-from storyagent.manifest import MANIFEST  # noqa: E402
-from tests.support.paths import PIP, ROOT  # noqa: E402
+from storyagent.hashing import hash_file
+from storyagent.manifest import MANIFEST
+from tests.support.paths import PIP, ROOT
+from tests.support.ray_cluster import LocalCluster
 
-RAY = Path(sys.executable).with_name("ray")
 FILMS = ("a day at the seaside", "a rainy afternoon in the garden", "a walk in the snowy woods", "a night at the fair")
 JOBS = ('[defaults]\nsubject = "pip.png"\nclass_word = "fox"\nshots = 3\nwidth = 128\nheight = 80\nfps = 4\n'
         'shot_duration = 2.0\n\n' + "".join(f'[[film]]\nprompt = "{p}"\n\n' for p in FILMS))
@@ -34,77 +32,6 @@ ARTIFACT_NAMES = (".mp4", ".png", ".made.json", MANIFEST, "story.json", "transcr
 # A lost node is declared dead after a few missed health checks, not the default ~30 s.
 FAST_HEALTH_CHECKS = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "500",
                       "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalCluster:
-    """A head and a second node on this machine, each with one CPU, made by `ray start`."""
-
-    def __init__(self, cwd: Path) -> None:
-        # Ray's socket paths live under its temp dir and must stay short (a Unix socket path has 107 bytes).
-        self.temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-        self.cwd = cwd
-        self.port = free_port()
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **FAST_HEALTH_CHECKS}
-        self.second: psutil.Process | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def ray_start(self, *args: str) -> None:
-        ports = ["--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port())]
-        res = subprocess.run([str(RAY), "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *ports, *args],
-                             cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=90)
-        assert res.returncode == 0, res.stdout + res.stderr
-
-    def start(self) -> None:
-        self.ray_start("--head", "--port", str(self.port), "--include-dashboard", "false", "--disable-usage-stats",
-                       "--temp-dir", str(self.temp), "--dashboard-port", str(free_port()))
-        before = {p.pid for p in self.raylets()}
-        self.ray_start("--address", self.address)
-        (self.second,) = [p for p in self.raylets() if p.pid not in before]
-
-    def processes(self) -> list[psutil.Process]:
-        """Every live process of this cluster: those that name its temp dir, and their descendants (the
-        workers, which rename themselves ray::IDLE, ray::work ...)."""
-        found: dict[int, psutil.Process] = {}
-        for p in psutil.process_iter(["cmdline"]):
-            if any(str(self.temp) in arg for arg in p.info["cmdline"] or ()):
-                found[p.pid] = p
-                try:
-                    found.update((c.pid, c) for c in p.children(recursive=True))
-                except psutil.Error:
-                    pass
-        return list(found.values())
-
-    def raylets(self) -> list[psutil.Process]:
-        return [p for p in self.processes() if p.name() == "raylet"]
-
-    def second_node(self) -> list[psutil.Process]:
-        """The second node's raylet and everything it started (its workers and agents)."""
-        try:
-            return [self.second, *self.second.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def stop(self) -> None:
-        for _ in range(3):
-            procs = self.processes()
-            if not procs:
-                break
-            for p in procs:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except psutil.Error:
-                    pass
-            psutil.wait_procs(procs, timeout=10)
-        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 def running_a_task(procs: list[psutil.Process]) -> bool:
@@ -164,7 +91,7 @@ def test_a_batch_on_two_nodes_survives_losing_one_while_shots_run(tmp_path):
     cache = Path(os.environ["STORYAGENT_CACHE"])
     before = {"tmp_path": listing(tmp_path), "cache": listing(cache) if cache.exists() else set(),
               "/tmp": artifact_like({p.name for p in Path("/tmp").iterdir()}), "repo": git_status()}
-    cluster = LocalCluster(cwd)
+    cluster = LocalCluster(cwd, {**os.environ, **FAST_HEALTH_CHECKS})
     driver = None
     try:
         cluster.start()
