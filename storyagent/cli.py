@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from storyagent import __version__
+from storyagent.agents.playback import NO_PLAY_ENV
 from storyagent.commands import fail
 from storyagent.commands.help_text import tidy_help
 from storyagent.errors import InputError, StoryAgentError
@@ -142,6 +143,9 @@ def run(
     lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help=_help("lora_be_epochs"))] = None,
     video_adapter: Annotated[Optional[Path], typer.Option("--video-adapter", "--adapter", help=_help("video_adapter"))] = None,
     low_vram: Annotated[bool, typer.Option("--low-vram", help=_help("low_vram"))] = False,
+    voice: Annotated[str, typer.Option(help=_help("voice"))] = "auto",
+    music: Annotated[str, typer.Option(help=_help("music"))] = "auto",
+    soundfont: Annotated[Optional[Path], typer.Option(help=_help("soundfont"))] = None,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
     review: Annotated[str, typer.Option(help=_help("review"))] = "none",
     min_score: Annotated[float, typer.Option("--min-score", help=_help("min_score"))] = 5.0,
@@ -162,6 +166,8 @@ def run(
       storyagent run "lost in the city at night" -s cat.mp4 --out runs/tom --resume   # after editing runs/tom/story.json
 
       storyagent run "a rainy day" -s cat.mp4 --name Tom --class-word cat --backend diffusion   # GPU: learns Tom once (cached)
+
+      storyagent run "a day at the seaside" -s pip.png --voice espeak --music none   # narrated, no score
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "resume", "llm", "verbose", "quiet")}
     settings["name"] = name or default_name(subject)
@@ -232,6 +238,11 @@ def chat(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Same seed, same film (default 0).")] = None,
     llm: Annotated[Optional[str], typer.Option(help="LLM for the Story Designer and the manager (see `run --help`).")] = None,
+    voice: Annotated[Optional[str], typer.Option(help=_help("voice") + " Default: auto.")] = None,
+    music: Annotated[Optional[str], typer.Option(help=_help("music") + " Default: auto.")] = None,
+    soundfont: Annotated[Optional[Path], typer.Option(help=_help("soundfont"))] = None,
+    no_play: Annotated[bool, typer.Option("--no-play", help=f"Do not play the narration at the reviews (the files are "
+                                                            f"still named); also {NO_PLAY_ENV}=1.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Pick up the conversation and the work in --out, with the inputs it was started with.")] = False,
 ) -> None:
     """Make a film together with the crew: you are the Observer and review every stage.
@@ -239,7 +250,9 @@ def chat(
     At each review type: ok (go on), redo 2,4: what to change (only those shots are redone),
     any other feedback (the whole stage is redone with it), render (approve the rest), or quit.
     Your words change what they ask at any stage: "redo 3: make it night" at the clips redraws
-    shot 3's picture at night first, then animates it.
+    shot 3's picture at night first, then animates it. Words about the voice ("redo 2: say it slower",
+    "redo 2: happier") speak shot 2's line again that way and change nothing else. At the story review
+    each shot's line is spoken and played (ffplay, aplay or paplay, when one is installed).
 
     Examples:
 
@@ -250,8 +263,10 @@ def chat(
     from storyagent.agents.crew import TRANSCRIPT
 
     console.print("[bold]StoryAgent chat[/]: the crew writes, draws and animates; you review each stage.")
+    if no_play:
+        os.environ[NO_PLAY_ENV] = "1"  # read by the human Observer, which plays the lines
     given = {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
-             "seed": seed}
+             "seed": seed, "voice": voice, "music": music, "soundfont": soundfont}
     try:
         settings, llm = _chat_settings(given, out, resume, llm)
     except (KeyboardInterrupt, EOFError) as exc:
@@ -291,8 +306,9 @@ def _chat_settings(given: dict[str, object], out: Path | None, resume: bool,
     shots = given["shots"]
     while shots is None or not 1 <= int(shots) <= 32:
         shots = IntPrompt.ask("How many shots (1-32)", default=4, console=console)
+    sound = {k: given[k] for k in ("voice", "music", "soundfont") if given.get(k) is not None}
     return {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
-            "seed": given["seed"] or 0}, llm
+            "seed": given["seed"] or 0, **sound}, llm
 
 
 def _show_previous_session(path: Path) -> None:
