@@ -10,10 +10,15 @@ are `Box` (top, bottom, left, right; ends exclusive).
 - `segmentation`: GrabCut subject masks, mask and cut-out checks, the RGBA cut-out
 - `tracking`: a clip's masks held steady (the first frame's carried by optical flow or a propagator)
 - `box`: the one `Box` type and the geometry on it
-- `writing`: mp4 (encoded, or clips joined without re-encoding) and PNG, written atomically
+- `writing`: mp4 (encoded, or clips joined without re-encoding; an AAC soundtrack beside) and PNG,
+  written atomically
+- `audio`: sound as `Audio` (float samples and their rate), any audio file read, WAV written
+- `mixing`: loudness (BS.1770, LUFS), true peak, the limiter, ducking and the film's mix (imported
+  from `storyagent.media.mixing` where needed: it loads pyloudnorm)
 - `layout`: fonts, word wrap, the contact sheet
 """
 
+from storyagent.media.audio import Audio, read_audio, write_wav
 from storyagent.media.box import Box, expand_box, grow_box, mask_box, square_box
 from storyagent.media.layout import contact_sheet, load_font, wrap_text
 from storyagent.media.reading import (
@@ -35,9 +40,9 @@ from storyagent.media.tracking import MaskPropagator, TrackedMasks, track_subjec
 from storyagent.media.writing import CannotJoin, join_videos, write_png, write_video
 
 __all__ = [
-    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Box", "CannotJoin", "DroppedFrame", "MaskPropagator",
+    "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Audio", "Box", "CannotJoin", "DroppedFrame", "MaskPropagator",
     "ReferenceMedia", "TrackedMasks", "check_cutout", "check_mask", "contact_sheet", "decode_video", "expand_box",
     "grow_box", "join_videos", "load_font", "load_reference", "mask_box", "media_files", "probe_video", "read_frames",
-    "read_image", "read_mask", "read_video", "segment_subject", "square_box", "subject_cutout", "track_subject",
-    "wrap_text", "write_png", "write_video",
+    "read_audio", "read_image", "read_mask", "read_video", "segment_subject", "square_box", "subject_cutout", "track_subject",
+    "wrap_text", "write_png", "write_video", "write_wav",
 ]
