@@ -23,9 +23,7 @@ def studio(
     try:
         import gradio  # noqa: F401
     except ImportError:
-        from rich.markup import escape  # `fail` prints rich markup, which would eat "[studio]"
-
-        raise fail(escape('The studio needs Gradio; install the extra with `pip install -e ".[studio]"`.')) from None
+        raise fail('The studio needs Gradio; install the extra with `pip install -e ".[studio]"`.') from None
     launch(runs, host, port, block=True)
 
 
