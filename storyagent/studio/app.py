@@ -8,22 +8,32 @@ session and the manifest; the galleries are only sent again when something chang
 from __future__ import annotations
 
 import html
+import json
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import gradio as gr
 
-from storyagent.config import RunConfig
+from storyagent.agents.lines import voice_only
+from storyagent.config import RunConfig, field_help
 from storyagent.errors import InputError, StoryAgentError
-from storyagent.studio.runs import (CACHE, STORY_COLUMNS, check_llm, check_uploads, clip_poster, cutout_preview,
-                                    earlier_runs, new_run_id, run_folder, run_inputs, save_story_edits, store_uploads,
-                                    story_rows)
+from storyagent.studio.runs import (AUDIO_SUFFIXES, CACHE, STORY_COLUMNS, check_llm, check_track, check_uploads,
+                                    clip_poster, cutout_preview, earlier_runs, new_run_id, run_folder, run_inputs,
+                                    save_story_edits, store_track, store_uploads, story_rows)
 from storyagent.studio.session import RunSession, View
 from storyagent.tools.run import BACKENDS, backend_class
 from storyagent.workspace import Workspace
 
 STAGE_NAMES = {"story": "the story", "storyboard": "the storyboard", "video": "the clips"}
+VIEWS = 12
+"""How many outputs the timer's refresh updates."""
+VOICE_CHOICES = ["auto", "espeak", "none"]
+"""The voices offered in the list; any other spec (piper:VOICE, kokoro:VOICE, openai:VOICE ...) can be typed."""
+MUSIC_INFO = "auto: a score made for the story; none: no music. Or upload your own track beside."
+NARRATION = "audio/narration_{:02d}.wav"
+"""Shot N's spoken line in a run folder (the sound stage's stem)."""
 CUTOUTS_LABEL = "Cut-outs"
 SENT = "Sent:"
 """How the page's message starts when an answer reached the crew."""
@@ -83,14 +93,20 @@ class Studio:
         return gr.update(choices=earlier_runs(self.runs))
 
     def start(self, files: list[str] | None, prompt: str, name: str, class_word: str, shots: float, backend: str,
-              llm: str, review: str, width: float, height: float, fps: float, seed: float) -> tuple[str | None, str]:
-        """A new run folder holding the uploads, and its crew started; (run id, message)."""
+              llm: str, review: str, width: float, height: float, fps: float, seed: float, voice: str = "auto",
+              music: str = "auto", track: str | None = None) -> tuple[str | None, str]:
+        """A new run folder holding the uploads, and its crew started; (run id, message). `track`: the
+        user's own music, uploaded; it is the score whatever `music` says."""
         try:
             uploads = check_uploads(files)
+            own_track = check_track(track)
             given = dict(prompt=prompt, name=(name or "").strip() or Path(uploads[0]).stem.title(),
                          class_word=(class_word or "").strip() or "character", shots=int(shots or 0),
                          backend=backend, llm=(llm or "").strip() or "none", review=review, width=int(width or 0),
-                         height=int(height or 0), fps=float(fps or 0), seed=int(seed or 0))
+                         height=int(height or 0), fps=float(fps or 0), seed=int(seed or 0),
+                         voice=(voice or "").strip() or "auto", music=(music or "").strip() or "auto")
+            if own_track is not None:
+                given["music"] = str(own_track)
             # Every setting is checked, and the backend's weights looked for, before a folder is made.
             probe = RunConfig.build(subject=uploads[0], **given)
             check_llm(probe.llm)
@@ -99,6 +115,8 @@ class Studio:
                 run_id = new_run_id(self.runs, prompt)
                 folder = run_folder(self.runs, run_id)
                 Workspace.open(folder, {}, resume=False).close()  # the folder is a run's from now on
+            if own_track is not None:
+                given["music"] = str(store_track(own_track, folder))
             cfg = RunConfig.build(subject=store_uploads(uploads, folder), **given)
             return self._launch(run_id, RunSession(folder, cfg)), f"Started **{run_id}**."
         except StoryAgentError as exc:
@@ -147,6 +165,19 @@ class Studio:
             return _say(InputError(f"{given!r} is not a shot number; select a shot in the grid or type its number."))
         return self.answer(run_id, f"redo {int(given)}: {(words or '').strip()}".rstrip(": "))
 
+    def redo_line(self, run_id: str | None, shot: str | float | None, words: str) -> str:
+        """Shot N's line said again the way `words` ask ("slower", "happier"); words about anything else
+        are refused here, since this button changes only how the line sounds."""
+        given = str(shot if shot is not None else "").strip()
+        if not given.isdigit():
+            return self.redo_shot(run_id, given, words)  # its sentence for a missing or bad shot number
+        said = (words or "").strip()
+        if not voice_only(said):
+            return _say(InputError(f"Say how shot {int(given)}'s line should sound, e.g. slower, faster, happier, "
+                                   "sadder, louder, softer, calmer, higher or lower (to change its words, use "
+                                   "\"Redo this shot\")."))
+        return self.answer(run_id, f"redo {int(given)}: {said}")
+
     def redo_stage(self, run_id: str | None, words: str) -> str:
         return self.answer(run_id, (words or "").strip() or "redo")
 
@@ -161,23 +192,27 @@ class Studio:
         """The page's view of the run; every output skipped while nothing changed since `shown`."""
         session = self.sessions.get(run_id or "")
         if session is None:
-            return [gr.skip()] * 11
+            return [gr.skip()] * VIEWS
         view = session.view()
         manifest = session.root / "manifest.json"
         stamp = f"{view.state}|{view.stage}|{view.question}|{manifest.stat().st_mtime_ns if manifest.exists() else 0}"
         if stamp == shown:
-            return [gr.skip()] * 11
+            return [gr.skip()] * VIEWS
         root = session.root
         board = [(str(p), f"shot {i}") for i, p in _numbered(root / "storyboard", "shot_{:02d}.png", session.cfg.shots)]
         numbered_clips = _numbered(root / "shots", "shot_{:02d}.mp4", session.cfg.shots)
         clips = [(str(p), f"shot {i}") for i, p in numbered_clips]
         table = gr.update(value=story_rows(root), visible=True) if (root / "story.json").is_file() else gr.update()
         film = str(view.film) if view.film else None
+        # The film's subtitles as a <track> of its player (soft subtitles), when the run wrote them.
+        vtt = view.film.with_suffix(".vtt") if view.film else None
+        player = gr.update(value=film, subtitles=str(vtt) if vtt is not None and vtt.is_file() else None)
         # A run that ends (here or in another tab) belongs in "Earlier runs" at once.
         earlier = self.list_runs() if view.state in ("done", "stopped", "failed") else gr.skip()
-        return [_status(run_id, view), _question(view), table, board, clips, self._posters(root, numbered_clips), film,
-                gr.update(value=film, visible=film is not None), gr.update(visible=view.state == "review"), earlier,
-                stamp]
+        lines = line_players(root, session.cfg.shots) if view.stage in ("story", "video") or view.film else ""
+        return [_status(run_id, view), _question(view), table, board, clips, self._posters(root, numbered_clips),
+                gr.update(value=lines, visible=bool(lines)), player, gr.update(value=film, visible=film is not None),
+                gr.update(visible=view.state == "review"), earlier, stamp]
 
     def _posters(self, root: Path, clips: list[tuple[int, Path]]) -> str:
         """The hidden list the page's script reads: each clip's file name and the address of its poster."""
@@ -190,6 +225,30 @@ class Studio:
             items.append(f'<i data-clip="{html.escape(clip.name)}" '
                          f'data-poster="gradio_api/file={html.escape(str(poster))}"></i>')
         return "".join(items)
+
+
+def line_players(root: Path, shots: int) -> str:
+    """An <audio> player per shot's spoken line (`audio/narration_NN.wav`), captioned with its words; ""
+    before any line is spoken. Each address carries the file's modification time, so a line spoken
+    again is fetched again, never played from the browser's cache."""
+    story = root / "story.json"
+    try:
+        words = {s["index"]: s["narration"] for s in json.loads(story.read_text(encoding="utf-8"))["shots"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        words = {}
+    items = []
+    for i in range(1, shots + 1):
+        wav = root / NARRATION.format(i)
+        try:
+            stamp = wav.stat().st_mtime_ns
+        except OSError:
+            continue
+        src = f"gradio_api/file={quote(str(wav))}?v={stamp}"
+        items.append(f'<div class="line" data-shot="{i}"><b>Shot {i}</b> <span>{html.escape(str(words.get(i, "")))}'
+                     f'</span><br><audio controls preload="metadata" src="{html.escape(src)}"></audio></div>')
+    if not items:
+        return ""
+    return "<div class='lines'><p>Each shot's line, as the film will say it:</p>" + "".join(items) + "</div>"
 
 
 def _selected_shot(evt: gr.SelectData) -> int:
@@ -235,6 +294,12 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                 class_word = gr.Textbox(label="What it is", placeholder="fox", elem_id="class_word")
                 shots = gr.Number(label="Shots", value=4, precision=0, minimum=1, maximum=32, elem_id="shots")
             with gr.Row():
+                voice = gr.Dropdown(VOICE_CHOICES, value="auto", label="Voice", allow_custom_value=True,
+                                    info=field_help("voice"), elem_id="voice")
+                music = gr.Dropdown(["auto", "none"], value="auto", label="Music", info=MUSIC_INFO, elem_id="music")
+                track = gr.File(label="Your own music (optional: an audio file, used as the score)",
+                                file_types=sorted(AUDIO_SUFFIXES), elem_id="track")
+            with gr.Row():
                 backend = gr.Radio(list(BACKENDS), value="animatic", label="Backend", elem_id="backend")
                 llm = gr.Textbox(label="LLM", value="none", elem_id="llm",
                                  info="none, openai:MODEL, ollama:MODEL, openai-compatible:MODEL@URL")
@@ -261,11 +326,13 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
             with gr.Row():
                 approve = gr.Button("Approve", variant="primary", elem_id="approve")
                 redo_one = gr.Button("Redo this shot", elem_id="redo_shot")
+                redo_line = gr.Button("Redo this line (say it slower, happier ...)", elem_id="redo_line")
                 redo_all = gr.Button("Redo the whole stage", elem_id="redo_stage")
                 render = gr.Button("Approve the rest", elem_id="render")
                 stop = gr.Button("Stop (keep the work)", variant="stop", elem_id="quit")
         story = gr.Dataframe(headers=STORY_COLUMNS, interactive=True, visible=False, wrap=True,
                              label="The story (edit cells, then approve)", elem_id="story")
+        lines = gr.HTML(visible=False, elem_id="lines")
         board = gr.Gallery(label="Storyboard (select a shot to redo it)", columns=4, height="auto",
                            elem_id="board", allow_preview=False, object_fit="contain")
         clips = gr.Gallery(label="Clips (select a shot to redo it)", columns=4, height="auto", elem_id="clips",
@@ -275,7 +342,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
         download = gr.DownloadButton("Download the film", visible=False, elem_id="download")
         timer = gr.Timer(1.0)
 
-        views = [status, question, story, board, clips, posters, film, download, review_box, earlier, shown]
+        views = [status, question, story, board, clips, posters, lines, film, download, review_box, earlier, shown]
+        assert len(views) == VIEWS
         # The list of earlier runs is read when the page opens and when its tab is opened, not when
         # the server started: runs made since then are on disk only.
         demo.load(studio.list_runs, None, earlier)
@@ -283,7 +351,7 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
         earlier_tab.select(studio.list_runs, None, earlier)
         files.change(studio.preview, files, [cutouts, message])
         start.click(studio.start, [files, prompt, name, class_word, shots, backend, llm, review, width, height, fps,
-                                   seed], [run_id, message], api_name="start")
+                                   seed, voice, music, track], [run_id, message], api_name="start")
         relist.click(studio.list_runs, None, earlier, api_name="relist")
         reopen.click(studio.reopen, earlier, [run_id, message], api_name="reopen")
         timer.tick(studio.refresh, [run_id, shown], views, show_progress="hidden")
@@ -294,6 +362,8 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                       api_name="approve")
         redo_one.click(lambda r, s, w: studio.sent(studio.redo_shot(r, s, w)), [run_id, shot, words], answered,
                        api_name="redo_shot")
+        redo_line.click(lambda r, s, w: studio.sent(studio.redo_line(r, s, w)), [run_id, shot, words], answered,
+                        api_name="redo_line")
         redo_all.click(lambda r, w: studio.sent(studio.redo_stage(r, w)), [run_id, words], answered,
                        api_name="redo_stage")
         render.click(lambda r: studio.sent(studio.answer(r, "render")), run_id, answered, api_name="render")

@@ -27,6 +27,8 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_UPLOADS = 32
 MAX_TOTAL_UPLOAD_BYTES = 1024 * 1024 * 1024
 """All of one film's uploads together: a reference needs a few short clips, not a film archive."""
+AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".flac", ".m4a", ".aac", ".opus"}
+"""Music files the studio takes as the user's own score."""
 UPLOADS = "uploads"
 """Where a run's uploaded photos and clips are kept, inside its run folder."""
 STORY_COLUMNS = ["shot", "shot type", "camera", "background", "action", "narration"]
@@ -108,6 +110,31 @@ def check_uploads(files: list[str | Path] | None) -> list[Path]:
         raise InputError(f"The uploads come to {total / 2**20:.0f} MB; the limit is {MAX_TOTAL_UPLOAD_BYTES // 2**20} MB "
                          "for one film: a few short clips are enough.")
     return paths
+
+
+def check_track(track: str | Path | None) -> Path | None:
+    """The user's own music upload when it is an audio file of a size the studio takes; None when none."""
+    if track is None or not str(track).strip():
+        return None
+    path = Path(track)
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise InputError(f"{path.name} is not a music file; upload {'/'.join(s[1:] for s in sorted(AUDIO_SUFFIXES))} "
+                         "audio, or leave the music to the studio.")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path.name} is empty; upload the music again.")
+    if size > MAX_UPLOAD_BYTES:
+        raise InputError(f"{path.name} is {size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB per file.")
+    return path
+
+
+def store_track(track: Path, folder: Path) -> Path:
+    """Copy the checked music upload into the run folder as music_upload.EXT (never under the browser's
+    name; beside uploads/, which is the subject's folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"music_upload{track.suffix.lower()}"
+    shutil.copyfile(track, target)
+    return target
 
 
 def store_uploads(files: list[Path], folder: Path) -> Path:

@@ -322,7 +322,7 @@ def _call(url: str, api: str, data: list) -> tuple[str, object]:
 
 
 def _start_data(files: list[dict], prompt: str) -> list:
-    return [files, prompt, "Pip", "fox", 1, "animatic", "none", "none", 64, 64, 2, 0]
+    return [files, prompt, "Pip", "fox", 1, "animatic", "none", "none", 64, 64, 2, 0, "auto", "auto", None]
 
 
 def test_crafted_requests_are_refused(server, tmp_path):
