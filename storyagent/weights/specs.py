@@ -83,6 +83,11 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec("clip-vit-b-32", "openai/clip-vit-base-patch32", (),
                    "CLIP ViT-B/32 (CLIP-score and CLIP-temp as EvalCrafter computes them)",
                    "MIT code; weights: see model card", allow_patterns=_TRANSFORMERS),
+        # Stable Audio Open 1.0 (gated: accept its licence on the model page, then `huggingface-cli login`):
+        # diffusers' folders only; the repository's single-file checkpoint would double the download.
+        WeightSpec("stable-audio-open-1.0", "stabilityai/stable-audio-open-1.0", (),
+                   "Stable Audio Open text-to-music (the film's score, 44.1 kHz stereo, up to 47 s)",
+                   "Stability AI Community License", allow_patterns=_DIFFUSERS + ("tokenizer/*",)),
         WeightSpec("laion-aesthetic-v2", "camenduru/improved-aesthetic-predictor",
                    ("sac+logos+ava1-l14-linearMSE.pth",),
                    "LAION improved aesthetic predictor head (Observer)", "Apache-2.0",
