@@ -116,6 +116,7 @@ class ShotScore:
     """"major" or "minor"."""
     bpm: float
     beats: int
+    """Whole beats the shot plays at `bpm`; its last note is held through what is left of the window."""
     velocity: int
     """The melody's MIDI velocity."""
     programs: dict[str, int]
@@ -274,8 +275,11 @@ def compose(script: StoryScript, windows: list[tuple[float, float]], seed: int =
         tonic = (theme.home + offset) % 12
         target_bpm = config.base_bpm + MOOD_TEMPO.get(feel.mood, 0) + (NIGHT_TEMPO if feel.dark else 0)
         length = end - start
-        beats = max(config.min_beats, round(length * target_bpm / 60))
-        beat = length / beats
+        # Whole beats at the mood's tempo, the last note held to the window's end; a shot too short
+        # for `min_beats` plays them faster.
+        exact = length * target_bpm / 60
+        beats = max(config.min_beats, int(exact + 1e-9))
+        beat = 60 / target_bpm if beats <= exact + 1e-9 else length / beats
         velocity = config.base_velocity + MOOD_VELOCITY.get(feel.mood, 0) + (NIGHT_VELOCITY if feel.dark else 0)
         velocity = int(min(120, max(24, velocity)))
         register = (12 if feel.mood in ("joy", "lively") else 0) - (12 if feel.dark else 0)
@@ -305,11 +309,14 @@ def compose(script: StoryScript, windows: list[tuple[float, float]], seed: int =
                 note_end = t + n_slots * beat / per_beat
                 melody_segments.append((t, note_end, degree))
                 t = note_end
-        # Keep the tune where the instruments sing: move it by octaves into MIDI 50..88.
+        melody_segments[-1] = (melody_segments[-1][0], end, melody_segments[-1][2])
+        # Keep the tune where the instruments sing, an octave lower at night: move it by octaves
+        # into the register's range.
+        low, high = (43, 79) if feel.dark else (55, 91)
         pitches = [_pitch(melody_tonic, mode, d) for _, _, d in melody_segments]
-        while max(pitches) > 88 and min(pitches) - 12 >= 43:
+        while max(pitches) > high and min(pitches) - 12 >= low:
             melody_tonic, pitches = melody_tonic - 12, [p - 12 for p in pitches]
-        while min(pitches) < 50 and max(pitches) + 12 <= 93:
+        while min(pitches) < low and max(pitches) + 12 <= high:
             melody_tonic, pitches = melody_tonic + 12, [p + 12 for p in pitches]
         for (t0, t1, _), pitch in zip(melody_segments, pitches):
             off = t1 if t1 >= end - 1e-9 else t0 + (t1 - t0) * (0.7 if staccato else 0.92)
