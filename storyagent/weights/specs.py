@@ -45,6 +45,18 @@ _DIFFUSERS = ("model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_mo
 # Transformers' layout; `weights fetch` skips pytorch_model.bin where model.safetensors is beside it.
 _TRANSFORMERS = ("*.json", "*.txt", "model.safetensors", "pytorch_model.bin")
 
+# Piper voices `weights fetch` knows by name (the first is the default); any other voice of the repository
+# is found in the Hugging Face cache by the same layout, or given as the path of its .onnx file.
+_PIPER_VOICES = ("en_US-lessac-medium", "en_US-amy-medium", "en_US-ryan-high", "en_GB-alan-medium")
+
+
+def _piper_file(voice: str) -> str:
+    """rhasspy/piper-voices' layout: en_US-lessac-medium -> en/en_US/lessac/medium/en_US-lessac-medium.onnx."""
+    language, rest = voice.split("-", 1)
+    name, quality = rest.rsplit("-", 1)
+    return f"{language.split('_')[0]}/{language}/{name}/{quality}/{voice}.onnx"
+
+
 WEIGHTS: dict[str, WeightSpec] = {
     spec.name: spec
     for spec in [
@@ -92,6 +104,12 @@ WEIGHTS: dict[str, WeightSpec] = {
                    ("sac+logos+ava1-l14-linearMSE.pth",),
                    "LAION improved aesthetic predictor head (Observer)", "Apache-2.0",
                    converter="storyagent.models.aesthetic.convert", loads_upstream=True),
+        # Narration voices (issue 24). Kokoro-82M: the model, its config and every voice pack (~0.5 MB each).
+        WeightSpec("kokoro-82m", "hexgrad/Kokoro-82M", (), "Kokoro-82M narration voice (--voice kokoro:VOICE, e.g. af_heart)",
+                   "Apache-2.0", allow_patterns=("config.json", "kokoro-v1_0.pth", "voices/*.pt")),
+        *[WeightSpec("piper-" + voice.lower().replace("_", "-"), "rhasspy/piper-voices",
+                     (_piper_file(voice), _piper_file(voice) + ".json"), f"Piper narration voice (--voice piper:{voice})",
+                     "MIT (repository); the voice's recordings: see its MODEL_CARD") for voice in _PIPER_VOICES],
     ]
 }
 
