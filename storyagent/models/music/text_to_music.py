@@ -9,6 +9,7 @@ film loops what it wrote, with a crossfade.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -98,9 +99,13 @@ class TextToMusic:
         # the largest length its duration embedding was trained on.
         seconds = min(duration, self.max_seconds, float(pipe.projection_model.config.max_value))
         generator = torch.Generator(device="cpu").manual_seed(seed)
-        out = pipe(prompt, negative_prompt=self.config.negative_prompt, audio_end_in_s=seconds,
-                   num_inference_steps=self.config.num_inference_steps, guidance_scale=self.config.guidance_scale,
-                   generator=generator, output_type="pt")
+        with warnings.catch_warnings():
+            # torchsde's Brownian tree warns when the scheduler's float32 times fall a rounding error
+            # outside its interval, at every step; the noise it draws is unaffected.
+            warnings.filterwarnings("ignore", message=r"Should have t[ab]", category=UserWarning)
+            out = pipe(prompt, negative_prompt=self.config.negative_prompt, audio_end_in_s=seconds,
+                       num_inference_steps=self.config.num_inference_steps, guidance_scale=self.config.guidance_scale,
+                       generator=generator, output_type="pt")
         waveform = out.audios[0].float().cpu().numpy()  # (channels, samples)
         samples = np.ascontiguousarray(waveform.T if waveform.shape[0] <= 2 else waveform[:2].T)
         audio = Audio(np.clip(samples, -1.0, 1.0), model_rate)
