@@ -70,14 +70,17 @@ def load_voice(spec: str) -> Voice | None:
 
 def speech_server_config(parsed: VoiceSpec) -> SpeechServerConfig:
     """Where an openai / openai-compatible voice is and how it is reached; the key from the environment,
-    as the LLM's is (OPENAI_API_KEY for OpenAI; STORYAGENT_VOICE_API_KEY, if set, for another server)."""
+    as the LLM's is (OPENAI_API_KEY for OpenAI, at OPENAI_BASE_URL if set; STORYAGENT_VOICE_API_KEY, if set,
+    for another server: a key meant for OpenAI is never sent to a server the user named)."""
     model = parsed.model or DEFAULT_SPEECH_MODEL
     if parsed.engine == "openai":
         key = os.environ.get(OPENAI_KEY_VARIABLE)
         if not key:
             raise InputError(f"--voice {parsed} needs {OPENAI_KEY_VARIABLE} in the environment; set it or choose "
                              "another --voice (espeak, piper:..., none).")
-        return SpeechServerConfig(OPENAI_URL, parsed.voice, model, key, voice_timeout())
+        # OPENAI_BASE_URL as the openai client reads it (a proxy or a gateway in front of OpenAI).
+        base = os.environ.get("OPENAI_BASE_URL", "").strip() or OPENAI_URL
+        return SpeechServerConfig(base, parsed.voice, model, key, voice_timeout())
     return SpeechServerConfig(parsed.url, parsed.voice, model, os.environ.get(SERVER_KEY_VARIABLE) or None,
                               voice_timeout())
 

@@ -4,6 +4,7 @@ openedai-speech, LocalAI, vLLM-Omni ...). One request per line; WAV asked for, a
 from __future__ import annotations
 
 import json
+import re
 
 from storyagent.media.audio import Audio
 from storyagent.models.voice.config import OPENAI_KEY_VARIABLE, SERVER_KEY_VARIABLE, TIMEOUT_VARIABLE, SpeechServerConfig, VoiceError
@@ -113,5 +114,5 @@ def _excerpt(data: bytes) -> str:
             text = str(error.get("message", error) if isinstance(error, dict) else error)
     except ValueError:
         pass
-    line = " ".join(text.split())
+    line = " ".join(re.sub(r"<[^>]*>", " ", text).split())  # an HTML error page's words, not its tags
     return (line[:160] + "...") if len(line) > 160 else (line or "empty answer")
