@@ -100,7 +100,8 @@ def raised_by_resampling(audio: Audio, factor: float) -> Audio:
     with a speed control but no pitch control (Piper, Kokoro, speech servers) use this."""
     if abs(factor - 1.0) < 1e-6:
         return audio
-    return Audio(audio.samples, max(1, round(audio.sample_rate * factor))).resampled(audio.sample_rate)
+    out = Audio(audio.samples, max(1, round(audio.sample_rate * factor))).resampled(audio.sample_rate)
+    return Audio(np.clip(out.samples, -1.0, 1.0), out.sample_rate)  # the filter may ring past full scale
 
 
 def silence(sample_rate: int) -> Audio:
