@@ -181,17 +181,29 @@ def make_theme(title: str, seed: int) -> Theme:
     return Theme(tuple(degrees), tuple(s / 2 for s in slots), HOME_KEYS[rng.randrange(len(HOME_KEYS))])
 
 
+# Rhythm cells in eighth notes: a quarter, two eighths, a dotted quarter and an eighth, a half note.
+CELLS = ((2,), (1, 1), (3, 1), (4,))
+
+
 def _rhythm_slots(rng: random.Random, n: int, total: int) -> list[int]:
-    """`n` note lengths in grid slots summing to `total`: one slot each, the last note longer, the
-    rest spread at random."""
-    slots = [1] * n
-    spare = total - n
-    if spare > 0:
-        slots[-1] += 1
-        spare -= 1
-    for _ in range(spare):
-        slots[rng.choice((0, 0, n - 1, *range(n)))] += 1
-    return slots
+    """`n` note lengths in eighths summing to `total`, built from CELLS and ending on a note of a
+    quarter or longer (a phrase comes to rest); one of all such rhythms, drawn at random."""
+    found: list[list[int]] = []
+
+    def build(prefix: list[int]) -> None:
+        if len(prefix) > n or sum(prefix) > total:
+            return
+        if sum(prefix) == total:
+            if len(prefix) == n and prefix[-1] >= 2:
+                found.append(prefix)
+            return
+        for cell in CELLS:
+            build(prefix + list(cell))
+
+    build([])
+    if not found:  # more notes than cells can hold: even eighths, the last one longer
+        return [1] * (n - 1) + [total - n + 1]
+    return list(rng.choice(found))
 
 
 def _varied_slots(theme: Theme, total: int, rng: random.Random, moves: int) -> list[int]:
@@ -337,7 +349,7 @@ def compose(script: StoryScript, windows: list[tuple[float, float]], seed: int =
                 pool = [r for r in candidates if weights[r] > 0] or candidates
                 root = rng.choices(pool, weights=[max(weights[r], 1) for r in pool])[0]
             triad = [_pitch(chord_tonic, mode, root + step) for step in (0, 2, 4)]
-            notes += _accompaniment(feel, triad, c0, c1, beat, velocity, ch, shot.index, start, end, xfade,
+            notes += _accompaniment(feel, triad, c0, c1, beat, velocity, ch, shot.index, xfade,
                                     first_chord=k == 0, last_chord=k == len(chord_bounds) - 1,
                                     film_start=shot.index == 1, film_end=last)
         # The pad fades in over the crossfade where the shot before it is still ringing out, and
@@ -364,7 +376,7 @@ def compose(script: StoryScript, windows: list[tuple[float, float]], seed: int =
 
 
 def _accompaniment(feel: ShotFeel, triad: list[int], c0: float, c1: float, beat: float, velocity: int,
-                   ch: dict[str, int], shot: int, start: float, end: float, xfade: float, *, first_chord: bool,
+                   ch: dict[str, int], shot: int, xfade: float, *, first_chord: bool,
                    last_chord: bool, film_start: bool, film_end: bool) -> list[Note]:
     """Chords, bass and pad under one chord span [c0, c1)."""
     out: list[Note] = []
