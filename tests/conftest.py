@@ -20,6 +20,8 @@ def pytest_collection_modifyitems(config, items):
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own StoryAgent cache: nothing written to ~/.cache, nothing shared between tests."""
     monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path_factory.mktemp("storyagent_cache")))
+    # Tests never play sound: the chat names each line's file and plays nothing (also in the processes they start).
+    monkeypatch.setenv("STORYAGENT_NO_PLAY", "1")
 
 
 # ---------------------------------------------------------------------- the example subject
