@@ -257,9 +257,12 @@ def _check_windows(script: StoryScript, windows: list[tuple[float, float]]) -> N
 
 def compose(script: StoryScript, windows: list[tuple[float, float]], seed: int = 0,
             config: ComposerConfig | None = None) -> Score:
-    """The score of `script`, each shot's music in its (start, end) window in seconds."""
+    """The score of `script`, each shot's music in its (start, end) window in seconds (the first from 0)."""
     config = config or ComposerConfig()
     _check_windows(script, windows)
+    # The score starts with the film: whatever comes before the first shot (a title card) opens
+    # with the first shot's music.
+    windows = [(0.0, windows[0][1]), *windows[1:]]
     theme = make_theme(script.title, seed)
     shortest = min(end - start for start, end in windows)
     xfade = min(config.crossfade, 0.4 * shortest)
