@@ -175,7 +175,7 @@ def test_each_shot_plays_inside_its_window():
         assert melody[0].start == pytest.approx(start) and melody[-1].end == pytest.approx(end)
     assert score.duration == 15.0
     # A title card before the first shot opens with the first shot's music.
-    titled = compose(story(), [(1.5, 4.0), *windows[1:]])
+    titled = compose(story(), [(1.5, 2.5), *windows[1:]])
     assert titled.shots[0].start == 0.0 and min(n.start for n in titled.notes) == 0.0
 
 
