@@ -44,7 +44,7 @@ def test_specs_are_normalised(spec, normal):
 
 @pytest.mark.parametrize("spec, words", [
     ("festival", "not understood"), ("", "not understood"), ("espeak:two words", "espeak-ng voice name"),
-    ("piper:lessac", "en_US-lessac-medium"), ("kokoro:Heart!", "af_heart"),
+    ("piper:lessac", "en_US-lessac-medium"), ("kokoro:Heart!", "af_heart"), ("kokoro:xf_fox", "first letter"),
     ("openai-compatible:alloy", "VOICE@URL"), ("openai-compatible:alloy@ftp://x", "VOICE@URL"),
     ("openai:al loy", "letters, digits"), ("none:thing", "not understood"),
 ])

@@ -39,6 +39,8 @@ OPENAI_URL = "https://api.openai.com"
 _ESPEAK_VOICE = re.compile(r"^[A-Za-z0-9_+\-/]{1,60}$")
 _PIPER_VOICE = re.compile(r"^[a-z]{2,3}_[A-Z]{2}-[A-Za-z0-9_]+-(x_low|low|medium|high)$")
 _KOKORO_VOICE = re.compile(r"^[a-z][a-z]_[a-z0-9]+$")
+KOKORO_LANGUAGES = "abefhijpz"
+"""The first letters of Kokoro's voices: a, b English; e, f, h, i, p read through espeak-ng; j, z Japanese, Chinese."""
 _SERVER_VOICE = re.compile(r"^[A-Za-z0-9_.\-]{1,80}$")
 
 
@@ -100,6 +102,9 @@ def read_voice_spec(spec: str) -> VoiceSpec:
     if kind == "kokoro" and not _KOKORO_VOICE.match(voice):
         raise InputError(f"--voice {spec!r}: a Kokoro voice is named like af_heart (language and gender letters, "
                          "an underscore, a name).")
+    if kind == "kokoro" and voice[0] not in KOKORO_LANGUAGES:
+        raise InputError(f"--voice {spec!r}: a Kokoro voice's first letter is its language, one of "
+                         f"{', '.join(KOKORO_LANGUAGES)} (a: American English, b: British English), as in af_heart.")
     return VoiceSpec(kind, voice)
 
 

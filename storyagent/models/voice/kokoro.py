@@ -45,7 +45,8 @@ def find_kokoro_files(voice: str) -> tuple[Path, Path, Path]:
     if not pack.is_file():
         have = sorted(p.stem for p in (folder / "voices").glob("*.pt"))
         raise InputError(f"Kokoro has no voice {voice!r} here; voices in {folder / 'voices'}: "
-                         f"{', '.join(have) if have else 'none'} ({fetch_hint(WEIGHTS_NAME)} fetches them all).")
+                         f"{', '.join(have) if have else 'none'} (`storyagent weights fetch {WEIGHTS_NAME}` fetches "
+                         "them all).")
     return config, models[0], pack
 
 
