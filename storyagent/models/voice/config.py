@@ -36,6 +36,7 @@ OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
 SERVER_KEY_VARIABLE = "STORYAGENT_VOICE_API_KEY"
 OPENAI_URL = "https://api.openai.com"
 
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
 _ESPEAK_VOICE = re.compile(r"^[A-Za-z0-9_+\-/]{1,60}$")
 _PIPER_VOICE = re.compile(r"^[a-z]{2,3}_[A-Z]{2}-[A-Za-z0-9_]+-(x_low|low|medium|high)$")
 _KOKORO_VOICE = re.compile(r"^[a-z][a-z]_[a-z0-9]+$")
@@ -114,6 +115,12 @@ def _model_and_voice(name: str, spec: str) -> tuple[str, str]:
         raise InputError(f"--voice {spec!r}: the voice (and model, as MODEL/VOICE) may hold letters, digits, '.', '_' "
                          "and '-' only.")
     return model, voice
+
+
+def without_credentials(text: str) -> str:
+    """`text` with the `user:password@` of a URL removed, for anything shown or recorded. (storyagent.config
+    has the same; it reads this package to check the setting, so it is not imported from here.)"""
+    return _URL_CREDENTIALS.sub("", text)
 
 
 def parse_voice_spec(spec: str) -> str:

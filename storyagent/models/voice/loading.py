@@ -24,6 +24,7 @@ from storyagent.models.voice.config import (
     VoiceSpec,
     read_voice_spec,
     voice_timeout,
+    without_credentials,
 )
 from storyagent.models.voice.style import VoiceStyle
 
@@ -86,8 +87,6 @@ def speech_server_config(parsed: VoiceSpec) -> SpeechServerConfig:
 
 
 def _safe_spec(parsed: VoiceSpec) -> str:
-    from storyagent.config import without_credentials
-
     return without_credentials(str(parsed))
 
 

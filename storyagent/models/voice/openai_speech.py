@@ -7,7 +7,14 @@ import json
 import re
 
 from storyagent.media.audio import Audio
-from storyagent.models.voice.config import OPENAI_KEY_VARIABLE, SERVER_KEY_VARIABLE, TIMEOUT_VARIABLE, SpeechServerConfig, VoiceError
+from storyagent.models.voice.config import (
+    OPENAI_KEY_VARIABLE,
+    SERVER_KEY_VARIABLE,
+    TIMEOUT_VARIABLE,
+    SpeechServerConfig,
+    VoiceError,
+    without_credentials,
+)
 from storyagent.models.voice.sound import decode_audio, pitch_factor, raised_by_resampling, silence, with_energy
 from storyagent.models.voice.style import VoiceStyle
 
@@ -30,8 +37,6 @@ class SpeechServerVoice:
     @property
     def where(self) -> str:
         """The endpoint, safe to show."""
-        from storyagent.config import without_credentials
-
         return without_credentials(self.config.endpoint)
 
     def request_body(self, text: str, style: VoiceStyle) -> dict[str, object]:
