@@ -90,6 +90,36 @@ class RunConfig(BaseModel):
 
         return v if v is None else regular_file(v, "--mask", "pass a mask image (white = subject)")
 
+    # The sound settings are read by the sound models' own parsers, so a spec the run would refuse at the
+    # mix is refused here, in one sentence, before any work. Imported late: the engines load on use.
+    @field_validator("voice")
+    @classmethod
+    def _voice_ok(cls, v: str) -> str:
+        from storyagent.models.voice import parse_voice_spec
+
+        return parse_voice_spec(v)
+
+    @field_validator("music")
+    @classmethod
+    def _music_ok(cls, v: str) -> str:
+        from storyagent.models.music import parse_music_spec
+
+        return parse_music_spec(v)
+
+    @field_validator("soundfont")
+    @classmethod
+    def _soundfont_ok(cls, v: Path | None) -> Path | None:
+        from storyagent.media.reading import regular_file
+        from storyagent.models.music.fluidsynth import is_soundfont
+
+        if v is None:
+            return None
+        hint = "pass a General MIDI SoundFont (.sf2), e.g. /usr/share/sounds/sf2/FluidR3_GM.sf2"
+        regular_file(v, "--soundfont", hint)
+        if not is_soundfont(v):
+            raise InputError(f"--soundfont {v} is not a SoundFont 2 file; {hint}.")
+        return v
+
     @field_validator("width", "height")
     @classmethod
     def _even(cls, v: int) -> int:

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 
 from storyagent.agents.llm import LLMSettings
+from storyagent.agents.playback import LinePlayer
 from storyagent.config import RunConfig
 from storyagent.errors import InputError
 from storyagent.tools.production import Production, Stage
@@ -98,8 +99,13 @@ class CrewContext(Production):
     events: list[str] = field(default_factory=list)
     """Notes for the transcript: a review overruled, a stage accepted after its last round."""
     terminal: bool = True
-    """The reviewer sits at this terminal (tables and picture previews are printed there); False when the
-    review questions go to another front end (the studio, a notebook, a test)."""
+    """The reviewer sits at this terminal (tables and picture previews are printed there, lines played);
+    False when the review questions go to another front end (the studio, a notebook, a test)."""
+    voice_redone: list[int] = field(default_factory=list)
+    """Shots whose line a reviewer asked to be said another way, to be spoken again for the next review."""
+    lines_heard: bool = False
+    """The reviewer has heard every line once in this session; later reviews play only what changed."""
+    player: LinePlayer = field(default_factory=LinePlayer)
 
     @property
     def ws(self) -> Workspace:

@@ -144,7 +144,7 @@ def _transitions(agents: list) -> dict:
     if OBSERVER in by:
         obs = by[OBSERVER]
         graph = {by[DIRECTOR]: [designer], designer: [obs, board], board: [board, obs, video],
-                 video: [video, obs], obs: [designer, board, video]}
+                 video: [video, obs], obs: [designer, board, video, obs]}  # obs → obs: a line said again
     return graph
 
 

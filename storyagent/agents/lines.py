@@ -31,22 +31,30 @@ FILLER = frozenset({
 """Words around a voice request that ask for nothing themselves ("say it a bit slower, please")."""
 
 
-def voice_words(words: str) -> bool:
-    """Whether `words` change how a line is said (slower, happier, louder ...)."""
+SPEECH = re.compile(r"\b(?:say|says|said|saying|speak|speaks|spoken|speaking|read|reads|reading|voice|voiced|narration|"
+                    r"narrator|narrate|line|lines|tell|tells|told|tone|whisper|whispered|whispering)\b")
+"""Words that name the spoken line. At the story review every voice word is about the line (the story is
+what is heard); at the storyboard and the clips "slower" or "livelier" may be about the picture or the
+motion, so there the words must say they are about the line ("say it slower", "the voice happier")."""
+
+
+def voice_words(words: str, stage: str = "story") -> bool:
+    """Whether `words`, given at the review of `stage`, change how a line is said (slower, happier ...)."""
     from storyagent.models.voice import VoiceStyle
 
-    return bool(words.strip()) and VoiceStyle.from_words(words) != VoiceStyle()
-
-
-def voice_only(words: str) -> bool:
-    """Whether `words` ask only for the line to be said another way: voice words and filler, nothing that
-    would change the shot's text ("say it slower" yes; "say it slower at night" no)."""
-    from storyagent.models.voice import VoiceStyle
-
-    if not voice_words(words):
+    if not words.strip() or VoiceStyle.from_words(words) == VoiceStyle():
         return False
-    plain = VoiceStyle()
-    return all(t in FILLER or VoiceStyle.from_words(t) != plain for t in re.findall(r"[a-z']+", words.lower()))
+    return stage == "story" or SPEECH.search(words.lower()) is not None
+
+
+def voice_only(words: str, stage: str = "story") -> bool:
+    """Whether `words` ask only for the line to be said another way: voice words and filler, nothing that
+    would change the shot's text or pictures ("say it slower" yes; "say it slower at night" no)."""
+    from storyagent.models.voice.style import requests
+
+    if not voice_words(words, stage):
+        return False
+    return all(t in FILLER or requests(f"more {t}") for t in re.findall(r"[a-z']+", words.lower()))
 
 
 def _targets(ctx: CrewContext, shots: list[int] | None) -> list[int]:

@@ -16,6 +16,8 @@ from typing import Any
 from autogen import Agent, GroupChat
 
 from storyagent.agents.context import DIRECTOR, OBSERVER, STAGE_AGENT, STAGES, CrewContext, parse_verdict
+from storyagent.agents.lines import keep_voice_words, voice_words
+from storyagent.agents.lines import voice_only as voice_only_words
 from storyagent.errors import StoryAgentError
 from storyagent.schemas import StoryScript
 from storyagent.tools.production import changed_shots, changes_report
@@ -75,7 +77,8 @@ class Protocol:
         if expected is None:
             return None
         chosen = expected
-        if self.selector_client is not None and self._is_decision_point(last_speaker.name):
+        # A reviewer's words about a line send the review back to them: no agent to choose.
+        if self.selector_client is not None and self._is_decision_point(last_speaker.name) and expected != OBSERVER:
             chosen = self._llm_pick(groupchat, expected)
         self.ctx.run.manifest.log_speaker(chosen, f"stage {self.ctx.stage}")
         return groupchat.agent_by_name(chosen)
@@ -126,11 +129,21 @@ class Protocol:
                     self._adopt_story_edits()
                 self._record_approval()
                 return self._advance()
+            voice_only = False
+            if verdict.feedback and voice_words(verdict.feedback, ctx.stage):
+                # How a line is said is kept per shot for the sound stage, whatever the stage under review.
+                shots = keep_voice_words(ctx, verdict.shots, verdict.feedback)
+                voice_only = voice_only_words(verdict.feedback, ctx.stage)
+                if voice_only:
+                    ctx.voice_redone = sorted(set(ctx.voice_redone) | set(shots))
             self.rounds[ctx.stage] += 1
             if self.rounds[ctx.stage] >= ctx.max_rounds:
                 ctx.events.append(f"{ctx.stage}: accepted after {ctx.max_rounds} reviews")
                 ctx.pending = None
                 return self._advance()
+            if voice_only:
+                # Nothing of the stage's work changes: the reviewer hears the line again and answers again.
+                return OBSERVER
             ctx.pending = verdict
             if ctx.stage == "story":
                 self.story_under_redo = ctx.script

@@ -21,6 +21,7 @@ from autogen import Agent, AssistantAgent, ConversableAgent, UserProxyAgent
 from PIL import Image
 
 from storyagent.agents.context import OBSERVER, CrewContext, parse_verdict
+from storyagent.agents.lines import describe_lines, speak_lines
 from storyagent.errors import InputError
 from storyagent.media import ReferenceMedia, read_frames
 from storyagent.progress import show_picture
@@ -195,8 +196,11 @@ class HumanObserver(UserProxyAgent):
         if ctx.terminal and ctx.stage == "storyboard":
             show_picture(ctx.ws.path("storyboard.png"))
         changed, ctx.report = (f"{ctx.report}\n" if ctx.report else ""), ""
+        heard = hear_lines(ctx)
         question = (f"\n[{ctx.stage}] ready in {ctx.ws.root / where.split(' ')[0]}  ({where})\n{changed}"
-                    "Reply: ok | redo 2,4: what to change | any feedback for the whole stage | render | quit\n> ")
+                    f"{heard + chr(10) if heard else ''}"
+                    "Reply: ok | redo 2,4: what to change | redo 2: say it slower | any feedback for the whole stage | "
+                    "render | quit\n> ")
         num_shots = len(ctx.script.shots) if ctx.script else 1
         while True:
             answer = super().get_human_input(question, iostream=iostream)
@@ -205,6 +209,21 @@ class HumanObserver(UserProxyAgent):
                 return answer
             except InputError as exc:
                 question = f"{exc} Try again.\n> "
+
+
+def hear_lines(ctx: CrewContext) -> str:
+    """At the story review, and after a reviewer's words about a line: the lines spoken (each reused while
+    unchanged), their files named, and, for a reviewer at this terminal, played: every line the first
+    time, then only those spoken again. Returns what the reviewer reads ("" when there is nothing to hear)."""
+    redone, ctx.voice_redone = ctx.voice_redone, []
+    if ctx.script is None or not (ctx.stage == "story" or redone):
+        return ""
+    lines = speak_lines(ctx)
+    if ctx.terminal and lines.paths:
+        play = sorted(lines.paths) if not ctx.lines_heard else [i for i in lines.spoken_now if i in lines.paths]
+        ctx.player.play([lines.paths[i] for i in play])
+    ctx.lines_heard = ctx.lines_heard or bool(lines.paths)
+    return describe_lines(lines, redone)
 
 
 def show_shot_table(script) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import gradio as gr
 
-from storyagent.agents.lines import voice_only
+from storyagent.agents.lines import SPEECH, voice_only
 from storyagent.config import RunConfig, field_help
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.studio.runs import (AUDIO_SUFFIXES, CACHE, STORY_COLUMNS, check_llm, check_track, check_uploads,
@@ -176,6 +176,8 @@ class Studio:
             return _say(InputError(f"Say how shot {int(given)}'s line should sound, e.g. slower, faster, happier, "
                                    "sadder, louder, softer, calmer, higher or lower (to change its words, use "
                                    "\"Redo this shot\")."))
+        if not SPEECH.search(said.lower()):
+            said = f"say it {said}"  # at the storyboard or the clips, "slower" alone would be about the picture
         return self.answer(run_id, f"redo {int(given)}: {said}")
 
     def redo_stage(self, run_id: str | None, words: str) -> str:
