@@ -97,3 +97,9 @@ def test_a_bad_style_is_refused_in_one_sentence():
         VoiceStyle(rate=0)
     with pytest.raises(ValueError, match="energy"):
         VoiceStyle(energy=-1)
+
+
+@pytest.mark.parametrize("words", ["the fox should be happy", "the fox looks so happy", "a quiet forest at dawn",
+                                   "a high angle on the river", "the fox runs fast"])
+def test_plain_adjectives_about_the_picture_leave_the_voice_alone(words):
+    assert VoiceStyle.from_words(words) == BASE

@@ -68,7 +68,9 @@ WEAK: dict[str, tuple[str, ...]] = {
 INVERT = ("too", "less", "not so", "not as", "not that", "no more")
 HALF = ("a bit", "a little", "a tad", "a touch", "slightly", "somewhat", "bit", "little")
 DOUBLE = ("much", "a lot", "way", "far", "very", "really", "lot", "even", "a great deal")
-SAME = ("more", "so", "be", "sound", "say it", "read it", "make it", "it")
+# Words that make a plain adjective a request about the voice ("sound happy"); "so" and "be" are left out,
+# as "the fox should be happy" is about the picture.
+SAME = ("more", "sound", "sounds", "say it", "read it", "speak", "talk")
 
 _PHRASES = sorted(((p, name, name in STRONG and p in STRONG[name]) for table in (STRONG, WEAK)
                    for name, phrases in table.items() for p in phrases), key=lambda t: -len(t[0].split()))
