@@ -34,7 +34,7 @@ from storyagent.run_lock import LOCK
 from storyagent.schemas import Artifact, Film, ShotClip, StoryboardFrame
 
 MANIFEST = "manifest.json"
-STAGES = ("subject", "story", "storyboard", "video", "film")
+STAGES = ("subject", "story", "storyboard", "video", "sound", "film")
 MAX_MANIFEST_BYTES = 16 << 20
 """A 32-shot run's manifest is ~100 KB; anything near this was not written by a run."""
 MAX_TAKES = 1000
