@@ -30,6 +30,15 @@ PACKAGES: tuple[tuple[str, str, str], ...] = (
      "pip install -e ."),
     ("gradio", "storyagent studio: the review in a browser", "pip install -e '.[studio]'"),
 )
+# doctor's row for each engine `voice_status` reports: (check, what it enables).
+VOICE_ROWS: dict[str, tuple[str, str]] = {
+    "kokoro": ("voice: kokoro", "the most natural narration, offline (Kokoro-82M; torch)"),
+    "piper": ("voice: piper", "natural narration offline on the CPU (Piper voices)"),
+    "espeak": ("espeak-ng", "narration with no weights: the offline floor (--voice espeak)"),
+    "openai": ("voice: openai", "narration by OpenAI's speech API (--voice openai:VOICE; network)"),
+    "openai-compatible": ("voice: server", "narration by any /v1/audio/speech server (--voice "
+                          "openai-compatible:VOICE@URL)"),
+}
 # The weights each reviewed feature loads besides the backend's own (the backend's come from its class).
 AESTHETIC_WEIGHTS = ("clip-vit-l-14", "laion-aesthetic-v2")
 METRIC_WEIGHTS = ("clip-vit-b-32", "clip-vit-l-14", "dinov2-vitg14", "laion-aesthetic-v2")
@@ -70,6 +79,11 @@ def weight_groups() -> list[WeightGroup]:
         WeightGroup("metrics", "storyagent eval: CLIP-score, CLIP-temp, DINO subject consistency, aesthetics",
                     METRIC_WEIGHTS),
     ]
+    sound = tuple(n for n in WEIGHTS if n == "kokoro-82m" or n.startswith("piper-") or n == "stable-audio-open-1.0")
+    if sound:
+        # Alternatives, not a set: any one voice gives narration, the music model a score with weights.
+        groups.append(WeightGroup("voices and music", "narration better than espeak-ng (Kokoro, Piper voices) and "
+                                  "a text-to-music score (Stable Audio Open)", sound, optional=True))
     grouped = {n for g in groups for n in g.names}
     rest = tuple(n for n in WEIGHTS if n not in grouped)
     if rest:
@@ -128,6 +142,7 @@ def doctor(
             status = f"{no} {len(missing)} of {len(group.names)}{which}: {group.fetch_command(states)}"
         table.add_row(f"weights: {group.label}", status, group.enables)
     table.add_row("LLM", _llm_status(ok), "the LLM Story Designer and Observer (--llm, STORYAGENT_LLM)")
+    default_voice = _sound_rows(table, ok, no)
     console.print(table)
 
     # The verdict: what each kind of film needs here, in one line each.
@@ -146,6 +161,37 @@ def doctor(
                                           f"[green]ready[/]{gpu_note}"), highlight=False, soft_wrap=True)
     console.print("  Studio: " + ("[green]ready[/]: storyagent studio" if found["gradio"] else
                                   "[yellow]needs[/] gradio: pip install -e '.[studio]'"), highlight=False, soft_wrap=True)
+    console.print(f"  Sound: {default_voice}", highlight=False, soft_wrap=True)
+
+
+def _sound_rows(table: Table, ok: str, no: str) -> str:
+    """The narration voices' and the score's rows; returns the verdict's line on sound (the default voice
+    `--voice auto` takes here, and the score `--music auto` makes)."""
+    from storyagent.models.music import music_engine, music_unavailable
+    from storyagent.models.music.fluidsynth import INSTALL_HINT, find_soundfont, fluidsynth_binary
+    from storyagent.models.voice import best_voice_spec, voice_status
+
+    for engine, available, what in voice_status():
+        label, enables = VOICE_ROWS.get(engine, (f"voice: {engine}", f"--voice {engine}"))
+        table.add_row(label, f"{ok} {what}" if available else f"{no} ({what})", enables)
+    synth = fluidsynth_binary()
+    table.add_row("fluidsynth", f"{ok} {synth}" if synth else f"{no} ({INSTALL_HINT})",
+                  "the score composed from the story (--music auto without text-to-music weights)")
+    font = find_soundfont()
+    table.add_row("SoundFont", f"{ok} {font}" if font else f"{no} (apt-get install fluid-soundfont-gm, or --soundfont "
+                  "FILE.sf2)", "the composed score's instruments (General MIDI)")
+
+    voice = best_voice_spec()
+    said = (f"[green]narrated[/] by {voice} (the default, --voice auto)" if voice != "none" else
+            "[yellow]silent[/]: no voice here (apt-get install espeak-ng, or storyagent weights fetch kokoro-82m)")
+    engine = music_engine("auto")
+    if engine == "none":
+        score = f"[yellow]no score[/]: {music_unavailable('auto')}"
+    elif engine.startswith("fluidsynth:"):
+        score = "a score composed from the story, played by FluidSynth"
+    else:
+        score = f"a score by {engine}"
+    return f"{said}; {score} (--music auto)."
 
 
 def _torch_row(table: Table, ok: str, no: str) -> tuple[bool, str | None]:

@@ -15,16 +15,21 @@ from tests.support.paths import ROOT
 
 
 @pytest.fixture
-def doctor(tmp_path):
-    """`storyagent doctor ARGS` in a fresh process with empty caches, no weights paths and no LLM."""
+def doctor_env(tmp_path):
+    """A machine with empty caches, no weights paths, no LLM and no speech key."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("STORYAGENT_WEIGHTS_", "HF_", "STORYAGENT_LLM", "OAI_CONFIG_LIST"))}
-    env |= {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "STORYAGENT_CACHE": str(tmp_path / "cache"),
-            "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
+           if not k.startswith(("STORYAGENT_WEIGHTS_", "HF_", "STORYAGENT_LLM", "OAI_CONFIG_LIST", "OPENAI_"))}
+    return env | {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "STORYAGENT_CACHE": str(tmp_path / "cache"),
+                  "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
 
-    def run(*args: str) -> str:
+
+@pytest.fixture
+def doctor(tmp_path, doctor_env):
+    """`storyagent doctor ARGS` in a fresh process on that machine (`doctor(..., env=...)` changes it)."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> str:
         res = subprocess.run([sys.executable, "-m", "storyagent", "doctor", *args], capture_output=True, text=True,
-                             timeout=120, cwd=tmp_path, env=env)
+                             timeout=120, cwd=tmp_path, env=env or doctor_env)
         assert res.returncode == 0, res.stderr
         return res.stdout + res.stderr
 
@@ -62,7 +67,7 @@ def test_doctor_gives_a_verdict_and_one_line_per_group_of_weights(doctor):
     assert status.startswith(f"missing {len(needed)} of {len(needed)}") and "--backend diffusion" in status
 
     weight_rows = [check for check in table if check.startswith("weights:")]
-    assert len(weight_rows) <= 4 < len(WEIGHTS), "grouped, not one row per weight"
+    assert len(weight_rows) <= 5 < len(WEIGHTS), "grouped, not one row per weight"
     assert not any(f"weights: {name}" in table for name in WEIGHTS)
     for check, (status, enables) in table.items():
         assert enables, f"doctor's row {check!r} does not say what it enables"
@@ -91,3 +96,39 @@ def test_every_weight_is_in_one_group_and_the_groups_fetch_what_they_list():
     assert groups[0].fetch_command(missing) == "storyagent weights fetch --backend diffusion"
     assert groups[1].fetch_command({**missing, "clip-vit-l-14": "downloaded"}) == \
         "storyagent weights fetch laion-aesthetic-v2", "a group without a command fetches only its missing weights"
+
+
+def test_doctor_says_what_each_sound_tool_gives_and_names_the_default_voice(doctor, doctor_env, monkeypatch):
+    import shutil
+
+    from storyagent.models.voice import best_voice_spec
+
+    out = doctor()
+    table = rows(out)
+    for check in ("espeak-ng", "fluidsynth", "SoundFont", "voice: kokoro", "voice: piper"):
+        assert table[check][1], f"doctor's {check!r} row says what it enables"
+    assert "no weights" in table["espeak-ng"][1] and "score" in table["fluidsynth"][1]
+    # No weights in this machine's cache: Kokoro and Piper say the command that fetches them.
+    assert "storyagent weights fetch kokoro-82m" in table["voice: kokoro"][0]
+    assert "storyagent weights fetch piper-" in table["voice: piper"][0]
+    for name, var in doctor_env.items():
+        monkeypatch.setenv(name, var)
+    voice = best_voice_spec()
+    (verdict,) = [line for line in out.splitlines() if line.strip().startswith("Sound:")]
+    if shutil.which("espeak-ng"):
+        assert voice == "espeak" and table["espeak-ng"][0].startswith("ok")
+        assert f"narrated by {voice} (the default, --voice auto)" in verdict
+    if shutil.which("fluidsynth") and "ok" in table["SoundFont"][0]:
+        assert "a score composed from the story, played by FluidSynth" in verdict
+
+
+def test_doctor_on_a_machine_without_espeak_or_fluidsynth_says_what_to_install(doctor, doctor_env, tmp_path):
+    bare = tmp_path / "bare_path"
+    bare.mkdir()
+    out = doctor(env=doctor_env | {"PATH": str(bare)})
+    table = rows(out)
+    assert table["espeak-ng"][0].startswith("missing") and "espeak-ng" in table["espeak-ng"][0]
+    assert table["fluidsynth"][0].startswith("missing") and "apt-get install fluidsynth" in table["fluidsynth"][0]
+    (verdict,) = [line for line in out.splitlines() if line.strip().startswith("Sound:")]
+    assert "silent" in verdict and "apt-get install espeak-ng" in verdict
+    assert "no score" in verdict and "fluidsynth" in verdict
