@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 
 from storyagent.errors import InputError
-from storyagent.models.voice import VoiceStyle, best_voice_spec, load_voice, voice_status
+from storyagent.models.voice import (
+    VoiceStyle,
+    best_voice_spec,
+    load_voice,
+    voice_status,
+)
 from storyagent.weights import WEIGHTS, env_var
 
 torch = pytest.importorskip("torch")

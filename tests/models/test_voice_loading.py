@@ -10,7 +10,13 @@ import sys
 import pytest
 
 from storyagent.errors import InputError
-from storyagent.models.voice import best_voice_spec, load_voice, parse_voice_spec, read_voice_spec, voice_status
+from storyagent.models.voice import (
+    best_voice_spec,
+    load_voice,
+    parse_voice_spec,
+    read_voice_spec,
+    voice_status,
+)
 from tests.support.paths import ROOT
 
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from storyagent.errors import InputError
-from storyagent.models.voice import VoiceStyle, best_voice_spec, load_voice, voice_status
+from storyagent.models.voice import (
+    VoiceStyle,
+    best_voice_spec,
+    load_voice,
+    voice_status,
+)
 from storyagent.weights import WEIGHTS, env_var
 
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install -e '.[voice]')")
@@ -36,7 +41,10 @@ def tiny_piper_model(seed: int = 0) -> tuple[bytes, dict]:
     table = np.sin(2 * np.pi * t)[None] + sum(harmonics[:, k, None] * np.sin(2 * np.pi * (k + 2) * t)[None]
                                              for k in range(4))
     table = np.repeat(table[:, None, :], PERIODS_PER_ID, axis=1).astype(np.float32)  # (symbols, periods, PERIOD)
-    ints = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+
+    def ints(name: str, values: list[int]):
+        return numpy_helper.from_array(np.array(values, np.int64), name)
+
     nodes = [
         helper.make_node("Gather", ["table", "input"], ["frames"], axis=0),  # (1, T, periods, PERIOD)
         helper.make_node("Gather", ["scales", "one"], ["length_scale"], axis=0),  # (1,)

@@ -46,7 +46,11 @@ def fetch(*names: str):
 
 
 def test_the_registry_names_the_voices_where_the_loaders_look():
-    from storyagent.models.voice.config import DEFAULT_VOICES, piper_voice_path, piper_weights_name
+    from storyagent.models.voice.config import (
+        DEFAULT_VOICES,
+        piper_voice_path,
+        piper_weights_name,
+    )
     from storyagent.models.voice.kokoro import KOKORO_REPO, WEIGHTS_NAME
     from storyagent.models.voice.loading import piper_voices
 

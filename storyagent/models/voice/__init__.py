@@ -7,8 +7,18 @@ OpenAI's POST /v1/audio/speech (`openai:VOICE`, `openai-compatible:VOICE@URL`); 
 A reviewer's words ("say it slower", "happier") become a `VoiceStyle` that every engine applies.
 """
 
-from storyagent.models.voice.config import VoiceError, VoiceSpec, parse_voice_spec, read_voice_spec
-from storyagent.models.voice.loading import Voice, best_voice_spec, load_voice, voice_status
+from storyagent.models.voice.config import (
+           VoiceError,
+           VoiceSpec,
+           parse_voice_spec,
+           read_voice_spec,
+)
+from storyagent.models.voice.loading import (
+           Voice,
+           best_voice_spec,
+           load_voice,
+           voice_status,
+)
 from storyagent.models.voice.style import VoiceStyle
 
 __all__ = ["Voice", "VoiceError", "VoiceSpec", "VoiceStyle", "best_voice_spec", "load_voice", "parse_voice_spec",

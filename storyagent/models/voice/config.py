@@ -179,9 +179,7 @@ class SpeechServerConfig:
 
     @property
     def endpoint(self) -> str:
-        base = self.url.rstrip("/")
-        base = base[:-3] if base.endswith("/v1") else base
-        return f"{base}/v1/audio/speech"
+        return f"{self.url.rstrip('/').removesuffix('/v1')}/v1/audio/speech"
 
 
 def piper_voice_path(voice: str) -> str:

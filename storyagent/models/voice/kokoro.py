@@ -14,7 +14,12 @@ from pathlib import Path
 from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.media.audio import Audio
 from storyagent.models.voice.config import VoiceError
-from storyagent.models.voice.sound import pitch_factor, raised_by_resampling, silence, with_energy
+from storyagent.models.voice.sound import (
+    pitch_factor,
+    raised_by_resampling,
+    silence,
+    with_energy,
+)
 from storyagent.models.voice.style import VoiceStyle
 
 KOKORO_REPO = "hexgrad/Kokoro-82M"

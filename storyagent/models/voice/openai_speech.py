@@ -15,7 +15,13 @@ from storyagent.models.voice.config import (
     VoiceError,
     without_credentials,
 )
-from storyagent.models.voice.sound import decode_audio, pitch_factor, raised_by_resampling, silence, with_energy
+from storyagent.models.voice.sound import (
+    decode_audio,
+    pitch_factor,
+    raised_by_resampling,
+    silence,
+    with_energy,
+)
 from storyagent.models.voice.style import VoiceStyle
 
 SPEED_RANGE = (0.25, 4.0)

@@ -9,7 +9,11 @@ from typing import Any
 
 from storyagent.errors import InputError, WeightsNotFoundError
 from storyagent.media.audio import Audio
-from storyagent.models.voice.config import VoiceError, piper_voice_path, piper_weights_name
+from storyagent.models.voice.config import (
+    VoiceError,
+    piper_voice_path,
+    piper_weights_name,
+)
 from storyagent.models.voice.sound import pitch_factor, raised_by_resampling, silence
 from storyagent.models.voice.style import VoiceStyle
 
