@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -31,13 +32,16 @@ def test_run_writes_the_documented_layout(tmp_path):
                 "storyboard/shot_02.png", "storyboard/shot_02_mask.png", "subject/frame_01.png"):
         assert (root / rel).is_file(), rel
     manifest = json.loads((root / MANIFEST).read_text())
-    assert manifest["stages"] == {s: "done" for s in ("subject", "story", "storyboard", "video", "film")}
+    assert manifest["stages"] == {s: "done" for s in ("subject", "story", "storyboard", "video", "sound", "film")}
     assert manifest["inputs"]["prompt"] == "a day at the seaside" and manifest["inputs"]["seed"] == 0
     assert "storyagent" in manifest["versions"]
     for key, entry in manifest["artifacts"].items():
         assert entry["input_hash"] and hash_file(root / entry["path"]) == entry["meta"]["file_hashes"][entry["path"]], key
-    # Title card (1.5 s) plus three 2 s shots at 4 fps.
-    assert len(read_frames(root / "film.mp4", 1000)) == 6 + 3 * 8
+    # Title card (1.5 s) plus three 2 s shots at 4 fps, each held while its line is said (with a voice here).
+    lines = [manifest["artifacts"].get(f"audio/narration_{i:02d}") for i in (1, 2, 3)]
+    held = [max(8, math.ceil((0.15 + line["meta"]["seconds"] + 0.4) * 4)) if line else 8 for line in lines]
+    assert len(read_frames(root / "film.mp4", 1000)) == 6 + sum(held)
+    assert (root / "film.srt").is_file() and (root / "film.vtt").is_file()
     assert not list(root.rglob(".*tmp*"))
 
 
@@ -58,8 +62,11 @@ def test_editing_one_shot_redoes_only_that_shot(tmp_path):
     result = run_crew(small_cfg(), tmp_path, resume=True, show_progress=False)
     rewritten = {p for p, t in before.items() if (tmp_path / p).stat().st_mtime_ns != t}
     assert result.script.shots[1].background == "a snowy hill at night", "the person's edit is kept"
+    # The score is composed from each shot's place and time of day, so it (and the mix) follows the edit;
+    # the lines' words are unchanged, so no line is spoken again.
+    sound = {"audio/music.wav", "audio/mix.wav"} if "audio/music.wav" in before else set()
     assert rewritten == {"storyboard/shot_02.png", "storyboard/shot_02_mask.png", "shots/shot_02.mp4",
-                       "storyboard.png", "film.mp4"}
+                         "storyboard.png", "film.mp4", *sound}
 
 
 def test_missing_or_damaged_files_are_redone(tmp_path):
