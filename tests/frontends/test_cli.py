@@ -240,3 +240,55 @@ def test_batch_help_teaches_and_ray_without_ray_says_what_to_install(tmp_path):
     assert res.stderr.startswith("error: --ray needs Ray") and 'pip install -e ".[ray]"' in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "films").exists()
+
+
+# ---- sound (issue 24) ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_run_with_a_voice_makes_a_film_you_can_hear(tmp_path):
+    import av
+
+    out = tmp_path / "heard"
+    res = cli("run", "a day at the seaside", "--subject", str(PIP), "--name", "Pip", "--shots", "2", "--width", "128",
+              "--height", "80", "--fps", "4", "--voice", "espeak", "--music", "none", "--out", str(out), "-q")
+    assert res.returncode == 0, res.stderr
+    with av.open(str(out / "film.mp4")) as film:
+        audio = [s for s in film.streams if s.type == "audio"]
+        video = [s for s in film.streams if s.type == "video"]
+        assert len(audio) == 1 and audio[0].codec_context.name == "aac"
+        lengths = [float(s.duration * s.time_base) for s in (audio[0], video[0])]
+    assert abs(lengths[0] - lengths[1]) <= 0.1, lengths
+    inputs = json.loads((out / MANIFEST).read_text())["inputs"]
+    assert (inputs["voice"], inputs["music"]) == ("espeak", "none")
+    assert sorted(p.name for p in (out / "audio").glob("narration_*.wav")) == ["narration_01.wav", "narration_02.wav"]
+    assert not (out / "audio" / "music.wav").exists(), "--music none makes no score"
+    assert (out / "film.vtt").is_file() and (out / "film.srt").is_file()
+
+
+@pytest.mark.parametrize("option,value,needle", [
+    ("--voice", "bogus", "--voice 'bogus' is not understood"),
+    ("--music", "/no/such/song.mp3", "does not exist"),
+    ("--soundfont", str(ROOT / "README.md"), "is not a SoundFont"),
+])
+def test_a_bad_sound_setting_is_one_sentence_before_any_work(tmp_path, option, value, needle):
+    out = tmp_path / "never"
+    res = cli("run", "a day at the seaside", "--subject", str(PIP), option, value, "--out", str(out), cwd=tmp_path)
+    assert res.returncode == 2 and needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert len([line for line in res.stderr.splitlines() if line.strip()]) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == [], "refused before anything was made"
+
+
+@pytest.mark.parametrize("command", ["run", "chat"])
+def test_help_shows_the_sound_options_with_their_help(command):
+    from storyagent.config import field_help
+
+    res = subprocess.run([sys.executable, "-m", "storyagent", command, "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+    text = " ".join(res.stdout.replace("│", " ").split())
+    for field in ("voice", "music", "soundfont"):
+        assert f"--{field}" in text
+        assert " ".join(field_help(field).split()[:8]) in text, f"--{field}'s help is the RunConfig field's"
+    if command == "chat":
+        assert "--no-play" in text and "STORYAGENT_NO_PLAY" in text
