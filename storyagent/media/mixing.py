@@ -152,10 +152,12 @@ def master(samples: np.ndarray, sample_rate: int, target_lufs: float = TARGET_LU
 
 @dataclass
 class Line:
-    """One spoken line placed in the film: its sound and where it starts (seconds)."""
+    """One spoken line placed in the film: its sound, where it starts (seconds), and how much louder than
+    the others it is meant to be (a reviewer's "louder": every line is first brought to `VOICE_LUFS`)."""
 
     audio: Audio
     start: float
+    gain_db: float = 0.0
 
     @property
     def end(self) -> float:
@@ -233,7 +235,7 @@ def mix(duration: float, lines: Sequence[Line], music: Audio | None, *, target_l
     if lines:
         voice = np.zeros((n, 2), np.float32)
         for line in lines:
-            placed = level_line(line.audio.as_mono().resampled(SAMPLE_RATE))
+            placed = level_line(line.audio.as_mono().resampled(SAMPLE_RATE), VOICE_LUFS + line.gain_db)
             a = round(line.start * SAMPLE_RATE)
             b = min(n, a + len(placed.samples))
             if b <= a:

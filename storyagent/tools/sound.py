@@ -228,7 +228,7 @@ def _parts(run: Run) -> Parts:
     notes = [note] if note else []
     music = cfg.music
     if music.strip().lower() == "auto" and (why := music_unavailable(music, cfg.soundfont)) is not None:
-        notes.append(f"No score: {why}")
+        notes.append(why)
         music = "none"
     return Parts(voice, music, notes)
 
@@ -290,6 +290,13 @@ def make_music(run: Run, script: StoryScript, timing: Timing, spec: str) -> Arti
                                      meta={"seconds": round(score.duration, 4), "engine": engine, "seed": seed}))
 
 
+def line_gain_db(stem: Artifact) -> float:
+    """How much louder than the other lines a line is mixed: its style's energy ("louder", "softer"), which
+    the mix would otherwise level away with every line brought to one loudness."""
+    energy = float(stem.meta.get("style", {}).get("energy", 1.0))  # type: ignore[union-attr]
+    return round(20 * math.log10(energy), 3) if energy > 0 else 0.0
+
+
 def make_mix(run: Run, timing: Timing, lines: list[Artifact | None], music: Artifact | None) -> Artifact | None:
     """`audio/mix.wav`: the lines at their starts over the score, ducked and mastered (`media.mixing.mix`),
     as long as the film; None when there is neither. Reused while its stems and their places are unchanged."""
@@ -300,13 +307,13 @@ def make_mix(run: Run, timing: Timing, lines: list[Artifact | None], music: Arti
     placed = [(a, t) for a, t in zip(lines, timing.lines, strict=True) if a is not None and t is not None]
     if not placed and music is None:
         return None
-    stems = [(a.meta["file_hashes"][a.path], t[0]) for a, t in placed]
+    stems = [(a.meta["file_hashes"][a.path], t[0], line_gain_db(a)) for a, t in placed]
     h = hash_json({"lines": stems, "music": music.meta["file_hashes"][music.path] if music else None,
                    "frames": timing.num_frames, "fps": timing.fps, "sound": SOUND_VERSION})
     if ws.fresh(MIX, h):
         return Artifact.model_validate(ws.manifest.artifact(MIX))
     # The stems as written (16-bit), so a resumed run mixes the very samples a first run did.
-    result = mix(timing.duration, [Line(read_audio(ws.path(a.path)), t[0]) for a, t in placed],
+    result = mix(timing.duration, [Line(read_audio(ws.path(a.path)), t[0], line_gain_db(a)) for a, t in placed],
                  read_audio(ws.path(music.path)) if music else None)
     assert result is not None
     write_wav(ws.path(stem_path(MIX)), result.audio)
