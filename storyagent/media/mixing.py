@@ -189,6 +189,19 @@ class Mix:
         return out
 
 
+def trim_silence(audio: Audio, below_db: float = -40.0, keep: float = 0.03) -> Audio:
+    """`audio` without the silence a speech engine pads it with at either end: everything quieter than
+    `below_db` under its peak, but `keep` seconds of it either side (so no breath or consonant is cut)."""
+    mono = np.abs(audio.as_mono().samples)
+    peak = float(mono.max(initial=0.0))
+    if peak == 0:
+        return audio
+    loud = np.flatnonzero(mono > peak * 10 ** (below_db / 20))
+    margin = round(keep * audio.sample_rate)
+    a, b = max(0, loud[0] - margin), min(len(mono), loud[-1] + 1 + margin)
+    return Audio(audio.samples[a:b], audio.sample_rate)
+
+
 def level_line(audio: Audio, lufs: float = VOICE_LUFS) -> Audio:
     """A line at `lufs` integrated loudness (silence as it is)."""
     level = loudness(audio)

@@ -127,6 +127,7 @@ def narrate(run: Run, script: StoryScript) -> tuple[dict[int, str], list[int]]:
 
 def _speak(run: Run, script: StoryScript, voice: Voice) -> tuple[dict[int, Artifact], list[int]]:
     from storyagent.media.audio import write_wav
+    from storyagent.media.mixing import trim_silence
     from storyagent.progress import make_progress
 
     ws = run.ws
@@ -146,7 +147,8 @@ def _speak(run: Run, script: StoryScript, voice: Voice) -> tuple[dict[int, Artif
     with make_progress(disable=not run.show_progress or not todo) as progress:
         task = progress.add_task("narration", total=len(script.shots), completed=len(stems), status="")
         for shot, style, key, h in todo:
-            audio = voice.speak(shot.narration, style)
+            # The engine's own leading and trailing silence is cut: the film's timing adds its lead and breath.
+            audio = trim_silence(voice.speak(shot.narration, style))
             write_wav(ws.path(stem_path(key)), audio)
             stems[shot.index] = ws.record(key, Artifact(
                 kind="narration", path=stem_path(key), input_hash=h, shot=shot.index,
@@ -240,7 +242,7 @@ def make_sound(run: Run, script: StoryScript, clips: list[ShotClip], title_frame
     ws, cfg = run.ws, run.config
     parts = _parts(run)
     for note in parts.notes:
-        console.print(note, markup=False, highlight=False)
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     ws.manifest.set_stage("sound", "running")
     stems = _speak(run, script, parts.voice)[0] if parts.voice is not None else {}
     seconds = [float(stems[s.index].meta["seconds"]) if s.index in stems else None for s in script.shots]
