@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parent
 ROOT = NOTEBOOKS.parent
 STORED_WITH_OUTPUTS = "01_quickstart.ipynb"
-MAX_BYTES = 300_000
+MAX_BYTES = 500_000
 """A stored notebook above this is refused: its pictures should be small ones."""
 
 

@@ -114,6 +114,21 @@ def interrupted(exc: BaseException) -> tuple[str, int]:
     return "Interrupted.", 128 + signal.SIGINT
 
 
+SOUND_DEFAULT = " Default: auto, or {0} = \"...\" in storyagent.toml."
+
+
+def sound_settings(voice: str | None, music: str | None, soundfont: Path | None) -> dict[str, object]:
+    """The sound settings given, each left out taken from storyagent.toml (`voice = "espeak"`), else left to
+    RunConfig's default (auto, auto, none)."""
+    from storyagent.agents.llm import file_setting
+
+    given: dict[str, object] = {"voice": voice, "music": music, "soundfont": soundfont}
+    for key, value in given.items():
+        if value is None and (kept := file_setting(key)) is not None:
+            given[key] = Path(kept).expanduser() if key == "soundfont" else kept
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _help(name: str) -> str:
     from storyagent.config import field_help
 
@@ -143,8 +158,8 @@ def run(
     lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help=_help("lora_be_epochs"))] = None,
     video_adapter: Annotated[Optional[Path], typer.Option("--video-adapter", "--adapter", help=_help("video_adapter"))] = None,
     low_vram: Annotated[bool, typer.Option("--low-vram", help=_help("low_vram"))] = False,
-    voice: Annotated[str, typer.Option(help=_help("voice"))] = "auto",
-    music: Annotated[str, typer.Option(help=_help("music"))] = "auto",
+    voice: Annotated[Optional[str], typer.Option(help=_help("voice") + SOUND_DEFAULT.format("voice"))] = None,
+    music: Annotated[Optional[str], typer.Option(help=_help("music") + SOUND_DEFAULT.format("music"))] = None,
     soundfont: Annotated[Optional[Path], typer.Option(help=_help("soundfont"))] = None,
     llm: Annotated[Optional[str], typer.Option(help="none | openai:MODEL | ollama:MODEL | openai-compatible:MODEL@URL | OAI_CONFIG_LIST path (default: STORYAGENT_LLM or none).")] = None,
     review: Annotated[str, typer.Option(help=_help("review"))] = "none",
@@ -171,6 +186,7 @@ def run(
     """
     settings = {k: v for k, v in locals().items() if k not in ("out", "resume", "llm", "verbose", "quiet")}
     settings["name"] = name or default_name(subject)
+    settings |= sound_settings(settings.pop("voice"), settings.pop("music"), settings.pop("soundfont"))
     folder = out if out is not None else default_out(prompt, resume)
     _make_film(folder, resume, llm, quiet, verbose, **settings)
 
@@ -238,8 +254,8 @@ def chat(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Same seed, same film (default 0).")] = None,
     llm: Annotated[Optional[str], typer.Option(help="LLM for the Story Designer and the manager (see `run --help`).")] = None,
-    voice: Annotated[Optional[str], typer.Option(help=_help("voice") + " Default: auto.")] = None,
-    music: Annotated[Optional[str], typer.Option(help=_help("music") + " Default: auto.")] = None,
+    voice: Annotated[Optional[str], typer.Option(help=_help("voice") + SOUND_DEFAULT.format("voice"))] = None,
+    music: Annotated[Optional[str], typer.Option(help=_help("music") + SOUND_DEFAULT.format("music"))] = None,
     soundfont: Annotated[Optional[Path], typer.Option(help=_help("soundfont"))] = None,
     no_play: Annotated[bool, typer.Option("--no-play", help=f"Do not play the narration at the reviews (the files are "
                                                             f"still named); also {NO_PLAY_ENV}=1.")] = False,
@@ -306,7 +322,7 @@ def _chat_settings(given: dict[str, object], out: Path | None, resume: bool,
     shots = given["shots"]
     while shots is None or not 1 <= int(shots) <= 32:
         shots = IntPrompt.ask("How many shots (1-32)", default=4, console=console)
-    sound = {k: given[k] for k in ("voice", "music", "soundfont") if given.get(k) is not None}
+    sound = sound_settings(given.get("voice"), given.get("music"), given.get("soundfont"))
     return {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
             "seed": given["seed"] or 0, **sound}, llm
 
@@ -414,7 +430,8 @@ def batch(
             raise InputError("review 'llm' needs an LLM: set llm (a vision-capable model) or choose rules")
 
     try:
-        films = read_jobs(jobs, default_name=default_name, out=out, settings={"llm": default_spec()}, check=check)
+        films = read_jobs(jobs, default_name=default_name, out=out, check=check,
+                          settings={"llm": default_spec(), **sound_settings(None, None, None)})
         if ray is None:
             executor, at_once = BatchExecutor(), 1
         else:

@@ -137,18 +137,24 @@ def llm_timeout() -> float:
     return value
 
 
-def default_spec() -> str:
-    if os.environ.get("STORYAGENT_LLM"):
-        return os.environ["STORYAGENT_LLM"]
+def file_setting(key: str) -> str | None:
+    """`key = "..."` from ./storyagent.toml, else from ~/.config/storyagent/config.toml; None when neither
+    sets it (the settings a user keeps for every run: llm, voice, music, soundfont)."""
     for path in CONFIG_FILES:
         if path.is_file():
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise InputError(f"{path} is not valid TOML ({exc}); fix or remove it.") from exc
-            if isinstance(data.get("llm"), str):
-                return data["llm"]
-    return "none"
+            if isinstance(data.get(key), str):
+                return data[key]
+    return None
+
+
+def default_spec() -> str:
+    if os.environ.get("STORYAGENT_LLM"):
+        return os.environ["STORYAGENT_LLM"]
+    return file_setting("llm") or "none"
 
 
 def parse_llm(spec: str | None) -> LLMSettings:

@@ -292,3 +292,15 @@ def test_help_shows_the_sound_options_with_their_help(command):
         assert " ".join(field_help(field).split()[:8]) in text, f"--{field}'s help is the RunConfig field's"
     if command == "chat":
         assert "--no-play" in text and "STORYAGENT_NO_PLAY" in text
+
+
+def test_the_sound_settings_kept_in_storyagent_toml_are_the_defaults(tmp_path):
+    """`voice = "none"` in ./storyagent.toml: a run without --voice is silent; --voice given wins."""
+    (tmp_path / "storyagent.toml").write_text('voice = "none"\nmusic = "none"\n')
+    res = cli("run", "a day at the seaside", "--subject", str(PIP), "--shots", "1", "--width", "64", "--height", "64",
+              "--fps", "2", "--out", "kept", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    inputs = json.loads((tmp_path / "kept" / MANIFEST).read_text())["inputs"]
+    assert (inputs["voice"], inputs["music"]) == ("none", "none")
+    res = cli("run", "a day at the seaside", "--subject", str(PIP), "--voice", "bogus", "--out", "never", cwd=tmp_path)
+    assert res.returncode == 2 and "--voice 'bogus'" in res.stderr
