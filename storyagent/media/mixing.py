@@ -16,6 +16,7 @@ master gain that both share), so a test measures the ducking from what was actua
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,37 +93,47 @@ def _oversampled_peaks(x: np.ndarray) -> np.ndarray:
 
     n = len(x)
     if n == 0:
-        return np.zeros(0)
-    up = resample_poly(x.astype(np.float64), OVERSAMPLE, 1, axis=0)  # (4n, channels)
-    return np.abs(up).reshape(n, OVERSAMPLE, -1).max(axis=(1, 2))
+        return np.zeros(0, np.float32)
+    up = np.abs(resample_poly(x.astype(np.float32), OVERSAMPLE, 1, axis=0))  # (4n, channels)
+    # Element-wise maxima: numpy reduces a short axis far more slowly than it compares two arrays.
+    peak = functools.reduce(np.maximum, (up[:, c] for c in range(up.shape[1])))
+    phases = peak.reshape(n, OVERSAMPLE)
+    return functools.reduce(np.maximum, (phases[:, k] for k in range(OVERSAMPLE)))
+
+
+def _limiter_gain(peaks: np.ndarray, sample_rate: int, aim: float) -> np.ndarray:
+    """The limiter's gain per sample for these true peaks: each peak's gain reached `LIMITER_LOOKAHEAD`
+    before it, held `LIMITER_HOLD` after (so speech is not fluttered by every cycle of a vowel), then let
+    go. A minimum filter over that reach followed by a moving average over the look-ahead, so at every
+    sample the gain is an average of values each at most what that sample needs."""
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    need = np.minimum(1.0, aim / np.maximum(peaks, 1e-12))
+    ahead, hold = max(1, round(LIMITER_LOOKAHEAD * sample_rate)), round(LIMITER_HOLD * sample_rate)
+    size = ahead + max(hold, ahead) + 1
+    held = minimum_filter1d(need, size, mode="nearest", origin=size // 2 - ahead)  # min over [i-hold, i+ahead]
+    return uniform_filter1d(held, 2 * ahead + 1, mode="nearest")
+
+
+def _aim(ceiling_db: float) -> float:
+    # A hair under the ceiling, so float rounding cannot leave a peak over it.
+    return 10 ** ((ceiling_db - 0.01) / 20)
 
 
 def limit(samples: np.ndarray, sample_rate: int, ceiling_db: float = PEAK_CEILING_DBTP) -> np.ndarray:
-    """`samples` with their true peak held under `ceiling_db`: a look-ahead gain that reaches each peak's
-    gain `LIMITER_LOOKAHEAD` before the peak, holds it `LIMITER_HOLD` after (so speech is not fluttered
-    by every cycle of a vowel), then lets go. The gain is a minimum filter over that reach followed by a
-    moving average over the look-ahead, so at every sample it is an average of values each at most what
-    that sample needs."""
-    from scipy.ndimage import minimum_filter1d, uniform_filter1d
-
-    x = _2d(samples).astype(np.float64)
+    """`samples` with their true peak held under `ceiling_db` by a look-ahead limiter (`_limiter_gain`)."""
+    x = _2d(samples).astype(np.float32)
     ceiling = 10 ** (ceiling_db / 20)
-    aim = ceiling * 10 ** (-0.01 / 20)  # a hair under, so float rounding cannot leave a peak over
-    ahead, hold = max(1, round(LIMITER_LOOKAHEAD * sample_rate)), round(LIMITER_HOLD * sample_rate)
-    size = ahead + max(hold, ahead) + 1
     for _ in range(3):  # the gain's own movement can lift a peak between samples a little: check again
         peaks = _oversampled_peaks(x)
         if peaks.max(initial=0.0) <= ceiling:
             break
-        need = np.minimum(1.0, aim / np.maximum(peaks, 1e-12))
-        held = minimum_filter1d(need, size, mode="nearest", origin=size // 2 - ahead)  # min over [i-hold, i+ahead]
-        x = x * uniform_filter1d(held, 2 * ahead + 1, mode="nearest")[:, None]
+        x = x * _limiter_gain(peaks, sample_rate, _aim(ceiling_db))[:, None]
     else:
         peak = _oversampled_peaks(x).max(initial=0.0)
         if peak > ceiling:  # what is left after the passes, taken off the whole
-            x = x * (aim / peak)
-    out = x.astype(np.float32)
-    return out[:, 0] if samples.ndim == 1 else out
+            x = x * (_aim(ceiling_db) / peak)
+    return x[:, 0] if samples.ndim == 1 else x
 
 
 def master(samples: np.ndarray, sample_rate: int, target_lufs: float = TARGET_LUFS,
@@ -131,14 +142,18 @@ def master(samples: np.ndarray, sample_rate: int, target_lufs: float = TARGET_LU
     in dB applied before the limiter. Silence is returned as it is.
 
     Limiting takes some loudness off, more the harder it works, so the gain is found by the secant method
-    on (gain -> loudness after limiting): two or three tries."""
-    level = loudness(Audio(samples, sample_rate))
+    on (gain -> loudness after limiting): two or three tries. The true peaks scale with the gain, so they
+    are found once; only the result is checked again (`limit`)."""
+    x = _2d(samples).astype(np.float32)
+    level = loudness(Audio(x, sample_rate))
     if not math.isfinite(level):
         return samples.astype(np.float32), 0.0
+    peaks = _oversampled_peaks(x)
     tries: list[tuple[float, float]] = []  # (gain dB, loudness after limiting)
     gain_db = target_lufs - level
     for _ in range(6):
-        out = limit(samples * 10 ** (gain_db / 20), sample_rate, ceiling_db)
+        gain = 10 ** (gain_db / 20)
+        out = x * (gain * _limiter_gain(gain * peaks, sample_rate, _aim(ceiling_db)))[:, None]
         tries.append((gain_db, loudness(Audio(out, sample_rate))))
         if abs(target_lufs - tries[-1][1]) < LOUDNESS_TOLERANCE:
             break
@@ -147,7 +162,8 @@ def master(samples: np.ndarray, sample_rate: int, target_lufs: float = TARGET_LU
             slope = (tries[-1][1] - tries[-2][1]) / (tries[-1][0] - tries[-2][0])
         # The loudness never grows faster than the gain, nor stops growing with it.
         gain_db += (target_lufs - tries[-1][1]) / min(1.0, max(0.2, slope))
-    return out, gain_db
+    out = limit(out, sample_rate, ceiling_db)
+    return (out[:, 0] if samples.ndim == 1 else out), gain_db
 
 
 @dataclass
