@@ -272,7 +272,8 @@ def _status(run_id: str | None, view: View) -> str:
 def _question(view: View) -> str:
     if view.state != "review":
         return ""
-    lines = [ln for ln in view.question.splitlines() if ln.strip() and not ln.startswith("Reply:")]
+    # The page has a player per line, so the chat's list of the lines' files is left out.
+    lines = [ln for ln in view.question.splitlines() if ln.strip() and not ln.startswith(("Reply:", "Each shot's line:"))]
     return "\n\n".join(lines)
 
 

@@ -146,6 +146,21 @@ def _assert_preview_whole(page) -> None:
     assert abs(served / aspect - 1) < 0.05, f"the preview's subject is cropped or squashed: {served:.3f} vs {aspect:.3f}"
 
 
+def _pick(page, elem_id: str, value: str) -> None:
+    """Choose `value` in the dropdown `#elem_id`."""
+    field = page.locator(f"#{elem_id} input")
+    field.click()
+    options = field.get_attribute("aria-controls")  # this dropdown's list; another's may still be in the page
+    page.locator(f'[id="{options}"] [role=option][aria-label="{value}"]').click()
+    _wait(lambda: page.locator(f"#{elem_id} input").input_value() == value, what=f"{elem_id} set to {value}")
+
+
+def _lines(page) -> list[str]:
+    """Hashes of the bytes the server sends for each line's <audio> player, in shot order."""
+    srcs = page.eval_on_selector_all("#lines audio", "els => els.map(e => e.src)")
+    return [sha(page.request.get(src).body()) for src in srcs]
+
+
 def _redo_fields(page) -> dict:
     return {"shot": page.locator("#shot input").input_value(), "words": page.locator("#words textarea").input_value()}
 
@@ -165,6 +180,10 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     page.get_by_text("Frame size and seed").click()
     for field, value in (("width", "128"), ("height", "80"), ("fps", "4")):
         page.locator(f"#{field} input").fill(value)
+    voiced = shutil.which("espeak-ng") is not None
+    if voiced:  # the pickers: this film is narrated by espeak-ng, without a score
+        _pick(page, "voice", "espeak")
+        _pick(page, "music", "none")
     page.screenshot(path=shots_dir / "01_upload.png", full_page=True)
     page.locator("#start").click()
 
@@ -177,6 +196,20 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
     run_id = _wait(lambda: next(iter(studio.sessions), None), what="the run")
     root = run_folder(runs, run_id)
     assert sorted(p.name for p in (root / "uploads").iterdir()) == ["upload_01.png"], "the app names uploads"
+    if voiced:
+        # Each shot's line has a player, serving the line's file; "Redo this line" says shot 2's slower.
+        assert (studio.sessions[run_id].cfg.voice, studio.sessions[run_id].cfg.music) == ("espeak", "none")
+        heard = _wait(lambda: (h := _lines(page)) and len(h) == 4 and h, what="a player per line")
+        assert heard == [sha((root / f"audio/narration_{i:02d}.wav").read_bytes()) for i in range(1, 5)]
+        story_bytes = (root / "story.json").read_bytes()
+        page.locator("#shot input").fill("2")
+        page.locator("#words textarea").fill("slower")
+        page.locator("#redo_line").click()
+        _wait(lambda: "Line of shot 2 redone" in _question(page), what="shot 2's line said again")
+        again = _wait(lambda: (h := _lines(page)) and len(h) == 4 and h[1] != heard[1] and h, what="the new line")
+        assert [a == b for a, b in zip(again, heard)] == [True, False, True, True]
+        assert (root / "story.json").read_bytes() == story_bytes, "a line said again changes no word of the story"
+        page.screenshot(path=shots_dir / "02_lines.png", full_page=True)
     cell = page.locator('#story [data-testid="cell-0-5"]')
     cell.dblclick()
     # Select the cell's text only once its editor has the focus; earlier, the keys go to the page.
@@ -245,10 +278,21 @@ def test_make_a_film_in_the_browser(server, browser, shots_dir):
         first = read_video(root / f"shots/shot_{i:02d}.mp4", max_frames=1)[0][0]
         shown = _picture(page, poster, "RGB")
         assert shown.shape == first.shape and np.abs(shown.astype(int) - first).mean() < 2, f"shot {i}'s poster"
+    if voiced:
+        assert len(_lines(page)) == 4, "the clips' review plays each line too"
     page.screenshot(path=shots_dir / "05_clips.png", full_page=True)
     page.locator("#approve").click()
     page.wait_for_selector("#film video", timeout=60_000)
     film = root / "film.mp4"
+    if voiced:
+        # The film's player carries its subtitles as a <track> (soft subtitles): the run's film.vtt.
+        track = _wait(lambda: page.eval_on_selector_all("#film video track", "ts => ts.map(t => t.src)"),
+                      what="the film's subtitle track")
+        assert len(track) == 1 and page.request.get(track[0]).body() == (root / "film.vtt").read_bytes()
+        import av
+
+        with av.open(str(film)) as container:
+            assert [s.type for s in container.streams].count("audio") == 1, "the film has its soundtrack"
     film_mtime = film.stat().st_mtime_ns
     playing = page.eval_on_selector("#film video", """v => new Promise(done => {
         v.muted = true; v.play().catch(() => {});
