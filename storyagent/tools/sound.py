@@ -144,8 +144,8 @@ def _speak(run: Run, script: StoryScript, voice: Voice) -> tuple[dict[int, Artif
         else:
             todo.append((shot, style, key, h))
     made: list[int] = []
-    with make_progress(disable=not run.show_progress or not todo) as progress:
-        task = progress.add_task("narration", total=len(script.shots), completed=len(stems), status="")
+    with make_progress(disable=not run.show_progress) as progress:
+        task = progress.add_task("Narration", total=len(script.shots), completed=len(stems), status="")
         for shot, style, key, h in todo:
             # The engine's own leading and trailing silence is cut: the film's timing adds its lead and breath.
             audio = trim_silence(voice.speak(shot.narration, style))
@@ -156,6 +156,10 @@ def _speak(run: Run, script: StoryScript, voice: Voice) -> tuple[dict[int, Artif
                       "words": voice_feedback(run.manifest, shot.index)}))
             made.append(shot.index)
             progress.update(task, advance=1, status=f"shot {shot.index}")
+        reused = [s.index for s in script.shots if s.index not in made]
+        progress.update(task, status="; ".join(part for part in (
+            f"made: {', '.join(map(str, made))}" if made else "",
+            f"reused: {', '.join(map(str, reused))}" if reused else "") if part))
     return stems, made
 
 
@@ -237,7 +241,7 @@ def _parts(run: Run) -> Parts:
 
 def make_sound(run: Run, script: StoryScript, clips: list[ShotClip], title_frames: int) -> Soundtrack:
     """The sound stage: the lines, the film's timing, the score and the mix, each reused when fresh."""
-    from storyagent.progress import console
+    from storyagent.progress import console, make_progress
 
     ws, cfg = run.ws, run.config
     parts = _parts(run)
@@ -247,8 +251,15 @@ def make_sound(run: Run, script: StoryScript, clips: list[ShotClip], title_frame
     stems = _speak(run, script, parts.voice)[0] if parts.voice is not None else {}
     seconds = [float(stems[s.index].meta["seconds"]) if s.index in stems else None for s in script.shots]
     timing = film_timing(cfg.fps, title_frames, clips, seconds)
-    music = make_music(run, script, timing, parts.music)
-    mix = make_mix(run, timing, [stems.get(s.index) for s in script.shots], music)
+    recorded = {key: ws.manifest.artifact(key) for key in (MUSIC, MIX)}  # a stem made now is recorded anew
+    with make_progress(disable=not run.show_progress) as progress:
+        task = progress.add_task("Score and mix", total=2, status="score")
+        music = make_music(run, script, timing, parts.music)
+        progress.update(task, advance=1, status="mix")
+        mix = make_mix(run, timing, [stems.get(s.index) for s in script.shots], music)
+        progress.update(task, advance=1, status=", ".join(
+            f"{what}: {'none' if a is None else 'reused' if ws.manifest.artifact(key) is recorded[key] else 'made'}"
+            for what, key, a in (("score", MUSIC, music), ("mix", MIX, mix))))
     ws.manifest.set_stage("sound", "done", "; ".join(parts.notes) or None)
     return Soundtrack(timing, mix, parts.notes)
 
