@@ -114,6 +114,30 @@ def find_voice(spec: str) -> tuple[Voice | None, str]:
     return _load_voice(spec), ""
 
 
+def engine_version(voice: Voice) -> str | None:
+    """What version of its engine a voice speaks with, when it says (or, for espeak-ng, the program's own
+    `--version`): part of each line's hash, so an upgraded engine speaks the lines again."""
+    version = getattr(voice, "version", None)
+    if version is None and voice.spec.split(":")[0] == "espeak":
+        return _espeak_version()
+    return None if version is None else str(version)
+
+
+@functools.lru_cache(maxsize=1)
+def _espeak_version() -> str | None:
+    import shutil
+    import subprocess
+
+    program = shutil.which("espeak-ng")
+    if program is None:
+        return None
+    try:
+        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.split("Data at")[0].strip() or None  # "eSpeak NG text-to-speech: 1.51"
+
+
 def narrate(run: Run, script: StoryScript) -> tuple[dict[int, str], list[int]]:
     """Every shot's line spoken into `audio/narration_NN.wav` (each reused while its text, voice and style are
     unchanged), recorded in the manifest. Returns {shot: its file in the run folder} and the shots spoken
@@ -138,7 +162,7 @@ def _speak(run: Run, script: StoryScript, voice: Voice) -> tuple[dict[int, Artif
         style = line_style(run.manifest, shot.index)
         key = narration_key(shot.index)
         h = hash_json({"text": shot.narration, "voice": spec, "style": asdict(style),
-                       "engine": getattr(voice, "version", None), "sound": SOUND_VERSION})
+                       "engine": engine_version(voice), "sound": SOUND_VERSION})
         if ws.fresh(key, h):
             stems[shot.index] = Artifact.model_validate(ws.manifest.artifact(key))
         else:
