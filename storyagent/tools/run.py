@@ -51,8 +51,8 @@ from storyagent.workspace import Workspace
 if TYPE_CHECKING:
     from storyagent.tools.subject import LangSAMMasks
 
-SeededStage = Literal["storyboard", "video"]
-"""The stages whose work is drawn from a seed."""
+SeededStage = Literal["storyboard", "video", "music"]
+"""The stages whose work is drawn from a seed (the score is one per film: shot 0)."""
 SEED_STRIDE = 1000
 """How far one reviewer's take moves a shot's seed (`manifest.MAX_TAKES` bounds the takes)."""
 A = TypeVar("A", bound=Artifact)

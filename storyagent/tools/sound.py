@@ -313,7 +313,7 @@ def make_music(run: Run, script: StoryScript, timing: Timing, spec: str) -> Arti
         return None
     kind, _, source = engine.partition(":")
     windows = [(round(a, 6), round(b, 6)) for a, b in timing.windows]
-    seed = run.seed("music", 0)  # type: ignore[arg-type]  # one score per film; no reviewer takes it again
+    seed = run.seed("music", 0)  # one score per film
     h = hash_json({"story": script.model_dump(mode="json"), "windows": windows, "engine": engine,
                    "source": content_hash(source) if kind in ("file", "fluidsynth") else None, "seed": seed,
                    "sound": SOUND_VERSION})
