@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from storyagent.environment import without_credentials
 from storyagent.errors import InputError
 from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_error
 
 ReviewMode = Literal["none", "rules", "llm", "human", "aesthetic"]
 """Who reviews each stage: nobody, rule checks, a vision LLM, you, or the LAION aesthetic predictor."""
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
-
-
-def without_credentials(text: str) -> str:
-    """`text` with the `user:password@` of every URL in it removed, for anything shown or recorded."""
-    return _URL_CREDENTIALS.sub("", text)
 
 
 class RunConfig(BaseModel):

@@ -18,14 +18,13 @@ broken endpoint ends the run with one sentence naming `--llm` instead of an erro
 from __future__ import annotations
 
 import json
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyagent.config import without_credentials
+from storyagent.environment import timeout_from_env, without_credentials
 from storyagent.errors import InputError, StoryAgentError
 
 if TYPE_CHECKING:
@@ -124,17 +123,7 @@ def answer_problem(body: bytes) -> str | None:
 
 def llm_timeout() -> float:
     """Seconds to wait for one LLM answer, from STORYAGENT_LLM_TIMEOUT (default 120)."""
-    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{TIMEOUT_VARIABLE}={raw!r} is not a timeout; set it to a number of seconds above 0 "
-                         f"(e.g. 300) or unset it for the default {DEFAULT_TIMEOUT:g}.")
-    return value
+    return timeout_from_env(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)
 
 
 def file_setting(key: str) -> str | None:

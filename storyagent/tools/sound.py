@@ -27,7 +27,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from storyagent.config import without_credentials
+from storyagent.environment import without_credentials
 from storyagent.hashing import hash_file, hash_json
 from storyagent.schemas import Artifact, ShotClip, StoryScript
 

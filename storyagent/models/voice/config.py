@@ -13,11 +13,10 @@ Specs:
 
 from __future__ import annotations
 
-import math
-import os
 import re
 from dataclasses import dataclass, field
 
+from storyagent.environment import timeout_from_env
 from storyagent.errors import InputError, StoryAgentError
 
 ENGINES = ("espeak", "piper", "kokoro", "openai", "openai-compatible")
@@ -36,7 +35,6 @@ OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
 SERVER_KEY_VARIABLE = "STORYAGENT_VOICE_API_KEY"
 OPENAI_URL = "https://api.openai.com"
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
 _ESPEAK_VOICE = re.compile(r"^[A-Za-z0-9_+\-/]{1,60}$")
 _PIPER_VOICE = re.compile(r"^[a-z]{2,3}_[A-Z]{2}-[A-Za-z0-9_]+-(x_low|low|medium|high)$")
 _KOKORO_VOICE = re.compile(r"^[a-z][a-z]_[a-z0-9]+$")
@@ -117,12 +115,6 @@ def _model_and_voice(name: str, spec: str) -> tuple[str, str]:
     return model, voice
 
 
-def without_credentials(text: str) -> str:
-    """`text` with the `user:password@` of a URL removed, for anything shown or recorded. (storyagent.config
-    has the same; it reads this package to check the setting, so it is not imported from here.)"""
-    return _URL_CREDENTIALS.sub("", text)
-
-
 def parse_voice_spec(spec: str) -> str:
     """The normalised form of `spec` ("espeak:en-us" -> "espeak", "kokoro" -> "kokoro:af_heart"), or
     InputError in one sentence."""
@@ -131,17 +123,7 @@ def parse_voice_spec(spec: str) -> str:
 
 def voice_timeout() -> float:
     """Seconds to wait for a speech server's answer, from STORYAGENT_VOICE_TIMEOUT (default 60)."""
-    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{TIMEOUT_VARIABLE}={raw!r} is not a timeout; set it to a number of seconds above 0 "
-                         f"or unset it for the default {DEFAULT_TIMEOUT:g}.")
-    return value
+    return timeout_from_env(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import importlib.util
 import os
 from typing import Protocol, runtime_checkable
 
+from storyagent.environment import without_credentials
 from storyagent.errors import InputError
 from storyagent.media.audio import Audio
 from storyagent.models.voice.config import (
@@ -24,7 +25,6 @@ from storyagent.models.voice.config import (
     VoiceSpec,
     read_voice_spec,
     voice_timeout,
-    without_credentials,
 )
 from storyagent.models.voice.style import VoiceStyle
 

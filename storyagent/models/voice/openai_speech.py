@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+from storyagent.environment import without_credentials
 from storyagent.media.audio import Audio
 from storyagent.models.voice.config import (
     OPENAI_KEY_VARIABLE,
@@ -13,7 +14,6 @@ from storyagent.models.voice.config import (
     TIMEOUT_VARIABLE,
     SpeechServerConfig,
     VoiceError,
-    without_credentials,
 )
 from storyagent.models.voice.sound import (
     decode_audio,
