@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -42,8 +43,8 @@ class RunConfig(BaseModel):
     video_adapter: Path | None = Field(default=None, description="Diffusion backend: a LoRA-BE adapter from `storyagent finetune video` to animate with instead of training one.")
     low_vram: bool = Field(default=False, description="Diffusion backend: offload idle model parts to the CPU and decode the VAE in chunks, to fit a GPU with less memory (slower).")
     storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
-    voice: str = Field(default="auto", description="Narration voice: auto (the best this machine has), espeak, piper:VOICE, kokoro:VOICE, openai:VOICE, openai-compatible:VOICE@URL, or none (a silent film).")
-    music: str = Field(default="auto", description="Score: auto (a text-to-music model when its weights are cached, else one composed from the story and played by FluidSynth), none, or an audio FILE of your own.")
+    voice: str = Field(default_factory=lambda: os.environ.get("STORYAGENT_VOICE") or "auto", description="Narration voice: auto (the best this machine has), espeak, piper:VOICE, kokoro:VOICE, openai:VOICE, openai-compatible:VOICE@URL, or none (a silent film). Default: $STORYAGENT_VOICE, else auto.")
+    music: str = Field(default_factory=lambda: os.environ.get("STORYAGENT_MUSIC") or "auto", description="Score: auto (a text-to-music model when its weights are cached, else one composed from the story and played by FluidSynth), none, or an audio FILE of your own. Default: $STORYAGENT_MUSIC, else auto.")
     soundfont: Path | None = Field(default=None, description="A General MIDI SoundFont (.sf2) for the composed score (default: Debian's fluid-soundfont-gm).")
     llm: str = Field(default="none", description="LLM for the Story Designer: none, openai:MODEL, ollama:MODEL, ...")
     review: ReviewMode = Field(default="none", description="Observer: none | rules | llm | human | aesthetic.")

@@ -17,11 +17,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
+def _private_cache(tmp_path_factory, monkeypatch, request):
     """Each test gets its own StoryAgent cache: nothing written to ~/.cache, nothing shared between tests."""
     monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path_factory.mktemp("storyagent_cache")))
     # Tests never play sound: the chat names each line's file and plays nothing (also in the processes they start).
     monkeypatch.setenv("STORYAGENT_NO_PLAY", "1")
+    # Films are silent unless a test is about sound (`sound` marker): a narrated, scored film costs about a
+    # second more, and hundreds of tests make films. The sound tests make the default film with both.
+    if request.node.get_closest_marker("sound") is None:
+        monkeypatch.setenv("STORYAGENT_VOICE", "none")
+        monkeypatch.setenv("STORYAGENT_MUSIC", "none")
 
 
 # ---------------------------------------------------------------------- the example subject

@@ -24,6 +24,8 @@ from storyagent.tools.sound import voice_feedback
 
 from tests.support.paths import ROOT
 
+pytestmark = pytest.mark.sound  # these films are made with their voice and score
+
 PIP = ROOT / "examples" / "pip" / "pip.png"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (apt-get install espeak-ng)")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,7 +28,9 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.sound
 def test_demo_makes_a_four_shot_film(tmp_path):
+    """What a newcomer runs first, with the default voice and score (auto: espeak-ng and FluidSynth here)."""
     res = cli("demo", "--out", str(tmp_path / "demo"), "--quiet")
     assert res.returncode == 0, res.stderr
     root = tmp_path / "demo"
@@ -41,6 +44,10 @@ def test_demo_makes_a_four_shot_film(tmp_path):
     assert len({s["background"] for s in story["shots"]}) == 4
     assert len({(s["shot_type"], s["camera_motion"]) for s in story["shots"]}) >= 3
     assert "film.mp4" in res.stderr + res.stdout
+    if shutil.which("espeak-ng") and shutil.which("fluidsynth"):
+        with av.open(str(root / "film.mp4")) as container:
+            assert sorted(s.type for s in container.streams) == ["audio", "video"], "the film is narrated and scored"
+        assert (root / "audio" / "music.wav").is_file() and (root / "film.srt").is_file()
 
 
 def test_run_on_a_plain_photo_without_alpha(tmp_path):

@@ -19,6 +19,8 @@ from storyagent.tools.run import Run
 from storyagent.tools.sound import BREATH, LEAD, film_timing
 from tests.support.paths import PIP
 
+pytestmark = pytest.mark.sound  # these films are made with their voice and score
+
 
 def cfg(**kw) -> RunConfig:
     base = dict(prompt="a day at the seaside", subject=PIP, name="Pip", class_word="fox", shots=3, width=96,

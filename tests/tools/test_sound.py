@@ -31,6 +31,8 @@ from tests.media.test_audio import ebur128
 from tests.support.paths import PIP, ROOT
 from tests.tools.test_film import parse_cues
 
+pytestmark = pytest.mark.sound  # these films are made with their voice and score
+
 
 def sound_missing() -> str | None:
     from storyagent.models.music import music_unavailable
