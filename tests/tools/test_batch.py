@@ -145,10 +145,9 @@ def test_a_batch_cut_short_continues_where_it_stopped(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return make_shot(run, order)
 
-    monkeypatch.setattr("storyagent.tools.per_shot.make_shot", stop_at_film_2_clip_2)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):  # only this patch is undone after
+        patch.setattr("storyagent.tools.per_shot.make_shot", stop_at_film_2_clip_2)
         run_batch(jobs, crew(BatchExecutor()), show_progress=False)
-    monkeypatch.undo()
     kept = {p: (jobs[1].out / p).stat().st_mtime_ns for p in ("storyboard/shot_02.png", "shots/shot_01.mp4")}
 
     done = run_batch(jobs, crew(BatchExecutor()), show_progress=False)
