@@ -217,3 +217,22 @@ class TinyUpstream:
         buf = io.BytesIO()
         torch.save(self.head.state_dict(), buf)
         return {"sac+logos+ava1-l14-linearMSE.pth": buf.getvalue()}
+
+
+def empty_caches_at(hub: FakeHub, tmp_path: Path, monkeypatch) -> Path:
+    """Empty Hugging Face and StoryAgent caches under `tmp_path`, HF_ENDPOINT at `hub` (up, with nothing
+    sent yet), and no STORYAGENT_WEIGHTS_* variable: what `storyagent weights fetch` starts from."""
+    from huggingface_hub import constants
+
+    from storyagent.weights import WEIGHTS, env_var
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
+    for name in WEIGHTS:
+        monkeypatch.delenv(env_var(name), raising=False)
+    hub.sent.clear()
+    hub.ranges.clear()
+    hub.down = False
+    return tmp_path

@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from storyagent.weights import WEIGHTS, env_var
-from tests.support.fake_hub import FakeHub, TinyUpstream
+from storyagent.weights import WEIGHTS
+from tests.support.fake_hub import FakeHub, TinyUpstream, empty_caches_at
 
 from tests.support.paths import ROOT
 
@@ -27,21 +27,10 @@ def hub(tmp_path_factory):
 @pytest.fixture
 def caches(tmp_path, monkeypatch, hub):
     """Empty Hugging Face and StoryAgent caches, HF_ENDPOINT at the local hub, no STORYAGENT_WEIGHTS_*."""
-    from huggingface_hub import constants
-
     from storyagent.progress import console
 
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
-    for name in WEIGHTS:
-        monkeypatch.delenv(env_var(name), raising=False)
     monkeypatch.setattr(console, "width", 250)  # table cells on one line each
-    hub.sent.clear()
-    hub.ranges.clear()
-    hub.down = False
-    return tmp_path
+    return empty_caches_at(hub, tmp_path, monkeypatch)
 
 
 def storyagent(*args: str):

@@ -9,8 +9,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from storyagent.weights import WEIGHTS, env_var
-from tests.support.fake_hub import FakeHub
+from storyagent.weights import WEIGHTS
+from tests.support.fake_hub import FakeHub, empty_caches_at
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +22,7 @@ def hub():
 
 @pytest.fixture
 def caches(tmp_path, monkeypatch, hub):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
-    for name in WEIGHTS:
-        monkeypatch.delenv(env_var(name), raising=False)
-    hub.sent.clear()
-    hub.down = False
-    return tmp_path
+    return empty_caches_at(hub, tmp_path, monkeypatch)
 
 
 def fetch(*names: str):
