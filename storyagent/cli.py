@@ -77,8 +77,8 @@ def default_name(subject: Path) -> str:
 
 def default_out(prompt: str, resume: bool) -> Path:
     """`runs/<prompt-slug>`; a new run never lands in a folder that already holds one."""
+    from storyagent.fileio import slugify
     from storyagent.manifest import read_run
-    from storyagent.workspace import slugify
 
     def taken(folder: Path) -> bool:
         try:
@@ -129,6 +129,30 @@ def sound_settings(voice: str | None, music: str | None, soundfont: Path | None)
     return {k: v for k, v in given.items() if v is not None}
 
 
+def cast_settings(subjects: list[str], class_words: list[str], name: str | None,
+                  cast_file: Path | None) -> dict[str, object]:
+    """The run settings of the cast the command line gives (`--subject`, `--class-word`, `--name` or `--cast`):
+    the lead as `subject`, `name`, `class_word` (and its mask, from a cast file), the others as `supporting`."""
+    from storyagent.cast import cast_from_options, read_cast_file
+
+    if cast_file is not None and subjects:
+        raise InputError("Give the cast either as --cast FILE or as --subject options, not both.")
+    if cast_file is not None:
+        cast = read_cast_file(cast_file)
+    elif subjects:
+        plain = subjects[0].partition("=")[2] or subjects[0]
+        cast = cast_from_options(subjects, class_words, name, default_name(Path(plain)))
+    else:
+        raise InputError("Say who the film is about: --subject PHOTO_OR_VIDEO (or --cast cast.toml); "
+                         "try `storyagent demo` for a ready-made example.")
+    lead, *supporting = cast
+    settings: dict[str, object] = {"subject": lead.media, "name": lead.name, "class_word": lead.class_word,
+                                   "supporting": supporting}
+    if lead.mask is not None:
+        settings["mask"] = lead.mask
+    return settings
+
+
 def _help(name: str) -> str:
     from storyagent.config import field_help
 
@@ -138,9 +162,10 @@ def _help(name: str) -> str:
 @app.command()
 def run(
     prompt: Annotated[str, typer.Argument(help=_help("prompt"))],
-    subject: Annotated[Path, typer.Option("--subject", "-s", help=_help("subject"))],
+    subject: Annotated[Optional[list[str]], typer.Option("--subject", "-s", help=_help("subject") + " For a cast, once per character as NAME=PATH.")] = None,
     name: Annotated[Optional[str], typer.Option(help=_help("name") + " (default: from the file name)")] = None,
-    class_word: Annotated[str, typer.Option("--class-word", help=_help("class_word"))] = "character",
+    class_word: Annotated[Optional[list[str]], typer.Option("--class-word", help=_help("class_word") + " For a cast, NAME=WORD per character.")] = None,
+    cast: Annotated[Optional[Path], typer.Option("--cast", help="A cast.toml of several characters ([[character]] with name, class_word, media, and optionally mask and voice), instead of --subject.")] = None,
     shots: Annotated[int, typer.Option(help=_help("shots"))] = 4,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
     seed: Annotated[int, typer.Option(help=_help("seed"))] = 0,
@@ -183,9 +208,16 @@ def run(
       storyagent run "a rainy day" -s cat.mp4 --name Tom --class-word cat --backend diffusion   # GPU: learns Tom once (cached)
 
       storyagent run "a day at the seaside" -s pip.png --voice espeak --music none   # narrated, no score
+
+      storyagent run "two friends build a raft" -s Pip=pip/ -s Mo=mo.png --class-word Pip=fox --class-word Mo=owl
+
+      storyagent run "two friends build a raft" --cast cast.toml   # the same cast, from a file
     """
-    settings = {k: v for k, v in locals().items() if k not in ("out", "resume", "llm", "verbose", "quiet")}
-    settings["name"] = name or default_name(subject)
+    settings = {k: v for k, v in locals().items() if k not in ("out", "resume", "llm", "verbose", "quiet", "cast")}
+    try:
+        settings |= cast_settings(subject or [], class_word or [], name, cast)
+    except StoryAgentError as exc:
+        raise fail(str(exc)) from None
     settings |= sound_settings(settings.pop("voice"), settings.pop("music"), settings.pop("soundfont"))
     folder = out if out is not None else default_out(prompt, resume)
     _make_film(folder, resume, llm, quiet, verbose, **settings)

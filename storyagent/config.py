@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from storyagent.cast import CastMember, check_cast
 from storyagent.environment import without_credentials
 from storyagent.errors import InputError
 from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_error
@@ -27,6 +28,7 @@ class RunConfig(BaseModel):
     name: str = Field(min_length=1, max_length=80, description="What the story calls the character.")
     class_word: str = Field(default="character", max_length=40, description="What the character is: fox, cat, toy ...")
     mask: Path | None = Field(default=None, description="Optional mask image (white = subject) for a single photo.")
+    supporting: list[CastMember] = Field(default_factory=list, description="The rest of the cast, when the film has several characters (the lead is --subject/--name).")
     shots: int = Field(default=4, description=f"Number of shots, 1 to {MAX_SHOTS}.")
     seed: int = Field(default=0, ge=0, description="Seed for the planner and every renderer: same seed, same film.")
     backend: Literal["animatic", "diffusion"] = Field(default="animatic", description="animatic (CPU, no weights) or diffusion (GPU, weights).")
@@ -122,6 +124,18 @@ class RunConfig(BaseModel):
             raise ValueError(f"frame sizes must be even (H.264), got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _cast_ok(self) -> RunConfig:
+        check_cast(self.cast)
+        return self
+
+    @property
+    def cast(self) -> list[CastMember]:
+        """Every character of the film, the lead first."""
+        lead = CastMember.model_construct(name=self.name, class_word=self.class_word, media=self.subject,
+                                          mask=self.mask, voice=None)
+        return [lead, *self.supporting]
+
     @classmethod
     def build(cls, **kwargs: object) -> RunConfig:
         """Validate, turning pydantic's error into one readable InputError."""
@@ -141,6 +155,10 @@ class RunConfig(BaseModel):
         data = self.model_dump(mode="json")
         data["llm"] = without_credentials(self.llm)
         data["subject"] = str(self.subject.resolve())
+        if self.supporting:
+            data["supporting"] = [m.model_dump(mode="json") | {"media": str(m.media.resolve())} for m in self.supporting]
+        else:
+            data.pop("supporting")  # a film of one character records the inputs it did before casts
         return data
 
 

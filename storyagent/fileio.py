@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,10 @@ def atomic_save_safetensors(path: str | os.PathLike[str], tensors: dict, metadat
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def slugify(text: str, limit: int = 40) -> str:
+    """A folder name a person recognises: 'a-day-at-the-seaside'. Keeps non-Latin letters."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    slug = re.sub(r"[^\w]+", "-", text).strip("-_")
+    return slug[:limit].rstrip("-_") or "story"

@@ -27,6 +27,7 @@ from annotated_types import Le
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storyagent import __version__
+from storyagent.cast import LEAD_FOLDER
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.fileio import TEMP_NAME, atomic_write_json
@@ -89,6 +90,7 @@ class _Manifest(_Strict):
     speakers: list[dict[str, str]] = []
     inputs: dict[str, Any] = {}
     subject_frames: int = Field(default=0, ge=0, le=MAX_REFERENCE_FRAMES)
+    cast_frames: dict[str, Annotated[int, Field(ge=0, le=MAX_REFERENCE_FRAMES)]] = {}  # the reference frames of each character after the lead, by folder
     takes: dict[str, dict[str, Take]] = {}
     redos: dict[str, dict[str, list[_Redo]]] = {}
     storyboard_identity: _Identity | None = None  # Manifest.storyboard_identity (the diffusion storyboard)
@@ -359,13 +361,20 @@ class Manifest:
 
     # ---- what the backend made once per subject or story -------------------------------------
 
-    @property
-    def subject_frames(self) -> int:
-        return int(self._data.get("subject_frames", 0))
+    def reference_frames(self, folder: str = LEAD_FOLDER) -> int:
+        """How many reference frames the character in `folder` (`subject`, `cast/crong`) has."""
+        if folder == LEAD_FOLDER:
+            return int(self._data.get("subject_frames", 0))
+        return int(self._data.get("cast_frames", {}).get(folder, 0))
 
     @_journaled
-    def set_subject_frames(self, count: int) -> None:
-        self._change(lambda d: d.__setitem__("subject_frames", count))
+    def set_reference_frames(self, count: int, folder: str = LEAD_FOLDER) -> None:
+        def change(d: dict[str, Any]) -> None:
+            if folder == LEAD_FOLDER:
+                d["subject_frames"] = count
+            else:
+                d.setdefault("cast_frames", {})[folder] = count
+        self._change(change)
 
     @_journaled
     def set_finetunes(self, finetunes: dict[str, Any]) -> None:

@@ -10,7 +10,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 MAX_SHOTS = 32
 MAX_PROMPT_CHARS = 4000
@@ -68,6 +78,15 @@ class Region(BaseModel):
         return self.x + self.w / 2, self.y + self.h / 2
 
 
+def _region_from_words(value: object) -> object:
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", " ").replace("centre", "center")
+        if key not in NAMED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use one of {', '.join(NAMED_REGIONS)} or {{x, y, w, h}}")
+        return NAMED_REGIONS[key]
+    return value
+
+
 NAMED_REGIONS: dict[str, dict[str, float]] = {
     "left": {"x": 0.05, "y": 0.25, "w": 0.4, "h": 0.7},
     "center": {"x": 0.3, "y": 0.25, "w": 0.4, "h": 0.7},
@@ -76,6 +95,36 @@ NAMED_REGIONS: dict[str, dict[str, float]] = {
     "bottom right": {"x": 0.6, "y": 0.45, "w": 0.35, "h": 0.5},
     "full": {"x": 0.1, "y": 0.05, "w": 0.8, "h": 0.9},
 }
+
+
+class ShotCharacter(BaseModel):
+    """One character of the cast in a shot: who, doing what, where."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80, description="The character's name, as the cast names it.")
+    action: str = Field(min_length=1, max_length=200, description="What this character does in the shot.")
+    region: Region = Field(description="Where this character stands in the frame.")
+
+    _region = field_validator("region", mode="before")(classmethod(lambda cls, v: _region_from_words(v)))
+
+
+HIDDEN_FRACTION = 0.6
+"""A character whose box is covered this much by a character in front of it is hidden (refused)."""
+
+
+def front_to_back(characters: list[ShotCharacter]) -> list[ShotCharacter]:
+    """The shot's characters nearest the camera first: the lower a box's bottom edge, the nearer (ties keep
+    the story's order). The renderer draws them in the reverse order, so nearer ones cover farther ones."""
+    order = sorted(range(len(characters)), key=lambda i: (-(characters[i].region.y + characters[i].region.h), i))
+    return [characters[i] for i in order]
+
+
+def covered_fraction(back: Region, front: Region) -> float:
+    """How much of `back`'s box `front`'s box covers, 0..1."""
+    w = min(back.x + back.w, front.x + front.w) - max(back.x, front.x)
+    h = min(back.y + back.h, front.y + front.h) - max(back.y, front.y)
+    return max(0.0, w) * max(0.0, h) / (back.w * back.h)
 
 
 class Shot(BaseModel):
@@ -92,21 +141,38 @@ class Shot(BaseModel):
     shot_type: ShotType = Field(description="wide, medium or close-up.")
     camera_motion: CameraMotion = Field(description="static, pan left/right, zoom in/out, tilt up/down.")
     duration: float = Field(default=2.5, ge=0.5, le=20.0, description="Seconds on screen.")
+    characters: list[ShotCharacter] = Field(
+        default_factory=list, max_length=8,
+        description="A cast's shot: every character it shows, each with its own action and region. Empty: the "
+                    "lead character alone, doing `subject_action` in `subject_region`.")
 
     @field_validator("shot_type", "camera_motion", mode="before")
     @classmethod
     def _normalise(cls, value: object) -> object:
         return _normalise_choice(value)
 
-    @field_validator("subject_region", mode="before")
-    @classmethod
-    def _region_from_words(cls, value: object) -> object:
-        if isinstance(value, str):
-            key = value.strip().lower().replace("-", " ").replace("centre", "center")
-            if key not in NAMED_REGIONS:
-                raise ValueError(f"unknown region {value!r}; use one of {', '.join(NAMED_REGIONS)} or {{x, y, w, h}}")
-            return NAMED_REGIONS[key]
-        return value
+    _region = field_validator("subject_region", mode="before")(classmethod(lambda cls, v: _region_from_words(v)))
+
+    @model_validator(mode="after")
+    def _each_character_once(self) -> Shot:
+        names = [c.name.casefold() for c in self.characters]
+        if len(set(names)) != len(names):
+            raise ValueError("a character is listed twice in one shot")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_cast(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict:
+        # A one-character shot serialises as it did before casts existed: the same story.json, and the
+        # same hashes of every picture and clip made from it.
+        data = handler(self)
+        if not self.characters:
+            data.pop("characters", None)
+        return data
+
+    def cast(self, lead: str) -> list[ShotCharacter]:
+        """Who the shot shows: its `characters`, else the `lead` alone doing `subject_action` in `subject_region`."""
+        return list(self.characters) or [ShotCharacter(name=lead, action=self.subject_action,
+                                                         region=self.subject_region)]
 
 
 class StoryScript(BaseModel):
@@ -128,6 +194,31 @@ class StoryScript(BaseModel):
     @property
     def duration(self) -> float:
         return sum(s.duration for s in self.shots)
+
+    def cast_problems(self, cast: list[str]) -> tuple[list[str], list[str]]:
+        """(errors, warnings) of this story for the cast named `cast` (the lead first).
+
+        Errors: a shot names a character not in the cast, or hides one character behind another (more than
+        `HIDDEN_FRACTION` of its box behind a nearer one). Warning: a character no shot shows.
+        """
+        known = {n.casefold(): n for n in cast}
+        errors: list[str] = []
+        seen: set[str] = set()
+        for shot in self.shots:
+            people = shot.cast(cast[0])
+            for c in people:
+                if c.name.casefold() not in known:
+                    errors.append(f"shot {shot.index} names {c.name!r}, who is not in the cast "
+                                  f"({', '.join(cast)})")
+                seen.add(c.name.casefold())
+            order = front_to_back(people)
+            for i, back in enumerate(order):
+                for front in order[:i]:
+                    if covered_fraction(back.region, front.region) > HIDDEN_FRACTION:
+                        errors.append(f"shot {shot.index} hides {back.name} behind {front.name}; give them "
+                                      "regions side by side (left and right)")
+        warnings = [f"{name} is in the cast but in no shot" for key, name in known.items() if key not in seen]
+        return errors, warnings
 
 
 class Subject(BaseModel):

@@ -13,8 +13,6 @@ keeps it until the Workspace is closed. The manifest is checked against its sche
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 import weakref
 from pathlib import Path
 from typing import Any, Self
@@ -25,13 +23,6 @@ from storyagent.hashing import hash_file
 from storyagent.manifest import MANIFEST, Manifest, holds_nothing, inside, read_run
 from storyagent.run_lock import lock, unlock
 from storyagent.schemas import Artifact
-
-
-def slugify(text: str, limit: int = 40) -> str:
-    """A folder name a person recognises: 'a-day-at-the-seaside'. Keeps non-Latin letters."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    slug = re.sub(r"[^\w]+", "-", text).strip("-_")
-    return slug[:limit].rstrip("-_") or "story"
 
 
 def check_out(root: Path) -> None:

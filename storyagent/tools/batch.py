@@ -31,16 +31,17 @@ from typing import Any
 
 from rich.markup import escape
 
+from storyagent.cast import LEAD_FOLDER
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError
-from storyagent.fileio import atomic_path
+from storyagent.fileio import atomic_path, slugify
 from storyagent.hashing import hash_file, hash_json
 from storyagent.manifest import Manifest, read_run
 from storyagent.media import media_files
 from storyagent.progress import make_progress
 from storyagent.tools.per_shot import CLIPS_DIR
 from storyagent.tools.run import Executor
-from storyagent.workspace import Workspace, check_out, slugify
+from storyagent.workspace import Workspace, check_out
 
 BATCH_REVIEWS = ("none", "rules", "aesthetic", "llm")
 """Who may review a batch's films: every reviewer but a person."""
@@ -167,12 +168,12 @@ def _job(number: int, settings: dict[str, Any], base: Path, root: Path, width: i
 
 
 def subject_key(config: RunConfig) -> str:
-    """What a subject's cut-out depends on: its media's contents (as the cache keys them), its mask, how many
-    frames are read and how they are masked (the backend)."""
-    files = media_files(config.subject)
-    return hash_json({"media": [hash_file(f) for f in files], "mask": hash_file(config.mask) if config.mask else None,
-                      "max_frames": config.max_reference_frames, "backend": config.backend,
-                      "class_word": config.class_word})
+    """What a cast's cut-outs depend on: each character's media's contents (as the cache keys them), its
+    mask, name and class word, how many frames are read and how they are masked (the backend)."""
+    cast = [{"media": [hash_file(f) for f in media_files(m.media)], "mask": hash_file(m.mask) if m.mask else None,
+             "class_word": m.class_word} | ({"name": m.name} if i else {}) for i, m in enumerate(config.cast)]
+    lead = cast[0] | {"max_frames": config.max_reference_frames, "backend": config.backend}
+    return hash_json(lead if len(cast) == 1 else {"cast": cast, **lead})
 
 
 def share_subject(source: Path, ws: Workspace) -> bool:
@@ -180,9 +181,10 @@ def share_subject(source: Path, ws: Workspace) -> bool:
     records), unless `ws` already holds the same; `prepare_subject` then finds them fresh. Returns whether
     anything was copied."""
     src = Manifest.view(source)
-    keys = src.artifact_keys("subject/")
+    keys = src.artifact_keys(f"{LEAD_FOLDER}/") + src.artifact_keys("cast/")
+    folders = {k.rpartition("/")[0] for k in keys}
     same = all(ws.manifest.artifact(k) == src.artifact(k) for k in keys) and \
-        ws.manifest.subject_frames == src.subject_frames
+        all(ws.manifest.reference_frames(f) == src.reference_frames(f) for f in folders)
     if not keys or same:
         return False
     for key in keys:
@@ -192,7 +194,8 @@ def share_subject(source: Path, ws: Workspace) -> bool:
                 with atomic_path(ws.path(rel)) as tmp:
                     shutil.copyfile(src.root / rel, tmp)
         ws.manifest.record(key, entry)
-    ws.manifest.set_subject_frames(src.subject_frames)
+    for folder in folders:
+        ws.manifest.set_reference_frames(src.reference_frames(folder), folder)
     ws.manifest.set_stage("subject", src.stages.get("subject", "done"))
     return True
 

@@ -10,8 +10,8 @@ picks a backend.
 A backend is built once per run and the tools only call its methods:
 
 - `check()`: fail before any work when the backend cannot run here (missing weights);
-- `reference_masks()`: how the subject's reference frames are masked (None: the media cut-out);
-- `prepare_subject(run)`: what the backend builds from the run's subject, once per run;
+- `reference_masks(character)`: how a character's reference frames are masked (None: the media cut-out);
+- `prepare_subject(run)`: what the backend builds from the run's cast, once per run;
 - `storyboard(run, script)`: every shot's picture and mask, recorded once each under `shot_key`;
 - `clip_inputs()` and `animate(...)`: one shot's clip, made from its storyboard picture;
 - `release()`: drop the models a stage loaded, so the next stage has the GPU memory.
@@ -39,13 +39,14 @@ from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from storyagent.cast import CastMember
 from storyagent.config import RunConfig
 from storyagent.errors import InputError, StoryAgentError, WeightsNotFoundError
 from storyagent.fileio import atomic_write_json
 from storyagent.manifest import Manifest
 from storyagent.schemas import Artifact, Shot, ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.shot_failure import ShotFailedError
-from storyagent.tools.subject import PreparedSubject, prepare_subject
+from storyagent.tools.subject import PreparedSubject, prepare_cast
 from storyagent.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ class Backend(ABC):
                 f"run `storyagent weights fetch {' '.join(missing)}` or leave out --backend for the offline animatic."
             )
 
-    def reference_masks(self) -> LangSAMMasks | None:
-        """What masks the subject's reference frames; None leaves the media cut-out (alpha, GrabCut)."""
+    def reference_masks(self, character: CastMember) -> LangSAMMasks | None:
+        """What masks a character's reference frames; None leaves the media cut-out (alpha, GrabCut)."""
         return None
 
     @abstractmethod
@@ -213,7 +214,8 @@ class Run:
     config: RunConfig
     ws: Workspace
     backend: Backend
-    subject: PreparedSubject
+    cast: list[PreparedSubject]
+    """Every character's reference frames, the lead first (`config.cast`'s order)."""
     show_progress: bool = True
     executor: Executor = field(default_factory=Executor)
 
@@ -229,8 +231,8 @@ class Run:
         executor = executor or Executor()
         with Workspace.open(out, config.inputs_record(), resume=resume) as ws:
             with executor.preparing_subject(config, ws):
-                subject = prepare_subject(ws, config, backend.reference_masks())
-                run = cls(config, ws, backend, subject, show_progress, executor)
+                cast = prepare_cast(ws, config, backend.reference_masks)
+                run = cls(config, ws, backend, cast, show_progress, executor)
                 executor.prepare(run)
             yield run
 
@@ -240,7 +242,7 @@ class Run:
         `config`, the subject read from the run folder, the manifest read-only (nothing is recorded)."""
         backend = backend_class(config.backend)(config)
         ws = Workspace.attach(root)
-        run = cls(config, ws, backend, prepare_subject(ws, config, backend.reference_masks()), show_progress=False)
+        run = cls(config, ws, backend, prepare_cast(ws, config, backend.reference_masks), show_progress=False)
         backend.attach_subject(run)
         return run
 
@@ -252,6 +254,18 @@ class Run:
     @property
     def manifest(self) -> Manifest:
         return self.ws.manifest
+
+    @property
+    def subject(self) -> PreparedSubject:
+        """The lead character's reference frames."""
+        return self.cast[0]
+
+    def character(self, name: str) -> PreparedSubject:
+        """The reference frames of the cast's character `name` (any case)."""
+        for member in self.cast:
+            if member.subject.name.casefold() == name.casefold():
+                return member
+        raise KeyError(name)
 
     def seed(self, stage: SeededStage, shot: int) -> int:
         """The one seed rule, for every stage and backend: the run's seed plus the shot's number, moved by

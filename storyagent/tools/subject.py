@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from storyagent.cast import LEAD_FOLDER, CastMember, reference_folder
 from storyagent.config import RunConfig
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import (
@@ -82,38 +83,51 @@ def clip_propagator(device: str | None = None) -> MaskPropagator | None:
     return sam2.Sam2VideoMasks(device) if sam2.sam2_available() else None
 
 
-def frame_key(number: int) -> str:
-    """The manifest key of the subject's reference frame `number` (from 1): `subject/frame_03`; its
-    files are `frame_03.png` and `frame_03_mask.png`."""
-    return f"subject/frame_{number:02d}"
+def frame_key(number: int, folder: str = LEAD_FOLDER) -> str:
+    """The manifest key of a character's reference frame `number` (from 1): `subject/frame_03` (the lead's),
+    `cast/crong/frame_03`; its files are `frame_03.png` and `frame_03_mask.png` there."""
+    return f"{folder}/frame_{number:02d}"
 
 
-def dropped_key(number: int) -> str:
+def dropped_key(number: int, folder: str = LEAD_FOLDER) -> str:
     """The manifest key of a sampled clip frame left out (`number` counts every sampled frame, from 1):
     `subject/dropped_08`, with `dropped_08.png` and `dropped_08_mask.png`."""
-    return f"subject/dropped_{number:02d}"
+    return f"{folder}/dropped_{number:02d}"
 
 
 def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = None) -> PreparedSubject:
-    """Read the subject's reference media into `subject/` (reused while the media are unchanged).
+    """The lead character's reference frames (`prepare_character`)."""
+    return prepare_character(ws, cfg.cast[0], cfg.max_reference_frames, masks)
+
+
+def prepare_cast(ws: Workspace, cfg: RunConfig,
+                 masks_for: Callable[[CastMember], LangSAMMasks | None]) -> list[PreparedSubject]:
+    """Every character's reference frames, the lead first, each masked by `masks_for(character)`."""
+    return [prepare_character(ws, member, cfg.max_reference_frames, masks_for(member), reference_folder(i, member.name))
+            for i, member in enumerate(cfg.cast)]
+
+
+def prepare_character(ws: Workspace, member: CastMember, max_frames: int, masks: LangSAMMasks | None = None,
+                      folder: str = LEAD_FOLDER) -> PreparedSubject:
+    """Read a character's reference media into `folder` (reused while the media are unchanged).
 
     Masks come from the media (a user's mask, the alpha channel), else a cut-out of each photo and of
     each clip's first frame (GrabCut; with `masks`, the diffusion backend's LangSAM where it finds the
     subject), carried through the clip by SAM 2 where its weights are cached, else by optical flow.
     Clip frames whose mask jumped are left out, each recorded as `dropped_key(n)` with its reason.
     """
-    files = media_files(cfg.subject)
+    files = media_files(member.media)
     # Only clips are propagated: photos alone never ask after SAM 2 (nor import the Hugging Face hub).
     clips = any(f.suffix.lower() in VIDEO_SUFFIXES for f in files)
     propagator = clip_propagator(masks.device if masks is not None else None) if clips else None
     # Contents only, in reading order (it decides which frame is frame_01): the same media under
     # another spelling of their path (relative, absolute, through a symlink) reuse the frames.
     sources = [[hash_file(f), *([hash_file(m)] if (m := sibling_mask(f)) else [])] for f in files]
-    h = hash_json({"sources": sources, "mask": hash_file(cfg.mask) if cfg.mask is not None else None,
-                   "max_frames": cfg.max_reference_frames, "masks": masks.name if masks else "cut-out",
+    h = hash_json({"sources": sources, "mask": hash_file(member.mask) if member.mask is not None else None,
+                   "max_frames": max_frames, "masks": masks.name if masks else "cut-out",
                    "clips": propagator.name if propagator else "flow-tracked", "cut-out": 2})
-    count = ws.manifest.subject_frames
-    keys = [frame_key(i + 1) for i in range(count)]
+    count = ws.manifest.reference_frames(folder)
+    keys = [frame_key(i + 1, folder) for i in range(count)]
     if count and all(ws.fresh(k, h) for k in keys):
         ref = ReferenceMedia(frames=[], masks=[])
         for k in keys:
@@ -123,28 +137,30 @@ def prepare_subject(ws: Workspace, cfg: RunConfig, masks: LangSAMMasks | None = 
             ref.mask_methods.append(entry["meta"]["mask_method"])
             ref.sources.append(Path(entry["meta"]["source"]))
     else:
-        ws.manifest.set_stage("subject", "running")
+        ws.manifest.set_stage("subject", "running", None if folder == LEAD_FOLDER else member.name)
         segment = (lambda frame: masks([frame])[0]) if masks is not None else None
         try:
-            ref = load_reference(cfg.subject, cfg.max_reference_frames, cfg.mask, segment, propagator)
+            ref = load_reference(member.media, max_frames, member.mask, segment, propagator)
         finally:
             for model in (masks, propagator):
                 if model is not None:
                     model.release()
         for i, (frame, mask) in enumerate(zip(ref.frames, ref.masks)):
             meta = {"mask_method": ref.mask_methods[i], "source": str(ref.sources[i])}
-            _write_frame(ws, frame_key(i + 1), frame, mask, h, meta)
+            _write_frame(ws, frame_key(i + 1, folder), frame, mask, h, meta)
         for d in ref.dropped:
             meta = {"mask_method": d.mask_method, "source": str(d.source), "dropped": d.reason}
-            _write_frame(ws, dropped_key(d.number), d.frame, d.mask, h, meta, kind="dropped_subject_frame")
-        ws.manifest.set_subject_frames(len(ref.frames))
+            _write_frame(ws, dropped_key(d.number, folder), d.frame, d.mask, h, meta, kind="dropped_subject_frame")
+        ws.manifest.set_reference_frames(len(ref.frames), folder)
         note = "; ".join(f"frame {d.number} of {d.source.name} left out: {d.reason}" for d in ref.dropped)
+        if note and folder != LEAD_FOLDER:
+            note = f"{member.name}: {note}"
         ws.manifest.set_stage("subject", "done", note or None)
     n = len(ref.frames)
     subject = Subject(
-        name=cfg.name, class_word=cfg.class_word, reference_media=files,
-        frames=[ws.path(frame_key(i + 1) + ".png") for i in range(n)],
-        masks=[ws.path(frame_key(i + 1) + "_mask.png") for i in range(n)],
+        name=member.name, class_word=member.class_word, reference_media=files,
+        frames=[ws.path(frame_key(i + 1, folder) + ".png") for i in range(n)],
+        masks=[ws.path(frame_key(i + 1, folder) + "_mask.png") for i in range(n)],
     )
     return PreparedSubject(subject=subject, reference=ref, input_hash=h)
 

@@ -92,7 +92,7 @@ def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypa
                                           finetune="off"))
     backend._storyboard = StoryboardPipeline(story, FakeLangSAM(), SubjectRemover(), FakeAnyDoor(), device="cpu")
     prepared = PreparedSubject(subject=subject, reference=None, input_hash="subject")
-    run = Run(backend.cfg, ws, backend, prepared, show_progress=False)
+    run = Run(backend.cfg, ws, backend, [prepared], show_progress=False)
     boards = backend.storyboard(run, script)
     assert recorded and set(recorded.values()) == {1}, recorded
     assert [b.path for b in boards] == [frame_path(1), frame_path(2), "storyboard/shot_03_initial.png"]

@@ -270,7 +270,7 @@ def test_a_films_diffusion_storyboard_is_one_piece_of_work_whose_records_the_dri
     subject = square_subject(tmp_path)
     driver = make_run(tmp_path / "run", subject, pipe)
     assert not driver.backend.draws_by_shot and AnimaticBackend(two_films(tmp_path)[0].config).draws_by_shot
-    worker = Run(driver.config, Workspace.attach(driver.ws.root), driver.backend, driver.subject, False)
+    worker = Run(driver.config, Workspace.attach(driver.ws.root), driver.backend, driver.cast, False)
     frames, journal, failed = draw_storyboard(worker, script())
     assert failed is None and Manifest.view(driver.ws.root).artifact_keys("storyboard/") == []
     assert driver.manifest.artifact_keys("storyboard/") == [], "the worker recorded nothing"

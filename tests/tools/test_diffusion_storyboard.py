@@ -69,7 +69,7 @@ def make_run(folder, subject: Subject, pipe: StoryboardPipeline | None = None) -
     backend = DiffusionBackend(cfg)
     backend._storyboard = pipe  # None: the backend loads it itself
     ws = Workspace.open(folder, inputs={}, resume=False)
-    return Run(cfg, ws, backend, PreparedSubject(subject=subject, reference=None, input_hash="pip"), False)
+    return Run(cfg, ws, backend, [PreparedSubject(subject=subject, reference=None, input_hash="pip")], False)
 
 
 def png(run: Run, rel: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from storyagent.cast import CastMember
 from storyagent.config import RunConfig
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import write_png, write_video
@@ -167,8 +168,8 @@ class DiffusionBackend(Backend):
         """The adapter's subject token, once the adapter is loaded."""
         self.finetunes: dict[str, FineTune] = {}
 
-    def reference_masks(self) -> LangSAMMasks:
-        return LangSAMMasks(self.cfg.class_word)
+    def reference_masks(self, character: CastMember) -> LangSAMMasks:
+        return LangSAMMasks(character.class_word)
 
     def prepare_subject(self, run: Run) -> None:
         """The subject's StoryAnyDoor and LoRA-BE fine-tunes (paper, Fig. 3), from the cache or trained now."""
@@ -193,7 +194,7 @@ class DiffusionBackend(Backend):
         return ("story_anydoor",) if self.cfg.video_adapter else ("story_anydoor", "lora_be")
 
     def _tunes(self, run: Run) -> SubjectFineTunes:
-        return SubjectFineTunes(self.cfg, run.subject, self.reference_masks(), run.show_progress)
+        return SubjectFineTunes(self.cfg, run.subject, self.reference_masks(self.cfg.cast[0]), run.show_progress)
 
     # ---- storyboard -----------------------------------------------------------------------
 
