@@ -145,6 +145,9 @@ class Shot(BaseModel):
         default_factory=list, max_length=8,
         description="A cast's shot: every character it shows, each with its own action and region. Empty: the "
                     "lead character alone, doing `subject_action` in `subject_region`.")
+    speaker: str | None = Field(default=None, max_length=80,
+                                description="Who says the shot's line: a character of the cast, in that character's "
+                                            "voice. None: the narrator.")
 
     @field_validator("shot_type", "camera_motion", mode="before")
     @classmethod
@@ -167,6 +170,8 @@ class Shot(BaseModel):
         data = handler(self)
         if not self.characters:
             data.pop("characters", None)
+        if self.speaker is None:
+            data.pop("speaker", None)
         return data
 
     def cast(self, lead: str) -> list[ShotCharacter]:
@@ -206,6 +211,9 @@ class StoryScript(BaseModel):
         seen: set[str] = set()
         for shot in self.shots:
             people = shot.cast(cast[0])
+            if shot.speaker is not None and shot.speaker.casefold() not in known:
+                errors.append(f"shot {shot.index}'s line is said by {shot.speaker!r}, who is not in the cast "
+                              f"({', '.join(cast)}); name a character or leave it to the narrator")
             for c in people:
                 if c.name.casefold() not in known:
                     errors.append(f"shot {shot.index} names {c.name!r}, who is not in the cast "

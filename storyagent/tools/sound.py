@@ -95,7 +95,7 @@ class Parts:
     notes: list[str] = field(default_factory=list)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def _load_voice(spec: str) -> Voice | None:
     # A voice with a model (Piper, Kokoro) loads once per process, whatever asks for its lines.
     from storyagent.models.voice import load_voice
@@ -149,35 +149,49 @@ def narrate(run: Run, script: StoryScript) -> tuple[dict[int, str], list[int]]:
     return {i: a.path for i, a in stems.items()}, made
 
 
+def speaking_voice(run: Run, speaker: str | None, narrator: Voice) -> Voice:
+    """The voice of a line said by `speaker`: that character's own voice (its `voice` in the cast), else the
+    narrator's. A film whose narrator is `none` is silent: `_speak` is not called at all."""
+    if speaker is not None:
+        for member in run.config.cast:
+            if member.name.casefold() == speaker.casefold() and member.voice is not None:
+                own = _load_voice(member.voice)
+                if own is not None:
+                    return own
+    return narrator
+
+
 def _speak(run: Run, script: StoryScript, voice: Voice) -> tuple[dict[int, Artifact], list[int]]:
     from storyagent.media.audio import write_wav
     from storyagent.media.mixing import trim_silence
     from storyagent.progress import make_progress
 
     ws = run.ws
-    spec = without_credentials(voice.spec)
     stems: dict[int, Artifact] = {}
     todo = []
     for shot in script.shots:
         style = line_style(run.manifest, shot.index)
         key = narration_key(shot.index)
-        h = hash_json({"text": shot.narration, "voice": spec, "style": asdict(style),
-                       "engine": engine_version(voice), "sound": SOUND_VERSION})
+        says = speaking_voice(run, shot.speaker, voice)
+        h = hash_json({"text": shot.narration, "voice": without_credentials(says.spec), "style": asdict(style),
+                       "engine": engine_version(says), "sound": SOUND_VERSION})
         if ws.fresh(key, h):
             stems[shot.index] = Artifact.model_validate(ws.manifest.artifact(key))
         else:
-            todo.append((shot, style, key, h))
+            todo.append((shot, says, style, key, h))
     made: list[int] = []
     with make_progress(disable=not run.show_progress) as progress:
         task = progress.add_task("Narration", total=len(script.shots), completed=len(stems), status="")
-        for shot, style, key, h in todo:
+        for shot, says, style, key, h in todo:
             # The engine's own leading and trailing silence is cut: the film's timing adds its lead and breath.
-            audio = trim_silence(voice.speak(shot.narration, style))
+            audio = trim_silence(says.speak(shot.narration, style))
             write_wav(ws.path(stem_path(key)), audio)
-            stems[shot.index] = ws.record(key, Artifact(
-                kind="narration", path=stem_path(key), input_hash=h, shot=shot.index,
-                meta={"seconds": round(audio.duration, 4), "voice": spec, "style": asdict(style),
-                      "words": voice_feedback(run.manifest, shot.index)}))
+            meta = {"seconds": round(audio.duration, 4), "voice": without_credentials(says.spec),
+                    "style": asdict(style), "words": voice_feedback(run.manifest, shot.index)}
+            if shot.speaker is not None:
+                meta["speaker"] = shot.speaker
+            stems[shot.index] = ws.record(key, Artifact(kind="narration", path=stem_path(key), input_hash=h,
+                                                        shot=shot.index, meta=meta))
             made.append(shot.index)
             progress.update(task, advance=1, status=f"shot {shot.index}")
         reused = [s.index for s in script.shots if s.index not in made]
