@@ -28,6 +28,7 @@ from storyagent.fileio import atomic_write_json
 from storyagent.schemas import Film, ShotClip, StoryboardFrame, StoryScript, who
 from storyagent.tools.film import assemble_film
 from storyagent.tools.run import Executor, Run
+from storyagent.tools.sound import warm_up_sound
 from storyagent.workspace import Workspace
 
 TRANSCRIPT = "transcript.json"
@@ -57,8 +58,12 @@ class RunResult:
 
 
 def brief(cfg: RunConfig) -> str:
-    return (f"Make a {cfg.shots}-shot film about {who(cfg.name, cfg.class_word)}. Story idea: {cfg.prompt}\n"
-            f"The character's reference frames are ready in subject/.")
+    if len(cfg.cast) == 1:
+        return (f"Make a {cfg.shots}-shot film about {who(cfg.name, cfg.class_word)}. Story idea: {cfg.prompt}\n"
+                f"The character's reference frames are ready in subject/.")
+    names = [who(m.name, m.class_word) for m in cfg.cast]
+    return (f"Make a {cfg.shots}-shot film about {', '.join(names[:-1])} and {names[-1]}. Story idea: {cfg.prompt}\n"
+            f"The characters' reference frames are ready in subject/ ({cfg.name}) and cast/ (the others).")
 
 
 def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: bool = True,
@@ -73,6 +78,7 @@ def run_crew(cfg: RunConfig, out: Path, resume: bool = False, show_progress: boo
     llm = llm or parse_llm(cfg.llm)
     if cfg.review == "llm" and not llm.enabled:
         raise InputError("--review llm needs an LLM; pass --llm (a vision-capable model) or use --review rules.")
+    warm_up_sound(cfg)
     # The folder's lock is held to the end.
     with Run.open(cfg, out, resume=resume, show_progress=show_progress, executor=executor) as run:
         return _run(run, llm, max_rounds, verbose, io)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from storyagent.hashing import hash_file, hash_json
 from storyagent.schemas import Artifact, ShotClip, StoryScript
 
 if TYPE_CHECKING:
+    from storyagent.config import RunConfig
     from storyagent.manifest import Manifest
     from storyagent.models.voice import Voice, VoiceStyle
     from storyagent.tools.run import Run
@@ -254,6 +256,19 @@ def film_timing(fps: float, title_frames: int, clips: list[ShotClip], line_secon
 
 
 # ---- the stage ------------------------------------------------------------------------------------
+
+def _import_mixer() -> None:
+    import pyloudnorm  # noqa: F401 -- with scipy.signal: about a second of imports
+
+    import scipy.signal  # noqa: F401
+
+
+def warm_up_sound(cfg: RunConfig) -> None:
+    """When the film will have sound, start importing the mixer's libraries (pyloudnorm, scipy.signal) on a
+    background thread, so the sound stage finds them loaded instead of waiting for them after the pictures."""
+    if cfg.voice.strip().lower() != "none" or cfg.music.strip().lower() != "none":
+        threading.Thread(target=_import_mixer, name="storyagent-sound-imports", daemon=True).start()
+
 
 @dataclass
 class Soundtrack:
