@@ -11,8 +11,9 @@ its frame and trains appearance only on it).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,12 @@ class Clip:
     """How each mask was made ('user mask', 'alpha', the segmenter's label, 'grabcut', ...)."""
     source: Path | None = None
     """The media file the clip came from."""
+    token: str | None = None
+    """The cast token of the character the clip shows (`masks` are its masks); None: the adapter's
+    (lead) token, as for every clip of a one-character adapter."""
+    others: dict[str, np.ndarray] = field(default_factory=dict)
+    """(t, H, W) bool masks of further cast characters the clip shows, by token (a two-character
+    sample: its prompt names every token, each localized on its own mask)."""
 
     def __post_init__(self) -> None:
         if not self.source_indices:
@@ -179,3 +186,17 @@ def load_subject_clips(files: list[Path], frames: int = 16, segment: Segmenter |
     if not clips:
         raise InputError("No reference media given; pass photos or short videos of the subject.")
     return clips
+
+
+def cast_clips(clips_by_token: dict[str, list[Clip]]) -> list[Clip]:
+    """One training list for a cast adapter: each character's clips (e.g. `load_subject_clips` of
+    its own media) labelled with its token, interleaved (A, B, A, B, ..., then the longer list's
+    rest) so every stretch of training sees every character."""
+    labelled = [[replace(c, token=token) for c in clips] for token, clips in clips_by_token.items()]
+    for token, clips in zip(clips_by_token, labelled):
+        if not clips:
+            raise InputError(f"No reference clips for {token}; every character of the cast needs its own media.")
+    out: list[Clip] = []
+    for row in itertools.zip_longest(*labelled):
+        out.extend(c for c in row if c is not None)
+    return out

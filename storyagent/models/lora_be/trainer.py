@@ -12,6 +12,15 @@ A photo (a still clip) has no motion to teach: its steps train appearance only (
 self/cross-attention LoRA and the block-wise embeddings) and leave the temporal LoRA weights
 exactly as they were; `StepResult.appearance_only` marks those steps.
 
+A cast (`LoRABECastConfig`) trains one LoRA for every character and one token with its own
+block-wise embeddings per character. Each clip is labelled with the token of the character it
+shows (`Clip.token`, e.g. from `cast_clips`): its prompt names that token, and the localization
+loss compares that token's cross-attention maps with that character's masks. A character's
+embeddings move only on steps whose prompt names it (the others get no gradient, so Adam's momentum
+does not drag them along). With `composite_share`, that share of steps pastes another character's
+clip beside the drawn one (`composite_clip`): the prompt names both tokens and the localization
+loss is the mean of each token's loss on its own mask, so the tokens learn to share a frame.
+
 Checkpoints (adapter + optimizer + step + RNG) are written every K steps; a new trainer on the
 same folder resumes from the last one.
 """
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +40,14 @@ import torch.nn.functional as F
 from storyagent.errors import InputError
 from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
 from storyagent.models.lora_be.adapter import LoRABEAdapter, add_lora, is_temporal
-from storyagent.models.lora_be.augment import augment_clip, fit_clip
-from storyagent.models.lora_be.config import LoRABEConfig
+from storyagent.models.lora_be.augment import augment_clip, composite_clip, fit_clip
+from storyagent.models.lora_be.config import LoRABECastConfig, LoRABEConfig
 from storyagent.models.lora_be.data import Clip
 from storyagent.models.lora_be.embeddings import (
     BlockwiseEmbeddings,
-    module_text_contexts,
+    cast_text_contexts,
     token_table,
-    tokenize_with_subject,
+    tokenize_with_subjects,
 )
 from storyagent.models.lora_be.losses import attention_mass_inside, localization_loss
 
@@ -63,10 +72,12 @@ class StepResult:
     """The fs (frame rate, or frame stride for "fs" models) the UNet was conditioned on."""
     appearance_only: bool
     """A photo's step: the temporal LoRA weights were left untouched (a still teaches no motion)."""
+    tokens: tuple[str, ...] = ()
+    """The tokens the step's prompt named (one; two for a cast's two-character sample)."""
 
 
 class LoRABETrainer:
-    """Trains one subject's adapter on a DynamiCrafter pipeline, checkpointing into `output_dir`."""
+    """Trains one subject's (or one cast's) adapter on a DynamiCrafter pipeline, checkpointing into `output_dir`."""
 
     def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path) -> None:
         if pipe.text_encoder is None or pipe.image_encoder is None:
@@ -83,10 +94,17 @@ class LoRABETrainer:
         unet.gradient_checkpointing = config.gradient_checkpointing
         self.attns = unet.cross_attentions
         dim = token_table(pipe.text_encoder).weight.shape[1]
-        self.embeddings = BlockwiseEmbeddings(len(self.attns), dim).to(self.device)
-        self.embeddings.init_from_word(pipe.text_encoder, config.class_word)
-        self.embeddings.requires_grad_(config.blockwise_embeddings)
-        trained = [*self.lora_params] + ([self.embeddings.embeddings] if config.blockwise_embeddings else [])
+        self.tokens = config.tokens
+        self.token_embeddings: list[BlockwiseEmbeddings] = []
+        """One `BlockwiseEmbeddings` per character (`config.characters` order)."""
+        for character in config.characters:
+            emb = BlockwiseEmbeddings(len(self.attns), dim).to(self.device)
+            emb.init_from_word(pipe.text_encoder, character.class_word)
+            emb.requires_grad_(config.blockwise_embeddings)
+            self.token_embeddings.append(emb)
+        self.embeddings = self.token_embeddings[0]
+        """The (lead) subject's block-wise embeddings."""
+        trained = [*self.lora_params] + ([e.embeddings for e in self.token_embeddings] if config.blockwise_embeddings else [])
         self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
@@ -107,12 +125,32 @@ class LoRABETrainer:
             return clip.stride
         return max(1, round(clip.fps))
 
-    def sample(self, clip: Clip, others: list[np.ndarray]) -> tuple[Clip, int]:
+    def token_of(self, clip: Clip) -> str:
+        """The token of the character `clip` shows (its label, else the lead's); refuses a stranger."""
+        token = clip.token or self.config.token
+        if token not in self.tokens:
+            raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
+        return token
+
+    def shown(self, clip: Clip) -> list[tuple[str, np.ndarray]]:
+        """(token, (t, H, W) masks) of every character `clip` shows, its own first."""
+        pairs = [(self.token_of(clip), clip.masks), *clip.others.items()]
+        for token, _ in pairs[1:]:
+            if token not in self.tokens:
+                raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
+        return pairs
+
+    def sample(self, clip: Clip, others: list[np.ndarray], partner: Clip | None = None) -> tuple[Clip, int]:
         """The clip as one step sees it (a window of `frames` consecutive frames, fitted, maybe
-        augmented) and its conditioning frame, drawn uniformly inside it, all from the trainer's rng."""
+        augmented; with a `partner` clip of another character, the two composited side by side) and
+        its conditioning frame, drawn uniformly inside it, all from the trainer's rng."""
         start = int(self.rng.integers(max(1, clip.frames.shape[0] - self.frames + 1)))
         fitted = fit_clip(clip, self.frames, self.height, self.width, start)
-        if self.config.augment:
+        if partner is not None:
+            begin = int(self.rng.integers(max(1, partner.frames.shape[0] - self.frames + 1)))
+            second = fit_clip(partner, self.frames, self.height, self.width, begin)
+            fitted = composite_clip(fitted, second, self.token_of(partner), self.rng, others)
+        elif self.config.augment:
             fitted = augment_clip(fitted, self.rng, others)
         return fitted, int(self.rng.integers(self.frames))
 
@@ -122,12 +160,22 @@ class LoRABETrainer:
         masks = torch.from_numpy(clip.masks).float()[None]
         return video.to(self.device), masks.to(self.device)
 
-    def losses(self, video: torch.Tensor, masks: torch.Tensor, timestep: int | None = None, cond_frame: int = 0,
-               fs: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    def _step_inputs(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor], list[str]]:
+        """(video, masks, tokens) for `losses`: one mask tensor for a one-character clip, a list for several."""
+        video, _ = self._tensors(clip)
+        shown = self.shown(clip)
+        masks = [torch.from_numpy(m).float()[None].to(self.device) for _, m in shown]
+        return video, masks[0] if len(masks) == 1 else masks, [t for t, _ in shown]
+
+    def losses(self, video: torch.Tensor, masks: torch.Tensor | Sequence[torch.Tensor], timestep: int | None = None,
+               cond_frame: int = 0, fs: int | None = None,
+               token: str | Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """(total, diffusion, localization, attention share inside the mask) for one clip.
 
         video: (b, 3, t, H, W) in [-1, 1]; masks: (b, t, H, W); `cond_frame` indexes t;
-        fs: None uses the trainer's default.
+        fs: None uses the trainer's default. token: the character the clip shows (None: the lead);
+        a cast's clip of several characters names every token and gives one mask tensor per token
+        (the localization loss and share are then the mean over the tokens, each on its own mask).
         """
         pipe, cfg = self.pipe, self.config
         sched = pipe.scheduler
@@ -135,9 +183,14 @@ class LoRABETrainer:
         with torch.no_grad():
             z = pipe.encode_latents(video, self.generator)  # (b, 4, t, h, w)
             image_tokens = pipe.encode_image_tokens(video[:, :, cond_frame])
-        prompt = cfg.prompt_template.format(token=cfg.token)
-        ids, token_mask = tokenize_with_subject(pipe.text_encoder, [prompt] * b, cfg.token)
-        texts = module_text_contexts(pipe.text_encoder, self.embeddings, ids, token_mask)  # (M, b, L, d)
+        tokens = [cfg.token] if token is None else [token] if isinstance(token, str) else list(token)
+        mask_list = [masks] if isinstance(masks, torch.Tensor) else list(masks)
+        if len(mask_list) != len(tokens):
+            raise ValueError(f"{len(mask_list)} mask tensors for the tokens {tokens}")
+        prompt = cfg.prompt_template.format(token=" and ".join(tokens))
+        # Every cast token is looked for (a prompt may name any); each carries its own embeddings.
+        ids, token_masks = tokenize_with_subjects(pipe.text_encoder, [prompt] * b, self.tokens)
+        texts = cast_text_contexts(pipe.text_encoder, self.token_embeddings, ids, token_masks)  # (M, b, L, d)
         contexts = [torch.cat([t, image_tokens.to(t.dtype)], dim=1) for t in texts]
 
         t = torch.randint(0, sched.num_train_timesteps, (b,), generator=self.generator) if timestep is None \
@@ -160,8 +213,14 @@ class LoRABETrainer:
             pred = pipe.unet(torch.cat([x_t, concat], dim=1), t, contexts[0], fs=fs_t, module_contexts=contexts)
         diffusion = F.mse_loss(pred.float(), target.float())
         levels = len(pipe.config.unet.channel_mult)
-        loc = localization_loss(self.attns, token_mask.to(self.device), masks, tuple(z.shape[-2:]), levels)
-        share = attention_mass_inside(self.attns, token_mask.to(self.device), masks, tuple(z.shape[-2:]), levels)
+        locs, shares = [], []
+        for tok, mask in zip(tokens, mask_list):
+            # Token k's own maps against character k's own mask.
+            token_mask = token_masks[self.tokens.index(tok)].to(self.device)
+            locs.append(localization_loss(self.attns, token_mask, mask, tuple(z.shape[-2:]), levels))
+            shares.append(attention_mass_inside(self.attns, token_mask, mask, tuple(z.shape[-2:]), levels))
+        loc = locs[0] if len(locs) == 1 else torch.stack(locs).mean()
+        share = sum(shares) / len(shares)
         return diffusion + cfg.localization_weight * loc.float(), diffusion, loc, share
 
     @contextlib.contextmanager
@@ -177,11 +236,12 @@ class LoRABETrainer:
                 attn.store_attention = False
                 attn.attention_probs = None
 
-    def train_step(self, clip: Clip, others: list[np.ndarray] | None = None) -> StepResult:
-        """One optimizer step on `clip`; a still clip (photo) leaves the temporal LoRA untouched."""
+    def train_step(self, clip: Clip, others: list[np.ndarray] | None = None, partner: Clip | None = None) -> StepResult:
+        """One optimizer step on `clip` (with `partner`, another character's clip, pasted beside it:
+        a two-character sample); a still clip (photo) leaves the temporal LoRA untouched."""
         self.pipe.unet.train()
-        fitted, cond = self.sample(clip, others or [])
-        video, masks = self._tensors(fitted)
+        fitted, cond = self.sample(clip, others or [], partner)
+        video, masks, tokens = self._step_inputs(fitted)
         fs = self.clip_fs(clip)
         self.optimizer.zero_grad(set_to_none=True)
         # The UNet's dropout (0.1 in the temporal convolutions) draws from the global RNG; seeding it
@@ -189,9 +249,14 @@ class LoRABETrainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), self.keeping_attention():
             torch.manual_seed(self.config.seed * 1_000_003 + self.step)
-            total, diffusion, loc, share = self.losses(video, masks, cond_frame=cond, fs=fs)
+            total, diffusion, loc, share = self.losses(video, masks, cond_frame=cond, fs=fs, token=tokens)
             total.backward()
-        if clip.still:
+        for tok, emb in zip(self.tokens, self.token_embeddings):
+            if tok not in tokens:
+                # Not in this prompt: no update at all (a zero gradient would still let Adam's momentum
+                # from the character's own steps move it here).
+                emb.embeddings.grad = None
+        if fitted.still:
             # A held photo shows no motion, so its gradient would only teach the temporal layers to
             # stand still. Zeroing it is not enough (Adam's momentum from earlier video steps would
             # still move them); without a gradient Adam skips the parameter altogether.
@@ -200,7 +265,8 @@ class LoRABETrainer:
         self.optimizer.step()
         self.step += 1
         self.pipe.unet.eval()
-        return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, cond, fs, clip.still)
+        return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, cond, fs, fitted.still,
+                          tuple(tokens))
 
     @torch.no_grad()
     def evaluate(self, clip: Clip, timestep: int = 500, seed: int = 1234) -> StepResult:
@@ -208,34 +274,58 @@ class LoRABETrainer:
         and noise: comparable across training."""
         saved = self.generator.get_state()
         self.generator.manual_seed(seed)
-        video, masks = self._tensors(fit_clip(clip, self.frames, self.height, self.width))
+        video, masks, tokens = self._step_inputs(fit_clip(clip, self.frames, self.height, self.width))
         fs = self.clip_fs(clip)
         try:
             with self.keeping_attention():
-                total, diffusion, loc, share = self.losses(video, masks, timestep, fs=fs)
+                total, diffusion, loc, share = self.losses(video, masks, timestep, fs=fs, token=tokens)
         finally:
             self.generator.set_state(saved)
-        return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, 0, fs, clip.still)
+        return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, 0, fs, clip.still,
+                          tuple(tokens))
 
     # ------------------------------------------------------------------ the loop
+    def partner_for(self, clip: Clip, clips: list[Clip]) -> Clip | None:
+        """Another character's clip to paste beside `clip` on this step (a cast, with probability
+        `composite_share`), or None. A one-character adapter draws nothing from the rng here."""
+        share = getattr(self.config, "composite_share", 0.0)
+        if not isinstance(self.config, LoRABECastConfig) or share <= 0 or clip.others:
+            return None
+        if self.rng.random() >= share:
+            return None
+        token = self.token_of(clip)
+        candidates = [c for c in clips if self.token_of(c) != token and not c.others]
+        return candidates[int(self.rng.integers(len(candidates)))] if candidates else None
+
     def train(self, clips: list[Clip], epochs: int | None = None, show_progress: bool = True) -> list[StepResult]:
         """Train (resuming from the last checkpoint) for `epochs` passes over `clips`, one step per
-        clip; photo steps train appearance only and are marked `appearance_only` in the history."""
+        clip; photo steps train appearance only and are marked `appearance_only` in the history.
+
+        A cast's clips carry the token of the character they show (`Clip.token`; `cast_clips`
+        labels and interleaves each character's own clips); every character needs at least one.
+        """
         if not clips:
             raise InputError("LoRA-BE needs at least one reference clip of the subject.")
+        labels = [self.token_of(c) for c in clips]
+        if missing := [t for t in self.tokens if t not in labels]:
+            raise InputError(f"LoRA-BE has no reference clip of {', '.join(missing)}; every character of the cast "
+                             "needs its own media.")
         from storyagent.progress import make_progress
 
         self.resume()
         epochs = self.config.epochs if epochs is None else epochs
         total = epochs * len(clips)
         history: list[StepResult] = []
-        # Other clips' frames serve as backgrounds for the augmentation.
-        others = [c.frames[0] for c in clips]
+        # Other clips' frames serve as backgrounds for the augmentation: only the same character's,
+        # so no other cast member stands unnamed in the background of a step.
+        backgrounds = {t: [c.frames[0] for c, label in zip(clips, labels) if label == t] for t in self.tokens}
         with make_progress(disable=not show_progress) as bar:
             task = bar.add_task("LoRA-BE", total=total, completed=self.step, status="")
             while self.step < total:
-                clip = clips[self.step % len(clips)]
-                result = self.train_step(clip, [o for o in others if o is not clip.frames[0]])
+                index = self.step % len(clips)
+                clip = clips[index]
+                others = [o for o in backgrounds[labels[index]] if o is not clip.frames[0]]
+                result = self.train_step(clip, others, self.partner_for(clip, clips))
                 history.append(result)
                 note = " photo: appearance only" if result.appearance_only else ""
                 bar.update(task, completed=self.step, status=f"loss {result.loss:.4f} (diff {result.diffusion:.4f}, "
@@ -270,9 +360,12 @@ class LoRABETrainer:
         from peft import set_peft_model_state_dict
 
         adapter = LoRABEAdapter.from_pretrained(folder / "adapter.safetensors")
+        if adapter.config.tokens != self.tokens:
+            raise InputError(f"The checkpoint in {folder} is for {adapter.config.tokens}, not {self.tokens}.")
         set_peft_model_state_dict(self.pipe.unet, adapter.lora)
         with torch.no_grad():
-            self.embeddings.embeddings.copy_(adapter.embeddings.to(self.embeddings.embeddings))
+            for emb, table in zip(self.token_embeddings, adapter.token_embeddings, strict=True):
+                emb.embeddings.copy_(table.to(emb.embeddings))
         # Optimizer state and RNG are plain tensors/numbers: weights_only loading is enough.
         self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         self.generator.set_state(torch.load(folder / "generator.pt", weights_only=True))
@@ -283,7 +376,7 @@ class LoRABETrainer:
 
     def adapter(self) -> LoRABEAdapter:
         """The adapter as trained so far."""
-        return LoRABEAdapter.from_model(self.pipe.unet, self.embeddings, self.config)
+        return LoRABEAdapter.from_model(self.pipe.unet, self.token_embeddings, self.config)
 
     def save(self, path: str | Path) -> Path:
         """The final adapter file."""
