@@ -3,6 +3,12 @@ subject, LangSAM finds that subject, it is removed (the background refilled), St
 the user's own subject into the hole, and the redrawn subject is pasted over the removal's
 background through its own mask.
 
+With a cast (several `StoryboardSubject`s and each shot's `Placement`s) the same five steps run for
+every character of a shot: the shots' texts name them all, LangSAM finds each by its class word
+(which box is whose: `cast.assign_boxes`), the removal takes all of them out at once, StoryAnyDoor
+redraws each into its own part of the hole with that character's own fine-tune, and each is pasted
+through its own mask, the farthest first.
+
 The models are loaded once (`from_pretrained`) and kept for every call; they wait on the CPU and each
 visits the device only while it works (`placement.on_device`), so no two share the GPU. The
 pipeline returns pictures and masks: writing files, recording them and retrying a shot that ran
@@ -14,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -23,7 +29,10 @@ import torch
 from storyagent.models import placement
 from storyagent.models.anydoor import AnyDoorPipeline
 from storyagent.models.langsam import LangSAMPipeline, SubjectMask
+from storyagent.models.langsam.detector import Detections, grounding_prompt
 from storyagent.models.removal import RemovalResult, SubjectRemover
+from storyagent.models.removal.pipeline import dilate_mask
+from storyagent.models.storyboard.cast import FinetuneSwitch, Placement, assign_boxes
 from storyagent.models.storyboard.config import StoryboardConfig
 from storyagent.models.storydiffusion import IdentityPass, StoryDiffusionPipeline
 from storyagent.progress import make_progress
@@ -44,6 +53,35 @@ class StoryboardSubject:
     """H×W×3 uint8 reference frame AnyDoor copies the subject from; None: no redraw."""
     mask: np.ndarray | None = None
     """H×W bool, the subject in `image`."""
+    finetune: PathLike | None = None
+    """A cast's character: its own StoryAnyDoor fine-tune, worn by AnyDoor for its redraws alone; None:
+    AnyDoor as the pipeline loaded it. (One subject: load the pipeline with `anydoor_finetune`.)"""
+    name: str = ""
+    """How the results' notes name a cast's character, e.g. "Pip"; empty: its description."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.description
+
+
+@dataclass
+class CharacterResult:
+    """One character of a cast's shot: found, cleared, redrawn and pasted; arrays only."""
+
+    character: int
+    """The character's position in the cast."""
+    found: SubjectMask
+    """Step 2: this character in the initial picture (its own box, `cast.assign_boxes`), or why it is absent."""
+    hole: np.ndarray | None = None
+    """Step 3: H×W bool, its part of the removal's hole (its mask grown as the removal grows it): where
+    AnyDoor redraws it."""
+    redrawn: np.ndarray | None = None
+    """Step 4: AnyDoor's whole output with this character alone redrawn, before the paste."""
+    mask: np.ndarray | None = None
+    """H×W bool: where this character shows in the shot's picture (its redrawn mask, less what nearer
+    characters cover); the drawn character's mask when there was no redraw; None when not found."""
+    reason: str = ""
+    """Why this character needs attention; empty when fine."""
 
 
 @dataclass
@@ -70,6 +108,9 @@ class ShotResult:
     """Step 5: the redrawn subject over the removal's background; None without a redraw."""
     reason: str = ""
     """Why the shot needs attention (subject not found, redrawn subject not found); empty when fine."""
+    characters: list[CharacterResult] = field(default_factory=list)
+    """A cast's shot: one result per character it places, nearest the camera first (`found` and `mask`
+    are then their union); empty for one subject."""
 
     @property
     def picture(self) -> np.ndarray:
@@ -81,6 +122,14 @@ def default_identity(shots_text: Sequence[str], seeds: Sequence[int], num_identi
     """The identity pass StoryDiffusion takes when none is given: the first `num_identity` shots."""
     n = min(num_identity, len(shots_text))
     return IdentityPass(prompts=list(shots_text[:n]), seeds=list(seeds[:n]))
+
+
+def mask_box_xyxy(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """The tight x0, y0, x1, y1 pixel box of an H×W mask's True pixels (the whole picture when empty)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return 0.0, 0.0, float(mask.shape[1]), float(mask.shape[0])
+    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -98,6 +147,8 @@ class StoryboardPipeline:
         self.config = config or StoryboardConfig()
         self.device = device or placement.compute_device()
         """Where each model runs while it works; between steps they all wait on the CPU."""
+        self._finetunes: FinetuneSwitch | None = None
+        """A cast's AnyDoor, wearing one character's fine-tune at a time (made on the first cast's redraw)."""
 
     @classmethod
     def from_pretrained(
@@ -146,12 +197,13 @@ class StoryboardPipeline:
     def __call__(
         self,
         shots_text: Sequence[str],
-        subject_reference: StoryboardSubject,
+        subject_reference: StoryboardSubject | Sequence[StoryboardSubject],
         seeds: Sequence[int] | None = None,
         identity: IdentityPass | None = None,
         *,
         only: Sequence[int] | None = None,
         backgrounds: Sequence[str] | None = None,
+        placements: Sequence[Sequence[Placement]] | None = None,
         low_vram: bool | None = None,
         show_progress: bool = True,
     ) -> list[ShotResult]:
@@ -163,8 +215,16 @@ class StoryboardPipeline:
         alone, identical to the first time. `backgrounds` says per shot what belongs where the
         subject was (the diffusion removal's prompt). `low_vram` overrides `config.cpu_offload`.
         A subject that is not found is a result (`reason`), never an error.
+
+        A cast: `subject_reference` is a list of characters and `placements` gives every shot its
+        characters (`Placement`: who, and where the story puts them), nearest the camera first. The
+        shots' texts then name the characters themselves (StoryDiffusion gets no subject of its own),
+        and each character is found, redrawn with its own `finetune` and pasted in its own mask.
         """
-        subject = subject_reference
+        cast = None if isinstance(subject_reference, StoryboardSubject) else list(subject_reference)
+        if cast is not None and (placements is None or len(placements) != len(shots_text)):
+            raise ValueError("a cast needs one list of placements per shot")
+        subject = subject_reference if cast is None else None
         low_vram = self.config.cpu_offload if low_vram is None else low_vram
         seeds = list(seeds) if seeds is not None else [self.config.seed + i for i in range(len(shots_text))]
         drawn = sorted(set(only)) if only is not None else list(range(len(shots_text)))
@@ -176,10 +236,17 @@ class StoryboardPipeline:
             total = steps * (len(identity.prompts) + len(drawn))  # at most: a member drawn is drawn once
             task = progress.add_task("Storyboard (StoryDiffusion)", total=total, status="drawing")
             with self.running(self.story, low_vram):
-                story = self.story(list(shots_text), subject.description, seeds=seeds, identity=identity, only=drawn,
-                                   output_type="np", on_step=lambda: progress.advance(task))
+                story = self.story(list(shots_text), subject.description if cast is None else "", seeds=seeds,
+                                   identity=identity, only=drawn, output_type="np",
+                                   on_step=lambda: progress.advance(task))
             progress.update(task, completed=total, status="finding the subject")
             initial = {i: to_uint8(story.images[i]) for i in drawn}
+            if cast is not None:
+                results = [ShotResult(position=i, prompt=story.prompts[i], seed=seeds[i], initial=initial[i],
+                                      found=SubjectMask(found=False, mask=np.zeros(initial[i].shape[:2], bool)),
+                                      mask=np.zeros(initial[i].shape[:2], bool)) for i in drawn]
+                self.clean_cast(results, cast, placements, backgrounds, low_vram, progress)
+                return results
 
             # 2. Subject masks: LangSAM with the subject's class word in every drawn picture.
             with self.running(self.langsam, low_vram):
@@ -205,6 +272,143 @@ class StoryboardPipeline:
                 # 5. Paste: only the redrawn subject (its own mask) over the removal's background.
                 shot.final, shot.mask, shot.reason = self.paste(shot, subject.class_word, low_vram)
         return results
+
+    # ---- a cast: steps 2 to 5 for every character of a shot --------------------------------------
+
+    def clean_cast(self, shots: list[ShotResult], cast: list[StoryboardSubject],
+                   placements: Sequence[Sequence[Placement]], backgrounds: Sequence[str] | None, low_vram: bool,
+                   progress) -> None:
+        """Steps 2-5 of a cast's drawn `shots` (their initial pictures made), filled into each result."""
+        # 2. Each character's mask: LangSAM's boxes for its class word, told apart by the story's regions.
+        with self.running(self.langsam, low_vram):
+            for shot in shots:
+                found = self.find_cast(shot.initial, [cast[p.character].class_word for p in placements[shot.position]],
+                                       [p.pixels(shot.initial.shape[:2]) for p in placements[shot.position]])
+                shot.characters = [CharacterResult(p.character, f, mask=f.mask if f.found else None)
+                                   for p, f in zip(placements[shot.position], found)]
+                shot.found, shot.reason = self.union_found(shot, cast)
+                shot.mask = shot.found.mask.copy()
+        clean = progress.add_task("Storyboard (remove, redraw)", total=len(shots), status="")
+        for shot in shots:
+            progress.advance(clean)
+            if not shot.found.found:  # nothing to remove: the initial picture stays, and why
+                shot.reason = f"{shot.reason}; the storyboard keeps the initial picture"
+                continue
+            # 3. Removal: all the drawn characters at once, their grown masks refilled with the background.
+            found = [c for c in shot.characters if c.found.found]
+            avoid = ", ".join(cast[c.character].description for c in found)
+            background = backgrounds[shot.position] if backgrounds is not None else ""
+            shot.removal = self.remove(shot, background, avoid, low_vram)
+            # Each character's part of the hole: its own mask grown by the removal's rule (removal/pipeline.py).
+            removal = self.remover.config
+            grow = max(removal.min_dilate_px, round(removal.dilate_fraction * max(shot.initial.shape[:2])))
+            for c in found:
+                c.hole = dilate_mask(c.found.mask, grow) & shot.removal.mask
+        if self.anydoor is None:
+            return
+        # 4. Redraw: character by character (one fine-tune switch each), each into its own hole.
+        if self._finetunes is None or self._finetunes.pipe is not self.anydoor:
+            self._finetunes = FinetuneSwitch(self.anydoor)
+        switch = self._finetunes
+        try:
+            for k, who in enumerate(cast):
+                todo = [(s, c) for s in shots for c in s.characters
+                        if c.character == k and c.hole is not None and who.image is not None]
+                if not todo:
+                    continue
+                switch.use(who.finetune)
+                for shot, c in todo:
+                    c.redrawn = self.redraw_into(shot, who, c.hole, low_vram)
+        finally:
+            switch.use(None)  # AnyDoor as loaded, for the next call
+        # 5. Paste: each redrawn character through its own mask, the farthest first.
+        for shot in shots:
+            if any(c.redrawn is not None for c in shot.characters):
+                shot.final, shot.mask, notes = self.paste_cast(shot, cast, low_vram)
+                shot.reason = "; ".join(r for r in (shot.reason, notes) if r)
+
+    def find_cast(self, image: np.ndarray, class_words: Sequence[str], regions: Sequence) -> list[SubjectMask]:
+        """Step 2 for one picture: each placed character's mask, in the placements' order.
+
+        Grounding DINO looks once per class word; `cast.assign_boxes` gives each character the box that
+        best matches its region in the story (two characters of one class word are told apart by where
+        they stand); SAM masks each chosen box.
+        """
+        words = list(dict.fromkeys(class_words))
+        detections: dict[str, Detections] = {}
+        for word in words:
+            (detections[word],) = self.langsam.detector([np.asarray(image)[..., :3]], grounding_prompt(word))
+        chosen = assign_boxes(list(regions), [(detections[w].boxes, detections[w].scores) for w in class_words])
+        out = []
+        for word, j in zip(class_words, chosen):
+            found, prompt = detections[word], grounding_prompt(word)
+            if j is None:  # none found (LangSAM's own reason), or every box found is another character's
+                out.append(self.langsam.subject_mask(image, found, prompt) if len(found) == 0 else SubjectMask(
+                    found=False, mask=np.zeros(image.shape[:2], bool), candidates=len(found),
+                    reason=f"every '{word}' found is another character's"))
+                continue
+            one = Detections(found.boxes[j:j + 1], found.scores[j:j + 1], found.labels[j:j + 1])
+            out.append(self.langsam.subject_mask(image, one, prompt))
+        return out
+
+    @staticmethod
+    def union_found(shot: ShotResult, cast: list[StoryboardSubject]) -> tuple[SubjectMask, str]:
+        """The shot's characters found, as one `SubjectMask` (their union), and a note naming the missing."""
+        found = [c.found for c in shot.characters if c.found.found]
+        notes = [f"{cast[c.character].label}: {c.found.reason}"
+                 for c in shot.characters if not c.found.found]
+        if not found:
+            return SubjectMask(found=False, mask=np.zeros(shot.initial.shape[:2], bool),
+                               reason="; ".join(notes)), "; ".join(notes)
+        boxes = np.array([f.box for f in found])
+        union = SubjectMask(found=True, mask=np.logical_or.reduce([f.mask for f in found]),
+                            box=(float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()),
+                                 float(boxes[:, 3].max())),
+                            score=min(f.score for f in found), mask_score=min(f.mask_score for f in found),
+                            label=", ".join(f.label for f in found), candidates=sum(f.candidates for f in found))
+        return union, "; ".join(notes)
+
+    def redraw_into(self, shot: ShotResult, who: StoryboardSubject, hole: np.ndarray, low_vram: bool) -> np.ndarray:
+        """Step 4 for one character: AnyDoor's full frame with `who` redrawn into `hole` of the removal's picture."""
+        with self.running(self.anydoor, low_vram):
+            image = self.anydoor.redraw(who.image, who.mask, shot.removal.image, hole, seed=shot.seed,
+                                        show_progress=False)
+        return np.asarray(image, np.uint8)
+
+    def paste_cast(self, shot: ShotResult, cast: list[StoryboardSubject],
+                   low_vram: bool) -> tuple[np.ndarray, np.ndarray, str]:
+        """Step 5 for a cast's shot: (picture, the characters' union mask, a note).
+
+        Each redrawn character is found again in its own redraw (LangSAM, the box best matching its
+        hole) and kept inside its hole, so one character's redraw never reaches another's place; the
+        farthest is pasted first, so a nearer one covers it. Each character's `mask` is then where it
+        shows: its pixels in the picture are its own redraw's, and the pixels outside every mask are
+        the removal's background.
+        """
+        picture = shot.removal.image.copy()
+        notes, layers = [], []
+        with self.running(self.langsam, low_vram):
+            for c in shot.characters:
+                if not c.found.found:
+                    continue
+                if c.redrawn is None:  # no reference to redraw it from: it shows as drawn
+                    layers.append((c, shot.initial, c.found.mask))
+                    continue
+                who = cast[c.character]
+                (new,) = self.find_cast(c.redrawn, [who.class_word], [mask_box_xyxy(c.hole)])
+                mask = new.mask & c.hole if new.found else np.zeros_like(c.hole)
+                if not mask.any():
+                    mask = c.hole
+                    notes.append(f"{who.label}: the redrawn character was not found in its hole "
+                                 f"({new.reason or 'found outside it'}); pasted through its hole")
+                layers.append((c, c.redrawn, mask))
+        covered = np.zeros(picture.shape[:2], bool)
+        for c, _, mask in layers:  # nearest first: each keeps only what the nearer ones leave
+            c.mask = mask & ~covered
+            covered |= c.mask
+        for c, source, _ in reversed(layers):  # farthest first
+            picture[c.mask] = source[c.mask]
+        return picture, covered, "; ".join(notes)
 
     def remove(self, shot: ShotResult, background: str, avoid: str, low_vram: bool) -> RemovalResult:
         """Step 3 for one shot; the diffusion removal inpaints with SDXL's parts, on the device meanwhile."""
