@@ -68,6 +68,28 @@ def film(
         raise fail(str(exc)) from None
     console.print(f"Evaluated {len(result.shots)} shots of {run_dir}:")
     _report(paths)
+    _cast_summary(result)
+
+
+def _cast_summary(result) -> None:
+    """A cast's characters, one line each: own score against the closest other's (the first feature), and any
+    shot that lost a character the story names."""
+    if not result.cast:
+        return
+    feat = result.features[0]
+    console.print(f"Each character against its own references and the closest other's ({feat}):", highlight=False)
+    for who in result.cast:
+        mine = [c for c in result.characters if c.name == who and c.scores]
+        if not mine:
+            console.print(f"  {who}: in no shot", highlight=False)
+            continue
+        own = sum(c.own(feat) for c in mine) / len(mine)
+        margins = [c.margin(feat) for c in mine]
+        console.print(f"  {who}: own {own:.3f}, own minus closest other {min(margins):+.3f} at worst, "
+                      f"in {len(mine)} shot{'s' if len(mine) != 1 else ''}", highlight=False)
+    for note in result.notes:
+        if note.startswith("Shot "):
+            console.print(f"  [yellow]{note}[/yellow]", highlight=False)
 
 
 @app.command()

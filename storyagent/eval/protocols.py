@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,19 +19,33 @@ import numpy as np
 import torch
 from PIL import Image
 
+from storyagent.cast import LEAD_FOLDER, reference_folder
 from storyagent.errors import InputError
 from storyagent.eval.clip_metrics import CLIPEncoder, clip_score, clip_temp
 from storyagent.eval.consistency import (
-    CLIPImageFeatures, DINOFeatures, LightingRobustFeatures, SubjectFeatures, inter_shot_consistency,
-    subject_crops)
-from storyagent.eval.flow import FarnebackFlow, FlowEstimator, RAFTFlow, flow_score, propagate_mask, warping_error
+    CLIPImageFeatures,
+    DINOFeatures,
+    LightingRobustFeatures,
+    SubjectFeatures,
+    inter_shot_consistency,
+    subject_crops,
+)
+from storyagent.eval.flow import (
+    FarnebackFlow,
+    FlowEstimator,
+    RAFTFlow,
+    flow_score,
+    propagate_mask,
+    warping_error,
+)
 from storyagent.eval.inception import inception_score, load_inception
 from storyagent.eval.observer import AestheticObserver
 from storyagent.eval.report import bar_plot, curve_plot, write_tables
+from storyagent.fileio import slugify
 from storyagent.media import load_reference, read_frames
 from storyagent.progress import make_progress
-from storyagent.schemas import StoryScript
-from storyagent.tools.per_shot import clip_path, frame_path
+from storyagent.schemas import Shot, StoryScript
+from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, frame_path, shot_key
 
 
 @dataclass
@@ -142,17 +157,42 @@ def run_reference(run_dir: Path, subject: str | os.PathLike[str] | None = None) 
     if subject is not None:
         ref = load_reference(subject)
         return ReferenceSubject(ref.frames, list(ref.masks), str(subject))
-    frames = sorted(p for p in (run_dir / "subject").glob("frame_*.png") if not p.stem.endswith("_mask"))
-    if frames:
-        imgs = [np.asarray(Image.open(p).convert("RGB")) for p in frames]
-        masks = [_read_mask(p.with_name(p.stem + "_mask.png")) for p in frames]
-        return ReferenceSubject(imgs, masks, str(run_dir / "subject"))
+    own = _folder_reference(run_dir / LEAD_FOLDER)
+    if own is not None:
+        return own
     manifest = _manifest(run_dir)
-    recorded = manifest.get("inputs", {}).get("subject")
-    if not recorded or not Path(recorded).exists():
-        raise InputError(f"{run_dir} records no usable subject reference; pass --subject PATH.")
-    ref = load_reference(recorded, mask=manifest["inputs"].get("mask"))
-    return ReferenceSubject(ref.frames, list(ref.masks), recorded)
+    return _recorded_reference(run_dir, manifest.get("inputs", {}).get("subject"), manifest.get("inputs", {}).get("mask"))
+
+
+def _folder_reference(folder: Path) -> ReferenceSubject | None:
+    """The cut-out frames a run kept of one character (`frame_01.png` with `frame_01_mask.png`), if any."""
+    frames = sorted(p for p in folder.glob("frame_*.png") if not p.stem.endswith("_mask"))
+    if not frames:
+        return None
+    imgs = [np.asarray(Image.open(p).convert("RGB")) for p in frames]
+    masks = [_read_mask(p.with_name(p.stem + "_mask.png")) for p in frames]
+    return ReferenceSubject(imgs, masks, str(folder))
+
+
+def _recorded_reference(run_dir: Path, media: str | None, mask: str | None, who: str = "subject") -> ReferenceSubject:
+    if not media or not Path(media).exists():
+        raise InputError(f"{run_dir} records no usable {who} reference; pass --subject PATH.")
+    ref = load_reference(media, mask=mask)
+    return ReferenceSubject(ref.frames, list(ref.masks), media)
+
+
+def cast_references(run_dir: Path, subject: str | os.PathLike[str] | None = None) -> dict[str, ReferenceSubject]:
+    """Every character's reference frames, the lead first, by name: the run's own cut-outs (the lead's in
+    `subject/`, the others' in `cast/<name>/`), else the media its manifest records. `subject` replaces
+    the lead's. A run of one character gives one entry."""
+    inputs = _manifest(run_dir).get("inputs", {})
+    lead = str(inputs.get("name") or "the subject")
+    refs = {lead: run_reference(run_dir, subject)}
+    for i, member in enumerate(inputs.get("supporting") or [], 1):
+        name = str(member["name"])
+        refs[name] = (_folder_reference(run_dir / reference_folder(i, name))
+                      or _recorded_reference(run_dir, member.get("media"), member.get("mask"), f"{name}'s"))
+    return refs
 
 
 def _manifest(run_dir: Path) -> dict:
@@ -172,6 +212,49 @@ def _read_mask(path: Path) -> np.ndarray | None:
 
 
 @dataclass
+class CharacterInShot:
+    """One character of a cast in one shot: where its own mask finds it in each clip frame, and how its
+    pixels there compare with every character's references (its own and the others')."""
+
+    shot: int
+    name: str
+    named: bool
+    """Whether the story names this character in this shot (else only the storyboard's masks hold it)."""
+    mask_pixels: list[int]
+    """Per clip frame read, the pixels of the character's storyboard mask carried through the clip (0: not
+    found in that frame); empty when the storyboard has no mask of the character."""
+    scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """feature name -> reference character -> per-frame cosine similarity of this character's crops to that
+    character's references (NaN in frames where its mask is empty)."""
+
+    @property
+    def lost(self) -> bool:
+        """The story names the character here, but the storyboard or a clip frame does not show it."""
+        return self.named and (not self.mask_pixels or min(self.mask_pixels) == 0)
+
+    def against(self, feature: str, reference: str) -> float:
+        """Mean over the frames that show the character of its similarity to `reference`'s references."""
+        values = self.scores.get(feature, {}).get(reference)
+        if values is None or not np.isfinite(values).any():
+            return math.nan
+        return float(np.nanmean(values))
+
+    def own(self, feature: str) -> float:
+        """Its pixels inside its own mask against its own references."""
+        return self.against(feature, self.name)
+
+    def others(self, feature: str) -> dict[str, float]:
+        """Its pixels against each other character's references (the cross scores)."""
+        return {who: self.against(feature, who) for who in self.scores.get(feature, {}) if who != self.name}
+
+    def margin(self, feature: str) -> float:
+        """Own score minus the highest cross score: above 0, the character looks more like itself than
+        like anyone else of the cast."""
+        others = [v for v in self.others(feature).values() if math.isfinite(v)]
+        return self.own(feature) - max(others) if others else math.nan
+
+
+@dataclass
 class FilmEval:
     """Metrics of one run: a row per shot, a summary row, and per-frame subject-consistency curves."""
 
@@ -179,8 +262,17 @@ class FilmEval:
     shots: list[dict[str, object]]
     summary: dict[str, object]
     curves: dict[str, list[np.ndarray]]
-    """feature name -> one per-frame consistency array per shot."""
+    """feature name -> one per-frame consistency array per shot (a one-character film; a cast's are in
+    `characters`)."""
     notes: list[str]
+    cast: list[str] = field(default_factory=list)
+    """A cast's characters, the lead first; empty for a film of one character."""
+    characters: list[CharacterInShot] = field(default_factory=list)
+    """A cast: every character in every shot that names it or whose storyboard holds its mask."""
+    features: list[str] = field(default_factory=list)
+    """The subject features' names (the columns' and plots' labels)."""
+    shot_frames: list[int] = field(default_factory=list)
+    """How many frames of each shot's clip were read."""
 
 
 def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: str | os.PathLike[str] | None = None,
@@ -191,21 +283,32 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
     subject consistency per feature (the storyboard's subject mask carried through the clip by
     optical flow locates the subject in each frame), the storyboard's aesthetic score. Per film:
     inter-shot consistency per feature and the Inception Score over all frames.
+
+    A film whose cast has several characters is scored per character: each character's own storyboard
+    mask is carried through the clip, its crops there are compared with its own references (`Subject
+    NAME (feature)`) and with every other character's (`FilmEval.characters`), and its inter-shot
+    consistency is over the shots that show it. `subject` replaces the lead's references.
     """
     run_dir = Path(run_dir)
-    _manifest(run_dir)
+    manifest = _manifest(run_dir)
     story_path = run_dir / "story.json"
     if not story_path.exists():
         raise InputError(f"{run_dir} has no story.json; finish the run first (`storyagent run ... --resume`).")
     script = StoryScript.model_validate_json(story_path.read_text(encoding="utf-8"))
-    ref = run_reference(run_dir, subject)
-    ref_crops, ref_masks = subject_crops(ref.frames, ref.masks)
-    ref_emb = {f.name: f(ref_crops, ref_masks) for f in models.features}
+    refs = cast_references(run_dir, subject)
+    cast = list(refs) if len(refs) > 1 else []
+    ref_emb: dict[str, dict[str, torch.Tensor]] = {}
+    for who, ref in refs.items():
+        ref_crops, ref_masks = subject_crops(ref.frames, ref.masks)
+        ref_emb[who] = {f.name: f(ref_crops, ref_masks) for f in models.features}
 
     rows: list[dict[str, object]] = []
-    curves: dict[str, list[np.ndarray]] = {f.name: [] for f in models.features}
-    shot_emb: dict[str, list[torch.Tensor]] = {f.name: [] for f in models.features}
+    curves: dict[str, list[np.ndarray]] = {f.name: [] for f in models.features} if not cast else {}
+    # Per character (one key, "", for a film of one character): feature -> one embedding batch per shot.
+    shot_emb: dict[str, dict[str, list[torch.Tensor]]] = {}
+    characters: list[CharacterInShot] = []
     all_frames: list[np.ndarray] = []
+    frame_counts: list[int] = []
     boards: dict[int, np.ndarray] = {}
     with make_progress(disable=not show_progress) as progress:
         task = progress.add_task(f"Evaluating {name or run_dir.name}", total=len(script.shots), status="")
@@ -215,6 +318,7 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
                 raise InputError(f"{clip_file} is missing; finish the run first (`storyagent run ... --resume`).")
             frames = read_frames(clip_file, models.max_frames)
             all_frames.extend(frames)
+            frame_counts.append(len(frames))
             row: dict[str, object] = {"Shot": shot.index}
             # 1. Motion and temporal consistency from optical flow.
             row["Warping error"] = warping_error(frames, models.flow)
@@ -225,18 +329,27 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
                 row["CLIP-temp"] = clip_temp(frames, models.clip)
             # 3. Subject consistency: find the subject in every frame, compare with the reference.
             board_file = run_dir / frame_path(shot.index)
-            board_mask = _read_mask(board_file.with_name(board_file.stem + "_mask.png"))
             if board_file.exists():
                 boards[shot.index] = np.asarray(Image.open(board_file).convert("RGB"))
-            masks: list[np.ndarray | None] = (propagate_mask(frames, board_mask, models.flow)
-                                              if board_mask is not None and board_mask.any() else [None] * len(frames))
-            crops, crop_masks = subject_crops(frames, masks)
-            for feat in models.features:
-                emb = feat(crops, crop_masks)
-                per_frame = (emb @ ref_emb[feat.name].T).mean(dim=1).numpy()
-                curves[feat.name].append(per_frame)
-                shot_emb[feat.name].append(emb)
-                row[f"Subject ({feat.name})"] = float(per_frame.mean())
+            if cast:
+                for seen in _characters_in_shot(run_dir, manifest, shot, cast, frames, models, ref_emb, shot_emb):
+                    characters.append(seen)
+                    for feat in models.features:
+                        own = seen.own(feat.name)
+                        if math.isfinite(own):
+                            row[f"Subject {seen.name} ({feat.name})"] = own
+            else:
+                board_mask = _read_mask(board_file.with_name(board_file.stem + "_mask.png"))
+                masks: list[np.ndarray | None] = (propagate_mask(frames, board_mask, models.flow)
+                                                  if board_mask is not None and board_mask.any()
+                                                  else [None] * len(frames))
+                crops, crop_masks = subject_crops(frames, masks)
+                for feat in models.features:
+                    emb = feat(crops, crop_masks)
+                    per_frame = (emb @ ref_emb[next(iter(refs))][feat.name].T).mean(dim=1).numpy()
+                    curves[feat.name].append(per_frame)
+                    shot_emb.setdefault("", {}).setdefault(feat.name, []).append(emb)
+                    row[f"Subject ({feat.name})"] = float(per_frame.mean())
             rows.append(row)
             progress.update(task, advance=1, status=f"shot {shot.index}")
 
@@ -249,11 +362,97 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
         vals = [float(r[key]) for r in rows if key in r]
         summary[key] = float(np.mean(vals))
     for feat in models.features:
-        summary[f"Inter-shot ({feat.name})"] = inter_shot_consistency(shot_emb[feat.name])[0]
+        if not cast:
+            summary[f"Inter-shot ({feat.name})"] = inter_shot_consistency(shot_emb[""][feat.name])[0]
+            continue
+        for who in cast:
+            shown = shot_emb.get(who, {}).get(feat.name)
+            if shown:
+                summary[f"Inter-shot {who} ({feat.name})"] = inter_shot_consistency(shown)[0]
     if models.inception is not None:
         summary["IS"] = inception_score([np.stack(all_frames)], models.inception)
-    notes = list(models.notes) + [f"Reference subject: {ref.source} ({len(ref.frames)} frames)."]
-    return FilmEval(name or run_dir.name, rows, summary, curves, notes)
+    notes = list(models.notes)
+    if not cast:
+        ref = next(iter(refs.values()))
+        notes.append(f"Reference subject: {ref.source} ({len(ref.frames)} frames).")
+    else:
+        notes += _cast_notes(refs, characters)
+    return FilmEval(name or run_dir.name, rows, summary, curves, notes, cast, characters,
+                    [f.name for f in models.features], frame_counts)
+
+
+def _characters_in_shot(run_dir: Path, manifest: dict, shot: Shot, cast: list[str], frames: list[np.ndarray],
+                        models: EvalModels, ref_emb: dict[str, dict[str, torch.Tensor]],
+                        shot_emb: dict[str, dict[str, list[torch.Tensor]]]) -> list[CharacterInShot]:
+    """Each character the shot names (and any other its storyboard has a mask of), found in every clip
+    frame by its own storyboard mask carried by optical flow, and scored against every character's references."""
+    known = {n.casefold(): n for n in cast}
+    named = [known[c.name.casefold()] for c in shot.cast(cast[0]) if c.name.casefold() in known]
+    board_masks = storyboard_character_masks(run_dir, manifest, shot.index, cast, len(named) == 1 and named[0])
+    out = []
+    for who in [*named, *(n for n in cast if n in board_masks and n not in named)]:
+        mask = board_masks.get(who)
+        if mask is None or not mask.any():
+            out.append(CharacterInShot(shot.index, who, who in named, []))
+            continue
+        masks = propagate_mask(frames, mask, models.flow)
+        pixels = [int(m.sum()) for m in masks]
+        found = [i for i, n in enumerate(pixels) if n]
+        seen = CharacterInShot(shot.index, who, who in named, pixels)
+        if found:
+            crops, crop_masks = subject_crops([frames[i] for i in found], [masks[i] for i in found])
+            for feat in models.features:
+                emb = feat(crops, crop_masks)
+                shot_emb.setdefault(who, {}).setdefault(feat.name, []).append(emb)
+                seen.scores[feat.name] = {}
+                for reference in cast:
+                    per_frame = np.full(len(frames), np.nan, np.float32)
+                    per_frame[found] = (emb @ ref_emb[reference][feat.name].T).mean(dim=1).numpy()
+                    seen.scores[feat.name][reference] = per_frame
+        out.append(seen)
+    return out
+
+
+def storyboard_character_masks(run_dir: Path, manifest: dict, index: int, cast: list[str],
+                               alone: str | bool = False) -> dict[str, np.ndarray]:
+    """Shot `index`'s storyboard mask of each character it holds, by cast name: those its storyboard frame
+    records (`meta["character_masks"]`), else the files `shot_NN_mask_<name>.png`. A storyboard with no
+    per-character mask whose shot shows one character (`alone`: its name) gives that character its mask."""
+    known = {n.casefold(): n for n in cast}
+    entry = (manifest.get("artifacts") or {}).get(shot_key(STORYBOARD_DIR, index)) or {}
+    recorded = (entry.get("meta") or {}).get("character_masks") or {}
+    board = run_dir / frame_path(index)
+    if not recorded:
+        recorded = {who: str(path.relative_to(run_dir)) for who in cast
+                    if (path := board.with_name(f"{board.stem}_mask_{slugify(who, 30)}.png")).exists()}
+    masks = {}
+    for who, rel in recorded.items():
+        mask = _read_mask(run_dir / rel)
+        if who.casefold() in known and mask is not None:
+            masks[known[who.casefold()]] = mask
+    if not recorded and alone:
+        union = _read_mask(board.with_name(board.stem + "_mask.png"))
+        if union is not None:
+            masks[str(alone)] = union
+    return masks
+
+
+def _cast_notes(refs: dict[str, ReferenceSubject], characters: list[CharacterInShot]) -> list[str]:
+    cast = "; ".join(f"{who} ({ref.source}, {len(ref.frames)} frames)" for who, ref in refs.items())
+    notes = [f"Cast: {cast}.",
+             ("Subject NAME: that character's pixels inside its own mask (its storyboard mask carried through "
+              "the clip by optical flow) against its own references; Inter-shot NAME: over the shots that show "
+              "it. cast_consistency.md compares each character with every character's references.")]
+    for seen in characters:
+        if not seen.lost:
+            continue
+        if not seen.mask_pixels:
+            notes.append(f"Shot {seen.shot} names {seen.name}, but its storyboard has no mask of {seen.name}.")
+        else:
+            empty = sum(1 for n in seen.mask_pixels if n == 0)
+            notes.append(f"Shot {seen.shot}: {seen.name}'s mask, carried through the clip, is empty in {empty} "
+                         f"of {len(seen.mask_pixels)} frames.")
+    return notes
 
 
 # ---- reports ----------------------------------------------------------------------------------
@@ -261,9 +460,15 @@ def evaluate_film(run_dir: str | os.PathLike[str], models: EvalModels, subject: 
 NO_REFERENCE_COLUMNS = ["IS", "CLIP-score", "CLIP-temp", "Warping error", "Flow score", "Aesthetic"]
 
 
-def _columns(rows: list[dict[str, object]], preferred: list[str]) -> list[str]:
+def _columns(rows: list[dict[str, object]], preferred: list[str], cast: Sequence[str] = ()) -> list[str]:
+    """The preferred columns present, then the subject columns: by kind, a cast's in its order (lead first)."""
     present = {k for r in rows for k in r}
-    extra = sorted(k for k in present if k.startswith(("Subject", "Inter-shot")))
+
+    def order(key: str) -> tuple[str, int, str]:
+        kind, _, rest = key.partition(" ")
+        return kind, next((i for i, who in enumerate(cast) if rest.startswith(f"{who} (")), -1), key
+
+    extra = sorted((k for k in present if k.startswith(("Subject", "Inter-shot"))), key=order)
     return [c for c in preferred if c in present] + extra
 
 
@@ -272,10 +477,75 @@ def write_film_report(result: FilmEval, out_dir: str | os.PathLike[str]) -> list
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [dict(r) for r in result.shots] + [{"Shot": "mean", **result.summary}]
-    cols = _columns(rows, NO_REFERENCE_COLUMNS)
+    cols = _columns(rows, NO_REFERENCE_COLUMNS, result.cast)
     written = list(write_tables(rows, cols, "Shot", out / "film_metrics", f"{result.name}: no-reference metrics",
                                 result.notes, bold_best=False))
-    written += _plots({result.name: result}, out)
+    if result.cast:
+        written += write_cast_report(result, out)
+    else:
+        written += _plots({result.name: result}, out)
+    return written
+
+
+def cast_rows(result: FilmEval) -> list[dict[str, object]]:
+    """A row per character per shot (and a mean row per character): its crops against every character's
+    references, per feature, and the margin of its own score over the highest other."""
+    rows: list[dict[str, object]] = []
+    for seen in result.characters:
+        found = sum(1 for n in seen.mask_pixels if n)
+        row: dict[str, object] = {"Shot": seen.shot, "Character": seen.name + ("" if seen.named else " (not named)"),
+                                  "In frames": found / len(seen.mask_pixels) if seen.mask_pixels else 0.0}
+        for feat in result.features:
+            for who in result.cast:
+                row[f"vs {who} ({feat})"] = seen.against(feat, who)
+            row[f"Margin ({feat})"] = seen.margin(feat)
+        rows.append(row)
+    for who in result.cast:
+        mine = [r for r, seen in zip(rows, result.characters) if seen.name == who]
+        if mine:
+            mean: dict[str, object] = {"Shot": "mean", "Character": who}
+            for key in [k for k in mine[0] if k not in ("Shot", "Character")]:
+                vals = [float(r[key]) for r in mine if math.isfinite(float(r[key]))]
+                mean[key] = float(np.mean(vals)) if vals else math.nan
+            rows.append(mean)
+    return rows
+
+
+def write_cast_report(result: FilmEval, out: Path) -> list[Path]:
+    """A cast's `cast_consistency.md/.csv` (`cast_rows`) and, per feature, each character's subject
+    consistency per shot (bars) and per frame (curves)."""
+    rows = cast_rows(result)
+    cols = [c for c in rows[0] if c != "Shot"] if rows else []
+    notes = [("vs NAME: the character's pixels inside its own mask against NAME's references (cosine similarity, "
+              "1 = same); its own column should be the highest. Margin: its own score minus the highest other; "
+              "above 0 the film keeps the characters apart. In frames: the share of the clip's frames in which its "
+              "carried mask holds pixels.")]
+    notes += [n for n in result.notes if n.startswith("Shot ")]
+    written = list(write_tables(rows, cols, "Shot", out / "cast_consistency",
+                                f"{result.name}: each character against every character's references", notes,
+                                bold_best=False))
+    counts = result.shot_frames
+    for feat in result.features:
+        by_shot = {who: [next((s.own(feat) for s in result.characters if s.name == who and s.shot == r["Shot"]),
+                              math.nan) for r in result.shots] for who in result.cast}
+        features = f"features: {feat}"
+        written.append(bar_plot([f"shot {r['Shot']}" for r in result.shots], by_shot,
+                                "Each character's consistency to its own references, per shot",
+                                "cosine similarity (1 = same)", out / f"subject_per_shot_{feature_slug(feat)}.png",
+                                y_range=(0.0, 1.0), xlabel="shot", subtitle=features))
+        lines = {}
+        for who in result.cast:
+            parts = []
+            for r, n in zip(result.shots, counts):
+                seen = next((s for s in result.characters if s.name == who and s.shot == r["Shot"]), None)
+                values = seen.scores.get(feat, {}).get(who) if seen is not None else None
+                parts.append(values if values is not None else np.full(n, np.nan))
+            lines[who] = np.concatenate(parts).tolist() if parts else []
+        written.append(curve_plot(lines, "Each character's consistency to its own references, per frame",
+                                  "cosine similarity (1 = same)", "frames, grouped by shot",
+                                  out / f"subject_per_frame_{feature_slug(feat)}.png",
+                                  breaks=np.cumsum(counts)[:-1].tolist(), y_range=(0.0, 1.0),
+                                  segment_labels=[f"shot {r['Shot']}" for r in result.shots], subtitle=features))
     return written
 
 
@@ -287,7 +557,10 @@ def feature_slug(name: str) -> str:
 def _plots(results: dict[str, FilmEval], out: Path) -> list[Path]:
     """Per feature: subject consistency per shot (bars) and per frame (curves, shot cuts marked and labelled)."""
     written: list[Path] = []
-    any_result = next(iter(results.values()))
+    with_curves = [r for r in results.values() if r.curves]  # a cast's plots are its own (`write_cast_report`)
+    if not with_curves:
+        return []
+    any_result = with_curves[0]
     for feat in any_result.curves:
         n_shots = max(len(r.shots) for r in results.values())
         bars = {label: [float(s.get(f"Subject ({feat})", math.nan)) for s in r.shots] for label, r in results.items()}
@@ -296,7 +569,7 @@ def _plots(results: dict[str, FilmEval], out: Path) -> list[Path]:
                                 "Subject consistency to the reference, per shot (cosine similarity)",
                                 "cosine similarity (1 = same)", out / f"subject_per_shot_{feature_slug(feat)}.png",
                                 y_range=(0.0, 1.0), xlabel="shot", subtitle=features))
-        lines = {label: np.concatenate(r.curves[feat]).tolist() for label, r in results.items() if r.curves[feat]}
+        lines = {label: np.concatenate(r.curves[feat]).tolist() for label, r in results.items() if r.curves.get(feat)}
         cuts = np.cumsum([len(c) for c in any_result.curves[feat]])[:-1].tolist()
         written.append(curve_plot(lines, "Subject consistency to the reference, per frame (cosine similarity)",
                                   "cosine similarity (1 = same)", "frames, grouped by shot",
@@ -311,7 +584,7 @@ def compare_runs(results: list[FilmEval], out_dir: str | os.PathLike[str]) -> li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = [{"Method": r.name, **r.summary} for r in results]
-    cols = _columns(rows, NO_REFERENCE_COLUMNS)
+    cols = _columns(rows, NO_REFERENCE_COLUMNS, list(dict.fromkeys(who for r in results for who in r.cast)))
     notes = list(dict.fromkeys(n for r in results for n in r.notes))
     written = list(write_tables(rows, cols, "Method", out / "compare", "Comparison of runs", notes))
     written += _plots({r.name: r for r in results}, out)
