@@ -18,7 +18,9 @@ app = typer.Typer(
 )
 
 SubjectOpt = Annotated[Optional[Path], typer.Option(
-    "--subject", "-s", help="Reference subject media to compare against (default: each run's own subject).")]
+    "--subject", "-s",
+    help="Reference subject media to compare against (default: each run's own subject; a cast's lead, the others "
+         "keep the run's own references).")]
 ClipOpt = Annotated[Optional[Path], typer.Option(
     help="CLIP folder (transformers) for CLIP-score and CLIP-temp as EvalCrafter computes them (default: the cached clip-vit-b-32).")]
 DinoOpt = Annotated[Optional[Path], typer.Option(help="DINO / DINOv2 folder for subject consistency (default: cached dinov2-vitg14).")]
