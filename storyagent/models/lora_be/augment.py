@@ -102,9 +102,8 @@ def composite_clip(clip: Clip, other: Clip, other_token: str, rng: np.random.Gen
         sx = -s if rng.random() < 0.5 else s
         # The subject's centre goes to the middle of its half, at its own height.
         affine = np.array([[sx, 0, side * w - sx * cx], [0, s, cy - s * cy]], dtype=np.float64)
-        warp = lambda a, flags: cv2.warpAffine(a, affine, (w, h), flags=flags, borderValue=0)  # noqa: E731
-        layers.append(([warp(f, cv2.INTER_LINEAR).astype(np.float32) for f in c.frames],
-                       [warp(m.astype(np.float32), cv2.INTER_LINEAR) for m in c.masks]))
+        layers.append(([cv2.warpAffine(f, affine, (w, h), flags=cv2.INTER_LINEAR).astype(np.float32) for f in c.frames],
+                       [cv2.warpAffine(m.astype(np.float32), affine, (w, h), flags=cv2.INTER_LINEAR) for m in c.masks]))
     front = int(rng.random() < 0.5)
     order = (1 - front, front)  # back first
     background = random_background(rng, h, w, backgrounds or []).astype(np.float32)

@@ -242,7 +242,7 @@ class LoRABETrainer:
         self.pipe.unet.train()
         fitted, cond = self.sample(clip, others or [], partner)
         video, masks, tokens = self._step_inputs(fitted)
-        fs = self.clip_fs(clip)
+        fs = self.clip_fs(fitted)  # a composite with a photo is a still
         self.optimizer.zero_grad(set_to_none=True)
         # The UNet's dropout (0.1 in the temporal convolutions) draws from the global RNG; seeding it
         # per step keeps a resumed run on the same path as an uninterrupted one.
