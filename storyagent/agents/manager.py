@@ -97,8 +97,9 @@ class Protocol:
         if last == STAGE_AGENT["story"]:
             if self.story_under_redo is not None and ctx.script is not None:
                 # The Story Designer's reply is the whole story; the reviewer hears which shots it changed.
+                # What the designer had to say about the words comes first (a name not in the cast).
                 ctx.report = changes_report("story", changed_shots(self.story_under_redo, ctx.script),
-                                            len(ctx.script.shots))
+                                            len(ctx.script.shots), heard=ctx.report)
                 self.story_under_redo = None
             return OBSERVER if self._reviewing() else self._advance()
         if last in (STAGE_AGENT["storyboard"], STAGE_AGENT["video"]):

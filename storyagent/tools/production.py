@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from storyagent.hashing import hash_json
 from storyagent.schemas import ShotClip, StoryboardFrame, StoryScript
 from storyagent.tools.run import Run
-from storyagent.tools.story import Rewriter, offline_rewriter, revise_shots, save_story
+from storyagent.tools.story import Rewriter, cast_of, offline_rewriter, revise_shots, save_story
 from storyagent.tools.storyboard import ShotSelection, generate_storyboard
 from storyagent.tools.video import animate_shots
 
@@ -71,7 +71,10 @@ class Production:
         heard = ""
         changed: list[int] = []
         if sel.feedback:
-            revision = revise_shots(self.script, sel.shots, sel.feedback, self.rewrite)
+            revision = revise_shots(self.script, sel.shots, sel.feedback, self.rewrite, cast_of(self.run.config))
+            if revision.note:
+                # Words the crew cannot use as they are (a name not in the cast): nothing is made again.
+                return revision.note + " "
             changed = revision.changed
             if changed:
                 with self.approval_kept("story"):

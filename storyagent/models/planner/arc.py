@@ -230,3 +230,20 @@ def pick(rng: random.Random, options: list[str], avoid: str) -> str:
     """A random option other than `avoid`, unless `avoid` is the only one."""
     choices = [o for o in options if o != avoid] or options
     return rng.choice(choices)
+
+
+def words_of(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def choose_line(rng: random.Random, options: tuple[str, ...] | list[str], fmt: dict[str, str], prompt: str,
+                avoid: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """One of `options`, filled in, that does not repeat the prompt word for word (nor, if it can, a line in `avoid`)."""
+    filled = [o.format(**fmt) for o in options]
+    verbatim = words_of(prompt)
+    if len(verbatim.split()) >= 3:
+        filled = [f for f in filled if verbatim not in words_of(f)] or [f"{fmt['Name']} went on."]
+    fresh = [f for f in filled if f not in avoid] or filled
+    # "Pip the character" says nothing the name does not.
+    text = rng.choice(fresh).replace(f"{fmt['Name']} the character", fmt["Name"])
+    return text[:1].upper() + text[1:]

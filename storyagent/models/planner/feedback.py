@@ -7,7 +7,7 @@ feedback was not understood.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from storyagent.models.animatic.scene_words import PLACE_WORDS, TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS, time_in, weather_in
 from storyagent.models.planner.verbs import NOT_ACTIONS, VERBS, base_of, third
@@ -142,3 +142,86 @@ def parse_feedback(feedback: str) -> Revision:
 def understood(feedback: str) -> bool:
     """Whether the offline planner can act on `feedback` (else `revise_shot` leaves the shot as it was)."""
     return not parse_feedback(feedback).empty
+
+
+# ---- words that name a character of a cast ----------------------------------------------------
+
+REDO_PREFIX = re.compile(r"^\s*(?:redo|redraw|again)\s+(?:shots?\s+)?\[?[\d,\s\-and]+\]?\s*(?::|-|—)?\s*", re.IGNORECASE)
+# Words that stand where a name would ("Make it night", "Everyone waves") but name nobody.
+COMMON_WORDS = frozenset({
+    "it", "its", "a", "an", "the", "please", "more", "less", "then", "now", "and", "but", "so", "he", "she", "they",
+    "him", "her", "them", "both", "everyone", "everybody", "nobody", "someone", "somebody", "all", "each", "this", "that",
+    "these", "those", "there", "here", "no", "not", "very", "too", "instead", "also", "just", "shot", "shots", "scene",
+    "camera", "picture", "frame", "i", "we", "you", "his", "their", "our", "my", "your", "let's", "maybe", "could",
+    "would", "should", "can", "will", "must", "one", "two", "three", "other", "others", "another", "character",
+    "characters", "friend", "friends", "nothing", "something", "everything", "again", "still", "only", "first", "last",
+    "left", "right", "center", "centre", "middle", "close", "closer", "wide", "wider", "medium", "night", "day",
+    "morning", "evening", "sunset", "sunrise", "darker", "brighter", "lighter", "slower", "faster", "louder", "softer",
+    "quieter", "happier", "sadder", "bigger", "smaller", "yes", "ok", "okay", "good", "bad", "fine", "great", "nice",
+    "better", "worse", "story", "line", "voice", "music", "sound", "narrator", "narration", "title"})
+# After a name: a verb ("Mo waves", "Mo is ..."), a place in the frame ("Crong on the left") or a possessive.
+_AFTER_NAME = re.compile(r"^(?:'s\b|\s+(?:is|was|should|must|can|could|will|would|does|to|on|in|at|stands?|moves?|goes)\b|"
+                         r"\s+[a-z]+(?:s|ed|ing)\b)")
+_BEFORE_NAME = re.compile(r"\b(?:move|make|have|let|put|get|want|give|show|bring|place|with|and|than)\s+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CastFeedback:
+    """A reviewer's words about one shot of a cast's film."""
+
+    who: str | None
+    """The character of the cast the words name first (by name, or by class word: "the owl"); None if none."""
+    unknown: str | None
+    """A name the words use for someone not in the cast ("Crongo on the left"); None if none."""
+    revision: Revision
+    """What the words ask, read with the characters' names taken out ("Mo waves": an action, not a move to the sea)."""
+
+
+def _known_word(word: str) -> bool:
+    from storyagent.models.planner.reading import DETERMINERS, MODALS, STOPS
+
+    low = word.lower()
+    scene = {w for table in (PLACE_WORDS, TIME_WORDS, WEATHER_WORDS, WEAK_TIME_WORDS) for ws in table.values() for w in ws}
+    return (low in COMMON_WORDS or low in REQUEST_VERBS or low in STOPS or low in DETERMINERS or low in MODALS
+            or low in scene or base_of(low) is not None or any(re.search(p, low) for p, _ in CAMERA_PATTERNS + SHOT_PATTERNS))
+
+
+def parse_cast_feedback(feedback: str, cast: list[tuple[str, str]]) -> CastFeedback:
+    """Who of `cast` ((name, class word) pairs) the words name, a name they use for no one of it, and what they ask."""
+    text = REDO_PREFIX.sub("", feedback)
+    found: list[tuple[int, str]] = []
+    words = [c.strip().lower() for _, c in cast]
+    for name, cls in cast:
+        patterns = [re.escape(name)]
+        if cls and cls.lower() != "character" and words.count(cls.strip().lower()) == 1:
+            patterns.append(rf"(?:the|a|an)\s+{re.escape(cls.strip())}")
+        for m in re.finditer(rf"(?<!\w)(?:{'|'.join(patterns)})(?:'s)?(?!\w)", text, flags=re.IGNORECASE):
+            found.append((m.start(), name))
+    who = min(found)[1] if found else None
+    for name, cls in cast:
+        text = re.sub(rf"(?<!\w)(?:(?:the|a|an)\s+{re.escape(cls.strip())}|{re.escape(name)})(?:'s)?(?!\w)"
+                      if cls and cls.lower() != "character" and words.count(cls.strip().lower()) == 1
+                      else rf"(?<!\w){re.escape(name)}(?:'s)?(?!\w)", " ", text, flags=re.IGNORECASE)
+    unknown = None
+    for m in re.finditer(r"(?<![\w'])[A-Z][a-z]+(?:[A-Z][a-z]+)?(?![\w'])", text):
+        if _known_word(m.group()):
+            continue
+        if _AFTER_NAME.match(text[m.end():]) or _BEFORE_NAME.search(text[:m.start()]):
+            unknown = m.group()
+            break
+    rev = parse_feedback(text)
+    if rev.region is not None:
+        # "on the left" is where a character stands, not something it does (it "leaves").
+        rev = replace(rev, action=parse_feedback(REGION_PATTERN.sub(" ", text.lower())).action)
+    if rev.place is not None and rev.action is not None:
+        # "waves", "park": a verb said of a character is not a place; a place named apart from it still counts.
+        head = rev.action.split()[0]
+        place = _place(re.sub(rf"\b{re.escape(head)}\b", " ", text.lower()))
+        rev = replace(rev, place=place[0] if place else None, place_phrase=place[1] if place else None)
+    return CastFeedback(who=who, unknown=unknown, revision=rev)
+
+
+def not_in_cast(name: str, cast: list[str]) -> str:
+    """The one sentence a reviewer gets for a name that is no one of the cast."""
+    return (f"{name} is not in the cast ({', '.join(cast)}): name one of them, or leave the name out, and say it "
+            "again.")

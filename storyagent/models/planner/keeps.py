@@ -8,6 +8,7 @@ script, so both hold a story to the same words: "a fox learns to swim" needs a f
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storyagent.models.planner.reading import read_prompt
@@ -40,20 +41,27 @@ def _has_word(text: str, words: tuple[str, ...]) -> bool:
     return re.search(rf"\b(?:{pattern})\b", text.lower()) is not None
 
 
-def prompt_requirements(prompt: str) -> Requirements:
-    """The action and place `prompt` names, as the planner reads them."""
-    reading = read_prompt(prompt)
+def prompt_requirements(prompt: str, cast: Sequence[tuple[str, str]] | None = None) -> Requirements:
+    """The action and place `prompt` names, as the planner reads them (for a `cast` of several characters, the
+    action they act: "Pip teaches Mo to swim" is a swimming story)."""
+    if cast is not None and len(cast) > 1:
+        from storyagent.models.planner.cast import read_cast
+
+        reading = read_cast(prompt, list(cast)).reading
+    else:
+        reading = read_prompt(prompt)
     return Requirements(action=reading.action, forms=forms(reading.action) if reading.action else (),
                         place=reading.place_head, scene=reading.place if reading.named_place else None)
 
 
-def check_keeps_prompt(prompt: str, script: StoryScript, every_shot: bool = False) -> list[str]:
+def check_keeps_prompt(prompt: str, script: StoryScript, every_shot: bool = False,
+                       cast: Sequence[tuple[str, str]] | None = None) -> list[str]:
     """Why `script` does not keep `prompt` (an empty list when it does), each reason one clause.
 
     By default a story is held to naming the action in some shot (its action, description or narration)
     and setting some shot's background in the place; `every_shot` holds each shot's action and
     background to them (what the offline planner promises)."""
-    need = prompt_requirements(prompt)
+    need = prompt_requirements(prompt, cast)
     reasons: list[str] = []
     if need.action is not None:
         said = ", ".join(need.forms)

@@ -16,7 +16,7 @@ prompt, name, shot count and seed always give the same script.
 from __future__ import annotations
 
 import random
-import re
+from collections.abc import Sequence
 
 from storyagent.models.animatic.backgrounds import stable_seed
 from storyagent.models.planner.arc import (
@@ -27,6 +27,7 @@ from storyagent.models.planner.arc import (
     SHOT_FOR_BEAT,
     background_text,
     beat_plan,
+    choose_line,
     clip_text,
     noun_phrases,
     pick,
@@ -36,25 +37,11 @@ from storyagent.models.planner.arc import (
 from storyagent.models.planner.actions import arc_for, arc_slots
 from storyagent.models.planner.config import PlannerConfig
 from storyagent.models.planner.genres import GENRES
-from storyagent.models.planner.reading import read_prompt
+from storyagent.models.planner.cast import Plan, read_cast, stage_cast
+from storyagent.models.planner.reading import Reading, read_prompt
 from storyagent.schemas import NAMED_REGIONS, Shot, StoryScript, who
 
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
-def _choose(rng: random.Random, options: tuple[str, ...] | list[str], fmt: dict[str, str], prompt: str,
-            avoid: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    """One of `options`, filled in, that does not repeat the prompt word for word (nor, if it can, a line in `avoid`)."""
-    filled = [o.format(**fmt) for o in options]
-    verbatim = _words(prompt)
-    if len(verbatim.split()) >= 3:
-        filled = [f for f in filled if verbatim not in _words(f)] or [f"{fmt['Name']} went on."]
-    fresh = [f for f in filled if f not in avoid] or filled
-    # "Pip the character" says nothing the name does not.
-    text = rng.choice(fresh).replace(f"{fmt['Name']} the character", fmt["Name"])
-    return text[:1].upper() + text[1:]
+_choose = choose_line
 
 
 class TemplatePlanner:
@@ -63,10 +50,25 @@ class TemplatePlanner:
     def __init__(self, config: PlannerConfig | None = None) -> None:
         self.config = config or PlannerConfig()
 
-    def __call__(self, prompt: str, name: str, num_shots: int, seed: int = 0, class_word: str = "character") -> StoryScript:
-        rng = random.Random(stable_seed(prompt, name, num_shots, seed))
+    def __call__(self, prompt: str, name: str, num_shots: int, seed: int = 0, class_word: str = "character",
+                 supporting: Sequence[tuple[str, str]] = ()) -> StoryScript:
+        """The story of `prompt` about `name` (a `class_word`); with `supporting` characters ((name, class word)
+        pairs) a cast's story (`cast.py`): every shot lists the characters it shows, each with its own action."""
+        if not supporting:
+            return self.plan(prompt, read_prompt(prompt), name, num_shots, seed, class_word).script
+        cast = [(name, class_word), *((n, c) for n, c in supporting)]
+        parts = read_cast(prompt, cast)
+        lead = parts.focus
+        # The story is told about the character the prompt makes act (the lead, unless it names another);
+        # the seed follows the film's lead, as a one-character story's does.
+        plan = self.plan(prompt, parts.reading, lead.name, num_shots, seed, lead.class_word, seed_name=name)
+        return stage_cast(plan, parts, random.Random(stable_seed(prompt, name, num_shots, seed, "cast")))
+
+    def plan(self, prompt: str, reading: Reading, name: str, num_shots: int, seed: int = 0,
+             class_word: str = "character", seed_name: str | None = None) -> Plan:
+        """The story of `reading` about `name`, and what each shot was made of (`Plan`)."""
+        rng = random.Random(stable_seed(prompt, seed_name or name, num_shots, seed))
         # 1. What the story is, where it happens, and the time of day of every shot.
-        reading = read_prompt(prompt)
         genre = GENRES[reading.genre]
         cls = reading.subject if class_word == "character" and reading.subject else class_word
         times = times_for(prompt, num_shots, rng, night_story=genre.night)
@@ -87,6 +89,7 @@ class TemplatePlanner:
 
         # 2. One shot per position in the arc, each framed unlike the one before it.
         shots: list[Shot] = []
+        formats: list[dict[str, str]] = []
         previous = ("", "", "")
         said: set[str] = set()
         for i in range(num_shots):
@@ -101,12 +104,14 @@ class TemplatePlanner:
                                        beats, shot_fmt, prompt, said)
             said.add(shot.narration)
             shots.append(shot)
+            formats.append(shot_fmt)
 
         # 3. Title and logline, from the same pieces.
         where = phrases[0]
         title = _choose(rng, titles, fmt | {"where": where}, prompt)
         logline = _choose(rng, loglines, fmt | {"where": where, "place": split_where(where)[1]}, prompt)
-        return StoryScript(title=clip_text(title, 200), logline=clip_text(logline, 600), shots=shots)
+        script = StoryScript(title=clip_text(title, 200), logline=clip_text(logline, 600), shots=shots)
+        return Plan(script=script, reading=reading, beats=plan, formats=formats, arc_beats=beats, prompt=prompt)
 
     def shot(self, i: int, beat_id: int, rng: random.Random, previous: tuple[str, str, str], background: str,
              beats, fmt: dict[str, str], prompt: str, said: set[str]) -> tuple[Shot, tuple[str, str, str]]:

@@ -11,13 +11,15 @@ into the background or the description verbatim.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from storyagent.models.animatic.scene_words import PLACE_WORDS, TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS, SceneSpec, time_in, weather_in
 from storyagent.models.planner.arc import SUNLESS_TIMES, TIME_PHRASES, WEATHER_PHRASES, clip_text
-from storyagent.models.planner.feedback import Revision, parse_feedback, understood
-from storyagent.schemas import NAMED_REGIONS, Shot, who
+from storyagent.models.planner.cast import bounding, describe, joined, side_by_side
+from storyagent.models.planner.feedback import Revision, parse_cast_feedback, parse_feedback, understood
+from storyagent.schemas import NAMED_REGIONS, Region, Shot, ShotCharacter, who
 
-__all__ = ["Revision", "parse_feedback", "revise_shot", "understood"]
+__all__ = ["Revision", "parse_feedback", "revise_cast_shot", "revise_shot", "understood"]
 
 _TIME_AND_WEATHER = sorted({w for table in (TIME_WORDS, WEATHER_WORDS) for ws in table.values() for w in ws}
                            | {"daytime", "daylight"} | set(WEAK_TIME_WORDS["night"]), key=len, reverse=True)
@@ -91,8 +93,14 @@ def _time_and_weather(rev: Revision, background: str) -> tuple[str | None, str |
     return time, (None if weather == "fair" else weather)
 
 
-def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str) -> Shot:
-    """`shot` re-derived with the reviewer's `feedback` applied; the same shot when the words are not understood."""
+def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str,
+                cast: Sequence[tuple[str, str]] | None = None) -> Shot:
+    """`shot` re-derived with the reviewer's `feedback` applied; the same shot when the words are not understood.
+
+    With a `cast` of several characters ((name, class word) pairs, the lead first) the words may name one of
+    them (`revise_cast_shot`)."""
+    if cast is not None and len(cast) > 1:
+        return revise_cast_shot(shot, feedback, list(cast))
     rev = parse_feedback(feedback)
     if rev.empty:
         return shot
@@ -123,3 +131,68 @@ def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str) -> Sho
         camera_motion=rev.camera or shot.camera_motion,
         duration=shot.duration,
     )
+
+
+def revise_cast_shot(shot: Shot, feedback: str, cast: list[tuple[str, str]]) -> Shot:
+    """A cast's shot re-derived with the reviewer's words: "Crong on the left" moves Crong there and the others
+    beside him (nobody hidden), "Mo waves" gives Mo that action (and brings Mo into a shot he was not in); the
+    place, time, weather, framing and camera change as in a one-character shot. Words that name no one change
+    the character the shot is about (the one doing its `subject_action`). The same shot when nothing is understood
+    or the words name someone not in the cast (the caller says so)."""
+    heard = parse_cast_feedback(feedback, cast)
+    rev = heard.revision
+    if heard.unknown is not None or (rev.empty and heard.who is None):
+        return shot
+    lead, classes = cast[0][0], dict(cast)
+    people = shot.cast(lead)
+    focus = heard.who or next((c.name for c in people if c.action == shot.subject_action), people[0].name)
+
+    old = SceneSpec.from_text(shot.background)
+    old_phrase = place_without_time(shot.background)
+    moved = rev.place is not None and rev.place != old.place
+    phrase = rev.place_phrase if moved and rev.place_phrase else old_phrase
+    time, weather = _time_and_weather(rev, shot.background)
+    background = clip_text(compose_background(phrase, time, weather), 300)
+    shot_type = rev.shot_type or shot.shot_type.value
+
+    # Who is where: the named character at the asked place, the others beside it in their left-to-right order.
+    names = [c.name for c in people]
+    joining = focus not in names
+    if joining:
+        others = joined(names)
+        people = [*people, ShotCharacter(name=focus, action=rev.action or f"joins {others}", region=people[-1].region)]
+    actions = {c.name: (clip_text(rev.action, 200) if c.name == focus and rev.action else c.action) for c in people}
+    regions = {c.name: c.region for c in people}
+    if rev.region or joining:
+        if len(people) == 1:
+            regions[focus] = Region.named(rev.region or "center")
+        else:
+            row = sorted((c for c in people if c.name != focus), key=lambda c: c.region.x)
+            slot = {"left": 0, "right": len(row)}.get(rev.region or "right", len(people) // 2)
+            order = [*row[:slot], *(c for c in people if c.name == focus), *row[slot:]]
+            regions = dict(zip((c.name for c in order), side_by_side(len(people))))
+    characters = [ShotCharacter(name=c.name, action=actions[c.name], region=regions[c.name]) for c in people]
+
+    narration = shot.narration
+    if rev.action:
+        others = [c for c in characters if c.name != focus]
+        meanwhile = (", while " + " and ".join(f"{c.name} {c.action}" for c in others)) if others else ""
+        narration = f"{focus[:1].upper() + focus[1:]} {actions[focus]} {_where(phrase)}{meanwhile}."
+    elif moved:
+        narration = _rename_place(narration, old.place, old_phrase, phrase) or narration
+    if time and time != time_in(shot.background, weak=False):
+        narration = _retime(narration, time)
+    about = next((c for c in people if c.action == shot.subject_action), characters[0]).name
+    alone = not shot.characters and [c.name for c in characters] == [lead]
+    # Every other field (the line's speaker ...) is the shot's own.
+    return Shot.model_validate(shot.model_dump() | {
+        "narration": clip_text(narration, 400),
+        "description": describe(characters, classes, background, shot_type),
+        "subject_action": actions[about],
+        "subject_region": (regions[about] if alone else bounding([c.region for c in characters])).model_dump(),
+        "background": background,
+        "shot_type": shot_type,
+        "camera_motion": rev.camera or shot.camera_motion,
+        # A shot of the lead alone (no `characters`, as a one-character film writes it) stays that way.
+        "characters": [] if alone else [c.model_dump() for c in characters],
+    })
