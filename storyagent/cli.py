@@ -279,9 +279,10 @@ def _summary(result) -> None:
 @app.command()
 def chat(
     prompt: Annotated[Optional[str], typer.Argument(help="The story idea; asked for when left out.")] = None,
-    subject: Annotated[Optional[Path], typer.Option("--subject", "-s", help="Photo, video or folder of your character; asked for when left out.")] = None,
+    subject: Annotated[Optional[list[str]], typer.Option("--subject", "-s", help="Photo, video or folder of your character; asked for when left out (then you may add more characters). For a cast, once per character as NAME=PATH.")] = None,
     name: Annotated[Optional[str], typer.Option(help="The character's name (asked for; default: from the file name).")] = None,
-    class_word: Annotated[Optional[str], typer.Option("--class-word", help="What the character is: fox, cat, toy ... (asked for).")] = None,
+    class_word: Annotated[Optional[list[str]], typer.Option("--class-word", help="What the character is: fox, cat, toy ... (asked for). For a cast, NAME=WORD per character.")] = None,
+    cast: Annotated[Optional[Path], typer.Option("--cast", help="A cast.toml of several characters (see `run --help`), instead of --subject.")] = None,
     shots: Annotated[Optional[int], typer.Option(help="Number of shots, 1-32 (asked for; default 4).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<prompt>).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Same seed, same film (default 0).")] = None,
@@ -295,6 +296,9 @@ def chat(
 ) -> None:
     """Make a film together with the crew: you are the Observer and review every stage.
 
+    Without --subject or --cast you are asked for your character, then whether to add another
+    (its photo, name and class word), until you say no: the film then has that cast.
+
     At each review type: ok (go on), redo 2,4: what to change (only those shots are redone),
     any other feedback (the whole stage is redone with it), render (approve the rest), or quit.
     Your words change what they ask at any stage: "redo 3: make it night" at the clips redraws
@@ -306,6 +310,8 @@ def chat(
 
       storyagent chat "a day at the seaside" --subject pip.png --name Pip --class-word fox
 
+      storyagent chat "two friends build a raft" --cast examples/cast.toml
+
       storyagent chat --out runs/pip --resume     # every input comes back from the run folder
     """
     from storyagent.agents.crew import TRANSCRIPT
@@ -313,16 +319,22 @@ def chat(
     console.print("[bold]StoryAgent chat[/]: the crew writes, draws and animates; you review each stage.")
     if no_play:
         os.environ[NO_PLAY_ENV] = "1"  # read by the human Observer, which plays the lines
-    given = {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
-             "seed": seed, "voice": voice, "music": music, "soundfont": soundfont}
+    given = {"prompt": prompt, "subject": subject or [], "name": name, "class_word": class_word or [],
+             "cast": cast, "shots": shots, "seed": seed, "voice": voice, "music": music, "soundfont": soundfont}
     try:
         settings, llm = _chat_settings(given, out, resume, llm)
+    except StoryAgentError as exc:
+        raise fail(str(exc)) from None
     except (KeyboardInterrupt, EOFError) as exc:
         raise typer.Exit(interrupted(exc)[1]) from None
     folder = out if out is not None else default_out(str(settings["prompt"]), resume)
     if resume and (folder / TRANSCRIPT).exists():
         _show_previous_session(folder / TRANSCRIPT)
     _make_film(folder, resume, llm, quiet=False, verbose=False, **{**settings, "review": "human"})
+
+
+CAST_OPTIONS = ("subject", "name", "class_word", "cast")
+"""The chat's options that say who the film is about."""
 
 
 def _chat_settings(given: dict[str, object], out: Path | None, resume: bool,
@@ -336,27 +348,99 @@ def _chat_settings(given: dict[str, object], out: Path | None, resume: bool,
     stored = read_run(out) if resume and out is not None else None
     if stored is not None:
         inputs = {k: v for k, v in stored.inputs.items() if k not in ("review", "llm")}
-        settings = {**inputs, **{k: v for k, v in given.items() if v is not None}}
-        console.print(f"Resuming {out}: {settings['name']!r}, {settings['shots']} shots, story idea "
+        now = {k: v for k, v in given.items() if v not in (None, []) and k not in CAST_OPTIONS}
+        if given["subject"] or given["cast"]:
+            now |= cast_settings(given["subject"], given["class_word"], given["name"], given["cast"])
+        settings = {**inputs, **now}
+        names = [settings["name"], *(m["name"] if isinstance(m, dict) else m.name for m in settings.get("supporting", []))]
+        console.print(f"Resuming {out}: {' and '.join(map(repr, names))}, {settings['shots']} shots, story idea "
                       f"{settings['prompt']!r}.", highlight=False, soft_wrap=True)
         return settings, llm if llm is not None else str(stored.inputs.get("llm", "none"))
-    subject = given["subject"]
-    while subject is None or not Path(str(subject)).exists():
-        if subject is not None:
-            console.print(f"[red]{subject} does not exist.[/]")
-        subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
-    subject = Path(str(subject))
-    prompt = str(given["prompt"] or "")
-    while not prompt.strip():
-        prompt = Prompt.ask("What is the story about?", console=console)
-    name = given["name"] or Prompt.ask("The character's name", default=default_name(subject), console=console)
-    class_word = given["class_word"] or Prompt.ask("What is it (cat, fox, toy ...)", default="character", console=console)
+    subjects, words = list(given["subject"]), list(given["class_word"])
+    if given["cast"] is not None or len(subjects) > 1 or any(_named_value(v) for v in subjects + words):
+        # A whole cast on the command line: nothing about the characters is asked.
+        cast: dict[str, object] = cast_settings(subjects, words, given["name"], given["cast"])
+        prompt = str(given["prompt"] or "")
+        while not prompt.strip():
+            prompt = Prompt.ask("What is the story about?", console=console)
+    else:
+        subject = Path(subjects[0]) if subjects else None
+        while subject is None or not subject.exists():
+            if subject is not None:
+                console.print(f"[red]{subject} does not exist.[/]")
+            subject = Path(Prompt.ask("Photo, video or folder of your character", console=console).strip())
+        prompt = str(given["prompt"] or "")
+        while not prompt.strip():
+            prompt = Prompt.ask("What is the story about?", console=console)
+        name = given["name"] or Prompt.ask("The character's name", default=default_name(subject), console=console)
+        class_word = words[0] if words else Prompt.ask("What is it (cat, fox, toy ...)", default="character",
+                                                       console=console)
+        cast = {"subject": subject, "name": name, "class_word": class_word}
+        if not subjects:  # the character was asked for, so the rest of the cast is asked for too
+            cast["supporting"] = _ask_supporting(name, class_word, subject)
     shots = given["shots"]
     while shots is None or not 1 <= int(shots) <= 32:
         shots = IntPrompt.ask("How many shots (1-32)", default=4, console=console)
     sound = sound_settings(given.get("voice"), given.get("music"), given.get("soundfont"))
-    return {"prompt": prompt, "subject": subject, "name": name, "class_word": class_word, "shots": shots,
-            "seed": given["seed"] or 0, **sound}, llm
+    return {"prompt": prompt, **cast, "shots": shots, "seed": given["seed"] or 0, **sound}, llm
+
+
+def _named_value(value: str) -> bool:
+    """Whether a --subject or --class-word value is the NAME=VALUE form of a cast."""
+    from storyagent.cast import _named
+
+    return _named(value) is not None and not Path(value).exists()
+
+
+def _ask_supporting(lead: str, lead_word: str, lead_media: Path) -> list[object]:
+    """The rest of the cast, asked one character at a time (media, name, class word) until the answer to
+    "another?" is no; each is checked as the run will check it, and asked again when refused."""
+    from rich.prompt import Prompt
+
+    from storyagent.cast import MAX_CAST, CastMember, check_cast
+    from storyagent.media.reading import media_files
+
+    cast = [CastMember.model_construct(name=lead, class_word=lead_word, media=lead_media, mask=None, voice=None)]
+    while len(cast) < MAX_CAST and _yes("Add another character?"):
+        number = len(cast) + 1
+        while True:
+            media = Path(Prompt.ask(f"Photo, video or folder of character {number}", console=console).strip())
+            try:
+                media_files(media)
+                break
+            except StoryAgentError as exc:
+                console.print(f"[red]{exc}[/]", highlight=False)
+        while True:
+            name = Prompt.ask(f"Character {number}'s name", default=default_name(media), console=console).strip()
+            word = Prompt.ask(f"What is {name} (cat, owl, toy ...)", default="character", console=console)
+            try:
+                member = CastMember(name=name, class_word=word, media=media)
+                check_cast([*cast, member])
+                break
+            except (StoryAgentError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+                console.print(f"[red]{_one_line(exc)}[/]", highlight=False)
+        cast.append(member)
+        console.print(f"The cast: {', '.join(f'{m.name} the {m.class_word}' for m in cast)}.", highlight=False)
+    return cast[1:]
+
+
+def _yes(question: str) -> bool:
+    """A yes or no to `question` (no when the answer is left empty); asked again until it is one of them."""
+    from rich.prompt import Prompt
+
+    while True:
+        answer = Prompt.ask(f"{question} (y/n)", default="n", show_default=True, console=console).strip().lower()
+        if answer in ("y", "yes", "n", "no"):
+            return answer.startswith("y")
+        console.print("[red]Please answer y or n.[/]")
+
+
+def _one_line(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    from storyagent.schemas import format_validation_error
+
+    return format_validation_error(exc, "that character") if isinstance(exc, ValidationError) else str(exc)
 
 
 def _show_previous_session(path: Path) -> None:

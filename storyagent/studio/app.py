@@ -17,11 +17,12 @@ from urllib.parse import quote
 import gradio as gr
 
 from storyagent.agents.lines import SPEECH, voice_only
+from storyagent.cast import MAX_CAST, CastMember
 from storyagent.config import RunConfig, field_help
 from storyagent.errors import InputError, StoryAgentError
 from storyagent.studio.runs import (AUDIO_SUFFIXES, CACHE, STORY_COLUMNS, check_llm, check_track, check_uploads,
                                     clip_poster, cutout_preview, earlier_runs, new_run_id, run_folder, run_inputs,
-                                    save_story_edits, store_track, store_uploads, story_rows)
+                                    save_story_edits, store_track, store_uploads, story_rows, uploads_folder)
 from storyagent.studio.session import RunSession, View
 from storyagent.tools.run import BACKENDS, backend_class
 from storyagent.workspace import Workspace
@@ -35,6 +36,8 @@ MUSIC_INFO = "auto: a score made for the story; none: no music. Or upload your o
 NARRATION = "audio/narration_{:02d}.wav"
 """Shot N's spoken line in a run folder (the sound stage's stem)."""
 CUTOUTS_LABEL = "Cut-outs"
+OTHERS = MAX_CAST - 1
+"""The page's slots for the rest of the cast (characters 2 to MAX_CAST), shown one at a time."""
 SENT = "Sent:"
 """How the page's message starts when an answer reached the crew."""
 POSTERS_JS = """() => {
@@ -94,11 +97,13 @@ class Studio:
 
     def start(self, files: list[str] | None, prompt: str, name: str, class_word: str, shots: float, backend: str,
               llm: str, review: str, width: float, height: float, fps: float, seed: float, voice: str = "auto",
-              music: str = "auto", track: str | None = None) -> tuple[str | None, str]:
+              music: str = "auto", track: str | None = None, *others: Any) -> tuple[str | None, str]:
         """A new run folder holding the uploads, and its crew started; (run id, message). `track`: the
-        user's own music, uploaded; it is the score whatever `music` says."""
+        user's own music, uploaded; it is the score whatever `music` says. `others`: the rest of the
+        cast as (uploads, name, class word) per character slot, flat; an empty slot is no character."""
         try:
             uploads = check_uploads(files)
+            cast = _other_characters(others)
             own_track = check_track(track)
             given = dict(prompt=prompt, name=(name or "").strip() or Path(uploads[0]).stem.title(),
                          class_word=(class_word or "").strip() or "character", shots=int(shots or 0),
@@ -108,7 +113,8 @@ class Studio:
             if own_track is not None:
                 given["music"] = str(own_track)
             # Every setting is checked, and the backend's weights looked for, before a folder is made.
-            probe = RunConfig.build(subject=uploads[0], **given)
+            probe = RunConfig.build(subject=uploads[0], supporting=[
+                CastMember(name=who, class_word=word, media=_first_media(paths)) for paths, who, word in cast], **given)
             check_llm(probe.llm)
             backend_class(probe.backend)(probe).check()
             with self._lock:
@@ -117,7 +123,9 @@ class Studio:
                 Workspace.open(folder, {}, resume=False).close()  # the folder is a run's from now on
             if own_track is not None:
                 given["music"] = str(store_track(own_track, folder))
-            cfg = RunConfig.build(subject=store_uploads(uploads, folder), **given)
+            supporting = [CastMember(name=who, class_word=word, media=store_uploads(paths, folder, uploads_folder(n)))
+                          for n, (paths, who, word) in enumerate(cast, 2)]
+            cfg = RunConfig.build(subject=store_uploads(uploads, folder), supporting=supporting, **given)
             return self._launch(run_id, RunSession(folder, cfg)), f"Started **{run_id}**."
         except StoryAgentError as exc:
             return None, _say(exc)
@@ -229,6 +237,31 @@ class Studio:
         return "".join(items)
 
 
+def _other_characters(others: tuple[Any, ...]) -> list[tuple[list[Path], str, str]]:
+    """The filled slots of the rest of the cast as (checked uploads, name, class word); a slot with a name
+    but no uploads is one sentence (its uploads are missing, or the slot should be removed)."""
+    cast = []
+    for n, i in enumerate(range(0, len(others) - len(others) % 3, 3), 2):
+        files, name, word = others[i:i + 3]
+        name, word = (name or "").strip(), (word or "").strip()
+        if not files:
+            if name or word:
+                raise InputError(f"Character {n} ({name or word}) has no photos or clips; upload some, or remove "
+                                 "the character.")
+            continue
+        try:
+            paths = check_uploads(files)
+        except InputError as exc:
+            raise InputError(f"Character {n}: {exc}") from None
+        cast.append((paths, name or _first_media(paths).stem.title(), word or "character"))
+    return cast
+
+
+def _first_media(paths: list[Path]) -> Path:
+    """The first upload that is a photo or clip, not a mask beside one."""
+    return next((p for p in paths if not p.stem.lower().endswith("_mask")), paths[0])
+
+
 def line_players(root: Path, shots: int) -> str:
     """An <audio> player per shot's spoken line (`audio/narration_NN.wav`), captioned with its words; ""
     before any line is spoken. Each address carries the file's modification time, so a line spoken
@@ -277,6 +310,19 @@ def _question(view: View) -> str:
     return "\n\n".join(lines)
 
 
+def _slots(count: int) -> tuple[Any, ...]:
+    """The page with the first `count` slots of the rest of the cast shown: the count, each slot's
+    visibility, and the add and remove buttons."""
+    count = max(0, min(OTHERS, count))
+    return (count, *(gr.update(visible=i < count) for i in range(OTHERS)),
+            gr.update(interactive=count < OTHERS), gr.update(visible=count > 0))
+
+
+def _cleared(count: int) -> list[Any]:
+    """Every slot past the first `count` emptied (uploads, name, class word); the others left as they are."""
+    return [gr.skip()] * (3 * count) + [None, "", ""] * (OTHERS - count)
+
+
 def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
     """The studio's Blocks over the runs folder `runs`, and the Studio behind it."""
     studio = Studio(runs)
@@ -296,6 +342,26 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
                 name = gr.Textbox(label="Name", placeholder="Pip", elem_id="name")
                 class_word = gr.Textbox(label="What it is", placeholder="fox", elem_id="class_word")
                 shots = gr.Number(label="Shots", value=4, precision=0, minimum=1, maximum=32, elem_id="shots")
+            # The rest of the cast: one slot per character, each shown by "Add another character".
+            slots, others = [], []
+            for n in range(2, OTHERS + 2):
+                with gr.Group(visible=False, elem_id=f"character_{n}") as slot:
+                    with gr.Row():
+                        other_files = gr.File(label=f"Character {n}: photos or clips", file_count="multiple",
+                                              elem_id=f"uploads_{n}")
+                        other_cutouts = gr.Image(label=CUTOUTS_LABEL, height=160, interactive=False, format="png",
+                                                 buttons=["download", "fullscreen"], elem_id=f"cutouts_{n}")
+                    with gr.Row():
+                        other_name = gr.Textbox(label=f"Character {n}'s name", placeholder="Mo", elem_id=f"name_{n}")
+                        other_word = gr.Textbox(label="What it is", placeholder="owl", elem_id=f"class_word_{n}")
+                other_files.change(studio.preview, other_files, [other_cutouts, message])
+                slots.append(slot)
+                others += [other_files, other_name, other_word]
+            slots_shown = gr.State(0)
+            with gr.Row():
+                add_character = gr.Button("Add another character", size="sm", elem_id="add_character")
+                remove_character = gr.Button("Remove the last character", size="sm", visible=False,
+                                             elem_id="remove_character")
             with gr.Row():
                 voice = gr.Dropdown(VOICE_CHOICES, value="auto", label="Voice", allow_custom_value=True,
                                     info=field_help("voice"), elem_id="voice")
@@ -353,8 +419,13 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
         demo.load(None, None, None, js=POSTERS_JS)
         earlier_tab.select(studio.list_runs, None, earlier)
         files.change(studio.preview, files, [cutouts, message])
+        cast_buttons = [slots_shown, *slots, add_character, remove_character]
+        add_character.click(lambda n: _slots(n + 1), slots_shown, cast_buttons, api_name=False)
+        # Removing a character empties its slot: an empty slot is no character.
+        remove_character.click(lambda n: (*_slots(n - 1), *_cleared(n - 1)), slots_shown, cast_buttons + others,
+                               api_name=False)
         start.click(studio.start, [files, prompt, name, class_word, shots, backend, llm, review, width, height, fps,
-                                   seed, voice, music, track], [run_id, message], api_name="start")
+                                   seed, voice, music, track, *others], [run_id, message], api_name="start")
         relist.click(studio.list_runs, None, earlier, api_name="relist")
         reopen.click(studio.reopen, earlier, [run_id, message], api_name="reopen")
         timer.tick(studio.refresh, [run_id, shown], views, show_progress="hidden")

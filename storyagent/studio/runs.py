@@ -30,7 +30,8 @@ MAX_TOTAL_UPLOAD_BYTES = 1024 * 1024 * 1024
 AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".flac", ".m4a", ".aac", ".opus"}
 """Music files the studio takes as the user's own score."""
 UPLOADS = "uploads"
-"""Where a run's uploaded photos and clips are kept, inside its run folder."""
+"""Where a run's uploaded photos and clips of its (first) character are kept, inside its run folder; the
+rest of the cast's are in uploads_02/, uploads_03/ ... (`uploads_folder`)."""
 STORY_COLUMNS = ["shot", "shot type", "camera", "background", "action", "narration"]
 EDITABLE = {"background": "background", "action": "subject_action", "narration": "narration",
             "shot type": "shot_type", "camera": "camera_motion"}
@@ -137,12 +138,17 @@ def store_track(track: Path, folder: Path) -> Path:
     return target
 
 
-def store_uploads(files: list[Path], folder: Path) -> Path:
-    """Copy the checked uploads into `folder/uploads/` as upload_01.png ...; a photo's mask
-    ('pip_mask.png' beside 'pip.png') keeps its pairing as upload_NN_mask.png."""
-    dest = folder / UPLOADS
+def uploads_folder(character: int) -> str:
+    """The folder in a run folder holding the uploads of character number `character` (1: the lead)."""
+    return UPLOADS if character == 1 else f"{UPLOADS}_{character:02d}"
+
+
+def store_uploads(files: list[Path], folder: Path, into: str = UPLOADS) -> Path:
+    """Copy the checked uploads into `folder/<into>/` (default uploads/) as upload_01.png ...; a photo's
+    mask ('pip_mask.png' beside 'pip.png') keeps its pairing as upload_NN_mask.png."""
+    dest = folder / into
     dest.mkdir(parents=True, exist_ok=True)
-    masks = {p.stem.lower()[: -len("_mask")]: p for p in files if p.stem.lower().endswith("_mask")}
+    masks = _masks_of(files)
     number = 0
     for p in files:
         if p in masks.values() and p.stem.lower()[: -len("_mask")] in {q.stem.lower() for q in files}:
@@ -153,6 +159,12 @@ def store_uploads(files: list[Path], folder: Path) -> Path:
         if (mask := masks.get(p.stem.lower())) is not None:
             shutil.copyfile(mask, dest / f"upload_{number:02d}_mask.png")
     return dest
+
+
+def _masks_of(files: list[Path]) -> dict[str, Path]:
+    """The uploaded masks by the stem of the photo each belongs to ('pip_mask.png' -> 'pip'). Gradio keeps
+    each upload in a folder of its own, so a mask is paired by its name, never found beside its photo."""
+    return {p.stem.lower()[: -len("_mask")]: p for p in files if p.stem.lower().endswith("_mask")}
 
 
 def cutout_preview(files: list[Path], height: int = PREVIEW_HEIGHT) -> tuple[np.ndarray | None, str]:
@@ -167,10 +179,12 @@ def cutout_preview(files: list[Path], height: int = PREVIEW_HEIGHT) -> tuple[np.
     from storyagent.media import load_reference, subject_cutout
 
     cutouts, captions = [], []
+    masks = _masks_of(files)
     for p in files:
         if p.stem.lower().endswith("_mask"):
             continue
-        ref = load_reference(p, max_frames=1)
+        mask = masks.get(p.stem.lower()) if p.suffix.lower() in IMAGE_SUFFIXES else None
+        ref = load_reference(p, max_frames=1, mask=mask)
         cutout = subject_cutout(ref.frames[0], ref.masks[0])
         width = max(1, round(cutout.shape[1] * height / cutout.shape[0]))
         cutouts.append(cv2.resize(cutout, (width, height), interpolation=cv2.INTER_AREA))

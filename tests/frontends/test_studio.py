@@ -366,7 +366,11 @@ def _call(url: str, api: str, data: list) -> tuple[str, object]:
 
 
 def _start_data(files: list[dict], prompt: str) -> list:
-    return [files, prompt, "Pip", "fox", 1, "animatic", "none", "none", 64, 64, 2, 0, "auto", "auto", None]
+    from storyagent.studio.app import OTHERS
+
+    # ... then the rest of the cast's slots (uploads, name, class word), all empty: a film of one character.
+    return [files, prompt, "Pip", "fox", 1, "animatic", "none", "none", 64, 64, 2, 0, "auto", "auto", None,
+            *[None, "", ""] * OTHERS]
 
 
 def test_crafted_requests_are_refused(server, tmp_path):
