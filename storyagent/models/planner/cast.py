@@ -196,7 +196,9 @@ def read_cast(prompt: str, cast: list[tuple[str, str]]) -> CastReading:
         # Learning with someone is learning from them; doing something with someone is doing it together.
         roles[k] = TEACHER if reading.arc == "learn" else ACTOR
     if targets and reading.action is not None:
-        reading = replace(reading, thing=joined([cast[k][0] for k in targets]), has_object=True)
+        # "chases Dot"; "gives Mo the present" when the action has a thing of its own.
+        whom = joined([cast[k][0] for k in targets])
+        reading = replace(reading, thing=f"{whom} {reading.thing}" if reading.has_object else whom, has_object=True)
     if not any(r == ACTOR for r in roles.values()):
         roles[min((k for k in range(len(cast)) if k not in roles), default=0)] = ACTOR
     parts = tuple(Part(name, cls, roles.get(k, FRIEND), seconds.get(k)) for k, (name, cls) in enumerate(cast))
