@@ -10,7 +10,12 @@ import torch
 
 from storyagent.models.anydoor import AnyDoorPipeline
 from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
-from storyagent.models.anydoor.finetune import FINETUNE_FORMAT, apply_finetune, mark_trainable, trainable_parameters
+from storyagent.models.anydoor.finetune import (
+    FINETUNE_FORMAT,
+    apply_finetune,
+    mark_trainable,
+    trainable_parameters,
+)
 from storyagent.models.langsam import LangSAMConfig
 from storyagent.models.storyboard import (
     FinetuneSwitch,
@@ -56,7 +61,7 @@ def test_one_thing_found_under_two_class_words_goes_to_one_character():
 @pytest.fixture(scope="module")
 def weights(tiny_sdxl_folder, tiny_langsam_weights, tiny_anydoor_folder):
     dino, sam = tiny_langsam_weights
-    return dict(sdxl_path=tiny_sdxl_folder, dino_path=dino, sam_path=sam, anydoor_path=tiny_anydoor_folder)
+    return {"sdxl_path": tiny_sdxl_folder, "dino_path": dino, "sam_path": sam, "anydoor_path": tiny_anydoor_folder}
 
 
 def make_finetune(folder, anydoor_path, seed: int, use_lora: bool):
@@ -147,17 +152,17 @@ def test_each_character_is_redrawn_with_its_own_fine_tune_and_pasted_only_inside
     # Each redraw is its own character's fine-tune's: AnyDoor loaded fresh with that fine-tune alone
     # draws the same pixels into the same hole; with the other character's it draws others.
     shot = results[0]
+
+    def redraw(c, path):
+        who = cast[c.character]
+        anydoor = apply_finetune(AnyDoorPipeline.from_pretrained(weights["anydoor_path"]), path)
+        anydoor.config.sampling = pipe.anydoor.config.sampling
+        return anydoor.redraw(who.image, who.mask, shot.removal.image, c.hole, seed=shot.seed, show_progress=False)
+
     for c, own, other in ((shot.characters[0], finetunes[0], finetunes[1]),
                           (shot.characters[1], finetunes[1], finetunes[0])):
-        who = cast[c.character]
-
-        def redraw(path):
-            anydoor = apply_finetune(AnyDoorPipeline.from_pretrained(weights["anydoor_path"]), path)
-            anydoor.config.sampling = pipe.anydoor.config.sampling
-            return anydoor.redraw(who.image, who.mask, shot.removal.image, c.hole, seed=shot.seed, show_progress=False)
-
-        np.testing.assert_array_equal(c.redrawn, redraw(own))
-        assert not np.array_equal(c.redrawn, redraw(other))
+        np.testing.assert_array_equal(c.redrawn, redraw(c, own))
+        assert not np.array_equal(c.redrawn, redraw(c, other))
     now = state(pipe.anydoor)
     assert all(torch.equal(now[k], loaded[k]) for k in loaded), "the pipeline's AnyDoor is given back as loaded"
 

@@ -7,6 +7,12 @@ the user's own subject there (`models/storyboard`, loaded once per run; its file
 written by `StoryboardDraw`). Video: DynamiCrafter with the subject's
 LoRA-BE adapter animates each storyboard picture with the shot's description as its prompt.
 Weights come from `storyagent.weights` (a `STORYAGENT_WEIGHTS_*` path or the Hugging Face cache).
+
+A cast of several characters: each character's own StoryAnyDoor and one LoRA-BE for the cast
+(`CastFineTunes`); every shot's prompt names each character it shows ("Pip, a fox, hops on the
+left"), each is found, redrawn with its own StoryAnyDoor and pasted in its own mask
+(`storyboard/shot_NN_mask_<name>.png`, `meta["character_masks"]`); the video prompt writes each
+character's token for its name. A film of one character is exactly what it was before casts.
 """
 
 from __future__ import annotations
@@ -21,18 +27,39 @@ from PIL import Image
 
 from storyagent.cast import CastMember
 from storyagent.config import RunConfig
+from storyagent.fileio import slugify
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import write_png, write_video
 from storyagent.models import placement
-from storyagent.schemas import Shot, ShotClip, StoryboardFrame, StoryScript, Subject
-from storyagent.tools.backends.finetunes import FineTune, SubjectFineTunes
+from storyagent.schemas import (
+    Region,
+    Shot,
+    ShotClip,
+    StoryboardFrame,
+    StoryScript,
+    Subject,
+    front_to_back,
+)
+from storyagent.tools.backends.finetunes import (
+    CastFineTunes,
+    FineTune,
+    SubjectFineTunes,
+    anydoor_entry,
+)
 from storyagent.tools.per_shot import STORYBOARD_DIR, clip_path, shot_feedback, shot_key
 from storyagent.tools.run import Backend, Run
 from storyagent.tools.shot_failure import ShotFailedError, with_memory_retry
 from storyagent.tools.subject import LangSAMMasks
 
 if TYPE_CHECKING:  # the models load with the first storyboard, not with the command line
-    from storyagent.models.storyboard import ShotResult, StoryboardConfig, StoryboardPipeline
+    from storyagent.models.lora_be import CastToken
+    from storyagent.models.storyboard import (
+        Placement,
+        ShotResult,
+        StoryboardConfig,
+        StoryboardPipeline,
+        StoryboardSubject,
+    )
     from storyagent.models.storydiffusion import IdentityPass
 
 
@@ -51,6 +78,34 @@ def shot_text(shot: Shot, notes: Mapping[int, str] | None = None) -> str:
     text = f"{shot.subject_action}, {shot.description}, {shot.background}, {shot.shot_type.value} shot"
     note = (notes or {}).get(shot.index, "")
     return f"{note}, {text}" if note else text
+
+
+def where(region: Region) -> str:
+    """Where a character stands, in the words an image prompt understands."""
+    x, _ = region.center
+    return "on the left" if x < 0.4 else "on the right" if x > 0.6 else "in the middle"
+
+
+def cast_shot_text(shot: Shot, cast: list[CastMember], notes: Mapping[int, str] | None = None) -> str:
+    """The image prompt of a cast's shot: every character it shows described as "Name, a class_word",
+    with its action and where it stands, then the shot's text (led by the reviewer's words, as `shot_text`)."""
+    words = {m.name.casefold(): m.class_word for m in cast}
+    people = " and ".join(f"{c.name}, a {words.get(c.name.casefold(), 'character')}, {c.action} {where(c.region)}"
+                          for c in shot.cast(cast[0].name))
+    text = f"{people}, {shot.description}, {shot.background}, {shot.shot_type.value} shot"
+    note = (notes or {}).get(shot.index, "")
+    return f"{note}, {text}" if note else text
+
+
+def placements(shot: Shot, cast: list[CastMember]) -> list[Placement]:
+    """The characters of a cast's shot as the storyboard places them: nearest the camera first, each
+    with its position in the cast and its story region (x0, y0, x1, y1); a name outside the cast is left out."""
+    from storyagent.models.storyboard import Placement
+
+    position = {m.name.casefold(): i for i, m in enumerate(cast)}
+    return [Placement(position[c.name.casefold()], (c.region.x, c.region.y, c.region.x + c.region.w,
+                                                    c.region.y + c.region.h))
+            for c in front_to_back(shot.cast(cast[0].name)) if c.name.casefold() in position]
 
 
 def reference_for_redraw(subject: Subject) -> tuple[np.ndarray, np.ndarray]:
@@ -72,9 +127,12 @@ class StoryboardDraw:
     run: Run
     script: StoryScript
     seeds: dict[int, int]
-    notes: dict[int, str]
+    texts: dict[int, str]
+    """Every shot's image prompt, by shot number (`shot_text`, or `cast_shot_text` for a cast)."""
     identity: IdentityPass
     frame_hash: Callable[[Shot], str]
+    characters: list[StoryboardSubject] | None = None
+    """A cast's characters, in cast order, each with its reference and its StoryAnyDoor; None: one subject."""
 
     def __call__(self, stale: list[int]) -> None:
         try:
@@ -98,12 +156,16 @@ class StoryboardDraw:
 
         shots, who = self.script.shots, self.run.subject.subject
         position = {s.index: i for i, s in enumerate(shots)}
-        subject = StoryboardSubject(f"{who.name}, a {who.class_word}", who.class_word, *reference_for_redraw(who))
+        if self.characters is None:
+            subject = StoryboardSubject(f"{who.name}, a {who.class_word}", who.class_word, *reference_for_redraw(who))
+            placed = None
+        else:
+            subject, placed = self.characters, [placements(s, self.run.config.cast) for s in shots]
 
         def attempt(low_vram: bool):
-            return self.pipe([shot_text(s, self.notes) for s in shots], subject, [self.seeds[s.index] for s in shots],
+            return self.pipe([self.texts[s.index] for s in shots], subject, [self.seeds[s.index] for s in shots],
                              self.identity, only=[position[n] for n in numbers],
-                             backgrounds=[s.background for s in shots], low_vram=low_vram,
+                             backgrounds=[s.background for s in shots], placements=placed, low_vram=low_vram,
                              show_progress=self.run.show_progress)
 
         results, retried = with_memory_retry(numbers, attempt, self.pipe.config.cpu_offload)
@@ -140,8 +202,27 @@ class StoryboardDraw:
             meta["out_of_memory_retry"] = "ran out of GPU memory; drawn again with --low-vram settings"
         if final is not None:
             meta["redraw"] = True
+        if self.characters is not None:
+            meta |= self.record_characters(shot, result)
         ws.record(name, StoryboardFrame(path=final or initial, mask_path=mask, input_hash=h, shot=shot.index,
                                         meta=meta))
+
+    def record_characters(self, shot: Shot, result: ShotResult) -> dict[str, object]:
+        """A cast's shot: `storyboard/shot_NN_mask_<name>.png` for every character found (where it shows in
+        the picture), and the frame's meta naming them (`character_masks`) and what was found of each."""
+        cast, name = self.run.config.cast, shot_key(STORYBOARD_DIR, shot.index)
+        masks, found = {}, {}
+        for c in result.characters:
+            who = cast[c.character].name
+            found[who] = {"found": c.found.found, "box": list(c.found.box) if c.found.box else None,
+                          "score": c.found.score, "reason": c.found.reason or c.reason}
+            if c.mask is not None:
+                masks[who] = f"{name}_mask_{slugify(who, 30)}.png"
+                write_png(self.run.ws.path(masks[who]), c.mask.astype(np.uint8) * 255)
+        for member in cast:  # an earlier take's mask of a character this picture does not show
+            if member.name not in masks:
+                self.run.ws.path(f"{name}_mask_{slugify(member.name, 30)}.png").unlink(missing_ok=True)
+        return {"character_masks": masks, "characters": found}
 
 
 class DiffusionBackend(Backend):
@@ -166,7 +247,11 @@ class DiffusionBackend(Backend):
         self._storyboard: StoryboardPipeline | None = None
         self.token: str | None = None
         """The adapter's subject token, once the adapter is loaded."""
+        self.characters: tuple[CastToken, ...] = ()
+        """The adapter's characters (`lora_be.CastToken`: token, class word, name), once it is loaded."""
         self.finetunes: dict[str, FineTune] = {}
+        """The fine-tunes by manifest name: "story_anydoor" and "lora_be" for one character; for a cast
+        "story_anydoor/<name>" per character and the cast's "lora_be"."""
 
     def reference_masks(self, character: CastMember) -> LangSAMMasks:
         return LangSAMMasks(character.class_word)
@@ -185,6 +270,8 @@ class DiffusionBackend(Backend):
         by the batch's one task for this subject; nothing recorded."""
         if self.cfg.finetune == "off":
             self.finetunes = {}
+        elif len(self.cfg.cast) > 1:
+            self.finetunes = self._tunes(run).ensure(self._wanted())
         else:
             tunes = self._tunes(run)
             self.finetunes = {m: tunes.ensure(m) for m in self._wanted()}
@@ -193,7 +280,10 @@ class DiffusionBackend(Backend):
         # A LoRA-BE adapter the user gave is used as it is; StoryAnyDoor is still the subject's own.
         return ("story_anydoor",) if self.cfg.video_adapter else ("story_anydoor", "lora_be")
 
-    def _tunes(self, run: Run) -> SubjectFineTunes:
+    def _tunes(self, run: Run) -> SubjectFineTunes | CastFineTunes:
+        """One character's fine-tunes, or a cast's (each character's StoryAnyDoor, the cast's one LoRA-BE)."""
+        if len(self.cfg.cast) > 1:
+            return CastFineTunes(self.cfg, run.cast, self.reference_masks, run.show_progress)
         return SubjectFineTunes(self.cfg, run.subject, self.reference_masks(self.cfg.cast[0]), run.show_progress)
 
     # ---- storyboard -----------------------------------------------------------------------
@@ -212,7 +302,8 @@ class DiffusionBackend(Backend):
         if self._storyboard is None:
             from storyagent.models.storyboard import StoryboardPipeline
 
-            tune = self.finetunes.get("story_anydoor")
+            # A cast's AnyDoor is loaded as it is; each character's fine-tune goes on for its own redraws.
+            tune = self.finetunes.get("story_anydoor") if len(self.cfg.cast) == 1 else None
             self._storyboard = StoryboardPipeline.from_pretrained(self.storyboard_settings(),
                                                                   anydoor_finetune=tune.path if tune else None)
         return self._storyboard
@@ -227,16 +318,25 @@ class DiffusionBackend(Backend):
         """
         from storyagent.models.storydiffusion import IdentityPass
 
-        ws, subject = run.ws, run.subject
+        ws, subject, cast = run.ws, run.subject, self.cfg.cast
         settings = self.storyboard_settings()
-        shared = hash_json({"settings": settings.to_dict() | {"cpu_offload": None}, "subject": subject.input_hash,
-                            "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name})
+        inputs = {"settings": settings.to_dict() | {"cpu_offload": None}, "subject": subject.input_hash,
+                  "story_anydoor": self.finetune_key("story_anydoor"), "backend": self.name}
+        if len(cast) > 1:  # every character's media and StoryAnyDoor (a film of one: the hash it had)
+            inputs["cast"] = [{"name": m.name, "class_word": m.class_word, "subject": p.input_hash,
+                               "story_anydoor": self.finetune_key(anydoor_entry(m.name, len(cast)))}
+                              for m, p in zip(cast, run.cast)]
+        shared = hash_json(inputs)
         seeds = {s.index: run.seed("storyboard", s.index) for s in script.shots}
         notes = {s.index: shot_feedback(run.manifest, "storyboard", s.index) for s in script.shots}
+        texts = {s.index: shot_text(s, notes) if len(cast) == 1 else cast_shot_text(s, cast, notes)
+                 for s in script.shots}
 
         def frame_hash(shot: Shot, identity: IdentityPass) -> str:
-            return hash_json({"shared": shared, "identity": asdict(identity), "text": shot_text(shot, notes),
-                              "seed": seeds[shot.index]})
+            frame = {"shared": shared, "identity": asdict(identity), "text": texts[shot.index], "seed": seeds[shot.index]}
+            if len(cast) > 1:  # where each character stands decides which box is whose
+                frame["placements"] = [asdict(p) for p in placements(shot, cast)]
+            return hash_json(frame)
 
         keys = {s.index: shot_key(STORYBOARD_DIR, s.index) for s in script.shots}
         stored = run.manifest.storyboard_identity
@@ -244,16 +344,32 @@ class DiffusionBackend(Backend):
         stale = [s.index for s in script.shots if identity is None or not ws.fresh(keys[s.index], frame_hash(s, identity))]
         if identity is None or len(stale) == len(script.shots):
             first = script.shots[:settings.story_config().num_identity]
-            identity = IdentityPass(prompts=[shot_text(s, notes) for s in first], seeds=[seeds[s.index] for s in first])
+            identity = IdentityPass(prompts=[texts[s.index] for s in first], seeds=[seeds[s.index] for s in first])
         if stale:
             try:
-                draw = StoryboardDraw(self.storyboard_pipe, run, script, seeds, notes, identity,
-                                      lambda shot: frame_hash(shot, identity))
+                draw = StoryboardDraw(self.storyboard_pipe, run, script, seeds, texts, identity,
+                                      lambda shot: frame_hash(shot, identity), self.storyboard_characters(run))
                 draw(stale)
             finally:
                 # Kept even when a shot failed: the shots drawn with this pass stay fresh on --resume.
                 run.manifest.set_storyboard_identity({"shared": shared, "pass": asdict(identity)})
         return [StoryboardFrame.model_validate(run.manifest.artifact(keys[s.index])) for s in script.shots]
+
+    def storyboard_characters(self, run: Run) -> list[StoryboardSubject] | None:
+        """A cast's characters for the storyboard, in cast order: each described "Name, a class_word", with the
+        reference frame AnyDoor copies it from and its own StoryAnyDoor; None for a film of one character."""
+        from storyagent.models.storyboard import StoryboardSubject
+
+        cast = self.cfg.cast
+        if len(cast) == 1:
+            return None
+        out = []
+        for member, prepared in zip(cast, run.cast):
+            tune = self.finetunes.get(anydoor_entry(member.name, len(cast)))
+            out.append(StoryboardSubject(f"{member.name}, a {member.class_word}", member.class_word,
+                                         *reference_for_redraw(prepared.subject), finetune=tune.path if tune else None,
+                                         name=member.name))
+        return out
 
     def finetune_key(self, model: str) -> str | None:
         found = self.finetunes.get(model)
@@ -288,17 +404,36 @@ class DiffusionBackend(Backend):
                 # LoRA-BE (paper, Sec. 3.3): the subject's own token keeps it the same inside every shot.
                 from storyagent.models.lora_be import load_adapter
 
-                self.token = load_adapter(self._pipe, self.adapter).token
+                config = load_adapter(self._pipe, self.adapter)
+                self.token, self.characters = config.token, tuple(config.characters)
         return self._pipe
 
     def prompt(self, shot: Shot, feedback: str = "") -> str:
-        """The shot's video prompt: the reviewer's words for this clip first, the subject as its token."""
-        text = f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}"
+        """The shot's video prompt: the reviewer's words for this clip first, the subject as its token.
+
+        A cast's shot says what each of its characters does, and every character's name is its token
+        (`lora_be.name_tokens`); a character the words never name leads the prompt with its token."""
+        cast = self.cfg.cast
+        if len(cast) == 1:
+            text = f"{shot.description}, {shot.subject_action}, camera {shot.camera_motion.value}"
+        else:
+            acts = ", ".join(c.action if c.name.casefold() in c.action.casefold() else f"{c.name} {c.action}"
+                             for c in shot.cast(cast[0].name))
+            text = f"{shot.description}, {acts}, camera {shot.camera_motion.value}"
         text = f"{feedback}, {text}" if feedback else text
         if self.token is None:
             return text
-        name = self.cfg.name
-        return text.replace(name, self.token) if name in text else f"{self.token}, {text}"
+        named = [c for c in self.characters if c.name]
+        if len(cast) == 1 or not named:  # one subject, or an adapter that knows no names: the lead's token
+            name = self.cfg.name
+            return text.replace(name, self.token) if name in text else f"{self.token}, {text}"
+        from storyagent.models.lora_be import name_tokens
+
+        tokens = {c.name.casefold(): c.token for c in named}
+        text = name_tokens(text, named)
+        missing = [tokens[c.name.casefold()] for c in shot.cast(cast[0].name)
+                   if c.name.casefold() in tokens and tokens[c.name.casefold()] not in text]
+        return ", ".join([*missing, text])
 
     def animate(self, run: Run, shot: Shot, board: StoryboardFrame, input_hash: str) -> ShotClip:
         ws, seed = run.ws, run.seed("video", shot.index)
@@ -336,5 +471,5 @@ class DiffusionBackend(Backend):
         return list(np.asarray(out.frames[0], dtype=np.uint8))
 
     def release(self) -> None:
-        self._pipe, self.token, self._storyboard = None, None, None
+        self._pipe, self.token, self.characters, self._storyboard = None, None, (), None
         placement.free_memory()
