@@ -215,10 +215,46 @@ def clip_poster(clip: Path, folder: Path) -> Path:
     return poster
 
 
+def _actions(shot: dict[str, Any]) -> str:
+    """A shot's action cell: its action, or for a shot of several characters each one's ("Pip: waves; Mo: hops")."""
+    if not shot.get("characters"):
+        return shot["subject_action"]
+    return "; ".join(f"{c['name']}: {c['action']}" for c in shot["characters"])
+
+
+def _edit_actions(shot: dict[str, Any], text: str, lead: str | None) -> bool:
+    """Put an edited action cell back into `shot`; True when it changed anything. In a shot of several
+    characters the cell names each of them once ("Pip: waves; Mo: hops"); the lead's action is also the
+    shot's `subject_action`."""
+    if not shot.get("characters"):
+        if text == shot["subject_action"]:
+            return False
+        shot["subject_action"] = text
+        return True
+    if text == _actions(shot):
+        return False
+    names = [c["name"] for c in shot["characters"]]
+    said: dict[str, str] = {}
+    for part in filter(str.strip, text.split(";")):
+        who, sep, action = part.partition(":")
+        match = next((n for n in names if n.casefold() == who.strip().casefold()), None)
+        if not sep or match is None or match in said or not action.strip():
+            break
+        said[match] = action.strip()
+    if sorted(said) != sorted(names):
+        raise InputError(f"Shot {shot['index']}'s action names each of its characters once, as "
+                         f"{'; '.join(f'{n}: what {n} does' for n in names)}.")
+    for character in shot["characters"]:
+        character["action"] = said[character["name"]]
+        if lead is not None and character["name"].casefold() == lead.casefold():
+            shot["subject_action"] = character["action"]
+    return True
+
+
 def story_rows(folder: Path) -> list[list[Any]]:
     """The story as table rows (see STORY_COLUMNS), read from the run's story.json."""
     story = json.loads((folder / "story.json").read_text(encoding="utf-8"))
-    return [[s["index"], s["shot_type"], s["camera_motion"], s["background"], s["subject_action"], s["narration"]]
+    return [[s["index"], s["shot_type"], s["camera_motion"], s["background"], _actions(s), s["narration"]]
             for s in story["shots"]]
 
 
@@ -229,11 +265,15 @@ def save_story_edits(folder: Path, rows: list[list[Any]]) -> bool:
     if len(rows) != len(story["shots"]):
         raise InputError(f"The table has {len(rows)} rows and the story {len(story['shots'])} shots; "
                          "edit the cells, do not add or remove rows.")
+    run = read_run(folder) if any(s.get("characters") for s in story["shots"]) else None
+    lead = str(run.inputs.get("name")) if run is not None else None
     changed = False
     for shot, row in zip(story["shots"], rows):
         for column, field in EDITABLE.items():
             value = str(row[STORY_COLUMNS.index(column)]).strip()
-            if value != str(shot[field]):
+            if field == "subject_action":
+                changed |= _edit_actions(shot, value, lead)
+            elif value != str(shot[field]):
                 shot[field], changed = value, True
     if not changed:
         return False
