@@ -126,3 +126,25 @@ def test_six_characters_all_fit_and_the_group_region_holds_them():
 def test_a_cast_story_is_deterministic_and_follows_the_seed():
     assert plan("Pip and Mo build a raft", seed=3) == plan("Pip and Mo build a raft", seed=3)
     assert plan("Pip and Mo build a raft", seed=3) != plan("Pip and Mo build a raft", seed=4)
+
+
+def test_the_story_is_planned_again_for_another_cast_and_keeps_its_key_for_one(tmp_path):
+    from storyagent.cast import CastMember
+    from storyagent.config import RunConfig
+    from storyagent.hashing import hash_json
+    from storyagent.tools.story import offline_planner, story_input_hash
+    from tests.support.paths import PIP, PIP_VIDEO
+
+    def cfg(*supporting):
+        return RunConfig.build(prompt="Pip teaches Mo to swim", subject=PIP, name="Pip", class_word="fox", shots=3,
+                               supporting=list(supporting))
+
+    one = cfg()
+    assert story_input_hash(one) == hash_json({"prompt": one.prompt, "name": "Pip", "class_word": "fox", "shots": 3,
+                                               "seed": 0, "llm": one.llm, "duration": one.shot_duration})
+    owl, cat = (CastMember(name="Mo", class_word=w, media=PIP_VIDEO) for w in ("owl", "cat"))
+    keys = {story_input_hash(c) for c in (one, cfg(owl), cfg(cat))}
+    assert len(keys) == 3, "a changed cast is a new story"
+    story = offline_planner(cfg(owl))
+    assert {c.name for s in story.shots for c in s.characters} == {"Pip", "Mo"}
+    assert "Mo the owl" in story.shots[0].description and "Mo the cat" in offline_planner(cfg(cat)).shots[0].description

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from storyagent.models.planner.actions import ARCS, arc_slots
 from storyagent.models.planner.arc import HOME, SETUP, TURN, choose_line, clip_text
@@ -110,7 +110,6 @@ class Plan:
     arc_beats: tuple
     """Per beat: (narration lines, actions) of the story's arc."""
     prompt: str
-    said: set[str] = field(default_factory=set)
 
 
 # ---- reading the prompt --------------------------------------------------------------------
@@ -220,11 +219,10 @@ def _main_clause(main: str, cast: list[tuple[str, str]], roles: dict[int, str]) 
     prefix = main[:first.start()]
     named = not any(_is_verb(w) for w in re.findall(r"[a-z']+", prefix))
     if named:
-        subject, after, rest_groups = _ids(first), main[first.end():].strip(), groups[1:]
-        lead_in = prefix
+        subject, after, lead_in = _ids(first), main[first.end():].strip(), prefix
     else:
         # The prompt's subject is no one of the cast by name ("the king teaches Mo ..."): the lead.
-        subject, after, rest_groups, lead_in = [0], main, groups, ""
+        subject, after, lead_in = [0], main, ""
     subject = [k for k in subject if k not in roles] or [0]
 
     def handed(verbs: str) -> re.Match[str] | None:
