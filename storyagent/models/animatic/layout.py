@@ -5,19 +5,21 @@ scales the subject exactly into `subject_box`, turns it by `angle` about `pivot`
 `water_line`, and draws the narration exactly inside `subtitle_box`. The subject acts the shot's
 action (`motion.act`: a hop, a fall, swimming ...). The plan keeps the turned subject inside the
 frame over the whole clip (a close-up may run off the bottom edge only) and keeps the bottom
-subtitle band off its face (`face_box`).
+subtitle band off its face (`face_box`). `plan_cast` lays out each character of a shot that shows several
+the same way, under one camera, and keeps each of them in sight.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from storyagent.models.animatic.motion import Acting, act
-from storyagent.schemas import CameraMotion, Shot, ShotType
+from storyagent.schemas import CameraMotion, Region, Shot, ShotCharacter, ShotType, front_to_back
 
 Box = tuple[float, float, float, float]
 """(x0, y0, x1, y1) in frame pixels, x1/y1 exclusive."""
@@ -40,6 +42,28 @@ CLOSE_UP_FOLLOW = (0.3, 0.25)
 much of a wide shot's (else a run or a hop would shrink the close-up into a medium shot)."""
 SHRINK_FLOOR = 0.5  # the most one fitting step shrinks the subject by
 BAND_GAP = 0.5  # pixels between the face and the subtitle band, so rounding never makes them touch
+
+# A shot of several characters (`plan_cast`).
+CAST_TRAVEL = 0.3
+"""The camera follows a cast: each character's moves across the frame are this much of a lone subject's
+(as a close-up's are, `CLOSE_UP_FOLLOW`), so two characters walking do not cross each other."""
+CAST_OVERLAP = 0.35
+"""The most of a character's box (its on-screen part, in any frame) a nearer character's box may cover.
+The story's own check (`schemas.HIDDEN_FRACTION`) allows regions that overlap more, and the renderer's
+boxes follow the sprites and the motion, not the regions: it moves such characters apart rather than
+lose one behind another."""
+CAST_MIN_SIZE = 0.5
+"""The smallest a character of a cast is drawn, as a fraction of the shot type's size (its region's
+height against the tallest region of the shot decides)."""
+CAST_ROUNDS = 40
+"""How many times characters are moved apart (and everyone fitted again) before the plan stands."""
+CAST_SHRINK_FLOOR = 0.7
+"""The most one moving-apart step shrinks two characters by."""
+CAST_STALL = 4
+"""After this many rounds, characters still too close are made smaller as well as moved apart (a third
+character stood in the way)."""
+CAST_SQUEEZE = 0.93
+"""How much smaller each such round makes them."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +218,13 @@ class _Pose:
     h: float
     aspect: float
 
-    def frames(self, acting: Acting, moves: Moves, W: int, H: int) -> _Frames:
+    @property
+    def face_centre(self) -> tuple[float, float]:
+        """The middle of its resting face: what the camera zooms about when it films this subject alone."""
+        return self.cx, self.top + self.h * FACE_DEPTH / 2
+
+    def frames(self, acting: Acting, moves: Moves, W: int, H: int, focus: tuple[float, float] | None = None) -> _Frames:
+        """Every frame's geometry; the camera zooms about `focus` (resting frame pixels; None: this pose's face)."""
         h, w = self.h, self.h * self.aspect
         cx = self.cx + acting.dx * W
         feet = self.top + h + acting.dy * h
@@ -212,7 +242,7 @@ class _Pose:
         water = None if acting.water is None else np.full(len(cx), self.top + acting.water * h)
 
         # The cameras: pan, then zoom about the resting face's middle; each maps x -> z·x + ox, y -> z·y + oy.
-        focus = (self.cx, self.top + h * FACE_DEPTH / 2)
+        focus = (self.cx, self.top + h * FACE_DEPTH / 2) if focus is None else focus
         cameras = [_camera_matrix(mx, my, z, focus) for mx, my, z in moves]
         z = np.array([m[0, 0] for m in cameras], np.float64)
         ox = np.array([m[0, 2] for m in cameras], np.float64)
@@ -226,13 +256,32 @@ class _Pose:
                        water=None if water is None else z * water + oy, cameras=cameras)
 
 
-def _fit(pose: _Pose, acting: Acting, moves: Moves, W: int, H: int, close_up: bool) -> None:
+def _fit(pose: _Pose, acting: Acting, moves: Moves, W: int, H: int, close_up: bool,
+         focus: tuple[float, float] | None = None) -> None:
     """Shrink, then shift, the resting pose until every frame's turned box is inside the safe area.
 
     Moving the resting place moves every frame's box by the same amount (zooms centre on the
-    subject), so one shift per axis suffices; sizes shrink until the union fits.
+    subject), so one shift per axis suffices; sizes shrink until the union fits. A camera shared by a
+    cast zooms about another point (`focus`): there a shift moves a frame's box by its zoom (1 to
+    `ZOOM_RANGE`) times as much, and the union's size depends on where the pose is, so both steps repeat,
+    each shift a fraction short of what is missing, until it is inside.
     """
     mx, my = SAFE_MARGIN * W, SAFE_MARGIN * H
+    if focus is not None:
+        zoom = max(m[2] for m in moves)
+        for _ in range(60):
+            u = pose.frames(acting, moves, W, H, focus).union
+            ratio = min((W - 2 * mx) / (u[2] - u[0]), 1.0 if close_up else (H - 2 * my) / (u[3] - u[1]))
+            if ratio < 1.0:
+                _scale(pose, max(SHRINK_FLOOR, ratio * 0.99), close_up)
+                continue
+            dx = max(0.0, mx - u[0]) - max(0.0, u[2] - (W - mx))
+            dy = max(0.0, my - u[1]) - (0.0 if close_up else max(0.0, u[3] - (H - my)))
+            if abs(dx) < 1e-3 and abs(dy) < 1e-3:
+                return
+            pose.cx += dx / zoom
+            pose.top += dy / zoom
+        return
     for _ in range(30):
         u = pose.frames(acting, moves, W, H).union
         ratio = min((W - 2 * mx) / (u[2] - u[0]), 1.0 if close_up else (H - 2 * my) / (u[3] - u[1]))
@@ -251,6 +300,85 @@ def _scale(pose: _Pose, factor: float, close_up: bool) -> None:
     pose.h *= factor
 
 
+@dataclass
+class _Actor:
+    """One character of a shot being laid out: its motion and its resting pose (changed as it is fitted)."""
+
+    acting: Acting
+    pose: _Pose
+
+    def frames(self, moves: Moves, W: int, H: int, focus: tuple[float, float] | None = None) -> _Frames:
+        return self.pose.frames(self.acting, moves, W, H, focus)
+
+
+def _actor(shot: Shot, action: str, region: Region, aspect: float, n: int, W: int, H: int, *, fps: float, seed: int,
+           motion: str | None, size: float = 1.0, travel: float = 1.0) -> _Actor:
+    """A character (its widest sprite `aspect` wide for its height) acting `action` from its resting place in
+    `region`, `size` times the shot type's height, its moves across the frame `travel` of their size (a
+    camera following it)."""
+    kind = ShotType(shot.shot_type)
+    close_up = kind == ShotType.close_up
+    band = subtitle_band_height(H)
+    acting = act(action, n, fps, seed, motion=motion)
+    if close_up:
+        acting = acting.followed(*CLOSE_UP_FOLLOW)
+    elif travel != 1.0:
+        acting = acting.followed(travel, 1.0)
+    h = SUBJECT_HEIGHT[kind] * H * size
+    if close_up:
+        top = CLOSE_UP_TOP * H
+    else:
+        # Feet on the region's bottom edge, but above the subtitle band when there is room.
+        top = min(region.y + region.h, 1.0 - band / H) * H - h
+    return _Actor(acting, _Pose(cx=region.center[0] * W, top=top, h=h, aspect=max(0.05, aspect)))
+
+
+def _settle(actor: _Actor, moves: Moves, W: int, H: int, close_up: bool, index: int,
+            focus: tuple[float, float] | None = None) -> None:
+    """Fit the pose inside the frame and lift it (shrinking it where the frame is too short) until its
+    face clears the subtitle band in every frame."""
+    pose, acting = actor.pose, actor.acting
+    band = subtitle_band_height(H)
+    my = SAFE_MARGIN * H
+    # A shift of the resting pose moves a frame's box by that frame's zoom (1 with the subject's own focus).
+    zooms = np.array([1.0]) if focus is None else np.array([m[2] for m in moves])
+    low, high = float(zooms.min()), float(zooms.max())
+    for _ in range(60):
+        _fit(pose, acting, moves, W, H, close_up, focus)
+        frames = pose.frames(acting, moves, W, H, focus)
+        face_bottom = float(frames.face[:, 3].max())
+        # Lift the subject until its face clears the band, as far as the frame's top allows; else lift
+        # it to the top and shrink it by what is still missing.
+        lift = max(0.0, face_bottom - (H - band) + BAND_GAP)
+        room = frames.union[1] - my
+        if focus is not None and lift == 0.0:
+            return
+        if lift / low <= room / high + 1e-3:  # float32 cameras: "at the margin" may read a hair past it
+            pose.top -= lift / low
+            if focus is None:
+                return
+            continue  # a shared camera's zoom moved it more or less than that: look again
+        pose.top -= max(0.0, room / high)
+        reach = face_bottom - frames.union[1]  # how far below the subject's top its face reaches
+        _scale(pose, min(0.98, max(SHRINK_FLOOR, 1 - (lift - max(0.0, room)) / max(reach, 1e-6))), close_up)
+    raise RuntimeError(f"no layout keeps the subtitles off the subject in shot {index}")  # pragma: no cover
+
+
+def _layouts(actor: _Actor, moves: Moves, W: int, H: int, close_up: bool,
+             focus: tuple[float, float] | None = None) -> list[ShotLayout]:
+    frames = actor.frames(moves, W, H, focus)
+    acting = actor.acting
+    sub: Box = (0.0, float(H - subtitle_band_height(H)), float(W), float(H))
+    shadow = acting.shadow and not close_up
+    return [ShotLayout(subject_box=tuple(map(float, frames.box[t])), subtitle_box=sub, camera=frames.cameras[t],
+                       flipped=bool(acting.flipped[t]), angle=float(acting.angle[t]),
+                       pivot=(float(frames.pivot[t, 0]), float(frames.pivot[t, 1])),
+                       scale_x=float(acting.scale_x[t]), scale_y=float(acting.scale_y[t]),
+                       water_line=None if frames.water is None else float(frames.water[t]),
+                       ground=float(frames.ground[t]) if shadow else None)
+            for t in range(len(frames.cameras))]
+
+
 def plan_shot(shot: Shot, num_frames: int, width: int, height: int, sprite_aspect: float, *,
               fps: float = 8.0, seed: int = 0, motion: str | None = None) -> list[ShotLayout]:
     """Every frame's layout for `shot` rendered as `num_frames` frames of `width`×`height`.
@@ -263,48 +391,117 @@ def plan_shot(shot: Shot, num_frames: int, width: int, height: int, sprite_aspec
     """
     W, H = width, height
     n = max(1, num_frames)
-    kind = ShotType(shot.shot_type)
-    close_up = kind == ShotType.close_up
-    band = subtitle_band_height(H)
-    acting = act(shot.subject_action, n, fps, stable_seed(shot.index, seed), motion=motion)
-    if close_up:
-        acting = acting.followed(*CLOSE_UP_FOLLOW)
+    close_up = ShotType(shot.shot_type) == ShotType.close_up
+    actor = _actor(shot, shot.subject_action, shot.subject_region, sprite_aspect, n, W, H, fps=fps,
+                   seed=stable_seed(shot.index, seed), motion=motion)
     moves = camera_moves(CameraMotion(shot.camera_motion), n, W, H)
-    region = shot.subject_region
-    h = SUBJECT_HEIGHT[kind] * H
-    if close_up:
-        top = CLOSE_UP_TOP * H
-    else:
-        # Feet on the region's bottom edge, but above the subtitle band when there is room.
-        top = min(region.y + region.h, 1.0 - band / H) * H - h
-    pose = _Pose(cx=region.center[0] * W, top=top, h=h, aspect=max(0.05, sprite_aspect))
-    my = SAFE_MARGIN * H
-    for _ in range(60):
-        _fit(pose, acting, moves, W, H, close_up)
-        frames = pose.frames(acting, moves, W, H)
-        face_bottom = float(frames.face[:, 3].max())
-        # Lift the subject until its face clears the band, as far as the frame's top allows; else lift
-        # it to the top and shrink it by what is still missing.
-        lift = max(0.0, face_bottom - (H - band) + BAND_GAP)
-        room = frames.union[1] - my
-        if lift <= room + 1e-3:  # float32 cameras: "at the margin" may read a hair past it
-            pose.top -= lift
+    _settle(actor, moves, W, H, close_up, shot.index)
+    return _layouts(actor, moves, W, H, close_up)
+
+
+def plan_cast(shot: Shot, characters: Sequence[ShotCharacter], num_frames: int, width: int, height: int,
+              sprite_aspects: Sequence[float], *, fps: float = 8.0, seed: int = 0,
+              motion: str | None = None) -> list[list[ShotLayout]]:
+    """Every frame's layout of each of `characters` (with the widest reference sprite of each in
+    `sprite_aspects`), in their order; one camera and one subtitle band for all.
+
+    One character is laid out as `plan_shot` lays out the subject, acting its own action in its own
+    region (a shot of the lead alone is exactly today's shot). Several characters: each is laid out the
+    same way (the shot type's size, fitted inside the frame, its face clear of the subtitles), with
+    these differences, which keep every one of them in sight:
+
+    - its size follows its region's height against the tallest region of the shot (a character given a
+      smaller region stands farther off), never below `CAST_MIN_SIZE` of the shot type's;
+    - the camera zooms about the middle of the cast's faces, and follows them: each one's moves across
+      the frame are `CAST_TRAVEL` of a lone subject's (two characters walking do not cross the frame);
+    - no character's box is ever more than `CAST_OVERLAP` behind a nearer one's (nearer: the lower
+      region, `schemas.front_to_back`): where it would be, the two are moved apart, and made smaller
+      where the frame is too narrow for that.
+    """
+    W, H = width, height
+    n = max(1, num_frames)
+    if len(characters) != len(sprite_aspects):
+        raise ValueError(f"{len(characters)} characters but {len(sprite_aspects)} sprite aspects")
+    if len(characters) == 1:
+        c = characters[0]
+        alone = shot.model_copy(update={"subject_action": c.action, "subject_region": c.region})
+        return [plan_shot(alone, n, W, H, sprite_aspects[0], fps=fps, seed=seed, motion=motion)]
+    close_up = ShotType(shot.shot_type) == ShotType.close_up
+    tallest = max(c.region.h for c in characters)
+    # Each character's direction of travel is its own draw (seeded by its name too).
+    actors = [_actor(shot, c.action, c.region, aspect, n, W, H, fps=fps, seed=stable_seed(shot.index, seed, c.name),
+                     motion=motion, size=max(CAST_MIN_SIZE, c.region.h / tallest), travel=CAST_TRAVEL)
+              for c, aspect in zip(characters, sprite_aspects)]
+    moves = camera_moves(CameraMotion(shot.camera_motion), n, W, H)
+    faces = np.array([a.pose.face_centre for a in actors])
+    focus = (float(faces[:, 0].mean()), float(faces[:, 1].mean()))
+    nearest_first = [characters.index(c) for c in front_to_back(list(characters))]
+    for rounds in range(CAST_ROUNDS):
+        for actor in actors:
+            _settle(actor, moves, W, H, close_up, shot.index, focus)
+        if not _separate(actors, nearest_first, moves, W, H, close_up, focus, squeeze=rounds >= CAST_STALL):
             break
-        pose.top -= max(0.0, room)
-        reach = face_bottom - frames.union[1]  # how far below the subject's top its face reaches
-        _scale(pose, min(0.98, max(SHRINK_FLOOR, 1 - (lift - max(0.0, room)) / max(reach, 1e-6))), close_up)
-    else:  # pragma: no cover - the motion's extent is smaller than the room the band leaves
-        raise RuntimeError(f"no layout keeps the subtitles off the subject in shot {shot.index}")
-    frames = pose.frames(acting, moves, W, H)
-    sub: Box = (0.0, float(H - band), float(W), float(H))
-    shadow = acting.shadow and not close_up
-    return [ShotLayout(subject_box=tuple(map(float, frames.box[t])), subtitle_box=sub, camera=frames.cameras[t],
-                       flipped=bool(acting.flipped[t]), angle=float(acting.angle[t]),
-                       pivot=(float(frames.pivot[t, 0]), float(frames.pivot[t, 1])),
-                       scale_x=float(acting.scale_x[t]), scale_y=float(acting.scale_y[t]),
-                       water_line=None if frames.water is None else float(frames.water[t]),
-                       ground=float(frames.ground[t]) if shadow else None)
-            for t in range(n)]
+    else:
+        for actor in actors:
+            _settle(actor, moves, W, H, close_up, shot.index, focus)
+    return [_layouts(a, moves, W, H, close_up, focus) for a in actors]
+
+
+def _covered(back: np.ndarray, front: np.ndarray, W: int, H: int) -> tuple[np.ndarray, ...]:
+    """Per frame, how much of the on-screen part of the `back` box (n×4) the `front` box covers (0..1),
+    with the overlap's width and height and that part's area."""
+    x0, y0 = np.clip(back[:, 0], 0, W), np.clip(back[:, 1], 0, H)
+    x1, y1 = np.clip(back[:, 2], 0, W), np.clip(back[:, 3], 0, H)
+    over_x = np.clip(np.minimum(x1, front[:, 2]) - np.maximum(x0, front[:, 0]), 0, None)
+    over_y = np.clip(np.minimum(y1, front[:, 3]) - np.maximum(y0, front[:, 1]), 0, None)
+    area = (x1 - x0) * (y1 - y0)
+    return np.where(area > 0, over_x * over_y / np.maximum(area, 1e-9), 1.0), over_x, over_y, area
+
+
+def _separate(actors: list[_Actor], nearest_first: list[int], moves: Moves, W: int, H: int, close_up: bool,
+              focus: tuple[float, float], squeeze: bool = False) -> bool:
+    """Move apart (or shrink, where the frame has no room left) every pair of characters in which the
+    farther one's box is more than `CAST_OVERLAP` behind the nearer one's in some frame; whether any was.
+
+    The room a pair has is measured to the frame's edges; a third character in it moves the pair back
+    (or the pairs take turns pushing each other), so after `CAST_STALL` rounds (`squeeze`) the pairs
+    still too close are also made smaller, until everyone fits side by side."""
+    frames = [a.frames(moves, W, H, focus) for a in actors]
+    mx = SAFE_MARGIN * W
+    moved = False
+    for i, back in enumerate(nearest_first):
+        for front in nearest_first[:i]:
+            fb, ff = frames[back].extent, frames[front].extent
+            covered, over_x, over_y, area = _covered(fb, ff, W, H)
+            if covered.max() <= CAST_OVERLAP:
+                continue
+            moved = True
+            # How far apart the boxes must move (in x) for the worst frame's covered share to be the most
+            # allowed: the share falls with the overlap in x, at the rate the overlap in y sets.
+            t = int(covered.argmax())
+            push = max(1.0, over_x[t] - CAST_OVERLAP * area[t] / max(over_y[t], 1e-6) + 1.0)
+            pair = sorted((back, front), key=lambda k: (actors[k].pose.cx, k))
+            left, right = (actors[k] for k in pair)
+            room_left = frames[pair[0]].union[0] - mx
+            room_right = (W - mx) - frames[pair[1]].union[2]
+            if room_left + room_right >= push:
+                # Into the room there is, half each where both sides have it.
+                go_left = min(room_left, max(push / 2, push - room_right))
+                left.pose.cx -= go_left
+                right.pose.cx += push - go_left
+            else:
+                # No room: both use what there is and are made smaller by what is missing.
+                left.pose.cx -= max(0.0, room_left)
+                right.pose.cx += max(0.0, room_right)
+                span = frames[pair[1]].union[2] - frames[pair[0]].union[0]
+                factor = max(CAST_SHRINK_FLOOR, 1 - (push - max(0.0, room_left) - max(0.0, room_right)) / max(span, 1e-6))
+                for actor in (left, right):
+                    _scale(actor.pose, min(0.98, factor), close_up)
+                continue
+            if squeeze:
+                for actor in (left, right):
+                    _scale(actor.pose, CAST_SQUEEZE, close_up)
+    return moved
 
 
 def between(a: ShotLayout, b: ShotLayout, f: float) -> ShotLayout:

@@ -1,11 +1,11 @@
-"""The animatic backend: the user's real subject composited into procedural scenes.
+"""The animatic backend: the user's real characters composited into procedural scenes.
 
-A previsualisation, honest about what it is: every pixel of the subject comes from the
-reference media (so it is the same character in every shot), the background is drawn from the
-shot's text, the subject acts the shot's action (`motion`: it hops, falls, swims, sleeps ...), the
-camera moves as the shot says, and the narration is burnt in as a subtitle. Where the subject and the
-subtitles go, and how the subject is turned, squashed and cut at a water line, is decided by
-`layout.plan_shot`, and drawn exactly there.
+A previsualisation, honest about what it is: every pixel of a character comes from its own reference
+media (so it is the same character in every shot), the background is drawn from the shot's text, each
+character acts its own action (`motion`: it hops, falls, swims, sleeps ...), the camera moves as the shot
+says, and the narration is burnt in as a subtitle. Where the characters and the subtitles go, and how each
+is turned, squashed and cut at a water line, is decided by `layout.plan_shot` (one character) or
+`layout.plan_cast` (several), and drawn exactly there, the farthest character first.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -24,8 +24,8 @@ from PIL import Image, ImageDraw
 from storyagent.media import ReferenceMedia, load_font, subject_cutout, wrap_text
 from storyagent.models.animatic.backgrounds import SceneSpec, draw_background
 from storyagent.models.animatic.config import AnimaticConfig
-from storyagent.models.animatic.layout import Box, ShotLayout, between, plan_shot, subtitle_font_size
-from storyagent.schemas import Shot
+from storyagent.models.animatic.layout import Box, ShotLayout, between, plan_cast, plan_shot, subtitle_font_size
+from storyagent.schemas import Shot, ShotCharacter, front_to_back
 
 CANVAS_MARGIN = 1.3  # the scene is drawn this much larger than the frame, room for the camera to move
 CACHE_BYTES = 64 * 2**20
@@ -70,15 +70,32 @@ class ShotRender:
     storyboard: np.ndarray
     """The first frame without subtitle: the shot's storyboard picture."""
     storyboard_mask: np.ndarray
-    """Where the subject is in the storyboard picture (bool H×W)."""
+    """Where the subject is in the storyboard picture (bool H×W); with several characters, where any of them is."""
     layouts: list[ShotLayout] | None = None
-    """The layout of every rendered frame (subject box, subtitle band, camera)."""
+    """The layout of every rendered frame (subject box, subtitle band, camera); with several characters,
+    the shot's first character's (`character_layouts` has each one's)."""
     masks: list[np.ndarray] | None = None
-    """Where the subject is seen in every frame (bool H×W), as turned and cut at the water."""
+    """Where the subject is seen in every frame (bool H×W), as turned and cut at the water; with several
+    characters, where any of them is."""
+    storyboard_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each character's visible pixels in the storyboard picture, by name (bool H×W): what a nearer
+    character or the water in front of it covers is not in it, so no two characters' masks overlap."""
+    character_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
+    """`storyboard_masks` for every frame of the clip."""
+    character_layouts: dict[str, list[ShotLayout]] = field(default_factory=dict)
+    """Each character's layout in every rendered frame, by name."""
+
+
+Cast = Mapping[str, SubjectSprites]
+"""A film's characters' sprites by name, in the cast's order (the lead first)."""
+LONE_NAME = "subject"
+"""The name a lone subject's masks go under when the pipeline is given its sprites alone and the shot
+names no character."""
 
 
 class AnimaticPipeline:
-    """Renders one shot: `AnimaticPipeline(config)(shot, sprites, seed) -> ShotRender`."""
+    """Renders one shot: `AnimaticPipeline(config)(shot, sprites, seed) -> ShotRender`, `sprites` being the
+    subject's (a shot of one character) or the cast's by name (`Cast`: every character the shot shows)."""
 
     def __init__(self, config: AnimaticConfig | None = None) -> None:
         self.config = config or AnimaticConfig()
@@ -93,26 +110,70 @@ class AnimaticPipeline:
     def clip_length(self, shot: Shot) -> int:
         return max(2, round(shot.duration * self.config.fps))
 
+    def _frames(self, shot: Shot, num_frames: int | None) -> int:
+        # A storyboard (`num_frames=1`) is laid out as the clip's first frame, so its masks match the clip's.
+        return self.clip_length(shot) if num_frames in (None, 1) else num_frames
+
     def layout(self, shot: Shot, sprites: SubjectSprites, seed: int = 0,
                num_frames: int | None = None) -> list[ShotLayout]:
         """The per-frame layout the render uses. A storyboard (`num_frames=1`) is laid out as the
         clip's first frame, so the storyboard's subject mask matches the clip."""
         cfg = self.config
-        n = self.clip_length(shot) if num_frames in (None, 1) else num_frames
-        return plan_shot(shot, n, cfg.width, cfg.height, sprites.max_aspect, fps=cfg.fps, seed=seed,
-                         motion=None if cfg.acting else "glide")
+        return plan_shot(shot, self._frames(shot, num_frames), cfg.width, cfg.height, sprites.max_aspect, fps=cfg.fps,
+                         seed=seed, motion=None if cfg.acting else "glide")
 
-    def __call__(self, shot: Shot, sprites: SubjectSprites, seed: int = 0, num_frames: int | None = None,
+    def characters(self, shot: Shot, sprites: SubjectSprites | Cast) -> list[tuple[str, ShotCharacter, SubjectSprites]]:
+        """Who `shot` shows, in the story's order: (name as the cast spells it, the shot's character, its sprites).
+
+        With the cast's sprites the first is the lead (a shot with no `characters` shows the lead alone);
+        with one subject's sprites the shot shows at most one character."""
+        if isinstance(sprites, SubjectSprites):
+            if len(shot.characters) > 1:
+                raise ValueError(f"shot {shot.index} shows {len(shot.characters)} characters; pass each one's "
+                                 "sprites by name")
+            (one,) = shot.cast(LONE_NAME)
+            return [(one.name, one, sprites)]
+        if not sprites:
+            raise ValueError("no character's sprites were given")
+        by_key = {name.casefold(): name for name in sprites}
+        out = []
+        for c in shot.cast(next(iter(sprites))):
+            name = by_key.get(c.name.casefold())
+            if name is None:
+                raise ValueError(f"shot {shot.index} shows {c.name!r}, who has no sprites (the cast: "
+                                 f"{', '.join(sprites)})")
+            out.append((name, c, sprites[name]))
+        return out
+
+    def cast_layout(self, shot: Shot, sprites: SubjectSprites | Cast, seed: int = 0,
+                    num_frames: int | None = None) -> dict[str, list[ShotLayout]]:
+        """Each character's per-frame layout (`layout.plan_cast`), by name, in the story's order; a shot of
+        one character is laid out exactly as `layout` lays out the subject."""
+        cfg = self.config
+        people = self.characters(shot, sprites)
+        plans = plan_cast(shot, [c for _, c, _ in people], self._frames(shot, num_frames), cfg.width, cfg.height,
+                          [s.max_aspect for _, _, s in people], fps=cfg.fps, seed=seed,
+                          motion=None if cfg.acting else "glide")
+        return {name: plan for (name, _, _), plan in zip(people, plans)}
+
+    def __call__(self, shot: Shot, sprites: SubjectSprites | Cast, seed: int = 0, num_frames: int | None = None,
                  motion_seed: int | None = None) -> ShotRender:
         """Render `shot`; `num_frames=1` renders only the storyboard picture (the clip's first frame).
 
         `seed` draws the scene and lays the shot out; `motion_seed` (a clip's new take) retimes the
-        subject's motion along the same path, so the first frame stays the storyboard picture."""
+        subject's motion along the same path, so the first frame stays the storyboard picture. Several
+        characters are drawn farthest first (`schemas.front_to_back`), each from its own sprites acting its
+        own action in its own region; each one's mask holds only its pixels still seen at the end."""
         cfg = self.config
         W, H = cfg.width, cfg.height
-        layouts = self.layout(shot, sprites, seed, num_frames)[: 1 if num_frames == 1 else None]
-        if motion_seed is not None:
-            layouts = retime(layouts, motion_seed)
+        people = self.characters(shot, sprites)
+        plans = self.cast_layout(shot, sprites, seed, num_frames)
+        for name in plans:
+            plans[name] = plans[name][: 1 if num_frames == 1 else None]
+            if motion_seed is not None:
+                plans[name] = retime(plans[name], motion_seed)
+        names = list(plans)
+        layouts = plans[names[0]]
         scene = SceneSpec.from_text(shot.background)
 
         # The scene canvas, larger than the frame so the camera can move over it.
@@ -120,23 +181,28 @@ class AnimaticPipeline:
         background = self.background(shot.background, cw, ch, seed)
         to_rest = np.array([[1.0, 0.0, -(cw - W) / 2], [0.0, 1.0, -(ch - H) / 2], [0.0, 0.0, 1.0]], np.float32)
         tint = tuple(scene.tint) if scene.place != "space" else (0.9, 0.9, 1.0)
-        tinted = sprites.tinted(tint)
+        tinted = [s.tinted(tint) for _, _, s in people]
         subtitle = None
         if cfg.subtitles:
             box = layouts[0].subtitle_box
             subtitle = self._cache.get(("subtitle", shot.narration, W, H, box),
                                        lambda: _Overlay.of(_subtitle_layer(shot.narration, W, H, box)))
-        scaled: dict[tuple[int, bool, int, int], _Overlay] = {}  # each sprite scaled once per size
+        scaled: dict[tuple[int, int, bool, int, int], _Overlay] = {}  # each sprite scaled once per size
 
-        def scale(index: int, flipped: bool, width: int, height: int) -> _Overlay:
-            key = (index, flipped, width, height)
+        def scale(who: int, index: int, flipped: bool, width: int, height: int) -> _Overlay:
+            key = (who, index, flipped, width, height)
             if key not in scaled:
-                sprite = tinted[index][:, ::-1] if flipped else tinted[index]
+                sprite = tinted[who][index][:, ::-1] if flipped else tinted[who][index]
                 scaled[key] = _Overlay.of(_scale_sprite(sprite, width, height))
             return scaled[key]
 
+        # Farthest first, so nearer characters cover farther ones.
+        order = [c for _, c, _ in people]
+        back_to_front = [order.index(c) for c in reversed(front_to_back(order))]
+        several = len(people) > 1
         frames: list[np.ndarray] = []
         masks: list[np.ndarray] = []
+        character_masks: list[dict[str, np.ndarray]] = []
         storyboard: np.ndarray | None = None
         view, view_camera = None, b""  # a still camera films the same view every frame: warped once
         for t, lay in enumerate(layouts):
@@ -145,20 +211,17 @@ class AnimaticPipeline:
                 view = cv2.warpAffine(background, camera, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
                 view_camera = camera.tobytes()
             frame = view.copy()
-            index = int(t / cfg.fps * cfg.sprite_fps) % len(tinted)
-            width, height, left, top = _placement(tinted[index].shape[:2], lay.subject_box, lay.scale_x / lay.scale_y)
-            sprite = scale(index, lay.flipped, width, height)
-            if lay.angle:
-                sprite, left, top = sprite.turned(lay.rotation, left, top, W, H)
-            if lay.water_line is not None:
-                surface = round(lay.water_line)
-                sprite = sprite.above(surface - top)
-                self._cache.get(("water", W, H, surface, tint),
-                                lambda at=surface: _Overlay.of(_water_layer(W, H, at, tint))).over(frame)
-            if lay.ground is not None:
-                _ground_shadow(frame, sprite, left, top, lay.ground)
+            # Who is seen at each pixel (-1: nobody), for a shot of several characters.
+            owner = np.full((H, W), -1, np.int8) if several else None
             mask = np.zeros((H, W), bool)
-            sprite.over(frame, top, left, mask)
+            for who in back_to_front:
+                mask = self._draw(frame, plans[names[who]][t], t, tinted[who], tint, scale, who, owner)
+            if several:
+                assert owner is not None
+                mask = owner >= 0
+                character_masks.append({names[k]: owner == k for k in range(len(names))})
+            else:
+                character_masks.append({names[0]: mask})
             masks.append(mask)
             if storyboard is None:
                 storyboard = frame.copy()
@@ -166,7 +229,38 @@ class AnimaticPipeline:
                 subtitle.over(frame)
             frames.append(frame)
         assert storyboard is not None
-        return ShotRender(frames=frames, storyboard=storyboard, storyboard_mask=masks[0], layouts=layouts, masks=masks)
+        return ShotRender(frames=frames, storyboard=storyboard, storyboard_mask=masks[0], layouts=layouts, masks=masks,
+                          storyboard_masks=character_masks[0], character_masks=character_masks,
+                          character_layouts=plans)
+
+    def _draw(self, frame: np.ndarray, lay: ShotLayout, t: int, tinted: list[np.ndarray],
+              tint: tuple[float, ...], scale: Callable[..., _Overlay], who: int, owner: np.ndarray | None) -> np.ndarray:
+        """Composite one character at frame `t` (as `lay` places it, with its water and shadow) onto `frame`;
+        its pixels seen now (bool H×W). `owner` (several characters) is marked with `who` where it is seen,
+        and with -1 where its water covers whoever was there."""
+        cfg = self.config
+        H, W = frame.shape[:2]
+        index = int(t / cfg.fps * cfg.sprite_fps) % len(tinted)
+        width, height, left, top = _placement(tinted[index].shape[:2], lay.subject_box, lay.scale_x / lay.scale_y)
+        sprite = scale(who, index, lay.flipped, width, height)
+        if lay.angle:
+            sprite, left, top = sprite.turned(lay.rotation, left, top, W, H)
+        if lay.water_line is not None:
+            surface = round(lay.water_line)
+            sprite = sprite.above(surface - top)
+            water = self._cache.get(("water", W, H, surface, tint),
+                                    lambda at=surface: _Overlay.of(_water_layer(W, H, at, tint)))
+            wet = None if owner is None else np.zeros((H, W), bool)
+            water.over(frame, mask=wet)
+            if owner is not None:
+                owner[wet] = -1
+        if lay.ground is not None:
+            _ground_shadow(frame, sprite, left, top, lay.ground)
+        mask = np.zeros((H, W), bool)
+        sprite.over(frame, top, left, mask)
+        if owner is not None:
+            owner[mask] = who
+        return mask
 
 
 def retime(layouts: list[ShotLayout], motion_seed: int) -> list[ShotLayout]:
