@@ -103,6 +103,7 @@ class _Meta(_Strict):
     file_hashes: dict[str, str] = {}
     mask_method: str | None = None
     source: str | None = None
+    character_masks: dict[str, str] = {}
 
 
 _KINDS: dict[str, type[Artifact]] = {m.model_fields["kind"].default: m for m in (StoryboardFrame, ShotClip, Film)}
@@ -133,6 +134,9 @@ def _check_artifact(root: Path, key: str, entry: dict[str, Any]) -> None:
         rel = entry.get(name)
         if rel is not None and inside(root, rel) is None:
             raise _Damaged(f"artifacts.{key}.{name} {rel[:200]!r} lies outside the run folder")
+    for name, rel in meta.character_masks.items():
+        if inside(root, rel) is None:
+            raise _Damaged(f"artifacts.{key}.meta.character_masks.{name[:80]} {rel[:200]!r} lies outside the run folder")
     # prepare_subject rebuilds each reference frame from these.
     if kind == "subject_frame" and None in (entry.get("mask_path"), meta.mask_method, meta.source):
         raise _Damaged(f"artifacts.{key} lacks its mask, mask method or source")

@@ -262,6 +262,14 @@ class Artifact(BaseModel):
     mask_path: str | None = Field(default=None, description="Subject mask belonging to this image, when known.")
     meta: dict[str, object] = Field(default_factory=dict)
 
+    @property
+    def files(self) -> list[str]:
+        """Every file of the artifact, relative to the run folder: its picture or clip, its mask, and a cast's
+        per-character masks (`meta["character_masks"]`)."""
+        masks = self.meta.get("character_masks")
+        own = [str(v) for v in masks.values()] if isinstance(masks, dict) else []
+        return [self.path, *([self.mask_path] if self.mask_path else []), *own]
+
 
 class StoryboardFrame(Artifact):
     kind: Literal["storyboard_frame"] = "storyboard_frame"

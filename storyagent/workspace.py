@@ -112,7 +112,7 @@ class Workspace:
         entry = self.manifest.artifact(key)
         if not entry or entry.get("input_hash") != input_hash:
             return False
-        paths = [entry["path"]] + ([entry["mask_path"]] if entry.get("mask_path") else [])
+        paths = Artifact.model_construct(**entry).files
         hashes = entry.get("meta", {}).get("file_hashes", {})
         for rel in paths:
             p = self.root / rel
@@ -130,6 +130,5 @@ class Workspace:
         return artifact
 
     def file_hashes(self, artifact: Artifact) -> dict[str, str]:
-        """The content hash of each of an artifact's files (its picture or clip, and its mask), by path."""
-        rels = [artifact.path] + ([artifact.mask_path] if artifact.mask_path else [])
-        return {rel: hash_file(self.root / rel) for rel in rels}
+        """The content hash of each of an artifact's files (`Artifact.files`), by path."""
+        return {rel: hash_file(self.root / rel) for rel in artifact.files}
