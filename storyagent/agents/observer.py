@@ -3,7 +3,8 @@
 Modes (`--review`):
   rules  checks that need no weights: shot count, blank or frozen frames, subject missing or tiny, a
          subject whose cut-out jumps between the reference frames every clip is made of
-  llm    a vision-capable LLM looks at the storyboard contact sheet and the clips' key frames
+  llm    a vision-capable LLM looks at the storyboard contact sheet and the clips' key frames, each character's
+         reference frame shown first (the paper's Fig. 2 gives the Observer the reference videos)
   human  a person at the terminal (`UserProxyAgent`, human_input_mode="ALWAYS"), as the paper allows
   aesthetic  the LAION aesthetic predictor v2 scores the storyboard (`--min-score`); rules elsewhere
 Its answer is one line: `good`, `redo 2,4: why and what to change`, or `bad: why`.
@@ -138,28 +139,65 @@ def _data_url(img: np.ndarray | Image.Image, max_side: int = 768) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def review_images(ctx: CrewContext) -> list[str]:
-    """What the vision LLM sees: the contact sheet, or each clip's first, middle and last frames."""
+REFERENCE_SIDE = 512
+"""The longest side of a reference frame sent to the vision LLM: enough to recognise a character, few tokens."""
+
+
+def reference_images(ctx: CrewContext) -> list[tuple[str, str]]:
+    """What the vision LLM compares against: each character's first reference frame (the lead's
+    `subject/frame_01.png`, then `cast/<name>/frame_01.png`), as (label, data URL) pairs. One frame per
+    character, as the paper's Observer sees the reference videos (Fig. 2) at a cost of one picture each."""
+    refs = []
+    for prepared in ctx.run.cast:
+        who = prepared.subject
+        if not who.frames:
+            continue
+        label = (f"REFERENCE (not a shot to judge): {who.name}, the {who.class_word}, as the user's own photo or video "
+                 "shows it.")
+        refs.append((label, _data_url(Image.open(who.frames[0]), max_side=REFERENCE_SIDE)))
+    return refs
+
+
+def review_images(ctx: CrewContext) -> list[tuple[str, str]]:
+    """What the vision LLM judges, as (label, data URL) pairs: the contact sheet, or each clip's first,
+    middle and last frames side by side."""
     if ctx.stage == "storyboard":
-        return [_data_url(Image.open(ctx.ws.path("storyboard.png")))]
+        return [("TO JUDGE: the storyboard contact sheet, one numbered picture per shot.",
+                 _data_url(Image.open(ctx.ws.path("storyboard.png"))))]
     if ctx.stage == "video":
-        urls = []
+        pairs = []
         for clip in ctx.clips:
             frames = read_frames(ctx.ws.path(clip.path), max_frames=3)
-            urls.append(_data_url(np.concatenate(frames, axis=1), max_side=1024))
-        return urls
+            pairs.append((f"TO JUDGE: shot {clip.shot}, key frames of its clip from left to right.",
+                          _data_url(np.concatenate(frames, axis=1), max_side=1024)))
+        return pairs
     return []
+
+
+def review_content(ctx: CrewContext) -> list[dict[str, Any]]:
+    """The user message of a review: the task, then (where there are pictures to judge) every character's
+    reference frame, then the pictures to judge; each picture after the line that says what it is, so the
+    model cannot take a reference for a shot or a shot for the reference."""
+    assert ctx.script is not None
+    cast = [f"{p.subject.name} the {p.subject.class_word}" for p in ctx.run.cast]
+    who = f"The character is {cast[0]}" if len(cast) == 1 else f"The characters are {', '.join(cast[:-1])} and {cast[-1]}"
+    text = (f"Stage under review: {ctx.stage}. The story, as JSON: {ctx.script.model_dump_json()}\n"
+            f"{who}. Give your verdict on one line.")
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    judged = review_images(ctx)
+    if not judged:
+        return content  # the story: nothing to compare the reference with
+    for label, url in [*reference_images(ctx), *judged]:
+        content += [{"type": "text", "text": label}, {"type": "image_url", "image_url": {"url": url}}]
+    return content
 
 
 def llm_review(agent: ConversableAgent, ctx: CrewContext) -> str:
     """The vision LLM's verdict. One it cannot give (shots out of range) goes back to it with the reason, at
     most `MAX_VERDICT_ATTEMPTS` times; then the stage is accepted as it is and the transcript says so."""
     assert ctx.script is not None
-    text = (f"Stage under review: {ctx.stage}. The story, as JSON: {ctx.script.model_dump_json()}\n"
-            f"The character is {ctx.cfg.name}, a {ctx.cfg.class_word}. Give your verdict on one line.")
-    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-    content += [{"type": "image_url", "image_url": {"url": url}} for url in review_images(ctx)]
-    messages: list[dict[str, Any]] = [{"role": "system", "content": _role()}, {"role": "user", "content": content}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": _role()},
+                                      {"role": "user", "content": review_content(ctx)}]
     for _ in range(MAX_VERDICT_ATTEMPTS):
         response = agent.client.create(messages=messages)
         answer = agent.client.extract_text_or_completion_object(response)[0]
