@@ -356,6 +356,61 @@ def test_wrong_upload_gets_one_sentence(server, browser, shots_dir, tmp_path):
     page.close()
 
 
+@pytest.mark.browser
+def test_a_two_character_film_in_the_browser(server, browser, shots_dir):
+    """Pip uploaded first, then "Add another character" for Mo (a photo and its mask, previewed cut out by the
+    mask); a third slot added and removed is no character. The film, reviewed stage by stage, shows both."""
+    from tests.support.cast_film import MO, MO_MASK, assert_two_character_film
+
+    url, studio, runs = server
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(url)
+    assert not page.locator("#character_2").is_visible() and not page.locator("#remove_character").is_visible()
+    page.locator("#uploads input[type=file]").set_input_files(str(PIP))
+    page.locator("#prompt textarea").fill("two friends build a raft")
+    page.locator("#name textarea").fill("Pip")
+    page.locator("#class_word textarea").fill("fox")
+    page.locator("#shots input").fill("2")
+    page.locator("#add_character").click()
+    page.wait_for_selector("#character_2", state="visible")
+    page.locator("#uploads_2 input[type=file]").set_input_files([str(MO), str(MO_MASK)])
+    page.wait_for_selector("#cutouts_2 img", timeout=30_000)
+    _wait(lambda: "mo.jpg: user mask" in page.locator("#cutouts_2").inner_text(), what="Mo cut out by the mask")
+    page.locator("#name_2 textarea").fill("Mo")
+    page.locator("#class_word_2 textarea").fill("owl")
+    page.locator("#add_character").click()
+    page.wait_for_selector("#character_3", state="visible")
+    page.locator("#name_3 textarea").fill("Crong")
+    page.locator("#remove_character").click()
+    page.wait_for_selector("#character_3", state="hidden")
+    page.locator("#add_character").click()  # shown again, the removed character's slot is empty
+    page.wait_for_selector("#character_3", state="visible")
+    _wait(lambda: page.locator("#name_3 textarea").input_value() == "", what="the removed slot emptied")
+    page.locator("#remove_character").click()
+    page.wait_for_selector("#character_3", state="hidden")
+    page.get_by_text("Frame size and seed").click()
+    for field, value in (("width", "128"), ("height", "80"), ("fps", "4")):
+        page.locator(f"#{field} input").fill(value)
+    page.screenshot(path=shots_dir / "09_cast_upload.png", full_page=True)
+    before = set(studio.sessions)
+    page.locator("#start").click()
+    for stage in ("story", "storyboard", "video"):
+        _wait(lambda: f"[{stage}] ready" in _question(page), what=f"the {stage} review")
+        if stage == "storyboard":
+            _wait(lambda: page.locator("#board .grid-wrap img").count() == 2, what="2 storyboard pictures")
+            page.screenshot(path=shots_dir / "10_cast_storyboard.png", full_page=True)
+        page.locator("#approve").click()
+    _wait(lambda: "The film is ready" in page.locator("#status").inner_text(), what="the cast's film")
+    (run_id,) = set(studio.sessions) - before
+    root = run_folder(runs, run_id)
+    cfg = studio.sessions[run_id].cfg
+    assert (cfg.name, cfg.class_word, [(m.name, m.class_word) for m in cfg.supporting]) == ("Pip", "fox", [("Mo", "owl")])
+    assert sorted(p.name for p in (root / "uploads_02").iterdir()) == ["upload_01.jpg", "upload_01_mask.png"]
+    assert not (root / "uploads_03").exists()
+    assert_two_character_film(root)
+    page.close()
+
+
 def _call(url: str, api: str, data: list) -> tuple[str, object]:
     """One call of the page's named endpoint over plain HTTP: ('complete', outputs) or ('error', ...)."""
     event = httpx.post(f"{url}/gradio_api/call/{api}", json={"data": data}, timeout=30).json()["event_id"]
