@@ -23,6 +23,10 @@ loss is the mean of each token's loss on its own mask, so the tokens learn to sh
 
 Checkpoints (adapter + optimizer + step + RNG) are written every K steps; a new trainer on the
 same folder resumes from the last one.
+
+A video shorter than the window (FlintstonesSV's 5-frame clips) is padded by holding its last
+frame; those held frames are left out of the diffusion loss (`held_frames.py`), so the temporal
+LoRA learns the clip's motion and not that motion stops. `StepResult.held_frames` counts them.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from storyagent.errors import InputError
 from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
@@ -49,6 +52,7 @@ from storyagent.models.lora_be.embeddings import (
     token_table,
     tokenize_with_subjects,
 )
+from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse
 from storyagent.models.lora_be.losses import attention_mass_inside, localization_loss
 
 
@@ -73,6 +77,8 @@ class StepResult:
     appearance_only: bool
     """A photo's step: the temporal LoRA weights were left untouched (a still teaches no motion)."""
     tokens: tuple[str, ...] = ()
+    held_frames: int = 0
+    """Frames of the window that only held a short clip's last frame: not in the diffusion loss."""
     """The tokens the step's prompt named (one; two for a cast's two-character sample)."""
 
 
@@ -169,13 +175,16 @@ class LoRABETrainer:
 
     def losses(self, video: torch.Tensor, masks: torch.Tensor | Sequence[torch.Tensor], timestep: int | None = None,
                cond_frame: int = 0, fs: int | None = None,
-               token: str | Sequence[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+               token: str | Sequence[str] | None = None,
+               frame_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """(total, diffusion, localization, attention share inside the mask) for one clip.
 
         video: (b, 3, t, H, W) in [-1, 1]; masks: (b, t, H, W); `cond_frame` indexes t;
         fs: None uses the trainer's default. token: the character the clip shows (None: the lead);
         a cast's clip of several characters names every token and gives one mask tensor per token
         (the localization loss and share are then the mean over the tokens, each on its own mask).
+        frame_weight: (t,) weights of each frame in the diffusion loss (`held_frames.frame_loss_weights`);
+        None: every frame.
         """
         pipe, cfg = self.pipe, self.config
         sched = pipe.scheduler
@@ -211,7 +220,7 @@ class LoRABETrainer:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.mixed_precision and self.device.type == "cuda")
         with autocast:
             pred = pipe.unet(torch.cat([x_t, concat], dim=1), t, contexts[0], fs=fs_t, module_contexts=contexts)
-        diffusion = F.mse_loss(pred.float(), target.float())
+        diffusion = frame_weighted_mse(pred.float(), target.float(), frame_weight)
         levels = len(pipe.config.unet.channel_mult)
         locs, shares = [], []
         for tok, mask in zip(tokens, mask_list):
@@ -241,6 +250,7 @@ class LoRABETrainer:
         a two-character sample); a still clip (photo) leaves the temporal LoRA untouched."""
         self.pipe.unet.train()
         fitted, cond = self.sample(clip, others or [], partner)
+        weights = frame_loss_weights(fitted)  # a short clip's held frames: not in the loss
         video, masks, tokens = self._step_inputs(fitted)
         fs = self.clip_fs(fitted)  # a composite with a photo is a still
         self.optimizer.zero_grad(set_to_none=True)
@@ -249,7 +259,8 @@ class LoRABETrainer:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), self.keeping_attention():
             torch.manual_seed(self.config.seed * 1_000_003 + self.step)
-            total, diffusion, loc, share = self.losses(video, masks, cond_frame=cond, fs=fs, token=tokens)
+            total, diffusion, loc, share = self.losses(video, masks, cond_frame=cond, fs=fs, token=tokens,
+                                                       frame_weight=_tensor(weights))
             total.backward()
         for tok, emb in zip(self.tokens, self.token_embeddings):
             if tok not in tokens:
@@ -266,7 +277,7 @@ class LoRABETrainer:
         self.step += 1
         self.pipe.unet.eval()
         return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, cond, fs, fitted.still,
-                          tuple(tokens))
+                          tuple(tokens), _held(weights))
 
     @torch.no_grad()
     def evaluate(self, clip: Clip, timestep: int = 500, seed: int = 1234) -> StepResult:
@@ -274,15 +285,18 @@ class LoRABETrainer:
         and noise: comparable across training."""
         saved = self.generator.get_state()
         self.generator.manual_seed(seed)
-        video, masks, tokens = self._step_inputs(fit_clip(clip, self.frames, self.height, self.width))
+        fitted = fit_clip(clip, self.frames, self.height, self.width)
+        video, masks, tokens = self._step_inputs(fitted)
+        weights = frame_loss_weights(fitted)
         fs = self.clip_fs(clip)
         try:
             with self.keeping_attention():
-                total, diffusion, loc, share = self.losses(video, masks, timestep, fs=fs, token=tokens)
+                total, diffusion, loc, share = self.losses(video, masks, timestep, fs=fs, token=tokens,
+                                                           frame_weight=_tensor(weights))
         finally:
             self.generator.set_state(saved)
         return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, 0, fs, clip.still,
-                          tuple(tokens))
+                          tuple(tokens), _held(weights))
 
     # ------------------------------------------------------------------ the loop
     def partner_for(self, clip: Clip, clips: list[Clip]) -> Clip | None:
@@ -382,3 +396,10 @@ class LoRABETrainer:
         """The final adapter file."""
         return self.adapter().save_pretrained(path)
 
+
+def _tensor(weights: np.ndarray | None) -> torch.Tensor | None:
+    return None if weights is None else torch.from_numpy(weights)
+
+
+def _held(weights: np.ndarray | None) -> int:
+    return 0 if weights is None else int((weights == 0).sum())
