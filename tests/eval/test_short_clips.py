@@ -11,8 +11,19 @@ import pytest
 import torch
 
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
-from storyagent.models.lora_be import Clip, LoRABEConfig, LoRABETrainer, fit_clip, is_temporal, load_subject_clips
-from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse, held_frames
+from storyagent.models.lora_be import (
+    Clip,
+    LoRABEConfig,
+    LoRABETrainer,
+    fit_clip,
+    is_temporal,
+    load_subject_clips,
+)
+from storyagent.models.lora_be.held_frames import (
+    frame_loss_weights,
+    frame_weighted_mse,
+    held_frames,
+)
 from tests.support.media import write_index_video
 
 
