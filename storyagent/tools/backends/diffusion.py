@@ -31,6 +31,7 @@ from storyagent.fileio import slugify
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import write_png, write_video
 from storyagent.models import placement
+from storyagent.models.continuation import Continued, WindowRule, continue_shot, shot_frames
 from storyagent.schemas import (
     Region,
     Shot,
@@ -440,35 +441,54 @@ class DiffusionBackend(Backend):
         image = np.asarray(Image.open(ws.path(board.path)).convert("RGB"))
         self.pipe  # noqa: B018 -- loads the adapter first, which decides the prompt's wording
         prompt = self.prompt(shot, shot_feedback(run.manifest, "video", shot.index))
+        # The story's duration at the film's fps; a shot longer than one window is continued from its
+        # last frame (`models/continuation`).
+        total = shot_frames(shot.duration, self.cfg.fps)
         # Out of GPU memory: the memory is freed and the shot made once more in low-VRAM mode; a
         # second failure skips this shot only (the others are made, `--resume` redoes it).
-        frames, retried = with_memory_retry([shot.index], lambda low_vram: self._frames(image, prompt, seed, low_vram),
-                                            self.cfg.low_vram)
+        made, retried = with_memory_retry([shot.index],
+                                          lambda low_vram: self._frames(image, prompt, seed, low_vram, total),
+                                          self.cfg.low_vram)
+        frames = list(made.frames)
         rel = clip_path(shot.index)
         write_video(ws.path(rel), frames, self.cfg.fps)
         adapter = self.adapter
         meta = {"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None}
+        if len(made.seeds) > 1:
+            meta["windows"] = {"frames": list(made.plan.lengths), "seeds": made.seeds, "seams": made.seams,
+                               "fade": self.window_rule.fade}
         if retried:
             meta["out_of_memory_retry"] = "ran out of GPU memory; made again with --low-vram settings"
         return ShotClip(path=rel, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
                         meta=meta)
 
-    def _frames(self, image: np.ndarray, prompt: str, seed: int, low_vram: bool) -> list[np.ndarray]:
-        """One clip's frames (T x H x W x 3 uint8), DynamiCrafter on the GPU for this shot only; in
-        low-VRAM mode its models visit the GPU one at a time and the VAE decodes frame by frame."""
+    @property
+    def window_rule(self) -> WindowRule:
+        """One window of the video model: DynamiCrafter's own clip length (16 frames for the 512 model)."""
+        return WindowRule(max_frames=self.pipe.config.sampling.frames)
+
+    def _frames(self, image: np.ndarray, prompt: str, seed: int, low_vram: bool, total: int) -> Continued:
+        """One clip's `total` frames (T x H x W x 3 uint8), window by window (`continue_shot`), DynamiCrafter
+        on the GPU for this shot only; in low-VRAM mode its models visit the GPU one at a time and the VAE
+        decodes frame by frame."""
         import torch
 
         pipe = self.pipe
-        generator = torch.Generator(device="cpu").manual_seed(seed)
+        steps = self.cfg.steps or 50
+
+        def window(start: np.ndarray, num_frames: int, window_seed: int, _: int) -> np.ndarray:
+            generator = torch.Generator(device="cpu").manual_seed(window_seed)
+            out = pipe(image=start, prompt=prompt, num_frames=num_frames, num_inference_steps=steps,
+                       generator=generator, output_type="np", show_progress=False)
+            return np.asarray(out.frames[0], dtype=np.uint8)
+
         chunk = pipe.vae_chunk
         pipe.vae_chunk = 1 if low_vram else chunk
         try:
             with placement.on_device(pipe, placement.compute_device(), low_vram=low_vram):
-                out = pipe(image=image, prompt=prompt, num_inference_steps=self.cfg.steps or 50, generator=generator,
-                           output_type="np", show_progress=False)
+                return continue_shot(image, total, self.window_rule, window, seed)
         finally:
             pipe.vae_chunk = chunk
-        return list(np.asarray(out.frames[0], dtype=np.uint8))
 
     def release(self) -> None:
         self._pipe, self.token, self.characters, self._storyboard = None, None, (), None
