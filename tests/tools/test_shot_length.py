@@ -27,9 +27,9 @@ def use(monkeypatch, weights: dict[str, Path]) -> None:
 
 
 def seven_second_config(**kw) -> RunConfig:
-    settings = dict(prompt="a day at the seaside", subject=PIP, name="Pip", class_word="fox", shots=1, width=64,
-                    height=64, fps=4, backend="diffusion", steps=2, storyboard_side=64, finetune="off",
-                    shot_duration=7)
+    settings = {"prompt": "a day at the seaside", "subject": PIP, "name": "Pip", "class_word": "fox", "shots": 1,
+                "width": 64, "height": 64, "fps": 4, "backend": "diffusion", "steps": 2, "storyboard_side": 64,
+                "finetune": "off", "shot_duration": 7}
     return RunConfig.build(**(settings | kw))
 
 

@@ -31,7 +31,12 @@ from storyagent.fileio import slugify
 from storyagent.hashing import hash_file, hash_json
 from storyagent.media import write_png, write_video
 from storyagent.models import placement
-from storyagent.models.continuation import Continued, WindowRule, continue_shot, shot_frames
+from storyagent.models.continuation import (
+    Continued,
+    WindowRule,
+    continue_shot,
+    shot_frames,
+)
 from storyagent.schemas import (
     Region,
     Shot,
