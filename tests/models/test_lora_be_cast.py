@@ -82,7 +82,9 @@ def test_one_character_training_and_file_are_unchanged(tmp_path):
     with safe_open(path, "pt") as f:
         meta, keys = f.metadata(), {k: tuple(f.get_tensor(k).shape) for k in f.keys()}
         embeddings = f.get_tensor("embeddings")
-    assert set(meta) == {"format", "token", "class_word", "config"}
+    # Issue 26, item 6: the file also pins the fs it was trained at (this clip has no rate: the model's default).
+    assert set(meta) == {"format", "token", "class_word", "config", "fs"}
+    assert meta["fs"] == str(trainer.pipe.config.unet.default_fs)
     assert (meta["format"], meta["token"], meta["class_word"]) == ("storyagent-lora-be-1", "<miffy>", "rabbit")
     assert json.loads(meta["config"]) == asdict(one_config(epochs=2, augment=True))
     assert len(keys) == 269 and keys["embeddings"] == (7, 32)

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,10 +29,19 @@ from storyagent.progress import make_progress
 ImageInput = Any  # PIL image, H x W x 3 uint8 array, or (b, 3, H, W) tensor in [-1, 1]
 
 
+ImageFit = Literal["crop", "pad"]
+"""How a picture of another aspect becomes the model's frame: "crop" (resize to cover, centre-crop:
+upstream's `resize_center_crop`) or "pad" (resize to fit inside, letterbox with black bars: nothing
+of the picture is lost; the output's `content_box` says where it lies)."""
+
+
 @dataclass
 class DynamiCrafterOutput:
     frames: torch.Tensor | np.ndarray
     """"pt": (b, 3, t, H, W) in [-1, 1]; "np": (b, t, H, W, 3) uint8; "latent": (b, 4, t, h, w)."""
+    content_box: tuple[int, int, int, int] | None = None
+    """(top, bottom, left, right) pixels of the frames that show the conditioning picture (the first
+    image's) with `image_fit="pad"`; the rest are the letterbox bars. None: the whole frame."""
 
 
 @dataclass
@@ -47,6 +56,16 @@ class Conditioning:
     """The same for the unconditional branch of classifier-free guidance (None: no guidance)."""
     module_contexts: list[torch.Tensor] | None = None
     """Optional per-cross-attention-module contexts for the conditional branch (LoRA-BE's block-wise tokens)."""
+
+
+def fit_box(size: tuple[int, int], height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of a (h, w) picture resized to fit inside a height x width frame
+    (aspect kept, centred): the part of a letterboxed frame that shows the picture."""
+    h, w = size
+    scale = min(height / h, width / w)
+    fh, fw = min(height, max(1, round(h * scale))), min(width, max(1, round(w * scale)))
+    top, left = (height - fh) // 2, (width - fw) // 2
+    return top, top + fh, left, left + fw
 
 
 class DynamiCrafterPipeline(ModelOffloadMixin):
@@ -72,6 +91,9 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
         # Set by a subject adapter (LoRA-BE): prompts -> (modules, b, 77, d) text contexts, or None
         # when no prompt mentions its token.
         self.prompt_hook: Callable[[list[str]], torch.Tensor | None] | None = None
+        self.adapter_fs: int | None = None
+        """The fs a subject adapter (LoRA-BE) was trained at, pinned in its file (`lora_be.load_adapter`
+        sets it): the default fs of `__call__` while it is set; None: the variant's `sampling.fs`."""
 
     # ------------------------------------------------------------------ loading / placement
     @classmethod
@@ -153,6 +175,11 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
     def dtype(self) -> torch.dtype:
         return self.unet.conv_in.weight.dtype
 
+    @property
+    def default_fs(self) -> int:
+        """The fs `__call__` samples at when none is given: the adapter's (`adapter_fs`), else the variant's."""
+        return self.adapter_fs if self.adapter_fs is not None else self.config.sampling.fs
+
     # ------------------------------------------------------------------ building blocks
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         if self.text_encoder is None:
@@ -224,8 +251,12 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
             return encode_frames(vae, video.to(self.device), self.config.diffusion.scale_factor, generator,
                                  self.vae_chunk).float()
 
-    def prepare_image(self, image: ImageInput | list[ImageInput], height: int, width: int) -> torch.Tensor:
-        """Any supported image input -> (b, 3, height, width) float in [-1, 1], resized to cover and centre-cropped."""
+    def prepare_image(self, image: ImageInput | list[ImageInput], height: int, width: int,
+                      fit: ImageFit = "crop") -> torch.Tensor:
+        """Any supported image input -> (b, 3, height, width) float in [-1, 1]: resized to cover and
+        centre-cropped, or with `fit="pad"` resized to fit inside and letterboxed (`fit_box`)."""
+        if fit not in ("crop", "pad"):
+            raise InputError(f"image_fit must be 'crop' or 'pad', not {fit!r}.")
         images = image if isinstance(image, list) else [image]
         tensors = []
         for img in images:
@@ -237,6 +268,14 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
                 if arr.ndim != 3 or arr.shape[2] != 3:
                     raise InputError(f"The conditioning image must be H x W x 3 RGB, got shape {arr.shape}.")
                 t = torch.from_numpy(arr.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+            if fit == "pad":
+                top, bottom, left, right = fit_box(tuple(t.shape[-2:]), height, width)
+                size = (bottom - top, right - left)
+                if size != tuple(t.shape[-2:]):
+                    t = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+                # Black bars (-1): letterboxed video is something the model has seen, and it keeps them still.
+                tensors.append(F.pad(t.clamp(-1, 1), (left, width - right, top, height - bottom), value=-1.0))
+                continue
             scale = max(height / t.shape[-2], width / t.shape[-1])
             size = (max(height, round(t.shape[-2] * scale)), max(width, round(t.shape[-1] * scale)))
             if size != tuple(t.shape[-2:]):
@@ -292,24 +331,37 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         guidance_rescale: float | None = None,
-        eta: float = 1.0,
+        eta: float | None = None,
         fs: int | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "pt",
         latents: torch.Tensor | None = None,
         show_progress: bool = True,
+        image_fit: ImageFit = "crop",
     ) -> DynamiCrafterOutput:
+        """Animate `image` under `prompt`. Every sampling setting left None is the variant's
+        (`config.sampling`, upstream's scripts/run.sh: 50 DDIM steps, guidance 7.5, eta 1.0, fs 24 for
+        the 512 model), except fs, which follows a loaded adapter (`default_fs`). `image_fit`: how a
+        picture of another aspect becomes the frame (`ImageFit`)."""
         s = self.config.sampling
         num_frames, height, width = num_frames or s.frames, height or s.height, width or s.width
+        num_inference_steps = s.ddim_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = s.cfg_scale if guidance_scale is None else guidance_scale
+        eta = s.eta if eta is None else eta
         guidance_rescale = s.guidance_rescale if guidance_rescale is None else guidance_rescale
-        fs = s.fs if fs is None else fs
+        fs = self.default_fs if fs is None else fs
 
         # 1. Check the inputs and bring the images to (b, 3, height, width) in [-1, 1].
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        pixels = self.prepare_image(image, height, width)
+        pixels = self.prepare_image(image, height, width, image_fit)
+        content = None
+        if image_fit == "pad":
+            first = image[0] if isinstance(image, list) else image
+            first_hw = tuple(first.shape[-2:]) if isinstance(first, torch.Tensor) else np.asarray(first).shape[:2]
+            content = fit_box(first_hw, height, width)
         self.check_inputs(height, width, output_type, pixels.shape[0], len(prompts))
         b = pixels.shape[0]
 
@@ -329,13 +381,13 @@ class DynamiCrafterPipeline(ModelOffloadMixin):
             latents = self.denoise(latents, cond, fs_t, num_inference_steps, guidance_scale, guidance_rescale, eta,
                                    generator=generator, callback=lambda i, n: bar.update(task, completed=i))
         if output_type == "latent":
-            return DynamiCrafterOutput(latents)
+            return DynamiCrafterOutput(latents, content)
 
         # 5. Decode frame by frame (or in chunks of `vae_chunk`).
         video = self.decode_latents(latents)
         if output_type == "pt":
-            return DynamiCrafterOutput(video)
+            return DynamiCrafterOutput(video, content)
 
         # 6. To uint8 frames (b, t, H, W, 3).
         frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
-        return DynamiCrafterOutput(frames)
+        return DynamiCrafterOutput(frames, content)

@@ -8,12 +8,20 @@ A cast adapter (`LoRABECastConfig`: one LoRA shared by K characters, one token e
 file with format `storyagent-lora-be-cast-1`, `embeddings` of shape (K, M, d) in cast order,
 `token`/`class_word` the lead's, and `tokens` = JSON list of {token, class_word, name}.
 
+Both formats pin `fs` in the metadata: the fs conditioning the adapter was trained at (its video
+clips' frame rate after striding, about 8; see `LoRABETrainer.sampling_fs`), which the sampler uses
+for its clips (`load_adapter` sets `pipe.adapter_fs`). DynamiCrafter's fs says how far apart the
+frames are: an adapter whose temporal LoRA learnt motion at fs 8 and is sampled at the variant's 24
+is asked for motion it never saw. A file written before the fs was pinned has none (`fs` is None):
+the sampler then keeps the variant's default, as it always did.
+
 API (stable; the diffusion backend calls it):
 - `load_adapter(pipe, path) -> LoRABEConfig`: injects the LoRA and a prompt hook that knows every
   token; the returned config's `.characters` (CastToken: token, class_word, name; lead first)
   lists them, `.token` is the lead's. One-character files load exactly as before.
 - `name_tokens(text, characters)`: the prompt with each character's name swapped for its token.
 - `LoRABEAdapter.from_pretrained(path).characters`: the same, without a pipeline.
+- `adapter_fs(path)`: the fs the adapter file pins (None for an older file), its metadata alone read.
 """
 
 from __future__ import annotations
@@ -109,6 +117,9 @@ class LoRABEAdapter:
     embeddings: torch.Tensor
     """(M, d) subject-token input embedding per cross-attention module (stored as `embeddings`);
     a cast adapter's is (K, M, d), one (M, d) table per character in `config.characters` order."""
+    fs: int | None = None
+    """The fs conditioning the adapter was trained at, and is to be sampled at (metadata `fs`); None
+    in a file written before it was pinned (sample at the model's default)."""
 
     @property
     def characters(self) -> tuple[CastToken, ...]:
@@ -122,15 +133,15 @@ class LoRABEAdapter:
 
     @classmethod
     def from_model(cls, unet: DynamiCrafterUNet, embeddings: BlockwiseEmbeddings | Sequence[BlockwiseEmbeddings],
-                   config: LoRABEConfig) -> LoRABEAdapter:
+                   config: LoRABEConfig, fs: int | None = None) -> LoRABEAdapter:
         """The adapter as it stands in a UNet with LoRA injected and its block-wise embeddings
-        (one `BlockwiseEmbeddings`, or one per character of a cast config)."""
+        (one `BlockwiseEmbeddings`, or one per character of a cast config); `fs`: the fs it was trained at."""
         lora = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
         tables = [embeddings] if isinstance(embeddings, BlockwiseEmbeddings) else list(embeddings)
         if len(tables) != len(config.characters):
             raise ValueError(f"{len(tables)} block-wise embeddings for {len(config.characters)} characters")
         stacked = torch.stack([e.embeddings.detach().cpu().float() for e in tables])
-        return cls(config, lora, (stacked if isinstance(config, LoRABECastConfig) else stacked[0]).contiguous())
+        return cls(config, lora, (stacked if isinstance(config, LoRABECastConfig) else stacked[0]).contiguous(), fs)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], torch_dtype: torch.dtype = torch.float32,
@@ -150,7 +161,7 @@ class LoRABEAdapter:
         if table.ndim != (3 if kind is LoRABECastConfig else 2) or (table.ndim == 3 and table.shape[0] != len(config.characters)):
             raise InputError(f"{path} holds embeddings of shape {tuple(table.shape)} for {len(config.characters)} "
                              "character(s); the file is damaged.")
-        return cls(config, lora, table)
+        return cls(config, lora, table, _fs_of(meta, path))
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         from storyagent.fileio import atomic_save_safetensors
@@ -159,6 +170,8 @@ class LoRABEAdapter:
         tensors["embeddings"] = self.embeddings
         meta = {"format": ADAPTER_FORMAT, "token": self.config.token, "class_word": self.config.class_word,
                 "config": json.dumps(self.config.to_dict())}
+        if self.fs is not None:
+            meta["fs"] = str(int(self.fs))
         if isinstance(self.config, LoRABECastConfig):
             # The cast's tokens in the metadata too: readable without parsing the config.
             meta |= {"format": CAST_ADAPTER_FORMAT, "tokens": json.dumps([asdict(c) for c in self.characters])}
@@ -166,11 +179,38 @@ class LoRABEAdapter:
         return Path(path)
 
 
+def _fs_of(meta: dict[str, str], path: str | os.PathLike[str]) -> int | None:
+    """The `fs` an adapter file's metadata pins, or None (a file from before it was pinned)."""
+    if "fs" not in meta:
+        return None
+    try:
+        fs = int(meta["fs"])
+    except ValueError:
+        fs = 0
+    if fs < 1:
+        raise InputError(f"{path} pins fs {meta['fs']!r}, not a positive whole number; the file is damaged.")
+    return fs
+
+
+def adapter_fs(path: str | os.PathLike[str]) -> int | None:
+    """The fs the LoRA-BE file at `path` was trained at (to sample its clips at), from its metadata
+    alone; None for a file written before the fs was pinned."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Adapter file {path} does not exist; train one with `storyagent finetune video`.")
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") not in (ADAPTER_FORMAT, CAST_ADAPTER_FORMAT):
+        raise InputError(f"{path} is not a LoRA-BE adapter (format {meta.get('format')!r}).")
+    return _fs_of(meta, path)
+
+
 def load_adapter(pipe: DynamiCrafterPipeline, path: str | os.PathLike[str]) -> LoRABEConfig:
     """Inject the adapter's LoRA into `pipe.unet` and let prompts mention its token(s).
 
     Returns the adapter's config: `.token` is the (lead) subject's token and `.characters` every
-    token of a cast (with class words and names; see `name_tokens`), lead first.
+    token of a cast (with class words and names; see `name_tokens`), lead first. The pipeline then
+    samples at the fs the adapter was trained at (`pipe.adapter_fs`, when the file pins one).
     """
     adapter = LoRABEAdapter.from_pretrained(path)
     config = adapter.config
@@ -196,4 +236,5 @@ def load_adapter(pipe: DynamiCrafterPipeline, path: str | os.PathLike[str]) -> L
         pipe.prompt_hook = CastPromptEncoder(pipe.text_encoder, embeddings, config.tokens)
     else:
         pipe.prompt_hook = SubjectPromptEncoder(pipe.text_encoder, embeddings[0], config.token)
+    pipe.adapter_fs = adapter.fs
     return config

@@ -18,27 +18,88 @@ SCENES = ("a sunny meadow", "a forest at dusk", "a snowy mountain", "a town stre
           "a cosy room", "a desert at dawn", "outer space")
 
 
+SUBJECT_MARGIN = 0.05
+"""Room kept around the subject's box inside a training crop, as a share of the box's longer side."""
+
+
+def subject_window(shown: np.ndarray, height: int, width: int) -> tuple[tuple[int, int], int, int]:
+    """Where a height x width training frame lies on a picture whose subject is `shown` (H, W bool, every
+    frame's masks together): ((scaled width, scaled height), top, left) of the frame on the picture
+    resized to that size (negative, or reaching past it: letterbox bars).
+
+    The picture is resized to cover the frame, as upstream's `resize_center_crop`, and the frame
+    sits in the middle, moved only as far as it takes to hold the whole subject (with a margin of
+    `SUBJECT_MARGIN` where there is room). A subject taller or wider than the frame at that scale
+    (a person in a portrait phone video cropped to 320x512) is shrunk until it fits with its
+    margin, the rest of the frame filled with bars: the subject is never cut. Without a subject:
+    the centre crop.
+    """
+    h, w = shown.shape
+    cover = max(height / h, width / w)
+    rows, cols = np.flatnonzero(shown.any(axis=1)), np.flatnonzero(shown.any(axis=0))
+    if not len(rows):
+        size = (max(width, round(w * cover)), max(height, round(h * cover)))
+        return size, (size[1] - height) // 2, (size[0] - width) // 2
+    box = (float(rows[0]), float(rows[-1] + 1), float(cols[0]), float(cols[-1] + 1))  # y0, y1, x0, x1
+    margin = SUBJECT_MARGIN * max(box[1] - box[0], box[3] - box[2])
+    bh, bw = box[1] - box[0], box[3] - box[2]
+    scale = cover
+    if height / bh < cover or width / bw < cover:
+        # Too big to hold at the covering scale: shrunk until the subject and its margin fit.
+        scale = min(height / (bh + 2 * margin), width / (bw + 2 * margin))
+    if scale == cover:
+        size = (max(width, round(w * cover)), max(height, round(h * cover)))  # the covering size, as ever
+    else:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    offsets = []
+    for full, target, source, lo, hi in ((size[1], height, h, *box[:2]), (size[0], width, w, *box[2:])):
+        offset = (full - target) // 2  # centred (negative: bars on both sides)
+        if full > target:
+            k = full / source
+            wide_lo, wide_hi = max(0.0, lo - margin) * k, min(float(source), hi + margin) * k
+            a, b = (wide_lo, wide_hi) if wide_hi - wide_lo <= target else (lo * k, hi * k)
+            # The least move from the centre that holds [a, b], kept on the picture.
+            offset = min(max(offset, int(np.ceil(b - 1e-6)) - target), int(a))
+            offset = min(max(offset, 0), full - target)
+        offsets.append(offset)
+    return size, offsets[0], offsets[1]
+
+
+def take_window(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The height x width window of `image` at (top, left); where it reaches past the picture, black
+    (False for a mask): letterbox bars, which the sampler's `image_fit="pad"` draws too."""
+    h, w = image.shape[:2]
+    pads = (max(0, -top), max(0, top + height - h), max(0, -left), max(0, left + width - w))
+    if any(pads):
+        image = cv2.copyMakeBorder(image, *pads, cv2.BORDER_CONSTANT, value=0)
+        top, left = top + pads[0], left + pads[2]
+    return image[top : top + height, left : left + width]
+
+
 def fit_clip(clip: Clip, frames: int, height: int, width: int, start: int = 0) -> Clip:
-    """`frames` consecutive frames from `start`, resized to cover and centre-cropped.
+    """`frames` consecutive frames from `start`, resized to cover and cropped around the subject.
+
+    The crop is the centre one unless that would cut the subject (its masks, and any other cast
+    character's, over these frames): then it moves to hold the subject, or, when even that cannot,
+    the picture is shrunk until the subject fits and letterboxed (`subject_window`). One window for
+    every frame, so the motion is kept.
 
     A clip that runs out holds its last frame (a photo becomes a still video): wrapping around
     would put a cut between the last and the first frame.
     """
     t = clip.frames.shape[0]
     idx = [min(start + i, t - 1) for i in range(frames)]
-    h, w = clip.frames.shape[1:3]
-    scale = max(height / h, width / w)
-    size = (max(width, round(w * scale)), max(height, round(h * scale)))
-    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    shown = clip.masks[idx].any(axis=0)
+    for masks in clip.others.values():
+        shown = shown | masks[idx].any(axis=0)
+    size, top, left = subject_window(shown, height, width)
 
     def fit_masks(masks: np.ndarray) -> np.ndarray:
         out = [cv2.resize(masks[i].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) for i in idx]
-        return np.stack([m[top : top + height, left : left + width].astype(bool) for m in out])
+        return np.stack([take_window(m, top, left, height, width).astype(bool) for m in out])
 
-    out_f = []
-    for i in idx:
-        f = cv2.resize(clip.frames[i], size, interpolation=cv2.INTER_AREA)
-        out_f.append(f[top : top + height, left : left + width])
+    out_f = [take_window(cv2.resize(clip.frames[i], size, interpolation=cv2.INTER_AREA), top, left, height, width)
+             for i in idx]
     return replace(clip, frames=np.stack(out_f), masks=fit_masks(clip.masks),
                    others={token: fit_masks(m) for token, m in clip.others.items()},
                    source_indices=[clip.source_indices[i] for i in idx],

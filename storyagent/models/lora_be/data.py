@@ -35,6 +35,12 @@ CLIP_SECONDS = 2.0
 random stride of 1-6, `random_fs: true` with `frame_stride: 6`), and long enough to show motion.
 """
 
+MAX_SIDE = 1024
+"""Longest side a reference frame is kept at. The trainer resizes a clip to cover its frame (320x512
+for the 512 model) and crops around the subject; a 9:16 phone video kept at 512 would be 288 px wide
+and upscaled almost 2x to cover 512, so frames are kept large enough to cover it in either
+orientation (a 16:9 or 9:16 frame at 1024 is 576 px on its short side) and only ever shrunk."""
+
 
 @dataclass
 class Clip:
@@ -132,7 +138,7 @@ def _stacked(masks: list[tuple[np.ndarray, str]]) -> dict[str, Any]:
     return {"masks": np.stack([m for m, _ in masks]), "mask_methods": [how for _, how in masks]}
 
 
-def photo_clip(file: Path, segment: Segmenter | None = None, max_side: int = 512) -> Clip:
+def photo_clip(file: Path, segment: Segmenter | None = None, max_side: int = MAX_SIDE) -> Clip:
     """A photo as a one-frame still clip."""
     rgb, alpha = read_image(file)
     rgb = fit_long_side(rgb, max_side)
@@ -142,7 +148,7 @@ def photo_clip(file: Path, segment: Segmenter | None = None, max_side: int = 512
 
 
 def video_clips(file: Path, frames: int = 16, segment: Segmenter | None = None, max_clips: int = 4,
-                max_side: int = 512, seconds: float = CLIP_SECONDS) -> list[Clip]:
+                max_side: int = MAX_SIDE, seconds: float = CLIP_SECONDS) -> list[Clip]:
     """Up to `max_clips` windows of `frames` consecutive frames of a video at one stride (see `plan_windows`)."""
     count, fps = probe_video(file)
     if count == 0:
@@ -166,7 +172,7 @@ def video_clips(file: Path, frames: int = 16, segment: Segmenter | None = None, 
 
 
 def load_subject_clips(files: list[Path], frames: int = 16, segment: Segmenter | None = None,
-                       max_clips_per_video: int = 4, max_side: int = 512, seconds: float = CLIP_SECONDS) -> list[Clip]:
+                       max_clips_per_video: int = 4, max_side: int = MAX_SIDE, seconds: float = CLIP_SECONDS) -> list[Clip]:
     """The training clips of a subject's media files (e.g. `storyagent.media.media_files(folder)`).
 
     Per video: up to `max_clips_per_video` non-overlapping windows of `frames` consecutive frames at

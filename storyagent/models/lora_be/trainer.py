@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,9 @@ class LoRABETrainer:
         self.frames = config.frames or s.frames
         self.height, self.width = config.height or s.height, config.width or s.width
         self.default_fs = config.fs or pipe.config.unet.default_fs
+        self.sample_fs: int | None = None
+        """The fs the adapter is to be sampled at, pinned in its file: `sampling_fs` of the clips `train`
+        was given (None before `train`: the file then pins none)."""
 
     # ------------------------------------------------------------------ one step
     def clip_fs(self, clip: Clip) -> int:
@@ -130,6 +134,19 @@ class LoRABETrainer:
         if self.pipe.config.diffusion.fps_condition_type == "fs":
             return clip.stride
         return max(1, round(clip.fps))
+
+    def sampling_fs(self, clips: Sequence[Clip]) -> int:
+        """The fs the adapter is sampled at: the fs most of its video clips were trained at (the frame
+        rate after striding, ~8 for the ~2 s windows of `data.CLIP_SECONDS`; ties go to the lower), so
+        the temporal LoRA is asked for the motion it learnt. Photos alone: the fs their steps used.
+
+        Training at the sampler's fs instead (24 for the 512 model) would condition 8 fps clips on 24,
+        teaching the fs embedding the wrong frame spacing; upstream conditions every clip on its own
+        rate (`fps_clip = fps_ori // frame_stride`, lvdm/data/webvid.py)."""
+        counts = Counter(self.clip_fs(c) for c in clips if not c.still)
+        if not counts:
+            return self.default_fs
+        return min(counts, key=lambda fs: (-counts[fs], fs))
 
     def token_of(self, clip: Clip) -> str:
         """The token of the character `clip` shows (its label, else the lead's); refuses a stranger."""
@@ -317,6 +334,8 @@ class LoRABETrainer:
 
         A cast's clips carry the token of the character they show (`Clip.token`; `cast_clips`
         labels and interleaves each character's own clips); every character needs at least one.
+        The fs the adapter is to be sampled at is decided from the clips here (`sampling_fs`) and
+        written into every adapter file the trainer saves.
         """
         if not clips:
             raise InputError("LoRA-BE needs at least one reference clip of the subject.")
@@ -327,6 +346,7 @@ class LoRABETrainer:
         from storyagent.progress import make_progress
 
         self.resume()
+        self.sample_fs = self.sampling_fs(clips)
         epochs = self.config.epochs if epochs is None else epochs
         total = epochs * len(clips)
         history: list[StepResult] = []
@@ -390,7 +410,7 @@ class LoRABETrainer:
 
     def adapter(self) -> LoRABEAdapter:
         """The adapter as trained so far."""
-        return LoRABEAdapter.from_model(self.pipe.unet, self.token_embeddings, self.config)
+        return LoRABEAdapter.from_model(self.pipe.unet, self.token_embeddings, self.config, self.sample_fs)
 
     def save(self, path: str | Path) -> Path:
         """The final adapter file."""
