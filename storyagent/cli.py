@@ -183,6 +183,7 @@ def run(
     lora_be_epochs: Annotated[Optional[int], typer.Option("--lora-be-epochs", help=_help("lora_be_epochs"))] = None,
     video_adapter: Annotated[Optional[Path], typer.Option("--video-adapter", "--adapter", help=_help("video_adapter"))] = None,
     low_vram: Annotated[bool, typer.Option("--low-vram", help=_help("low_vram"))] = False,
+    video_model: Annotated[str, typer.Option("--video-model", help=_help("video_model"))] = "dynamicrafter-512",
     voice: Annotated[Optional[str], typer.Option(help=_help("voice") + SOUND_DEFAULT.format("voice"))] = None,
     music: Annotated[Optional[str], typer.Option(help=_help("music") + SOUND_DEFAULT.format("music"))] = None,
     soundfont: Annotated[Optional[Path], typer.Option(help=_help("soundfont"))] = None,

@@ -16,6 +16,10 @@ from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_er
 ReviewMode = Literal["none", "rules", "llm", "human", "aesthetic"]
 """Who reviews each stage: nobody, rule checks, a vision LLM, you, or the LAION aesthetic predictor."""
 
+VideoModel = Literal["dynamicrafter-512", "wan2.2-ti2v-5b", "wan2.1-i2v-14b-480p", "wan2.2-i2v-a14b"]
+"""The diffusion backend's image-to-video models (`storyagent.models.wan.config.VIDEO_MODELS`: the same names,
+which a test holds equal; spelled out here so the settings import no model code)."""
+
 
 
 class RunConfig(BaseModel):
@@ -44,6 +48,7 @@ class RunConfig(BaseModel):
     lora_be_epochs: int | None = Field(default=None, ge=1, le=10_000, description="Diffusion backend: LoRA-BE epochs over the subject's clips (default: the preset's).")
     video_adapter: Path | None = Field(default=None, description="Diffusion backend: a LoRA-BE adapter from `storyagent finetune video` to animate with instead of training one.")
     low_vram: bool = Field(default=False, description="Diffusion backend: offload idle model parts to the CPU and decode the VAE in chunks, to fit a GPU with less memory (slower).")
+    video_model: VideoModel = Field(default="dynamicrafter-512", description="Diffusion backend: the image-to-video model that animates the shots, each with the subject's LoRA-BE: dynamicrafter-512 (the paper's, 320x512, 16 frames), wan2.2-ti2v-5b (704x1280, 24 fps, about 24 GB of GPU memory), wan2.1-i2v-14b-480p (480x832, 16 fps) or wan2.2-i2v-a14b (two 14B experts, up to 720x1280); the Wan models through diffusers, weights by `storyagent weights fetch NAME`.")
     storyboard_side: int = Field(default=1024, ge=64, le=2048, description="Diffusion backend: longer side of the storyboard pictures (SDXL).")
     voice: str = Field(default_factory=lambda: os.environ.get("STORYAGENT_VOICE") or "auto", description="Narration voice: auto (the best this machine has), espeak, piper:VOICE, kokoro:VOICE, openai:VOICE, openai-compatible:VOICE@URL, or none (a silent film). Default: $STORYAGENT_VOICE, else auto.")
     music: str = Field(default_factory=lambda: os.environ.get("STORYAGENT_MUSIC") or "auto", description="Score: auto (a text-to-music model when its weights are cached, else one composed from the story and played by FluidSynth), none, or an audio FILE of your own. Default: $STORYAGENT_MUSIC, else auto.")
@@ -159,6 +164,8 @@ class RunConfig(BaseModel):
             data["supporting"] = [m.model_dump(mode="json") | {"media": str(m.media.resolve())} for m in self.supporting]
         else:
             data.pop("supporting")  # a film of one character records the inputs it did before casts
+        if self.video_model == "dynamicrafter-512":
+            data.pop("video_model")  # a film of the paper's video model records the inputs it did before Wan
         return data
 
 

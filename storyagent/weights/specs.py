@@ -42,6 +42,10 @@ _DC_LICENCE = "Apache-2.0 code; weights: see model card"
 _CLIP_TOKENIZER = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json")
 # Diffusers' own layout; the repository also holds single-file and fp16 copies (tens of GB more).
 _DIFFUSERS = ("model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors")
+# Wan 2.x in diffusers' layout: the components' configs, the sharded safetensors of the transformer(s) and
+# UMT5 text encoder (with their index files), the tokenizer; the repositories' original-layout copies are skipped.
+_WAN = ("model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors", "tokenizer/*")
+_WAN_LICENCE = "Apache-2.0"
 # Transformers' layout; `weights fetch` skips pytorch_model.bin where model.safetensors is beside it.
 _TRANSFORMERS = ("*.json", "*.txt", "model.safetensors", "pytorch_model.bin")
 
@@ -69,6 +73,17 @@ WEIGHTS: dict[str, WeightSpec] = {
         WeightSpec("dynamicrafter-1024", "Doubiiu/DynamiCrafter_1024", ("model.ckpt",),
                    "DynamiCrafter image-to-video, 576x1024", _DC_LICENCE, converter=_DC,
                    needs=("open-clip-vit-h-14",), loads_upstream=True),
+        # The Wan image-to-video models of `--video-model` (storyagent.models.wan.config: the same names and
+        # repositories), loaded by diffusers' WanImageToVideoPipeline as they are.
+        WeightSpec("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", (),
+                   "Wan2.2 TI2V-5B image-to-video, 704x1280 at 24 fps (--video-model wan2.2-ti2v-5b)", _WAN_LICENCE,
+                   allow_patterns=_WAN),
+        WeightSpec("wan2.1-i2v-14b-480p", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", (),
+                   "Wan2.1 I2V-14B image-to-video, 480x832 at 16 fps (--video-model wan2.1-i2v-14b-480p)",
+                   _WAN_LICENCE, allow_patterns=_WAN),
+        WeightSpec("wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers", (),
+                   "Wan2.2 I2V-A14B image-to-video, two 14B experts (--video-model wan2.2-i2v-a14b)", _WAN_LICENCE,
+                   allow_patterns=_WAN),
         WeightSpec("open-clip-vit-h-14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", (),
                    "OpenCLIP ViT-H/14 tokenizer (DynamiCrafter prompts)", "MIT", allow_patterns=_CLIP_TOKENIZER),
         WeightSpec("sdxl-base", "stabilityai/stable-diffusion-xl-base-1.0", (),
