@@ -14,7 +14,10 @@ first frame, per pixel) is added to the window's following frames with a weight 
 from 1 to 0 over `fade` frames (`join_window`). The first new frame is then the previous last
 frame moved by the window's own first step, and the drift fades out while the window's motion
 takes over; nothing of two different motions is blended, so nothing ghosts. A linear fall spreads
-the drift evenly, which keeps the largest frame-to-frame step the smallest.
+the drift evenly, which keeps the largest frame-to-frame step the smallest. The fade is as long as
+the drift needs (`fade_frames`): each frame takes at most `WindowRule.drift_share` of the window's
+own median step of it, so a model that redraws its first frame faithfully (Wan) is barely touched
+and one that drifts further gets a longer, gentler fade.
 
 Model-agnostic: frames are numpy arrays (T x H x W x 3 uint8) and a window is any `MakeWindow`
 callable; no torch, no tools.
@@ -56,14 +59,17 @@ class WindowRule:
     fixed: bool = True
     """Every window makes `max_frames` (the length the model was trained at) and the last one is cut to
     the shot; False: all windows the same, shortest valid length that covers the shot (Wan)."""
-    fade: int = 4
-    """Frames over which a continued window's drift from its conditioning frame fades out (`join_window`)."""
+    drift_share: float = 0.5
+    """A continued window's drift from its conditioning frame fades out over as many frames as keep what it
+    adds to any one step at most this share of the window's own median step (`fade_frames`)."""
+    min_fade: int = 2
+    """The fewest frames a drift fades over (a window's own steps are noisy, its median a rough guide)."""
 
     def __post_init__(self) -> None:
         if self.step < 1 or self.max_frames < 2 or (self.max_frames - 1) % self.step:
             raise ValueError(f"a window makes 1 + {self.step}·k frames, at least 2; {self.max_frames} is not one")
-        if self.fade < 0:
-            raise ValueError("fade is a number of frames, 0 or more")
+        if self.drift_share <= 0 or self.min_fade < 0:
+            raise ValueError("drift_share is above 0 and min_fade is 0 frames or more")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,18 @@ class MakeWindow(Protocol):
         ...
 
 
+def fade_frames(last: np.ndarray, window: np.ndarray, rule: WindowRule) -> int:
+    """Frames the drift of `window` (its first frame against `last`, the frame it was conditioned on) fades
+    over: each of the fade's steps carries 1/(fade + 1) of the drift, at most `rule.drift_share` of the
+    window's median step; at least `rule.min_fade`, at most the window's frames after the dropped one less
+    one (its last frame is its own: the next window starts from it)."""
+    drift = float(np.abs(last.astype(np.float32) - window[0].astype(np.float32)).mean())
+    median = float(np.median(frame_steps(window)))
+    most = max(0, len(window) - 2)
+    need = most if median <= 0 else math.ceil(drift / (rule.drift_share * median)) - 1
+    return min(max(need, rule.min_fade), most)
+
+
 def join_window(last: np.ndarray, window: np.ndarray, fade: int) -> np.ndarray:
     """A continued window's frames after `last` (the frame it was conditioned on): its first frame dropped
     (it repeats `last`), and its drift from `last` faded out over `fade` frames (module docstring)."""
@@ -125,6 +143,8 @@ class Continued:
     """Each window's seed."""
     seams: list[int]
     """Index of each continued window's first frame in `frames` (a seam lies between it and the frame before)."""
+    fades: list[int]
+    """Frames each continued window's drift faded over (`fade_frames`), one per seam."""
 
 
 def continue_shot(image: np.ndarray, total: int, rule: WindowRule, make_window: MakeWindow, seed: int) -> Continued:
@@ -134,6 +154,7 @@ def continue_shot(image: np.ndarray, total: int, rule: WindowRule, make_window: 
     parts: list[np.ndarray] = []
     seeds: list[int] = []
     seams: list[int] = []
+    fades: list[int] = []
     made = 0
     start = np.asarray(image)
     for k, length in enumerate(plan.lengths):
@@ -143,12 +164,14 @@ def continue_shot(image: np.ndarray, total: int, rule: WindowRule, make_window: 
             raise ValueError(f"window {k} should be {length} x H x W x 3 uint8 frames, got {window.shape} {window.dtype}")
         if k:
             seams.append(made)
-            window = join_window(start, window, rule.fade)
+            fades.append(fade_frames(start, window, rule))
+            window = join_window(start, window, fades[-1])
         parts.append(window)
         made += len(window)
         start = window[-1]
     frames = np.concatenate(parts)[:total]
-    return Continued(frames, plan, seeds, [s for s in seams if s < total])
+    kept = sum(s < total for s in seams)
+    return Continued(frames, plan, seeds, seams[:kept], fades[:kept])
 
 
 def retime(frames: np.ndarray, fps: float, target_fps: float, total: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from storyagent.models.continuation import (
     WINDOW_SEED_STRIDE,
     WindowRule,
     continue_shot,
+    fade_frames,
     frame_steps,
     join_window,
     plan_windows,
@@ -53,10 +54,10 @@ class StandIn:
         return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
 
-def seam_steps(frames: np.ndarray, seams: list[int], fade: int) -> list[float]:
+def seam_steps(frames: np.ndarray, seams: list[int], fades: list[int]) -> list[float]:
     """The largest step across each seam and its fade."""
     steps = frame_steps(frames)
-    return [float(steps[s - 1:s + fade].max()) for s in seams]
+    return [float(steps[s - 1:s + fade].max()) for s, fade in zip(seams, fades, strict=True)]
 
 
 # ---- frame counts --------------------------------------------------------------------------------
@@ -152,6 +153,20 @@ def test_join_window_drops_the_conditioning_frame_and_fades_the_drift_out():
     assert np.array_equal(join_window(last, exact, fade=4), window[1:]), "no drift: the frames are kept as made"
 
 
+def test_the_fade_is_as_long_as_the_drift_needs():
+    last = scene()
+    window = StandIn()(last, 16, 0, 1)  # drift 16 on every channel; the window moves ~5.4 a frame
+    median = float(np.median(frame_steps(window)))
+    rule = WindowRule(max_frames=16)
+    fade = fade_frames(last, window, rule)
+    assert fade == int(np.ceil(16 / (0.5 * median))) - 1 and 16 / (fade + 1) <= 0.5 * median < 16 / fade
+    assert fade_frames(last, window, WindowRule(max_frames=16, drift_share=0.25)) > fade, "a smaller share, longer"
+    exact = np.concatenate([last[None], window[1:]])
+    assert fade_frames(last, exact, rule) == rule.min_fade == 2, "no drift: the shortest fade"
+    still = np.repeat(last[None] + 40, 16, axis=0)
+    assert fade_frames(last, still, rule) == 14, "a window that does not move: the whole window but its last frame"
+
+
 @pytest.mark.parametrize("rule, fps", [(DYNAMICRAFTER, 8), (WAN_480P, 16)], ids=["dynamicrafter", "wan"])
 def test_a_seven_second_shot_has_no_jump_at_its_seams(rule, fps):
     total = shot_frames(7, fps)
@@ -159,7 +174,8 @@ def test_a_seven_second_shot_has_no_jump_at_its_seams(rule, fps):
     assert len(out.frames) == total and len(out.seams) == len(out.plan.lengths) - 1 >= 1
     median = float(np.median(frame_steps(out.frames)))
     assert median > 1, "the clip moves"
-    for step in seam_steps(out.frames, out.seams, rule.fade):
+    assert all(f >= rule.min_fade for f in out.fades)
+    for step in seam_steps(out.frames, out.seams, out.fades):
         assert step <= SEAM_BOUND * median, (step, median)
 
 
@@ -178,7 +194,7 @@ def test_without_the_fade_the_seam_jumps():
         frames = np.concatenate(parts)[:total]
         seams = list(np.cumsum([len(p) for p in parts])[:-1])
         median = float(np.median(frame_steps(frames)))
-        assert max(seam_steps(frames, seams, 0)) > SEAM_BOUND * median
+        assert max(seam_steps(frames, seams, [0] * len(seams))) > SEAM_BOUND * median
 
 
 def test_retime_takes_the_frame_nearest_each_time():

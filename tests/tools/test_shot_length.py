@@ -49,6 +49,7 @@ def test_a_seven_second_dynamicrafter_shot_is_one_clip_of_seven_seconds(tmp_path
     windows = clip.meta["windows"]
     assert windows["frames"] == [4] * 9 and windows["seams"] == [4, 7, 10, 13, 16, 19, 22, 25]
     assert clip.meta["seed"] == 1 and windows["seeds"] == [1 + 1_000_000 * k for k in range(9)]
+    assert windows["fades"] == [2] * 8, "a 4-frame window fades its drift over its 2 middle frames"
     # The film fits the clip as it is: the title, then the shot's 28 frames (a silent film holds nothing).
     assert result.film.num_frames == title_frames(4) + total
 
@@ -84,10 +85,11 @@ def test_every_window_is_the_models_own_from_the_clips_last_frame(monkeypatch, t
     again = backend._frames(image, "a fox on a beach", 5, low_vram=False, total=28)
     assert np.array_equal(again.frames, made.frames), "same seed, same clip"
 
+    # The tiny random model draws noise (its own steps vary by a third around their median), so this holds
+    # it to the bound without proving much; the stand-in and tiny Wan (whose random VAE drifts) prove the seam.
     steps = frame_steps(made.frames)
     median = float(np.median(steps))
-    fade = backend.window_rule.fade
-    for seam in made.seams:
+    for seam, fade in zip(made.seams, made.fades, strict=True):
         assert steps[seam - 1:seam + fade].max() <= SEAM_BOUND * median, (seam, steps.round(1).tolist())
 
 

@@ -461,7 +461,7 @@ class DiffusionBackend(Backend):
         meta = {"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None}
         if len(made.seeds) > 1:
             meta["windows"] = {"frames": list(made.plan.lengths), "seeds": made.seeds, "seams": made.seams,
-                               "fade": self.window_rule.fade}
+                               "fades": made.fades}
         if retried:
             meta["out_of_memory_retry"] = "ran out of GPU memory; made again with --low-vram settings"
         return ShotClip(path=rel, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
