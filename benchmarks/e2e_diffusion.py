@@ -136,7 +136,7 @@ def run_film(cfg, out: Path) -> dict[str, tuple[float, float | None]]:
 
     # As `Run.open` builds the run, with the subject's two parts timed apart.
     with Workspace.open(out, cfg.inputs_record(), resume=False) as ws:
-        subject = timed(STAGES[0], lambda: prepare_subject(ws, cfg, backend.reference_masks()))
+        subject = timed(STAGES[0], lambda: prepare_subject(ws, cfg, backend.reference_masks(cfg.cast[0])))
         run = Run(cfg, ws, backend, subject, show_progress=False)
         timed(STAGES[1], lambda: backend.prepare_subject(run))
         script = offline_planner(cfg)

@@ -22,6 +22,10 @@ which a test holds equal; spelled out here so the settings import no model code)
 
 
 
+GENERIC_CLASS_WORDS = frozenset({"", "character", "subject", "thing", "object"})
+"""Class words that say nothing of what a character is."""
+
+
 class RunConfig(BaseModel):
     """Everything that decides what a run produces."""
 
@@ -132,6 +136,15 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _cast_ok(self) -> RunConfig:
         check_cast(self.cast)
+        # The diffusion backend looks for each character by its class word (Grounding DINO's prompt) and
+        # starts its LoRA-BE token from it: "character" finds anything or nothing.
+        unnamed = [m.name for m in self.cast if m.class_word.strip().lower() in GENERIC_CLASS_WORDS]
+        if self.backend == "diffusion" and unnamed:
+            one = len(self.cast) == 1
+            raise InputError(
+                f"--backend diffusion finds {' and '.join(unnamed)} in the pictures by what {'it is' if one else 'they are'}; "
+                + ("give --class-word (fox, cat, toy ...)." if one else
+                   "give --class-word NAME=WORD for each character (or class_word in the cast file)."))
         return self
 
     @property

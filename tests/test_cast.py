@@ -139,3 +139,28 @@ def test_nearer_characters_are_the_ones_lower_in_the_frame():
 def test_a_shot_lists_each_character_once():
     with pytest.raises(ValueError, match="listed twice"):
         shot(characters=[{"name": "Pip", "action": "a", "region": "left"}, {"name": "pip", "action": "b", "region": "right"}])
+
+
+# ---- the class word matters to the diffusion backend (issue 26, item 7) ---------------------------
+
+
+@pytest.mark.parametrize("supporting, words", [
+    ([], "give --class-word (fox, cat, toy ...)."),
+    ([{"name": "Mo", "media": "{video}"}], "finds Mo in the pictures by what they are; give --class-word NAME=WORD"),
+])
+def test_the_diffusion_backend_refuses_a_character_without_a_class_word(pip_png, pip_video, supporting, words):
+    lead_word = "character" if not supporting else "fox"
+    supporting = [m | {"media": m["media"].format(video=pip_video)} for m in supporting]
+    with pytest.raises(InputError) as err:
+        RunConfig.build(prompt="a day", subject=pip_png, name="Pip", class_word=lead_word, backend="diffusion",
+                        supporting=supporting)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    # The animatic cuts the character from its own media: no class word needed.
+    RunConfig.build(prompt="a day", subject=pip_png, name="Pip", class_word=lead_word, supporting=supporting)
+
+
+def test_run_with_the_diffusion_backend_and_no_class_word_says_so_before_any_work(tmp_path, pip_png):
+    res = _storyagent("run", "a day at the seaside", "-s", str(pip_png), "--backend", "diffusion", "--out", "r",
+                      cwd=tmp_path)
+    assert res.returncode != 0 and "--class-word" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()

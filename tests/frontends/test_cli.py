@@ -181,7 +181,7 @@ def test_verbose_prints_the_crew_readably(tmp_path):
 def test_diffusion_backend_without_weights_names_the_fetch_command(tmp_path):
     env_hf = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-m", "storyagent", "run", "a day", "--subject", str(PIP / "pip.png"),
-                          "--backend", "diffusion", "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                          "--class-word", "fox", "--backend", "diffusion", "--out", str(tmp_path / "r")], capture_output=True, text=True,
                          timeout=120, cwd=ROOT, env={**os.environ, **env_hf, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "storyagent weights fetch sdxl-base" in res.stderr

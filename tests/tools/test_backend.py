@@ -88,8 +88,8 @@ def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypa
     record = ws.record
     monkeypatch.setattr(ws, "record", lambda key, artifact: (recorded.update([key]), record(key, artifact))[1])
     story = FakeStory()
-    backend = DiffusionBackend(run_config(backend="diffusion", width=64, height=64, storyboard_side=64, steps=1,
-                                          finetune="off"))
+    backend = DiffusionBackend(run_config(backend="diffusion", class_word="fox", width=64, height=64,
+                                          storyboard_side=64, steps=1, finetune="off"))
     backend._storyboard = StoryboardPipeline(story, FakeLangSAM(), SubjectRemover(), FakeAnyDoor(), device="cpu")
     prepared = PreparedSubject(subject=subject, reference=None, input_hash="subject")
     run = Run(backend.cfg, ws, backend, [prepared], show_progress=False)
