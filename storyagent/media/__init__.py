@@ -15,12 +15,12 @@ are `Box` (top, bottom, left, right; ends exclusive).
 - `audio`: sound as `Audio` (float samples and their rate), any audio file read, WAV written
 - `mixing`: loudness (BS.1770, LUFS), true peak, the limiter, ducking and the film's mix (imported
   from `storyagent.media.mixing` where needed: it loads pyloudnorm)
-- `layout`: fonts, word wrap, the contact sheet
+- `layout`: fonts, word wrap, the contact sheet, `letterbox` (a frame fitted into another shape with bars)
 """
 
 from storyagent.media.audio import Audio, read_audio, write_wav
 from storyagent.media.box import Box, expand_box, grow_box, mask_box, square_box
-from storyagent.media.layout import contact_sheet, load_font, wrap_text
+from storyagent.media.layout import contact_sheet, letterbox, load_font, wrap_text
 from storyagent.media.reading import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
@@ -42,7 +42,7 @@ from storyagent.media.writing import CannotJoin, join_videos, write_png, write_v
 __all__ = [
     "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_SIDE", "VIDEO_SUFFIXES", "Audio", "Box", "CannotJoin", "DroppedFrame", "MaskPropagator",
     "ReferenceMedia", "TrackedMasks", "check_cutout", "check_mask", "contact_sheet", "decode_video", "expand_box",
-    "grow_box", "join_videos", "load_font", "load_reference", "mask_box", "media_files", "probe_video", "read_frames",
+    "grow_box", "join_videos", "letterbox", "load_font", "load_reference", "mask_box", "media_files", "probe_video", "read_frames",
     "read_audio", "read_image", "read_mask", "read_video", "segment_subject", "square_box", "subject_cutout", "track_subject",
     "wrap_text", "write_png", "write_video", "write_wav",
 ]

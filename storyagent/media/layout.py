@@ -1,10 +1,12 @@
-"""Text and page layout: fonts, word wrap and the storyboard's contact sheet."""
+"""Text and page layout: fonts, word wrap, the storyboard's contact sheet, and a frame letterboxed into
+a picture of another shape."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -64,3 +66,21 @@ def contact_sheet(images: Sequence[np.ndarray], captions: Sequence[str], columns
         for j, line in enumerate(lines):
             draw.text((x + 2, y + th + 4 + 16 * j), line, fill=(30, 30, 30), font=font)
     return sheet
+
+
+def letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`frame` (H×W×3 uint8) in a width × height picture: resized to fit inside with its aspect kept
+    and centred, black bars where it does not reach. Never squashed, never cropped: a model that
+    animates at its own aspect (DynamiCrafter's 320x512) keeps every pixel of its picture in a film of
+    another shape."""
+    h, w = frame.shape[:2]
+    if (h, w) == (height, width):
+        return frame
+    scale = min(height / h, width / w)
+    fh, fw = min(height, max(1, round(h * scale))), min(width, max(1, round(w * scale)))
+    shrink = fh < h or fw < w
+    resized = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    out = np.zeros((height, width, frame.shape[2]), frame.dtype)
+    top, left = (height - fh) // 2, (width - fw) // 2
+    out[top : top + fh, left : left + fw] = resized
+    return out

@@ -3,7 +3,8 @@
 Before the film, the sound stage (`tools/sound.py`) speaks the lines, sets the film's timing and mixes
 the soundtrack. A shot whose line outlasts its clip holds the clip's last picture until the line and a
 breath are over. The pictures are joined by copying the clips' packets (the held pictures are encoded
-alone and joined the same way); clips made otherwise are decoded and encoded again. The mix goes
+alone and joined the same way); clips made otherwise are decoded and encoded again, a clip of another
+size letterboxed into the film's frame (a model's own aspect kept, nothing squashed or cropped). The mix goes
 beside them as AAC, and `film.srt` / `film.vtt` beside the film carry one cue per shot, timed to its
 line.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ from storyagent.media import (
     CannotJoin,
     decode_video,
     join_videos,
+    letterbox,
     load_font,
     probe_video,
     read_audio,
@@ -104,9 +105,9 @@ def make_film(run: Run, order: FilmOrder) -> Film:
             # A model's clips (another size or frame rate, other encoder settings) are decoded and re-encoded.
             for clip, hold in zip(order.clips, holds, strict=True):
                 shot_frames, _ = read_video(ws.path(clip), max_frames=10_000)
-                # A model may animate at its own resolution; the film has one size.
-                frames.extend(f if f.shape[:2] == (cfg.height, cfg.width) else
-                              cv2.resize(f, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA) for f in shot_frames)
+                # A model may animate at its own size and aspect; the film has one size, so a clip of
+                # another shape is letterboxed into it (never squashed, never cropped).
+                frames.extend(letterbox(f, cfg.width, cfg.height) for f in shot_frames)
                 frames.extend([frames[-1]] * hold)
             write_video(ws.path(FILM), frames, cfg.fps, audio=audio)
             num_frames = len(frames)

@@ -5,6 +5,8 @@ subject or a cast (each character found, redrawn with its own fine-tune and past
 from storyagent.models.storyboard.cast import FinetuneSwitch, Placement, assign_boxes
 from storyagent.models.storyboard.config import StoryboardConfig
 from storyagent.models.storyboard.pipeline import (
+    PASTE_BLEND,
+    PASTE_MASK,
     CharacterResult,
     ShotResult,
     StoryboardPipeline,
@@ -12,5 +14,5 @@ from storyagent.models.storyboard.pipeline import (
     default_identity,
 )
 
-__all__ = ["CharacterResult", "FinetuneSwitch", "Placement", "ShotResult", "StoryboardConfig", "StoryboardPipeline",
+__all__ = ["PASTE_BLEND", "PASTE_MASK", "CharacterResult", "FinetuneSwitch", "Placement", "ShotResult", "StoryboardConfig", "StoryboardPipeline",
            "StoryboardSubject", "assign_boxes", "default_identity"]

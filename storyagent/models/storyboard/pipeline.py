@@ -1,7 +1,8 @@
 """The storyboard pipeline (paper, Fig. 3): StoryDiffusion draws every shot with one consistent
 subject, LangSAM finds that subject, it is removed (the background refilled), StoryAnyDoor redraws
 the user's own subject into the hole, and the redrawn subject is pasted over the removal's
-background through its own mask.
+background through its own mask, inside the box AnyDoor regenerated (when LangSAM finds none there,
+AnyDoor's own blend is kept; `ShotResult.paste` says which).
 
 With a cast (several `StoryboardSubject`s and each shot's `Placement`s) the same five steps run for
 every character of a shot: the shots' texts name them all, LangSAM finds each by its class word
@@ -38,6 +39,17 @@ from storyagent.models.storydiffusion import IdentityPass, StoryDiffusionPipelin
 from storyagent.progress import make_progress
 
 PathLike = str | os.PathLike[str]
+PasteBox = tuple[int, int, int, int]
+"""(y1, y2, x1, x2) pixels, ends exclusive: AnyDoor's paste box."""
+
+PasteMethod = Literal["subject mask", "anydoor blend"]
+PASTE_MASK: PasteMethod = "subject mask"
+"""Step 5 took the redrawn subject alone: LangSAM's mask of it in AnyDoor's output, inside AnyDoor's paste
+box (for a cast, inside the character's hole too), over the removal's background."""
+PASTE_BLEND: PasteMethod = "anydoor blend"
+"""Step 5 kept AnyDoor's own blend: its whole regenerated paste box (for a cast, the part inside the
+character's hole), because LangSAM found no redrawn subject inside the paste box. Pasting a mask that
+lies outside the box would copy the removal's own pixels back and lose the redraw without a word."""
 
 
 @dataclass
@@ -80,6 +92,10 @@ class CharacterResult:
     mask: np.ndarray | None = None
     """H×W bool: where this character shows in the shot's picture (its redrawn mask, less what nearer
     characters cover); the drawn character's mask when there was no redraw; None when not found."""
+    paste_box: PasteBox | None = None
+    """Step 4: (y1, y2, x1, x2) of the region AnyDoor regenerated for this character (its paste box)."""
+    paste: PasteMethod | None = None
+    """Step 5: how this character was pasted (`PASTE_MASK` or `PASTE_BLEND`); None: not redrawn."""
     reason: str = ""
     """Why this character needs attention; empty when fine."""
 
@@ -106,6 +122,11 @@ class ShotResult:
     """Step 4: AnyDoor's whole output, before the paste."""
     final: np.ndarray | None = None
     """Step 5: the redrawn subject over the removal's background; None without a redraw."""
+    paste_box: PasteBox | None = None
+    """Step 4: (y1, y2, x1, x2) of the region AnyDoor regenerated (its paste box); None without a redraw."""
+    paste: PasteMethod | None = None
+    """Step 5: how the redraw was pasted (`PASTE_MASK` or `PASTE_BLEND`); None without a redraw. A
+    cast's shot leaves it None: each character says its own."""
     reason: str = ""
     """Why the shot needs attention (subject not found, redrawn subject not found); empty when fine."""
     characters: list[CharacterResult] = field(default_factory=list)
@@ -130,6 +151,16 @@ def mask_box_xyxy(mask: np.ndarray) -> tuple[float, float, float, float]:
     if not len(rows):
         return 0.0, 0.0, float(mask.shape[1]), float(mask.shape[0])
     return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
+
+
+def box_mask(box: PasteBox | None, size: tuple[int, int]) -> np.ndarray:
+    """An H×W bool mask of a (y1, y2, x1, x2) box (all True when there is no box)."""
+    if box is None:
+        return np.ones(size, bool)
+    y1, y2, x1, x2 = box
+    out = np.zeros(size, bool)
+    out[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = True
+    return out
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -268,9 +299,10 @@ class StoryboardPipeline:
                 if self.anydoor is None or subject.image is None:
                     continue
                 # 4. Redraw: StoryAnyDoor draws the user's subject into the hole.
-                shot.redrawn = self.redraw(shot, subject, low_vram)
-                # 5. Paste: only the redrawn subject (its own mask) over the removal's background.
-                shot.final, shot.mask, shot.reason = self.paste(shot, subject.class_word, low_vram)
+                shot.redrawn, shot.paste_box = self.redraw(shot, subject, low_vram)
+                # 5. Paste: only the redrawn subject (its own mask, inside AnyDoor's paste box) over the
+                #    removal's background; AnyDoor's own blend when none is found there.
+                shot.final, shot.mask, shot.paste, shot.reason = self.paste(shot, subject.class_word, low_vram)
         return results
 
     # ---- a cast: steps 2 to 5 for every character of a shot --------------------------------------
@@ -318,7 +350,7 @@ class StoryboardPipeline:
                     continue
                 switch.use(who.finetune)
                 for shot, c in todo:
-                    c.redrawn = self.redraw_into(shot, who, c.hole, low_vram)
+                    c.redrawn, c.paste_box = self.redraw_into(shot, who, c.hole, low_vram)
         finally:
             switch.use(None)  # AnyDoor as loaded, for the next call
         # 5. Paste: each redrawn character through its own mask, the farthest first.
@@ -368,20 +400,30 @@ class StoryboardPipeline:
                             label=", ".join(f.label for f in found), candidates=sum(f.candidates for f in found))
         return union, "; ".join(notes)
 
-    def redraw_into(self, shot: ShotResult, who: StoryboardSubject, hole: np.ndarray, low_vram: bool) -> np.ndarray:
-        """Step 4 for one character: AnyDoor's full frame with `who` redrawn into `hole` of the removal's picture."""
+    def redraw_into(self, shot: ShotResult, who: StoryboardSubject, hole: np.ndarray,
+                    low_vram: bool) -> tuple[np.ndarray, PasteBox]:
+        """Step 4 for one character: (AnyDoor's full frame with `who` redrawn into `hole` of the removal's
+        picture, the paste box it regenerated)."""
+        return self.anydoor_redraw(who, shot.removal.image, hole, shot.seed, low_vram)
+
+    def anydoor_redraw(self, who: StoryboardSubject, target: np.ndarray, hole: np.ndarray, seed: int,
+                       low_vram: bool) -> tuple[np.ndarray, PasteBox]:
+        """AnyDoor's redraw of `who` into `hole` of `target` (as `AnyDoorPipeline.redraw`, same seed rule) and
+        the box it replaced: every pixel outside that box is `target`'s."""
+        generator = torch.Generator(device="cpu").manual_seed(seed)
         with self.running(self.anydoor, low_vram):
-            image = self.anydoor.redraw(who.image, who.mask, shot.removal.image, hole, seed=shot.seed,
-                                        show_progress=False)
-        return np.asarray(image, np.uint8)
+            out = self.anydoor(who.image, who.mask, target, hole, generator=generator, show_progress=False)
+        return np.asarray(out.image, np.uint8), tuple(int(v) for v in out.paste_box)
 
     def paste_cast(self, shot: ShotResult, cast: list[StoryboardSubject],
                    low_vram: bool) -> tuple[np.ndarray, np.ndarray, str]:
         """Step 5 for a cast's shot: (picture, the characters' union mask, a note).
 
         Each redrawn character is found again in its own redraw (LangSAM, the box best matching its
-        hole) and kept inside its hole, so one character's redraw never reaches another's place; the
-        farthest is pasted first, so a nearer one covers it. Each character's `mask` is then where it
+        hole) and kept inside its hole and AnyDoor's paste box, so one character's redraw never reaches
+        another's place (`c.paste` = `PASTE_MASK`); with nothing left there, AnyDoor's own blend inside
+        its hole (`PASTE_BLEND`, and a note). The farthest is pasted first, so a nearer one covers
+        it. Each character's `mask` is then where it
         shows: its pixels in the picture are its own redraw's, and the pixels outside every mask are
         the removal's background.
         """
@@ -396,16 +438,24 @@ class StoryboardPipeline:
                     continue
                 who = cast[c.character]
                 (new,) = self.find_cast(c.redrawn, [who.class_word], [mask_box_xyxy(c.hole)])
-                mask = new.mask & c.hole if new.found else np.zeros_like(c.hole)
+                inside = c.hole & box_mask(c.paste_box, c.hole.shape)
+                mask = new.mask & inside if new.found else np.zeros_like(c.hole)
+                c.paste = PASTE_MASK
                 if not mask.any():
-                    mask = c.hole
-                    notes.append(f"{who.label}: the redrawn character was not found in its hole "
-                                 f"({new.reason or 'found outside it'}); pasted through its hole")
+                    # AnyDoor's own blend, inside this character's own hole (the rest of its paste box may
+                    # hold another character).
+                    mask, c.paste = (inside if inside.any() else c.hole), PASTE_BLEND
+                    where = "was not found" if not new.found else "was found only outside its hole and paste box"
+                    reason = f" ({new.reason})" if new.reason else ""
+                    notes.append(f"{who.label}: the redrawn character {where}{reason}; "
+                                 "AnyDoor's own blend was kept inside its hole")
                 layers.append((c, c.redrawn, mask))
         covered = np.zeros(picture.shape[:2], bool)
         for c, _, mask in layers:  # nearest first: each keeps only what the nearer ones leave
             c.mask = mask & ~covered
             covered |= c.mask
+            if mask.any() and not c.mask.any():
+                notes.append(f"{cast[c.character].label}: hidden entirely behind nearer characters")
         for c, source, _ in reversed(layers):  # farthest first
             picture[c.mask] = source[c.mask]
         return picture, covered, "; ".join(notes)
@@ -416,26 +466,32 @@ class StoryboardPipeline:
         with self.running(self.story, low_vram) if diffusion else contextlib.nullcontext():
             return self.remover(shot.initial, shot.found.mask, background=background, avoid=avoid, seed=shot.seed)
 
-    def redraw(self, shot: ShotResult, subject: StoryboardSubject, low_vram: bool) -> np.ndarray:
-        """Step 4 for one shot: AnyDoor's full frame with the subject redrawn into the removal's hole."""
-        with self.running(self.anydoor, low_vram):
-            image = self.anydoor.redraw(subject.image, subject.mask, shot.removal.image, shot.removal.mask,
-                                        seed=shot.seed, show_progress=False)
-        return np.asarray(image, np.uint8)
+    def redraw(self, shot: ShotResult, subject: StoryboardSubject, low_vram: bool) -> tuple[np.ndarray, PasteBox]:
+        """Step 4 for one shot: (AnyDoor's full frame with the subject redrawn into the removal's hole, the
+        paste box it regenerated)."""
+        return self.anydoor_redraw(subject, shot.removal.image, shot.removal.mask, shot.seed, low_vram)
 
-    def paste(self, shot: ShotResult, class_word: str, low_vram: bool) -> tuple[np.ndarray, np.ndarray, str]:
-        """Step 5 for one shot: (picture, its subject mask, a note).
+    def paste(self, shot: ShotResult, class_word: str,
+              low_vram: bool) -> tuple[np.ndarray, np.ndarray, PasteMethod, str]:
+        """Step 5 for one shot: (picture, its subject mask, how it was pasted, a note).
 
-        AnyDoor regenerates its whole square crop; only the new subject (LangSAM on the redrawn
-        picture) is taken from it, so the refilled background survives around a smaller or
-        differently posed subject. When the redrawn subject is not found, the hole is the mask.
+        AnyDoor regenerates its whole paste box; only the new subject (LangSAM on the redrawn picture,
+        kept inside that box) is taken from it, so the refilled background survives around a smaller
+        or differently posed subject (`PASTE_MASK`). When nothing of the found subject lies inside
+        the box (not found, or LangSAM's best box is elsewhere in the picture, where AnyDoor changed
+        nothing), AnyDoor's own blend is kept: its output as it is (`PASTE_BLEND`), the subject's
+        mask then the hole inside the box; the note says why.
         """
         with self.running(self.langsam, low_vram):
             (new,) = self.langsam([shot.redrawn], class_word)
-        hole = shot.removal.mask
-        mask, note = (new.mask, "") if new.found else (
-            hole, f"the redrawn subject was not found ({new.reason}); pasted through the removal's hole")
-        return np.where(mask[..., None], shot.redrawn, shot.removal.image), mask, note
+        hole, inside = shot.removal.mask, box_mask(shot.paste_box, shot.redrawn.shape[:2])
+        mask = new.mask & inside if new.found else np.zeros_like(hole)
+        if mask.any():
+            return np.where(mask[..., None], shot.redrawn, shot.removal.image), mask, PASTE_MASK, ""
+        why = "was not found" if not new.found else "was found only outside AnyDoor's paste box"
+        note = f"the redrawn subject {why}{f' ({new.reason})' if new.reason else ''}; AnyDoor's own blend was kept"
+        blend = hole & inside
+        return shot.redrawn.copy(), blend if blend.any() else hole, PASTE_BLEND, note
 
     def release(self) -> None:
         """Give the device's cached memory back (the models themselves already wait on the CPU)."""

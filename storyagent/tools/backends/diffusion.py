@@ -208,6 +208,9 @@ class StoryboardDraw:
             meta["out_of_memory_retry"] = "ran out of GPU memory; drawn again with --low-vram settings"
         if final is not None:
             meta["redraw"] = True
+        if result.paste is not None:
+            # Which picture the redraw reached the storyboard through (models/storyboard: PASTE_MASK, PASTE_BLEND).
+            meta["paste"] = {"method": result.paste, "box": list(result.paste_box) if result.paste_box else None}
         if self.characters is not None:
             meta |= self.record_characters(shot, result)
         ws.record(name, StoryboardFrame(path=final or initial, mask_path=mask, input_hash=h, shot=shot.index,
@@ -222,6 +225,8 @@ class StoryboardDraw:
             who = cast[c.character].name
             found[who] = {"found": c.found.found, "box": list(c.found.box) if c.found.box else None,
                           "score": c.found.score, "reason": c.found.reason or c.reason}
+            if c.paste is not None:
+                found[who]["paste"] = {"method": c.paste, "box": list(c.paste_box) if c.paste_box else None}
             if c.mask is not None:
                 masks[who] = f"{name}_mask_{slugify(who, 30)}.png"
                 write_png(self.run.ws.path(masks[who]), c.mask.astype(np.uint8) * 255)
@@ -393,7 +398,22 @@ class DiffusionBackend(Backend):
 
     def clip_inputs(self) -> dict[str, object]:
         given = self.cfg.adapter_path()
-        return {"backend": self.name, "adapter": hash_file(given) if given else self.finetune_key("lora_be")}
+        inputs = {"backend": self.name, "adapter": hash_file(given) if given else self.finetune_key("lora_be")}
+        if (fs := self.adapter_fs) is not None:
+            # Clips are sampled at the fs the adapter pins (issue 26); an adapter from before pins none
+            # and its clips keep the key they had.
+            inputs["fs"] = fs
+        return inputs
+
+    @property
+    def adapter_fs(self) -> int | None:
+        """The fs the LoRA-BE adapter was trained at, from its file's metadata (None: no adapter, or one
+        from before the fs was pinned; the clips then use DynamiCrafter's own, 24)."""
+        if self.adapter is None:
+            return None
+        from storyagent.models.lora_be import adapter_fs
+
+        return adapter_fs(self.adapter)
 
     @property
     def pipe(self):
@@ -458,7 +478,8 @@ class DiffusionBackend(Backend):
         rel = clip_path(shot.index)
         write_video(ws.path(rel), frames, self.cfg.fps)
         adapter = self.adapter
-        meta = {"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None}
+        meta = {"prompt": prompt, "seed": seed, "adapter": str(adapter) if adapter else None,
+                "sampler": self.sampler_settings()}
         if len(made.seeds) > 1:
             meta["windows"] = {"frames": list(made.plan.lengths), "seeds": made.seeds, "seams": made.seams,
                                "fades": made.fades}
@@ -466,6 +487,15 @@ class DiffusionBackend(Backend):
             meta["out_of_memory_retry"] = "ran out of GPU memory; made again with --low-vram settings"
         return ShotClip(path=rel, input_hash=input_hash, shot=shot.index, num_frames=len(frames), fps=self.cfg.fps,
                         meta=meta)
+
+    def sampler_settings(self) -> dict[str, float | int]:
+        """DynamiCrafter's sampling settings for a clip: the variant's own (upstream's scripts/run.sh: 50
+        DDIM steps, guidance 7.5, eta 1.0; `--steps` overrides the steps) at the fs the adapter was
+        trained at (`pipe.default_fs`: the adapter's pinned fs, else the variant's 24)."""
+        pipe = self.pipe
+        s = pipe.config.sampling
+        return {"steps": self.cfg.steps or s.ddim_steps, "guidance_scale": s.cfg_scale, "eta": s.eta,
+                "fs": pipe.default_fs}
 
     @property
     def window_rule(self) -> WindowRule:
@@ -479,13 +509,19 @@ class DiffusionBackend(Backend):
         import torch
 
         pipe = self.pipe
-        steps = self.cfg.steps or 50
+        settings = self.sampler_settings()
 
         def window(start: np.ndarray, num_frames: int, window_seed: int, _: int) -> np.ndarray:
+            # Every window its own generator, seeded from the shot's own video seed (`run.seed("video", shot)`).
             generator = torch.Generator(device="cpu").manual_seed(window_seed)
-            out = pipe(image=start, prompt=prompt, num_frames=num_frames, num_inference_steps=steps,
-                       generator=generator, output_type="np", show_progress=False)
-            return np.asarray(out.frames[0], dtype=np.uint8)
+            # The storyboard is letterboxed into the model's frame, not centre-cropped, and the bars are
+            # cut off again: the clip keeps the storyboard's aspect and all of its picture.
+            out = pipe(image=start, prompt=prompt, num_frames=num_frames, num_inference_steps=settings["steps"],
+                       guidance_scale=settings["guidance_scale"], eta=settings["eta"], fs=settings["fs"],
+                       generator=generator, output_type="np", show_progress=False, image_fit="pad")
+            frames = np.asarray(out.frames[0], dtype=np.uint8)
+            top, bottom, left, right = out.content_box or (0, frames.shape[1], 0, frames.shape[2])
+            return frames[:, top:bottom, left:right]
 
         chunk = pipe.vae_chunk
         pipe.vae_chunk = 1 if low_vram else chunk
