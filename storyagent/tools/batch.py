@@ -11,8 +11,9 @@ command again continues every film where it stopped. The heavy work goes through
 executor: `BatchExecutor` makes it here; `ray_tasks.RayExecutor` hands each shot's picture, each
 shot's clip and each film's joining to a Ray cluster as tasks. Both prepare each distinct subject
 once (keyed by its media's contents, as the cache is): its cut-out is copied into the other
-films of the same character, and the backend's subject work (the diffusion fine-tunes) is done
-once while those films wait. The driver alone writes each film's manifest.
+films of the same character, and the backend's subject work (the diffusion fine-tunes, at each
+film's storyboard stage) is done once while those films wait. The driver alone writes each film's
+manifest.
 """
 
 from __future__ import annotations
@@ -200,9 +201,14 @@ def share_subject(source: Path, ws: Workspace) -> bool:
     return True
 
 
+def training_key(config: RunConfig) -> str:
+    """What a cast's fine-tunes depend on: its cut-outs (`subject_key`) and the settings that train them."""
+    return hash_json({"subject": subject_key(config), **{k: getattr(config, k) for k in TUNE_SETTINGS}})
+
+
 class BatchExecutor(Executor):
     """A batch's executor in this process: the shots and films made here, one after another; each distinct
-    subject prepared once, the other films of it waiting and then reusing it."""
+    subject prepared once and trained once, the other films of it waiting and then reusing it."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
@@ -211,15 +217,24 @@ class BatchExecutor(Executor):
         self.shared = 0
         """How many films took their subject's cut-out from another film."""
 
+    def lock(self, key: str) -> threading.Lock:
+        """The one lock of `key` (a subject's cut-out, or its training) for every film of this batch."""
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def train(self, run) -> None:
+        """A film's fine-tunes at its storyboard stage, one film of a subject at a time: the first trains them
+        into the cache, the next waits and finds them there."""
+        with self.lock("train:" + training_key(run.config)):
+            super().train(run)
+
     @contextlib.contextmanager
     def preparing_subject(self, config: RunConfig, ws: Workspace) -> Iterator[None]:
-        """One film of a subject at a time prepares it (`Run.open`: the cut-out, then the backend's subject
-        work, which caches the fine-tunes by content); the next finds the cut-out copied in and the
-        fine-tunes in the cache."""
+        """One film of a subject at a time prepares it (`Run.open`: the cut-out, then the backend's
+        `prepare_subject`); the next finds the cut-out copied in. Their fine-tunes train later, at each film's
+        storyboard stage, one film of a subject at a time as well (`train`)."""
         key = subject_key(config)
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:  # a second film of this subject waits for the first to prepare it
+        with self.lock(key):  # a second film of this subject waits for the first to prepare it
             source = self._made.get(key)
             if source is not None and source != ws.root and share_subject(source, ws):
                 self.shared += 1

@@ -2,7 +2,8 @@
 
 The driver runs each film's crew (the story, the reviews, the redos, the manifest); the work is a
 graph of tasks on the cluster: each distinct subject's fine-tunes (the diffusion backend; once per
-subject, the films of that character waiting for it), each shot's storyboard picture, each shot's
+subject, at the first of its films' storyboard stage, the other films of that character waiting for
+it), each shot's storyboard picture, each shot's
 clip (those of a film at once, as soon as its storyboard is reviewed), then the film's joining.
 A shot asks for what its backend declares (`Backend.resources`: a CPU for the animatic, a GPU for
 the diffusion backend), the film for a CPU; the cluster's scheduler places them, spread over the
@@ -27,8 +28,7 @@ from typing import Any, TypeVar
 
 from storyagent.config import RunConfig
 from storyagent.errors import StoryAgentError
-from storyagent.hashing import hash_json
-from storyagent.tools.batch import TUNE_SETTINGS, BatchExecutor, subject_key
+from storyagent.tools.batch import BatchExecutor, training_key
 from storyagent.tools.run import Run, subject_ready
 from storyagent.tools.shot_failure import ShotFailedError
 
@@ -71,15 +71,16 @@ class RayExecutor(BatchExecutor):
         self._task = ray.remote(max_retries=MAX_RETRIES)(work)
         self._prepared: set[str] = set()
 
-    def prepare(self, run: Run) -> None:
-        """The backend's subject work as one task per subject (the films of that subject hold its lock and
-        wait: `preparing_subject`); then the driver's backend finds the result in the cache and records it."""
-        if run.backend.subject_work:
-            key = hash_json({"subject": subject_key(run.config), **{k: getattr(run.config, k) for k in TUNE_SETTINGS}})
-            if key not in self._prepared:
+    def train(self, run: Run) -> None:
+        """The backend's subject work (the fine-tunes, at a film's storyboard stage) as one task per subject (the
+        other films of that subject wait on its lock); then the driver's backend finds the result in the cache
+        and records it."""
+        key = training_key(run.config)
+        with self.lock("train:" + key):
+            if run.backend.subject_work and key not in self._prepared:
                 self.call(run, subject_ready, None, run.backend.resources)
                 self._prepared.add(key)
-        run.backend.prepare_subject(run)
+            run.backend.train_subject(run)
 
     def map(self, run: Run, fn: Callable[[Run, P], R], items: Sequence[P],
             resources: dict[str, float]) -> Iterator[tuple[P, R | ShotFailedError]]:

@@ -11,7 +11,9 @@ A backend is built once per run and the tools only call its methods:
 
 - `check()`: fail before any work when the backend cannot run here (missing weights);
 - `reference_masks(character)`: how a character's reference frames are masked (None: the media cut-out);
-- `prepare_subject(run)`: what the backend builds from the run's cast, once per run;
+- `prepare_subject(run)`: what the backend builds from the run's cast when the run opens (cheap);
+- `train_subject(run)`: what it trains on the cast (the diffusion fine-tunes), at the storyboard stage,
+  after the story is written and approved (paper, Fig. 3), once per run (`Run.train`);
 - `storyboard(run, script)`: every shot's picture and mask, recorded once each under `shot_key`;
 - `clip_inputs()` and `animate(...)`: one shot's clip, made from its storyboard picture;
 - `release()`: drop the models a stage loaded, so the next stage has the GPU memory.
@@ -66,6 +68,8 @@ BACKENDS: dict[str, str] = {
 }
 """Backend name → `module:Class`, imported when asked for: the offline animatic never imports the
 diffusion backend (and torch with it). `RunConfig.backend` accepts exactly these names."""
+REVIEW_WEIGHTS: dict[str, tuple[str, ...]] = {"aesthetic": ("clip-vit-l-14", "laion-aesthetic-v2")}
+"""What each Observer (`--review`) loads: the LAION aesthetic predictor is CLIP ViT-L/14 and its head."""
 
 
 class Backend(ABC):
@@ -77,14 +81,15 @@ class Backend(ABC):
     resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
     """What one shot of this backend asks of a cluster's worker (Ray's `num_cpus`, `num_gpus`)."""
     subject_work: ClassVar[bool] = False
-    """Whether `prepare_subject` does work worth a cluster's worker (training fine-tunes); a batch on Ray
+    """Whether `train_subject` does work worth a cluster's worker (training fine-tunes); a batch on Ray
     then runs it there, once per subject, with `resources`."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
 
     def check(self) -> None:
-        """Fail before any work when this backend cannot run here (one sentence, with the fix)."""
+        """Fail before any work when this backend cannot run here (one sentence, with the fix); `Run.open` then
+        checks the Observer's weights too (`check_review_weights`)."""
         if not self.weights:
             return
         from storyagent.weights import weights_available
@@ -102,7 +107,12 @@ class Backend(ABC):
 
     @abstractmethod
     def prepare_subject(self, run: Run) -> None:
-        """Build what this backend needs from the run's subject (`Run.open` calls it once)."""
+        """Build what this backend needs from the run's subject when the run opens (`Run.open` calls it once)."""
+
+    def train_subject(self, run: Run) -> None:
+        """Train what this backend needs on the run's cast (the diffusion fine-tunes) before its first storyboard
+        picture: at the storyboard stage, after the story is written and approved (paper, Fig. 3), so a reviewer
+        never waits for training to read the story. `Run.train` calls it once per run, through the executor."""
 
     def attach_subject(self, run: Run) -> None:
         """A worker's `prepare_subject` (`Run.attach`): what the shots need, without recording anything
@@ -149,6 +159,22 @@ class Backend(ABC):
         """Drop the models loaded for a stage; the next call loads them again."""
 
 
+def check_review_weights(backend: Backend) -> None:
+    """Fail before any work when the Observer (`--review`) loads weights this machine lacks, for a backend that
+    loads weights at all: hours of fine-tuning may come before its first review. (The animatic reaches its
+    first review seconds into a run, where the Observer's own error says the same.)"""
+    needed = REVIEW_WEIGHTS.get(backend.cfg.review, ()) if backend.weights else ()
+    if not needed:
+        return
+    from storyagent.weights import weights_available
+
+    missing = [name for name in needed if not weights_available(name)]
+    if missing:
+        raise WeightsNotFoundError(
+            f"--review {backend.cfg.review} needs weights that are not on this machine ({', '.join(missing)}); run "
+            f"`storyagent weights fetch {' '.join(missing)}` or choose another --review; nothing was trained.")
+
+
 def backend_class(name: str) -> type[Backend]:
     """The class of the backend `name`; an unknown name is refused in one sentence."""
     if name not in BACKENDS:
@@ -185,8 +211,13 @@ class Executor:
         yield
 
     def prepare(self, run: Run) -> None:
-        """The backend's work on the run's subject (`Backend.prepare_subject`)."""
+        """The backend's work on the run's subject when the run opens (`Backend.prepare_subject`)."""
         run.backend.prepare_subject(run)
+
+    def train(self, run: Run) -> None:
+        """The backend's training on the run's cast, at the storyboard stage (`Backend.train_subject`); a batch
+        trains each subject once, the other films of it waiting and then finding it in the cache."""
+        run.backend.train_subject(run)
 
     def map(self, run: Run, fn: Callable[[Run, P], R], items: Sequence[P],
             resources: dict[str, float]) -> Iterator[tuple[P, R | ShotFailedError]]:
@@ -218,6 +249,8 @@ class Run:
     """Every character's reference frames, the lead first (`config.cast`'s order)."""
     show_progress: bool = True
     executor: Executor = field(default_factory=Executor)
+    trained: bool = False
+    """Whether `train` has run in this session."""
 
     @classmethod
     @contextlib.contextmanager
@@ -228,6 +261,7 @@ class Run:
         `executor` is where the shots are made (default: here, one after another)."""
         backend = backend_class(config.backend)(config)
         backend.check()
+        check_review_weights(backend)  # every weight the run loads, before anything trains
         executor = executor or Executor()
         with Workspace.open(out, config.inputs_record(), resume=resume) as ws:
             with executor.preparing_subject(config, ws):
@@ -245,6 +279,14 @@ class Run:
         run = cls(config, ws, backend, prepare_cast(ws, config, backend.reference_masks), show_progress=False)
         backend.attach_subject(run)
         return run
+
+    def train(self) -> None:
+        """The backend's training on the cast (`Backend.train_subject`), once per session, through the run's
+        executor: the storyboard and video stages call it before their first picture or clip, so it happens
+        after the story is written and approved, as in the paper's Fig. 3."""
+        if not self.trained:
+            self.executor.train(self)
+            self.trained = True
 
     def reread(self, journal: bool = False) -> Run:
         """This worker's view with the manifest read again (the takes and redos of the work asked now),

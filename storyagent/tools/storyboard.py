@@ -56,6 +56,7 @@ def generate_storyboard(run: Run, script: StoryScript) -> list[StoryboardFrame]:
     the executor (`draw_storyboard`), whose changes to the manifest the driver then makes itself.
     """
     run.manifest.set_stage("storyboard", "running")
+    run.train()  # the backend's fine-tunes: here, after the story is approved (paper, Fig. 3)
     if run.backend.draws_by_shot:
         frames = run.backend.storyboard(run, script)
     else:

@@ -18,6 +18,7 @@ def animate_shots(run: Run, script: StoryScript, storyboard: list[StoryboardFram
     loads for the clips are released when the stage ends."""
     boards = {f.shot: f for f in storyboard}
     backend = run.backend
+    run.train()  # a no-op when the storyboard stage trained already (the clips' adapter is its LoRA-BE)
     try:
         clip_inputs = backend.clip_inputs()
 

@@ -118,6 +118,7 @@ def test_a_cast_of_two_trains_each_its_own_story_anydoor_and_one_lora_be_and_pas
                         out := redraw_into(self, s, who, hole, low_vram))), out)[1])
 
     with Run.open(cfg, tmp_path / "first", show_progress=False) as run:
+        run.train()  # the storyboard stage's first step (the story is approved by then)
         tunes = json.loads((tmp_path / "first" / "manifest.json").read_text())["finetunes"]
         # Two StoryAnyDoor fine-tunes, each the one a film of that character alone would use, and one LoRA-BE.
         assert set(tunes) == {"story_anydoor/Pip", "story_anydoor/Bo", "lora_be"}
@@ -174,8 +175,8 @@ def test_a_cast_of_two_trains_each_its_own_story_anydoor_and_one_lora_be_and_pas
     # A second film with Bo and a new character: Bo's StoryAnyDoor comes from the cache, untrained.
     kit = CastMember(name="Kit", class_word="frog", media=media["kit"])
     again = config(media["bo"], "Bo", "creature", [kit])
-    with Run.open(again, tmp_path / "second", show_progress=False):
-        pass
+    with Run.open(again, tmp_path / "second", show_progress=False) as run:
+        run.train()
     second_tunes = json.loads((tmp_path / "second" / "manifest.json").read_text())["finetunes"]
     assert set(second_tunes) == {"story_anydoor/Bo", "story_anydoor/Kit", "lora_be"}
     assert second_tunes["story_anydoor/Bo"]["trained_now"] is False

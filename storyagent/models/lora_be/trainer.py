@@ -27,6 +27,11 @@ same folder resumes from the last one.
 A video shorter than the window (FlintstonesSV's 5-frame clips) is padded by holding its last
 frame; those held frames are left out of the diffusion loss (`held_frames.py`), so the temporal
 LoRA learns the clip's motion and not that motion stops. `StepResult.held_frames` counts them.
+
+Memory (`models/training_memory.py`): the UNet checkpoints its activations (`gradient_checkpointing`),
+its forward runs under bfloat16 autocast on CUDA, Adam is fused on CUDA, and in the low-VRAM setting
+the whole frozen DynamiCrafter (UNet base, CLIP text and image towers, resampler, VAE) is held in
+bfloat16 under the float32 LoRA and embeddings, and the VAE encodes a clip a frame at a time.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ from storyagent.models.lora_be.embeddings import (
 )
 from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse
 from storyagent.models.lora_be.losses import attention_mass_inside, localization_loss
+from storyagent.models.training_memory import (
+    TrainingMemory,
+    adam,
+    autocast,
+    hold_frozen_in_bfloat16,
+)
 
 
 @dataclass
@@ -86,11 +97,14 @@ class StepResult:
 class LoRABETrainer:
     """Trains one subject's (or one cast's) adapter on a DynamiCrafter pipeline, checkpointing into `output_dir`."""
 
-    def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path) -> None:
+    def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path,
+                 memory: TrainingMemory | None = None) -> None:
         if pipe.text_encoder is None or pipe.image_encoder is None:
             raise InputError("LoRA-BE training needs the pipeline's text and image encoders.")
         self.pipe = pipe
         self.config = config
+        self.memory = memory or TrainingMemory()
+        """How the training spends GPU memory; nothing of what is trained (not in `config`)."""
         self.output_dir = Path(output_dir)
         self.device = pipe.device
         for module in pipe.modules.values():
@@ -98,7 +112,13 @@ class LoRABETrainer:
         unet = pipe.unet
         self.lora_params = add_lora(unet, config)
         self.temporal_params = [p for n, p in unet.named_parameters() if "lora_" in n and is_temporal(n)]
-        unet.gradient_checkpointing = config.gradient_checkpointing
+        # The low-VRAM setting checkpoints whatever the settings say (the same gradients, less memory).
+        unet.gradient_checkpointing = config.gradient_checkpointing or self.memory.low_vram
+        self.autocast = self.memory.autocast(self.device, config.mixed_precision)
+        if self.memory.frozen_bfloat16(self.device, config.mixed_precision):
+            hold_frozen_in_bfloat16(pipe.modules.values())  # the LoRA weights train, so they stay float32
+        if self.memory.low_vram:
+            pipe.vae_chunk = 1
         self.attns = unet.cross_attentions
         dim = token_table(pipe.text_encoder).weight.shape[1]
         self.tokens = config.tokens
@@ -112,7 +132,7 @@ class LoRABETrainer:
         self.embeddings = self.token_embeddings[0]
         """The (lead) subject's block-wise embeddings."""
         trained = [*self.lora_params] + ([e.embeddings for e in self.token_embeddings] if config.blockwise_embeddings else [])
-        self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
+        self.optimizer = adam(trained, config.learning_rate)
         self.step = 0
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -234,8 +254,7 @@ class LoRABETrainer:
         target = sched.velocity(x0, noise, t) if pipe.config.diffusion.parameterization == "v" else noise
         fs_t = torch.full((b,), self.default_fs if fs is None else fs, dtype=torch.long, device=self.device)
 
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.mixed_precision and self.device.type == "cuda")
-        with autocast:
+        with autocast(self.device, self.autocast):
             pred = pipe.unet(torch.cat([x_t, concat], dim=1), t, contexts[0], fs=fs_t, module_contexts=contexts)
         diffusion = frame_weighted_mse(pred.float(), target.float(), frame_weight)
         levels = len(pipe.config.unet.channel_mult)

@@ -1,7 +1,9 @@
 """The `diffusion` backend (the paper's pipeline, GPU and weights).
 
-Subject: LangSAM masks the reference frames, and the subject's StoryAnyDoor and LoRA-BE
-fine-tunes are found in the cache or trained (`finetunes.py`). Storyboard: StoryDiffusion draws
+Subject: LangSAM masks the reference frames when the run opens, which also prints what is left to
+train and about how long it takes. Fine-tunes (paper, Fig. 3): at the storyboard stage, once the
+story is written and approved, the subject's StoryAnyDoor and LoRA-BE are found in the cache or
+trained (`finetunes.py`: `train_subject`). Storyboard: StoryDiffusion draws
 every shot with one consistent subject, LangSAM finds it, it is removed, and StoryAnyDoor redraws
 the user's own subject there (`models/storyboard`, loaded once per run; its files and records are
 written by `StoryboardDraw`). Video: DynamiCrafter with the subject's
@@ -268,7 +270,20 @@ class DiffusionBackend(Backend):
         return LangSAMMasks(character.class_word)
 
     def prepare_subject(self, run: Run) -> None:
-        """The subject's StoryAnyDoor and LoRA-BE fine-tunes (paper, Fig. 3), from the cache or trained now."""
+        """When the run opens: nothing trains yet (that waits for the approved story, `train_subject`); what will
+        train at the storyboard stage, and about how long it takes, is printed now (`finetunes.estimate`)."""
+        if self.cfg.finetune == "off":
+            return
+        from storyagent.progress import console
+        from storyagent.tools.backends.finetunes import estimate
+
+        line = estimate(self._tunes(run).plans(self._wanted()))
+        if line:
+            console.print(line, highlight=False, soft_wrap=True)
+
+    def train_subject(self, run: Run) -> None:
+        """The subject's StoryAnyDoor and LoRA-BE fine-tunes (paper, Fig. 3), from the cache or trained now: at the
+        storyboard stage, after the story is written and approved (`Run.train`)."""
         cfg = self.cfg
         if cfg.finetune == "off":
             self.finetunes = {}
