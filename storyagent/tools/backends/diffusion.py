@@ -37,8 +37,10 @@ from storyagent.models.continuation import (
     Continued,
     WindowRule,
     continue_shot,
+    retime,
     shot_frames,
 )
+from storyagent.models.wan.config import DYNAMICRAFTER, is_wan, wan_config
 from storyagent.schemas import (
     Region,
     Shot,
@@ -266,6 +268,24 @@ class DiffusionBackend(Backend):
         """The fine-tunes by manifest name: "story_anydoor" and "lora_be" for one character; for a cast
         "story_anydoor/<name>" per character and the cast's "lora_be"."""
 
+    @property
+    def video_weights(self) -> tuple[str, ...]:
+        """Everything this run loads: the storyboard's models, then the video model of `--video-model`."""
+        return (*(w for w in self.weights if w != "dynamicrafter-512"), self.cfg.video_model)
+
+    def check(self) -> None:
+        """Fail before any work when a weight this run loads is missing here (the video model is a setting:
+        Wan's weights are needed instead of DynamiCrafter's, not as well)."""
+        from storyagent.errors import WeightsNotFoundError
+        from storyagent.weights import weights_available
+
+        missing = [name for name in self.video_weights if not weights_available(name)]
+        if missing:
+            raise WeightsNotFoundError(
+                f"--backend {self.name} needs weights that are not on this machine ({', '.join(missing)}); "
+                f"run `storyagent weights fetch {' '.join(missing)}` or leave out --backend for the offline animatic."
+            )
+
     def reference_masks(self, character: CastMember) -> LangSAMMasks:
         return LangSAMMasks(character.class_word)
 
@@ -412,8 +432,10 @@ class DiffusionBackend(Backend):
         return Path(self.finetunes["lora_be"].path) if "lora_be" in self.finetunes else None
 
     def clip_inputs(self) -> dict[str, object]:
+        # The video model of --video-model; a DynamiCrafter clip keeps the hash it had before Wan.
+        wan = {} if self.cfg.video_model == DYNAMICRAFTER else {"video_model": self.cfg.video_model}
         given = self.cfg.adapter_path()
-        inputs = {"backend": self.name, "adapter": hash_file(given) if given else self.finetune_key("lora_be")}
+        inputs = {"backend": self.name, "adapter": hash_file(given) if given else self.finetune_key("lora_be")} | wan
         if (fs := self.adapter_fs) is not None:
             # Clips are sampled at the fs the adapter pins (issue 26); an adapter from before pins none
             # and its clips keep the key they had.
@@ -432,7 +454,16 @@ class DiffusionBackend(Backend):
 
     @property
     def pipe(self):
-        """DynamiCrafter, loaded on first use, with the subject's adapter when there is one."""
+        """The video model (DynamiCrafter, or the Wan model of `--video-model`: `models/wan`), loaded on first
+        use, with the subject's adapter when there is one."""
+        if self._pipe is None and is_wan(self.cfg.video_model):
+            from storyagent.models.wan import load_wan
+
+            # On the CPU until a clip is made (`_wan_frames`); bf16 where the GPU is.
+            self._pipe = load_wan(self.cfg.video_model)
+            if self.adapter is not None:  # LoRA-BE on Wan: every block with its own subject embedding
+                config = self._pipe.load_adapter(self.adapter)
+                self.token, self.characters = config.token, tuple(config.characters)
         if self._pipe is None:
             import torch
 
@@ -514,7 +545,10 @@ class DiffusionBackend(Backend):
 
     @property
     def window_rule(self) -> WindowRule:
-        """One window of the video model: DynamiCrafter's own clip length (16 frames for the 512 model)."""
+        """One window of the video model: DynamiCrafter's own clip length (16 frames for the 512 model); Wan's
+        4k+1 frames at its own rate, up to its longest (81 or 121), all windows of a shot the same length."""
+        if is_wan(self.cfg.video_model):
+            return WindowRule(max_frames=wan_config(self.cfg.video_model).max_frames, step=4, fixed=False)
         return WindowRule(max_frames=self.pipe.config.sampling.frames)
 
     def _frames(self, image: np.ndarray, prompt: str, seed: int, low_vram: bool, total: int) -> Continued:
@@ -523,6 +557,8 @@ class DiffusionBackend(Backend):
         decodes frame by frame."""
         import torch
 
+        if is_wan(self.cfg.video_model):
+            return self._wan_frames(image, prompt, seed, low_vram, total)
         pipe = self.pipe
         settings = self.sampler_settings()
 
@@ -545,6 +581,26 @@ class DiffusionBackend(Backend):
                 return continue_shot(image, total, self.window_rule, window, seed)
         finally:
             pipe.vae_chunk = chunk
+
+    def _wan_frames(self, image: np.ndarray, prompt: str, seed: int, low_vram: bool, total: int) -> Continued:
+        """The clip's `total` frames at the film's fps from Wan: the shot's duration in windows of 4k+1 frames
+        at the model's own rate (`continue_shot`), each at the film's aspect and at most the model's area, then
+        retimed to the film's fps. Default: bf16 on the GPU; low VRAM: group offload and a tiled VAE."""
+        from dataclasses import replace
+
+        pipe = self.pipe
+        width, height = pipe.size_for(self.cfg.width, self.cfg.height)
+
+        def window(start: np.ndarray, num_frames: int, window_seed: int, _: int) -> np.ndarray:
+            return pipe(start, prompt, num_frames, window_seed, width=width, height=height,
+                        num_inference_steps=self.cfg.steps)
+
+        fps = pipe.config.fps
+        with pipe.running(placement.compute_device(), low_vram=low_vram):
+            made = continue_shot(image, shot_frames(total / self.cfg.fps, fps), self.window_rule, window, seed)
+        frames = retime(made.frames, fps, self.cfg.fps, total)
+        return replace(made, frames=frames, seams=sorted({min(total - 1, round(s * self.cfg.fps / fps))
+                                                          for s in made.seams}))
 
     def release(self) -> None:
         self._pipe, self.token, self.characters, self._storyboard = None, None, (), None

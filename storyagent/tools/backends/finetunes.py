@@ -41,6 +41,7 @@ from storyagent.errors import StoryAgentError
 from storyagent.fileio import atomic_write_json
 from storyagent.hashing import hash_json
 from storyagent.models import placement
+from storyagent.models.wan.config import WAN_TARGET_MODULES, is_wan, wan_config
 from storyagent.models.training_memory import TrainingMemory
 from storyagent.progress import console
 from storyagent.tools.subject import LangSAMMasks, PreparedSubject
@@ -121,7 +122,47 @@ def lora_be_config(cfg: RunConfig, cast: list[CastMember] | None = None):
 
     preset = LORA_BE_PRESETS[cfg.finetune_preset] | ({"epochs": cfg.lora_be_epochs} if cfg.lora_be_epochs else {})
     cast = cast if cast is not None else cfg.cast[:1]
+    if is_wan(cfg.video_model):
+        # LoRA-BE on Wan: LoRA on every block's attention projections, clips of the model's own length
+        # (4k+1 frames) and size; the config names the Wan model it is for (and so keys its cache entry).
+        wan = wan_config(cfg.video_model)
+        preset |= {"target_modules": WAN_TARGET_MODULES, "frames": wan.train_frames, "height": wan.train_height,
+                   "width": wan.train_width, "extra": {"video_model": cfg.video_model}}
     return cast_config([CastToken(subject_token(m.name), m.class_word, m.name) for m in cast], seed=cfg.seed, **preset)
+
+
+def base_weights(cfg: RunConfig, model: Model) -> str:
+    """The weights `model` is fine-tuned from: AnyDoor, or the video model of `--video-model` for LoRA-BE."""
+    return cfg.video_model if model == "lora_be" else BASE_WEIGHTS[model]
+
+
+def train_wan_lora_be(cfg: RunConfig, config, media: dict[str, tuple[list[Path], LangSAMMasks]], work: Path,
+                      final: Path, device: str, show_progress: bool) -> tuple[int, tuple[int, float]]:
+    """LoRA-BE (Sec. 3.3) on the Wan model of `--video-model`: its LoRA and block-wise embeddings (one per
+    transformer block) from each character's clips (`media`: token -> (files, masks)), at the model's own
+    frame rate; bf16 and gradient checkpointing on a GPU. (steps in all, (steps taken now, their seconds))."""
+    from storyagent.models.lora_be import cast_clips, load_subject_clips
+    from storyagent.models.wan import WanLoRABETrainer, load_wan
+
+    wan = wan_config(cfg.video_model)
+    by_token = {}
+    for token, (files, masks) in media.items():
+        by_token[token] = load_subject_clips(files, frames=config.frames, segment=masks,
+                                             max_side=max(config.height, config.width),
+                                             seconds=(config.frames - 1) / wan.fps)
+        masks.release()
+    clips = by_token[config.token] if len(by_token) == 1 else cast_clips(by_token)
+    trainer = WanLoRABETrainer(load_wan(cfg.video_model), config, work, device=device)
+    try:
+        trainer.resume()
+        start, begun = trainer.step, time.perf_counter()
+        trainer.train(clips, show_progress=show_progress)
+        measured = (trainer.step - start, time.perf_counter() - begun)
+        trainer.save(final)
+        return trainer.step, measured
+    finally:
+        trainer.release()
+        placement.free_memory()
 
 
 def cached(model: Model, folder: Path, key: str, force: bool, train: Callable[[Path, Path], int],
@@ -328,7 +369,7 @@ class SubjectFineTunes(Trainings):
         # were read: the same files under another path share fine-tunes. The name is not in the
         # key: the same media under another name draw the same character.
         key = hash_json({"model": model, "subject": self.subject.input_hash,
-                         "base": weights_fingerprint(resolve_weights(BASE_WEIGHTS[model])), "settings": settings})
+                         "base": weights_fingerprint(resolve_weights(base_weights(self.cfg, model))), "settings": settings})
         return cache_dir("subjects", f"{model}-{key}"), key
 
     def __call__(self, ws: Workspace, models: tuple[Model, ...] = ("story_anydoor", "lora_be")) -> dict[str, FineTune]:
@@ -395,6 +436,10 @@ class SubjectFineTunes(Trainings):
 
     def train_lora_be(self, config, work: Path, final: Path) -> int:
         """LoRA-BE (Sec. 3.3): DynamiCrafter's LoRA and block-wise embeddings on the subject's clips."""
+        if is_wan(self.cfg.video_model):
+            steps, self.measured = train_wan_lora_be(self.cfg, config, {config.token: (
+                list(self.subject.subject.reference_media), self.masks)}, work, final, self.device, self.show_progress)
+            return steps
         from storyagent.models.dynamicrafter import DynamiCrafterPipeline
         from storyagent.models.lora_be import LoRABETrainer, load_subject_clips
 
@@ -496,12 +541,17 @@ class CastFineTunes(Trainings):
         cast = [{"name": m.name, "class_word": m.class_word, "subject": p.input_hash}
                 for m, p in zip(self.members, self.cast)]
         key = hash_json({"model": "lora_be", "cast": cast,
-                         "base": weights_fingerprint(resolve_weights(BASE_WEIGHTS["lora_be"])), "settings": asdict(config)})
+                         "base": weights_fingerprint(resolve_weights(base_weights(self.cfg, "lora_be"))), "settings": asdict(config)})
         return cache_dir("subjects", f"lora_be-{key}"), key
 
     def train_lora_be(self, config, work: Path, final: Path) -> int:
         """LoRA-BE (Sec. 3.3) for the cast: DynamiCrafter's LoRA and every character's block-wise
         embeddings on all the characters' clips, each labelled with its own token."""
+        if is_wan(self.cfg.video_model):
+            steps, self.measured = train_wan_lora_be(self.cfg, config, {
+                token: (list(t.subject.subject.reference_media), t.masks) for token, t in zip(config.tokens, self.characters)
+            }, work, final, self.device, self.show_progress)
+            return steps
         from storyagent.models.dynamicrafter import DynamiCrafterPipeline
         from storyagent.models.lora_be import (
             LoRABETrainer,
