@@ -203,3 +203,48 @@ def test_retime_takes_the_frame_nearest_each_time():
     assert out.shape[0] == 56 and list(out[:4, 0, 0, 0]) == [0, 3, 6, 9] and out[-1, 0, 0, 0] == 165
     assert retime(frames[:10], 16, 8, 8)[-1, 0, 0, 0] == 9, "a short source holds its last frame"
     assert retime(frames, 8, 8, 169) is frames
+
+
+# ---- a real video model: tiny random Wan ---------------------------------------------------------
+
+TINY_MODEL_BOUND = 1.75
+"""The seam bound on a tiny random model, whose own steps vary by up to half their median (it draws noise)."""
+
+
+@pytest.mark.parametrize("kind", ["wan2.2-ti2v-5b", "wan2.1-i2v-14b-480p"])
+def test_a_seven_second_shot_on_tiny_wan_has_no_jump_at_its_seams(kind):
+    """Wan's own image-to-video windows (diffusers' pipeline, tiny and random, 17 frames at most, 8 fps):
+    a 7-second shot is one clip of 56 frames in 4k+1-frame windows, every seam within the bound. Tiny
+    Wan2.1's random VAE redraws a window's first frame about 3 median steps away from its picture: the
+    same windows joined by dropping that frame alone jump past the bound (tiny Wan2.2's drift looks like
+    its own noise, so there the bound is all there is to check)."""
+    import torch
+    from PIL import Image
+
+    from storyagent.models.wan import WanVideoPipeline
+    from storyagent.models.wan.testing import tiny_config, tiny_pipeline
+    from tests.support.paths import PIP
+
+    torch.manual_seed(0)
+    config = tiny_config(kind)
+    pipe = WanVideoPipeline(tiny_pipeline(kind), config)
+    windows: list[np.ndarray] = []
+
+    def window(image, num_frames, seed, k):
+        windows.append(pipe(image, "a fox on a beach", num_frames, seed))
+        return windows[-1]
+
+    rule = WindowRule(max_frames=config.max_frames, step=4, fixed=False)
+    total = shot_frames(7, config.fps)
+    out = continue_shot(np.asarray(Image.open(PIP).convert("RGB").resize((32, 32))), total, rule, window, seed=3)
+    assert total == 56 and out.frames.shape == (56, 32, 32, 3)
+    assert out.plan.lengths == (17, 17, 17, 17) and out.seeds == [window_seed(3, k) for k in range(4)]
+    median = float(np.median(frame_steps(out.frames)))
+    assert max(seam_steps(out.frames, out.seams, out.fades)) <= TINY_MODEL_BOUND * median
+
+    if kind == "wan2.1-i2v-14b-480p":
+        # The same windows (each started from the one before's last frame, which the fade leaves as made).
+        naive = np.concatenate([windows[0], *(w[1:] for w in windows[1:])])[:total]
+        assert np.array_equal(naive[:17], out.frames[:17]) and np.array_equal(naive[-1], out.frames[-1])
+        naive_median = float(np.median(frame_steps(naive)))
+        assert min(seam_steps(naive, out.seams, [0] * 3)) > TINY_MODEL_BOUND * naive_median
