@@ -104,7 +104,8 @@ def compare(
     inception: InceptionOpt = None, aesthetic_head: AestheticOpt = None, no_cache: NoCacheOpt = False,
     max_frames: MaxFramesOpt = 64, device: DeviceOpt = "cpu", quiet: QuietOpt = False,
 ) -> None:
-    """Compare several runs: one table row per run, per-shot bars and per-frame curves.
+    """Compare several runs: one table row per run, per-shot bars and per-frame curves, and the runs
+    beside the paper's Table 2 (open domain: table2.md).
 
     Example: storyagent eval compare runs/ours runs/baseline --subject pip.png --out eval/
     """
@@ -133,8 +134,10 @@ def compare(
 def dataset(
     root: Annotated[Path, typer.Argument(help="The dataset folder (PororoSV or FlintstonesSV layout).")],
     format: Annotated[str, typer.Option("--format", help="pororo or flintstones.")] = "pororo",
-    method: Annotated[str, typer.Option(help="storyagent (StoryAnyDoor + LoRA-BE per character, the paper's), dc (its "
-                                        "ablation: LoRA without block-wise embeddings), anydoor (stock AnyDoor + "
+    method: Annotated[str, typer.Option(help="storyagent (StoryAnyDoor + LoRA-BE per character, the paper's), "
+                                        "dc-finetuning (Table 5's baseline: StoryAnyDoor + DynamiCrafter's image "
+                                        "injection module fine-tuned, no LoRA-BE), lora-dc (Table 4's LoRA-DC: LoRA "
+                                        "without block-wise embeddings; dc is its old name), anydoor (stock AnyDoor + "
                                         "DynamiCrafter) or animatic (CPU: remove, paste, hold still).")] = "storyagent",
     split: Annotated[Optional[Path], typer.Option(help="Split file (default: the one shipped for --format).")] = None,
     characters: Annotated[Optional[str], typer.Option(help="Comma-separated subset of the split's characters.")] = None,
@@ -145,11 +148,14 @@ def dataset(
     lpips_heads: Annotated[Optional[Path], typer.Option(help="LPIPS linear heads (lpips weights/v0.1/alex.pth).")] = None,
     lpips_backbone: Annotated[Optional[Path], typer.Option(help="torchvision AlexNet checkpoint for LPIPS.")] = None,
     i3d: Annotated[Optional[Path], typer.Option(help="Kinetics-400 I3D checkpoint for FVD.")] = None,
-    fvd_min_clips: Annotated[Optional[int], typer.Option(min=2, help="Fewest clips FVD accepts (default: the metric's "
-                                                         "own, 401 with the real I3D; the protocol has 160-200).")] = None,
-    preset: Annotated[str, typer.Option(help="storyagent/dc: fine-tune preset, paper or quick.")] = "paper",
-    anydoor_steps: Annotated[Optional[int], typer.Option(min=1, help="storyagent/dc: StoryAnyDoor training steps.")] = None,
-    lora_be_epochs: Annotated[Optional[int], typer.Option(min=1, help="storyagent/dc: LoRA-BE epochs.")] = None,
+    fvd_min_clips: Annotated[Optional[int], typer.Option(min=2, help="Fewest clips FVD is computed on (default 2: "
+                                                         "the protocol's 160-200 shots are its N, stated in the "
+                                                         "report; 401 demands a full-rank covariance).")] = None,
+    preset: Annotated[str, typer.Option(help="The fine-tuned methods' preset, paper or quick.")] = "paper",
+    anydoor_steps: Annotated[Optional[int], typer.Option(min=1, help="The fine-tuned methods' StoryAnyDoor training "
+                                                         "steps.")] = None,
+    lora_be_epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs of DynamiCrafter's fine-tune (LoRA-BE, "
+                                                          "LoRA-DC or DC-finetuning).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Denoising steps of AnyDoor and DynamiCrafter.")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the redraw and the animation.")] = 0,
     device: DeviceOpt = "cpu", quiet: QuietOpt = False,
@@ -162,7 +168,8 @@ def dataset(
 ) -> None:
     """The paper's protocol (Sec. 4): per character, reference videos from one training episode and
     test samples of 4 shots from others; each shot's first frame, subject removed and redrawn, is
-    animated and compared with the ground-truth clip (FVD, SSIM, PSNR, LPIPS), beside the paper's Table 1.
+    animated and compared with the ground-truth clip (FVD, SSIM, PSNR, LPIPS), beside the paper's
+    Tables 1 and 5 (table1.md, table5.md).
 
     Example: storyagent eval dataset --format flintstones data/flintstones --method storyagent --device cuda
 
@@ -173,6 +180,12 @@ def dataset(
     from storyagent.eval.datasets import open_dataset
     from storyagent.eval.paper_tables import write_dataset_report
 
+    if method in DEPRECATED_METHODS:
+        new = DEPRECATED_METHODS[method]
+        console.print(f"[yellow]--method {method} is deprecated: it is {new} (the paper's Table 4 LoRA-DC, LoRA "
+                      "without block-wise embeddings); Table 5's baseline is --method dc-finetuning.[/yellow]",
+                      highlight=False)
+        method = new
     if method not in METHODS:
         raise fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}.")
     if ray is not None:
@@ -210,7 +223,8 @@ def dataset(
             result = evaluate_dataset(index, resolved, generator, frame, out, *metrics.load(),
                                       show_progress=not quiet, fvd_min_clips=fvd_min_clips)
         weights = _weights_used(generator, result.finetunes)
-        paths = write_dataset_report(result, out, method, split_path, chosen.protocol, chosen.assumptions, weights)
+        paths = write_dataset_report(result, out, method, split_path, chosen.protocol, chosen.assumptions, weights,
+                                     chosen.paper)
     except StoryAgentError as exc:
         raise fail(str(exc)) from None
     console.print(f"Evaluated {len(result.rows)} shots of {root} ({len(result.trainings)} fine-tunes trained):")
@@ -232,7 +246,14 @@ def _on_ray(address, index, characters, generator, frame, out, metrics, show_pro
             ray.shutdown()
 
 
-METHODS = ("storyagent", "dc", "anydoor", "animatic")
+METHODS = ("storyagent", "dc-finetuning", "lora-dc", "anydoor", "animatic")
+DEPRECATED_METHODS = {"dc": "lora-dc"}
+"""Old --method names -> today's (said when used)."""
+FINETUNED = {  # method -> (FineTunedGenerator.video, its name in the report)
+    "storyagent": ("lora-be", "StoryAgent (StoryAnyDoor + LoRA-BE DynamiCrafter)"),
+    "lora-dc": ("lora-dc", "LoRA-DC (StoryAnyDoor + DynamiCrafter LoRA, no block-wise embeddings)"),
+    "dc-finetuning": ("dc-finetuning", "DC-finetuning (StoryAnyDoor + DynamiCrafter's image injection module fine-tuned)"),
+}
 
 
 def _generator(method, out, steps, seed, device, preset, anydoor_steps, lora_be_epochs, quiet):
@@ -244,12 +265,10 @@ def _generator(method, out, steps, seed, device, preset, anydoor_steps, lora_be_
         return DiffusionGenerator(steps=steps, seed=seed, device=device)
     if preset not in ("paper", "quick"):
         raise fail(f"--preset must be paper or quick, got {preset!r}.")
-    gen = FineTunedGenerator(steps=steps, seed=seed, device=device, preset=preset, anydoor_steps=anydoor_steps,
-                             lora_be_epochs=lora_be_epochs, work_dir=out / "subjects", show_progress=not quiet,
-                             blockwise_embeddings=method == "storyagent")
-    if method == "dc":
-        gen.name = "DC (StoryAnyDoor + DynamiCrafter LoRA, no block-wise embeddings)"
-    return gen
+    video, name = FINETUNED[method]
+    return FineTunedGenerator(name=name, video=video, steps=steps, seed=seed, device=device, preset=preset,
+                              anydoor_steps=anydoor_steps, lora_be_epochs=lora_be_epochs, work_dir=out / "subjects",
+                              show_progress=not quiet)
 
 
 def _geometry(mode: str, size: str | None, generator):

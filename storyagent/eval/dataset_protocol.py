@@ -7,6 +7,18 @@ the shot's aligned first ground-truth frame with the subject removed and the ref
 then animated; (3) each generated shot is compared with its aligned ground-truth clip (SSIM, PSNR,
 LPIPS per shot; FVD over every shot of the run).
 
+Reference masks: a method that trains on the reference (the diffusion methods) masks it itself,
+with LangSAM and the character's class word on every frame (`generator.masks_for`), so the media
+are written without masks; the dataset's first-frame mask is written beside them only for a method
+that trains nothing (the CPU floor), and kept in memory where LangSAM misses.
+
+FVD, as the field reports it: over the protocol's own clips (N = the shots that have a 16-frame
+ground truth, 40 per character), each generated clip's first 16 frames against the ground truth's
+first 16 (a clip's own frames, or its source video's where the release samples fewer); N is
+stated in the report. With N at most the I3D's 400 dimensions the covariance is rank-deficient,
+as in every FVD on a few hundred clips: the number compares with FVDs computed on the same N.
+"n/a" only where no such clip can be made.
+
 The work comes in pieces that do not share memory, so that `dataset_ray.py` can run them as Ray
 tasks on other machines and this module's `evaluate_dataset` in this process, with the same
 numbers: per character, `prepare_character` (its reference media, its fine-tunes); per test
@@ -35,6 +47,8 @@ from storyagent.progress import make_progress
 METRICS = ("FVD", "SSIM", "PSNR", "LPIPS")
 REFERENCE_FPS = 8.0
 """Frame rate the reference clips are written at (DynamiCrafter-512's training rate is near it)."""
+FVD_MIN_CLIPS = 2
+"""Fewest clips the protocol's FVD is computed on (the metric's own floor); the report states N."""
 
 
 @dataclass
@@ -104,14 +118,22 @@ class SampleResult:
     """1-based, as the shot rows count it."""
     rows: list[dict[str, object]]
     notes: list[str]
-    shortest: int | None
-    """Fewest frames of a compared ground-truth clip (FVD needs `FVD_FRAMES`); None: no shot generated."""
+    fvd_missing: list[str] = field(default_factory=list)
+    """Generated shots with no 16-frame ground-truth clip (FVD leaves them out)."""
     features: tuple[np.ndarray, np.ndarray] | None = None
-    """(generated, ground truth) I3D features, (shots, D) each, when an I3D was given and the clips are long enough."""
+    """(generated, ground truth) I3D features, (shots, D) each, of the shots with an FVD clip, when an I3D was given."""
 
 
-def build_reference(index: DatasetIndex, character: ResolvedCharacter, media_dir: Path) -> SubjectReference:
-    """The character's reference from its training clips, largest subject first; also written to `media_dir`."""
+def build_reference(index: DatasetIndex, character: ResolvedCharacter, media_dir: Path,
+                    masks=None) -> SubjectReference:
+    """The character's reference from its training clips, largest subject first; also written to `media_dir`.
+
+    `masks` (the method's own, `generators.ProtocolMasks`): the media are written without masks, for
+    the method's trainings to mask every frame themselves; the dataset's first-frame masks go to
+    `media_dir/dataset_masks/` for it to fall back on (`ProtocolMasks.write_hints`), and each clip's
+    first-frame mask in memory is LangSAM's, the dataset's where LangSAM misses. None: the
+    dataset's first-frame mask, written beside each clip (a mask for all of its frames).
+    """
     tested = {c for sample in character.test for c in sample}
     clips = [index.load(c, character.name) for c in character.train_clips if c not in tested]
     clips = [c for c in clips if c.subject_mask.any() and not c.subject_mask.all()]
@@ -124,8 +146,22 @@ def build_reference(index: DatasetIndex, character: ResolvedCharacter, media_dir
         stem = media_dir / f"clip_{n:03d}"
         write_video(stem.with_suffix(".mp4"), clip.frames, REFERENCE_FPS)
         write_png(stem.with_suffix(".png"), clip.frames[0])
-        write_png(stem.parent / f"{stem.name}_mask.png", (clip.subject_mask * 255).astype(np.uint8))
-    return SubjectReference([c.frames[0] for c in clips], [c.subject_mask for c in clips], [c.clip_id for c in clips])
+        mask_file = stem.parent / f"{stem.name}_mask.png"
+        if masks is None:
+            write_png(mask_file, (clip.subject_mask * 255).astype(np.uint8))
+        else:
+            # A mask beside the media would be taken as the user's for every frame of the clip.
+            mask_file.unlink(missing_ok=True)
+    firsts = [(c.subject_mask, "dataset mask") for c in clips]
+    if masks is not None:
+        masks.write_hints(media_dir, {f"clip_{n:03d}": c.subject_mask for n, c in enumerate(clips)})
+        masks.hints = [(c.frames[0], c.subject_mask) for c in clips]
+        try:
+            firsts = masks([c.frames[0] for c in clips], fallback=firsts)
+        finally:
+            masks.release()
+    return SubjectReference([c.frames[0] for c in clips], [m for m, _ in firsts], [c.clip_id for c in clips],
+                            [how for _, how in firsts])
 
 
 def check_reference(reference: SubjectReference, character: ResolvedCharacter, clip: GroundTruthClip) -> None:
@@ -164,20 +200,48 @@ def prepare_character(index: DatasetIndex, character: ResolvedCharacter, generat
     """The character's reference (written to `work_dir/references/<name>`) and its fine-tunes, found or
     trained on `TASK_THREADS` torch threads."""
     media = work_dir / "references" / character.name
+    masks_for = getattr(generator, "masks_for", None)
     with _fixed_threads():
-        reference = build_reference(index, character, media)
+        reference = build_reference(index, character, media, masks_for(character, media) if masks_for else None)
         return PreparedCharacter(reference, generator.finetune(character, media))
 
 
-def _shot(generator, clip: GroundTruthClip, geometry: FrameGeometry, reference: SubjectReference):
-    """(generated frames in the model's frame, their compared region, the ground truth's), or None: no subject."""
+@dataclass
+class _Shot:
+    generated: list[np.ndarray]
+    """The frames compared with the ground truth, in the model's frame (as many as the ground truth has)."""
+    fake: list[np.ndarray]
+    """Their compared region."""
+    real: list[np.ndarray]
+    """The ground truth's."""
+    fvd: tuple[list[np.ndarray], list[np.ndarray]] | None
+    """(generated, ground truth) 16-frame FVD clips (compared regions), or None: no such ground truth."""
+
+
+def _shot(generator, clip: GroundTruthClip, geometry: FrameGeometry, reference: SubjectReference,
+          fvd: bool = False) -> _Shot | None:
+    """The shot generated from its first frame and its compared regions; None: no subject in that frame.
+
+    With `fvd` and a 16-frame ground-truth clip (`GroundTruthClip.fvd_frames`), the generator is asked
+    for at least 16 frames: their first 16 are the FVD clip, and as many as the ground truth has,
+    evenly spaced, are compared frame by frame."""
+    from storyagent.eval.fvd import FVD_FRAMES
+
     aligned = [geometry.align(f) for f in clip.frames]
     mask = geometry.align_mask(clip.subject_mask)
     if not mask.any():
         return None
-    fake = generator(aligned[0], mask, reference, clip.text, len(aligned), character=clip.character)
+    real_fvd = clip.fvd_frames(FVD_FRAMES) if fvd else None
+    count = max(len(aligned), FVD_FRAMES) if real_fvd is not None else len(aligned)
+    video = generator(aligned[0], mask, reference, clip.text, count, character=clip.character)
+    picks = np.linspace(0, len(video) - 1, len(aligned)).round().astype(int)
+    generated = list(video) if len(video) == len(aligned) else [video[i] for i in picks]
     shape = clip.frames[0].shape
-    return fake, geometry.compared(fake, shape), geometry.compared(aligned, shape)
+    pair = None
+    if real_fvd is not None and len(video) >= FVD_FRAMES:
+        pair = (geometry.compared(list(video[:FVD_FRAMES]), shape),
+                geometry.compared([geometry.align(f) for f in real_fvd], shape))
+    return _Shot(generated, geometry.compared(generated, shape), geometry.compared(aligned, shape), pair)
 
 
 def generated_path(work_dir: Path, character: str, sample: int, clip_id: str) -> Path:
@@ -199,18 +263,19 @@ def _evaluate_sample(index, character, sample, reference, generator, geometry, w
                      on_shot) -> SampleResult:
     rows: list[dict[str, object]] = []
     notes: list[str] = []
-    fakes: list[np.ndarray] = []
-    reals: list[np.ndarray] = []
+    fakes: list[list[np.ndarray]] = []
+    reals: list[list[np.ndarray]] = []
+    missing: list[str] = []
     for clip_id in character.test[sample - 1]:
         clip = index.load(clip_id, character.name)
         check_reference(reference, character, clip)
-        shot = _shot(generator, clip, geometry, reference)
+        shot = _shot(generator, clip, geometry, reference, fvd=i3d_model is not None)
         if on_shot is not None:
             on_shot(f"{character.name} {clip_id}")
         if shot is None:
             notes.append(f"{clip_id}: no {character.name} found in its first frame; shot skipped.")
             continue
-        generated, fake, real = shot
+        generated, fake, real = shot.generated, shot.fake, shot.real
         # H.264 takes even sides only; the kept copy is for looking at, the scores use every pixel.
         h, w = (generated[0].shape[0] // 2) * 2, (generated[0].shape[1] // 2) * 2
         write_video(generated_path(work_dir, character.name, sample, clip_id), [f[:h, :w] for f in generated],
@@ -222,16 +287,18 @@ def _evaluate_sample(index, character, sample, reference, generator, geometry, w
 
             row["LPIPS"] = lpips(fake, real, lpips_model)
         rows.append(row)
-        fakes.append(np.stack(fake))
-        reals.append(np.stack(real))
-    shortest = min((len(v) for v in reals), default=None)
+        if shot.fvd is not None:
+            fakes.append(shot.fvd[0])
+            reals.append(shot.fvd[1])
+        else:
+            missing.append(clip_id)
     features = None
-    if i3d_model is not None and shortest is not None:
-        from storyagent.eval.fvd import FVD_FRAMES, i3d_features
+    if i3d_model is not None and fakes:
+        from storyagent.eval.fvd import i3d_features
 
-        if shortest >= FVD_FRAMES:
-            features = (i3d_features(fakes, i3d_model), i3d_features(reals, i3d_model))
-    return SampleResult(character.name, sample, rows, notes, shortest, features)
+        features = (i3d_features([np.stack(f) for f in fakes], i3d_model),
+                    i3d_features([np.stack(r) for r in reals], i3d_model))
+    return SampleResult(character.name, sample, rows, notes, missing, features)
 
 
 def evaluate_dataset(index: DatasetIndex, characters: list[ResolvedCharacter], generator, geometry: FrameGeometry,
@@ -239,8 +306,8 @@ def evaluate_dataset(index: DatasetIndex, characters: list[ResolvedCharacter], g
                      fvd_min_clips: int | None = None) -> DatasetEval:
     """Generate every test shot of every character and compare it with its ground truth, in this process.
 
-    `fvd_min_clips`: the fewest clips FVD accepts (default: the metric's own, the I3D feature
-    dimension + 1 = 401, more than the protocol's 160-200 shots; see the README).
+    `fvd_min_clips`: the fewest clips FVD is computed on (default `FVD_MIN_CLIPS`: the protocol's
+    160-200 shots are its N, stated in the report).
     """
     prepared: list[PreparedCharacter] = []
     samples: list[SampleResult] = []
@@ -271,7 +338,10 @@ def assemble(dataset: str, characters: list[ResolvedCharacter], generator, geome
     if not rows:
         raise InputError("No test shot could be generated; check the dataset folder and the split's characters.")
     summary = _means(rows)
-    summary["FVD"] = _fvd(samples, fvd_given, fvd_min_clips)
+    summary["FVD"], fvd_notes = _fvd(samples, fvd_given, fvd_min_clips, dataset)
+    notes += fvd_notes
+    if fvd_given:
+        summary["FVD clips"] = sum(len(s.features[0]) for s in samples if s.features is not None)
     per_character = [{"Character": c.name, "Training episode": c.train_episode, "Samples": len(c.test),
                       "Shots": sum(r["Character"] == c.name for r in rows),
                       **_means([r for r in rows if r["Character"] == c.name])}
@@ -288,17 +358,34 @@ def _means(rows: list[dict[str, object]]) -> dict[str, object]:
     return {k: float(np.mean([r[k] for r in rows])) for k in ("SSIM", "PSNR", "LPIPS") if all(k in r for r in rows)}
 
 
-def _fvd(samples: list[SampleResult], given: bool, min_clips: int | None) -> float | str:
+SOURCE_HINT = {"flintstones": "FlintstonesSV's released clips have 5 frames: give each clip's source video as "
+                               "DIR/video_frames/<globalID>.npy"}
+
+
+def _fvd(samples: list[SampleResult], given: bool, min_clips: int | None, dataset: str = "") -> tuple[float | str, list[str]]:
+    """(FVD or "n/a (why)", notes saying on how many clips and which were left out)."""
     if not given:
-        return "n/a (no I3D weights: --i3d PATH)"
+        return "n/a (no I3D weights: --i3d PATH)", []
     from storyagent.eval.fvd import FVD_FRAMES, fvd_from_features
 
-    shortest = min(s.shortest for s in samples if s.shortest is not None)
-    if shortest < FVD_FRAMES:
-        return f"n/a (ground-truth clips have {shortest} frames; FVD's I3D takes {FVD_FRAMES})"
     features = [s.features for s in samples if s.features is not None]
+    count = sum(len(f[0]) for f in features)
+    missing = [c for s in samples for c in s.fvd_missing]
+    hint = SOURCE_HINT.get(dataset, f"the dataset's clips are shorter than {FVD_FRAMES} frames")
+    notes = []
+    if missing:
+        notes.append(f"FVD leaves out {len(missing)} shot{'s' if len(missing) != 1 else ''} with no {FVD_FRAMES}-frame "
+                     f"ground-truth clip ({hint}).")
+    if not count:
+        return f"n/a (no ground-truth clip of {FVD_FRAMES} frames: {hint})", notes
+    dim = features[0][0].shape[1]
     try:
-        return fvd_from_features(np.concatenate([f[0] for f in features]), np.concatenate([f[1] for f in features]),
-                                 min_clips)
+        value = fvd_from_features(np.concatenate([f[0] for f in features]), np.concatenate([f[1] for f in features]),
+                                  FVD_MIN_CLIPS if min_clips is None else min_clips)
     except (ValueError, InputError) as exc:  # the metric's own refusal (too few clips, ...), as it says it
-        return f"n/a ({exc})"
+        return f"n/a ({exc})", notes
+    rank = ("rank-deficient, as in every FVD on fewer clips than the I3D's dimensions, so it compares with FVDs "
+            "computed on the same N") if count <= dim else "of full rank"
+    notes.insert(0, f"FVD on N = {count} generated and {count} ground-truth clips of {FVD_FRAMES} frames (I3D "
+                    f"logits, {dim}-dim; StyleGAN-V's statistics): the covariance is {rank}.")
+    return value, notes

@@ -4,8 +4,8 @@ The pieces `dataset_protocol.py` runs one after another in-process, as a graph o
 per character (its reference media, and its fine-tunes, trained once: the cache keys them by
 content), then one per test sample of that character, started when its character's task is done,
 so a character's ten samples spread over as many workers. With a GPU method (`--device cuda`
-with anydoor, storyagent or dc) a task that generates or trains asks for one GPU, every other
-task for one CPU; Ray's scheduler places them. A task writes only its own files under the output
+with anydoor, storyagent, dc-finetuning or lora-dc) a task that generates or trains asks for one
+GPU, every other task for one CPU; Ray's scheduler places them. A task writes only its own files under the output
 folder (the reference media, the generated shots), each atomically; the driver takes the results
 in the split's order (character, then sample), whatever order they finish in, and alone writes
 the tables, so they are the ones the in-process run writes.

@@ -41,7 +41,10 @@ class CharacterSplit(BaseModel):
 class DatasetSplit(BaseModel):
     dataset: str = Field(description="pororo or flintstones.")
     protocol: str = Field(default="", description="The protocol in words, as the report prints it.")
-    assumptions: list[str] = Field(default_factory=list, description="Where the split departs from or guesses at the paper.")
+    paper: list[str] = Field(default_factory=list, description="What the paper states of this split, cited "
+                             "(storyagent.eval.paper_tables.PAPER_PROTOCOL).")
+    assumptions: list[str] = Field(default_factory=list, description="What the paper leaves open and the split "
+                                   "decides (or where it departs from the paper).")
     seed: int = Field(default=0, description="Seed of the test-sample draw.")
     samples: int = Field(default=10, ge=1, description="Test samples per character.")
     shots: int = Field(default=4, ge=1, description="Shots (clips) per test sample.")

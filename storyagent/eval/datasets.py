@@ -11,12 +11,16 @@ Layouts read:
   `DIR/video_frames_sampled/<globalID>.npy` (T×H×W×3 uint8, 5×128×128 in the release). The
   episode is the globalID's `s_SS_e_EE` part. A character's subject mask is its first rectangle
   (rescaled from the 640×480 source video when it lies outside the frame), refined by GrabCut.
+  The released clips have 5 frames, too few for FVD's 16-frame clips: a clip's source video, when
+  given as `DIR/video_frames/<globalID>.npy` (T×H×W×3 uint8, T >= 16: the Flintstones dataset's
+  own clip), gives its FVD clip, resized to the sampled frames' size.
 - PororoSV: `DIR/pororo_png/<episode>/<n>.png`, each a clip stored as square frames stacked
   vertically; captions from `DIR/descriptions.csv` (`id,text` with id `<episode>/<n>`). The
   characters of a clip are those its caption names (PororoSV ships no per-clip boxes);
   `DIR/characters.json` ({"<episode>/<n>": ["pororo", ...]}) overrides that when present.
   Subject masks from `DIR/masks/<episode>/<n>_<character>.png` or `DIR/masks/<episode>/<n>.png`
-  when present, else the media module's GrabCut cut-out.
+  when present, else the media module's GrabCut cut-out. A clip of 16 frames or more is its own
+  FVD clip.
 """
 
 from __future__ import annotations
@@ -48,6 +52,17 @@ class GroundTruthClip:
     text: str = ""
     episode: str = ""
     character: str = ""
+    source_frames: list[np.ndarray] | None = None
+    """The clip's source video at `frames`' size when the dataset ships more frames than `frames`
+    (FlintstonesSV's `video_frames/`); None: `frames` are all there is."""
+
+    def fvd_frames(self, count: int = 16) -> list[np.ndarray] | None:
+        """`count` consecutive frames for FVD (StyleGAN-V's `load_n_consecutive`): the first of the
+        source video, else of the clip; None when neither has that many (FVD's clip cannot be made)."""
+        for frames in (self.source_frames, self.frames):
+            if frames is not None and len(frames) >= count:
+                return list(frames[:count])
+        return None
 
 
 @dataclass
@@ -56,6 +71,8 @@ class SubjectReference:
     masks: list[np.ndarray]
     clip_ids: list[str] = field(default_factory=list)
     """The clips the frames come from (the protocol checks none of them is a test clip)."""
+    mask_methods: list[str] = field(default_factory=list)
+    """How each mask was made ("langsam", "dataset mask", ...); empty: the dataset's masks."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +168,19 @@ class FlintstonesIndex(DatasetIndex):
         if max(box[0], box[2]) > w or max(box[1], box[3]) > h:
             # Boxes annotated on the source video (640×480) while the sampled frames are smaller.
             box = [box[0] * w / 640, box[1] * h / 480, box[2] * w / 640, box[3] * h / 480]
-        return GroundTruthClip(clip_id, frames, _box_mask((h, w), box, frames[0]), info.text, info.episode, wanted)
+        return GroundTruthClip(clip_id, frames, _box_mask((h, w), box, frames[0]), info.text, info.episode, wanted,
+                               self.source_frames(clip_id, (h, w)))
+
+    def source_frames(self, clip_id: str, size: tuple[int, int]) -> list[np.ndarray] | None:
+        """The clip's source video (`video_frames/<globalID>.npy`), each frame resized to `size` as the
+        sampled frames were; None when the folder does not hold it."""
+        path = self.root / "video_frames" / f"{clip_id}.npy"
+        if not path.exists():
+            return None
+        video = np.load(path, allow_pickle=False)
+        h, w = size
+        return [cv2.resize(np.ascontiguousarray(f[..., :3]).astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA)
+                for f in video]
 
 
 # ---- PororoSV ---------------------------------------------------------------------------------

@@ -586,6 +586,23 @@ def compare_runs(results: list[FilmEval], out_dir: str | os.PathLike[str]) -> li
     rows = [{"Method": r.name, **r.summary} for r in results]
     cols = _columns(rows, NO_REFERENCE_COLUMNS, list(dict.fromkeys(who for r in results for who in r.cast)))
     notes = list(dict.fromkeys(n for r in results for n in r.notes))
+    notes.append("The paper's Table 2 (open domain) beside these runs: table2.md.")
     written = list(write_tables(rows, cols, "Method", out / "compare", "Comparison of runs", notes))
+    written += write_table2(results, out)
     written += _plots({r.name: r for r in results}, out)
     return written
+
+
+def write_table2(results: list[FilmEval], out: Path) -> tuple[Path, Path]:
+    """`table2.md/.csv`: each run's means beside the paper's Table 2 rows, in its columns (IS,
+    CLIP-score, CLIP-temp, warping error, flow score as EvalCrafter computes them)."""
+    from storyagent.eval.paper_tables import CITE, TABLE2_COLUMN, paper_table2_rows
+
+    columns = ["Source", *TABLE2_COLUMN.values()]
+    ours = [{"Method": r.name, "Source": "this run", **{c: r.summary.get(c) for c in TABLE2_COLUMN.values()}}
+            for r in results]
+    notes = [(f"Paper values: {CITE}, Table 2: 8 open-domain subjects, stories written by ChatGPT, no ground truth; "
+              "ours are the runs given, so the rows compare methods, not the same films."),
+             "A cell of ours reads – where its metric's weights were not given (see compare.md's notes)."]
+    return write_tables(ours + paper_table2_rows(), columns, "Method", out / "table2",
+                        "Our runs beside the paper's Table 2 (open domain)", notes, bold_best=False)

@@ -105,3 +105,149 @@ def test_dc_finetuning_resumes_and_refuses_a_stranger(tmp_path):
     save_file({"unet.nowhere.weight": torch.zeros(1)}, str(bad), metadata={"format": "storyagent-dc-image-injection-1"})
     with pytest.raises(InputError, match="does not have"):
         apply_image_injection(tiny_pipeline(), bad)
+
+
+# ---- the three fine-tuned methods on the tiny dataset ---------------------------------------------
+
+def normalised(pipe) -> dict[str, torch.Tensor]:
+    """`snapshot`, with peft's wrapping undone in the names (`to_q.base_layer.weight` -> `to_q.weight`)."""
+    return {k.replace(".base_layer", ""): v for k, v in snapshot(pipe).items()}
+
+
+def test_storyagent_dc_finetuning_and_lora_dc_each_train_only_what_they_should(tmp_path, monkeypatch, tiny_weights):
+    from storyagent.eval import generators
+    from storyagent.eval.dataset_protocol import prepare_character
+    from storyagent.eval.dataset_split import resolve_split
+    from storyagent.eval.datasets import FlintstonesIndex
+    from storyagent.models.dynamicrafter import DynamiCrafterPipeline
+    from storyagent.models.lora_be import LoRABEAdapter, LoRABETrainer
+    from storyagent.weights import env_var
+    from tests.eval.test_eval_dataset import tiny_split, write_flintstones
+
+    for name, path in tiny_weights.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    monkeypatch.setenv("STORYAGENT_CACHE", str(tmp_path / "cache"))
+    index = FlintstonesIndex(write_flintstones(tmp_path / "fl"))
+    (fred,) = resolve_split(tiny_split("flintstones", ["fred"], samples=1, references=2, shots=2), index)
+    # What LoRA-BE's clips were masked with, and how many frames each LangSAM call saw.
+    seen_clips: list = []
+    calls: list[int] = []
+    train = LoRABETrainer.train
+    monkeypatch.setattr(LoRABETrainer, "train", lambda self, clips, *a, **k: seen_clips.extend(clips) or train(
+        self, clips, *a, **k))
+    masks_call = generators.ProtocolMasks.__call__
+    monkeypatch.setattr(generators.ProtocolMasks, "__call__",
+                        lambda self, frames, fallback=None: calls.append(len(frames)) or masks_call(self, frames, fallback))
+    base = normalised(DynamiCrafterPipeline.from_pretrained())
+    injection = set(image_injection_parameters(DynamiCrafterPipeline.from_pretrained()))
+
+    def method(video):
+        gen = generators.FineTunedGenerator(video=video, steps=2, anydoor_steps=1, lora_be_epochs=1,
+                                            show_progress=False, work_dir=tmp_path / "subjects")
+        prepared = prepare_character(index, fred, gen, tmp_path / video)
+        gen.use(fred, prepared.finetunes)
+        return gen, prepared
+
+    # storyagent: StoryAnyDoor, then LoRA-BE: LoRA and block-wise embeddings; the base weights untouched.
+    story, prepared = method("lora-be")
+    assert story.trainings == [("fred", "story_anydoor"), ("fred", "lora_be")]
+    after = normalised(story.animator)
+    assert all(torch.equal(after[k], v) for k, v in base.items())
+    assert set(after) - set(base) and all("lora_" in k for k in set(after) - set(base))
+    table = LoRABEAdapter.from_pretrained(prepared.finetunes["lora_be"]["path"]).embeddings
+    assert not torch.equal(table, table[:1].expand_as(table))  # the block-wise embeddings learnt, apart
+    assert story.token == "<fred>"
+
+    # Reference masks (item 3): none written beside the media (no mask for every frame of a clip);
+    # LoRA-BE's clips were masked frame by frame, LangSAM seeing whole 16-frame windows.
+    media = tmp_path / "lora-be" / "references" / "fred"
+    assert not list(media.glob("*_mask.png")) and len(list((media / "dataset_masks").glob("*.png"))) == 2
+    assert seen_clips and 16 in calls
+    for clip in seen_clips:
+        assert len(clip.mask_methods) == len(clip.frames) and "user mask" not in clip.mask_methods
+        assert all(m.startswith(("langsam", "dataset mask", "grabcut")) for m in clip.mask_methods), clip.mask_methods
+
+    # lora-dc (Table 4's LoRA-DC): the same StoryAnyDoor (found), its own LoRA; the embeddings stay the class word's.
+    lora_dc, prepared = method("lora-dc")
+    assert lora_dc.trainings == [("fred", "lora_be")]
+    assert prepared.finetunes["story_anydoor"]["key"] == story.finetunes["fred"]["story_anydoor"]["key"]
+    after = normalised(lora_dc.animator)
+    assert all(torch.equal(after[k], v) for k, v in base.items())
+    table = LoRABEAdapter.from_pretrained(prepared.finetunes["lora_be"]["path"]).embeddings
+    assert torch.equal(table, table[:1].expand_as(table))
+
+    # dc-finetuning (Table 5): the same StoryAnyDoor (found), DynamiCrafter's image injection module alone.
+    dc, prepared = method("dc-finetuning")
+    assert dc.trainings == [("fred", "dc_image_injection")] and dc.token is None and dc.fs is not None
+    after = normalised(dc.animator)
+    assert set(after) == set(base)  # no LoRA, no adapter
+    moved = {k for k, v in base.items() if not torch.equal(after[k], v)}
+    assert moved and moved <= injection, sorted(moved - injection)[:5]
+    assert any(k.startswith("resampler.") for k in moved) and any(k.endswith("to_k_ip.weight") for k in moved)
+    # It animates the caption as written (no subject token) at the fs its clips were trained at.
+    assert dc.prompt("Fred and Wilma talk.", "fred") == "Fred and Wilma talk."
+    assert story.prompt("Fred and Wilma talk.", "fred") == "<fred> and Wilma talk."
+
+
+def test_protocol_masks_take_the_dataset_first_frame_mask_only_where_langsam_misses(tmp_path):
+    """PororoSV included: the reference of a clip showing two characters is masked by LangSAM on every
+    frame; on a clip's first frame, where LangSAM's best box is the other character (no pixel in common
+    with the dataset's mask), the dataset's mask stands in."""
+    from storyagent.eval.dataset_protocol import build_reference
+    from storyagent.eval.dataset_split import resolve_split
+    from storyagent.eval.datasets import PororoIndex
+    from storyagent.eval.generators import ProtocolMasks
+    from storyagent.models.langsam.pipeline import SubjectMask
+    from tests.eval.test_eval_dataset import tiny_split, write_pororo
+
+    index = PororoIndex(write_pororo(tmp_path / "po"))
+    (pororo,) = resolve_split(tiny_split("pororo", ["pororo"], samples=1, references=2), index)
+
+    def red(frame):  # where the test scene draws Pororo
+        return (frame[..., 0] > 180) & (frame[..., 2] < 100)
+
+    class LangSAMStub:
+        """Finds Pororo in later frames; in a clip's first frame, the blue one (Crong) instead."""
+
+        def __init__(self):
+            self.firsts = {index.load(c, "pororo").frames[0].tobytes() for c in pororo.train_clips}
+
+        def __call__(self, frames, text):
+            out = []
+            for f in frames:
+                blue = (f[..., 2] > 180) & (f[..., 0] < 100)
+                out.append(SubjectMask(True, blue if f.tobytes() in self.firsts else red(f)))
+            return out
+
+    stub = LangSAMStub()
+    masks = ProtocolMasks.for_media("penguin", "cpu", None)
+    masks._pipe = stub
+    reference = build_reference(index, pororo, tmp_path / "ref", masks)
+    assert all(how.startswith("dataset mask (LangSAM's penguin is another") for how in reference.mask_methods)
+    assert all((m & red(f)).sum() > 0.5 * red(f).sum() for f, m in zip(reference.frames, reference.masks))
+    # The trainings' masks (a fresh ProtocolMasks from the media): every frame LangSAM's, the first
+    # frame of each clip the dataset's, found again from the written media.
+    again = ProtocolMasks.for_media("penguin", "cpu", tmp_path / "ref")
+    again._pipe = stub
+    clip = index.load(pororo.train_clips[0], "pororo")
+    found = again(clip.frames)
+    # Frames 0-3 are the first frame itself (the square moves a pixel every 4 frames): the dataset's mask.
+    assert all(how.startswith("dataset mask (LangSAM's penguin is another") for _, how in found[:4])
+    assert {how for _, how in found[4:]} == {"langsam"}
+    assert all(np.array_equal(m, red(f)) for (m, _), f in zip(found[4:], clip.frames[4:]))
+    assert len({m.tobytes() for m, _ in found[4:]}) == 3  # the square moves: a mask per frame, not one for all
+    assert masks.name != ProtocolMasks.for_media("dinosaur", "cpu", tmp_path / "ref").name  # in the cache key
+    # LangSAM finding nothing: the written clip's decoded first frame (compressed) still gets the dataset's
+    # mask; a frame the dataset knows no mask of gets the run's own fallback (GrabCut), labelled.
+    from storyagent.media.reading import read_video
+
+    class Blind:
+        def __call__(self, frames, text):
+            return [SubjectMask(False, np.zeros(f.shape[:2], bool)) for f in frames]
+
+    again._pipe = Blind()
+    decoded, _ = read_video(tmp_path / "ref" / "clip_000.mp4", 16)
+    (first, how), *_ = again([decoded[0]])
+    assert how == "dataset mask (LangSAM found no penguin)" and first.any()
+    (_, how), = again([np.ascontiguousarray(decoded[0][:, ::-1])])  # a mirrored frame: no hint
+    assert how.endswith("(LangSAM found no penguin)") and not how.startswith("dataset")
