@@ -251,3 +251,16 @@ def test_protocol_masks_take_the_dataset_first_frame_mask_only_where_langsam_mis
     assert how == "dataset mask (LangSAM found no penguin)" and first.any()
     (_, how), = again([np.ascontiguousarray(decoded[0][:, ::-1])])  # a mirrored frame: no hint
     assert how.endswith("(LangSAM found no penguin)") and not how.startswith("dataset")
+
+
+def test_dc_is_the_deprecated_name_of_lora_dc(tmp_path):
+    from typer.testing import CliRunner
+
+    from storyagent.commands.eval import _generator, app
+
+    result = CliRunner().invoke(app, ["dataset", str(tmp_path), "--format", "flintstones", "--method", "dc", "-q"])
+    assert "--method dc is deprecated: it is lora-dc" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "not a FlintstonesSV folder" in result.output  # and then it runs as lora-dc
+    for method, video in (("storyagent", "lora-be"), ("lora-dc", "lora-dc"), ("dc-finetuning", "dc-finetuning")):
+        gen = _generator(method, tmp_path, 2, 0, "cpu", "quick", None, None, True)
+        assert gen.video == video and gen.name.split(" (")[0] in {"StoryAgent", "LoRA-DC", "DC-finetuning"}
