@@ -349,6 +349,12 @@ def assemble(dataset: str, characters: list[ResolvedCharacter], generator, geome
     if "LPIPS" not in summary:
         summary["LPIPS"] = "n/a (no LPIPS weights: --lpips-heads PATH --lpips-backbone PATH)"
     notes.insert(0, f"{len(rows)} shots of {len(characters)} characters; method: {generator.name}.")
+    for c, p in zip(characters, prepared):
+        methods = p.reference.mask_methods
+        if methods and any(m != "langsam" for m in methods):
+            stood_in = sum(m.startswith("dataset mask") for m in methods)
+            notes.append(f"{c.name}'s reference: LangSAM's mask on {methods.count('langsam')} of its {len(methods)} clips' "
+                         f"first frames, the dataset's on {stood_in} (LangSAM missed there).")
     finetunes = {c.name: p.finetunes for c, p in zip(characters, prepared) if p.finetunes}
     return DatasetEval(generator.name, dataset, rows, summary, per_character, geometry.describe(), notes,
                        list(getattr(generator, "weights", ())), finetunes)

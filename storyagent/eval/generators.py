@@ -194,7 +194,8 @@ class DiffusionGenerator:
     steps: int | None = field(default=None, metadata={"help": "Denoising steps of both models (default: their own)."})
     seed: int = field(default=0, metadata={"help": "Seed of the redraw and the animation."})
     device: str = field(default="cpu", metadata={"help": "torch device for both models."})
-    weights: tuple[str, ...] = ("anydoor", "dynamicrafter-512")
+    weights: tuple[str, ...] = ("anydoor", "dynamicrafter-512", "grounding-dino-base", "sam-vit-h")
+    """What it loads: the two models, and LangSAM for the reference's masks."""
     trains = False  # a class attribute, not a field: whether `finetune` trains on the GPU
 
     def __post_init__(self) -> None:
