@@ -13,6 +13,12 @@ while it ran (models wait on the CPU between stages). Building and saving the fu
 takes a few minutes; where one command may run for 10 minutes only, run the modes one at a time
 (`--modes default`, then `--modes low-vram`).
 
+The fine-tunes get a table of their own (issue 26, item 10): StoryAnyDoor and LoRA-BE at the `paper`
+and `quick` presets, in each memory setting (`models/training_memory.py`: the default, and the
+low-VRAM one a CUDA out-of-memory error falls back to), a few steps each on the full-size models:
+seconds per step (after one warm-up step), peak GPU memory, and what the whole fine-tune would take
+at that speed. `--parts finetunes` runs that table alone.
+
     python benchmarks/e2e_diffusion.py --random-weights   # CUDA, full-size models
     python benchmarks/e2e_diffusion.py --tiny             # CPU smoke run with the tiny test models
 """
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmarks
 
 from storyagent.models import placement
 
-STAGES = ("subject: frames + LangSAM masks", "subject: fine-tunes", "storyboard", "video", "assembly")
+STAGES = ("subject: frames + LangSAM masks", "storyboard: fine-tunes", "storyboard", "video", "assembly")
+LORA_BE_CLIPS = 5
+"""Reference clips of the subject the LoRA-BE column's whole fine-tune assumes (an epoch is a step per clip)."""
 
 
 def save_tiny_weights(root: Path) -> dict[str, Path]:
@@ -117,7 +126,7 @@ def run_film(cfg, out: Path) -> dict[str, tuple[float, float | None]]:
     from storyagent.tools.run import Run, backend_class
     from storyagent.tools.story import offline_planner
     from storyagent.tools.storyboard import generate_storyboard
-    from storyagent.tools.subject import prepare_subject
+    from storyagent.tools.subject import prepare_cast
     from storyagent.tools.video import animate_shots
     from storyagent.workspace import Workspace
 
@@ -134,12 +143,13 @@ def run_film(cfg, out: Path) -> dict[str, tuple[float, float | None]]:
         results[stage] = (time.perf_counter() - start, placement.peak_memory_gib())
         return value
 
-    # As `Run.open` builds the run, with the subject's two parts timed apart.
+    # As `Run.open` builds the run; the fine-tunes train at the storyboard stage (`Run.train`), timed apart.
     with Workspace.open(out, cfg.inputs_record(), resume=False) as ws:
-        subject = timed(STAGES[0], lambda: prepare_subject(ws, cfg, backend.reference_masks(cfg.cast[0])))
-        run = Run(cfg, ws, backend, subject, show_progress=False)
-        timed(STAGES[1], lambda: backend.prepare_subject(run))
+        cast = timed(STAGES[0], lambda: prepare_cast(ws, cfg, backend.reference_masks))
+        run = Run(cfg, ws, backend, cast, show_progress=False)
+        backend.prepare_subject(run)  # prints what will train and its expected time
         script = offline_planner(cfg)
+        timed(STAGES[1], run.train)
         # The storyboard pipeline (models/storyboard) loads its models here, once, and keeps them.
         frames = timed(STAGES[2], lambda: generate_storyboard(run, script))
         clips = timed(STAGES[3], lambda: animate_shots(run, script, frames))
@@ -172,6 +182,92 @@ def table(rows: dict[str, dict[str, tuple[float, float | None]]], title: str) ->
     return out
 
 
+def disc_frames(side: int, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A brown disc walking right on a light ground (the subject of `subject_folder`), with its masks."""
+    yy, xx = np.mgrid[:side, :side]
+    frames, masks = [], []
+    for i in range(count):
+        mask = (yy - side // 2) ** 2 + (xx - side // 4 - i * side // (2 * count)) ** 2 < (side // 6) ** 2
+        frame = np.full((side, side, 3), 230, np.uint8)
+        frame[mask] = (170, 90, 40)
+        frames.append(frame)
+        masks.append(mask)
+    return frames, masks
+
+
+def time_steps(step: Callable[[], object], steps: int) -> tuple[float, float | None]:
+    """(seconds per step, peak GPU GiB) of `steps` calls of `step`, after one warm-up call (kernel choice,
+    the allocator's first blocks, the optimizer's state)."""
+    step()
+    placement.peak_memory_reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    peak = placement.peak_memory_gib()  # synchronises first, so the time is the GPU's too
+    return (time.perf_counter() - start) / steps, peak
+
+
+def time_finetunes(presets: list[str], modes: list[str], steps: int, work: Path) -> list[dict[str, object]]:
+    """StoryAnyDoor and LoRA-BE at each preset and memory setting: a few steps each on the models the weights
+    folders hold (loaded as a run loads them), one trainer at a time on the GPU."""
+    from storyagent.models.anydoor import AnyDoorPipeline
+    from storyagent.models.anydoor.config import StoryAnyDoorTrainingConfig
+    from storyagent.models.anydoor.training import StoryAnyDoorTrainer
+    from storyagent.models.dynamicrafter import DynamiCrafterPipeline
+    from storyagent.models.lora_be import Clip, LoRABEConfig, LoRABETrainer
+    from storyagent.models.training_memory import TrainingMemory
+    from storyagent.tools.backends.finetunes import LORA_BE_PRESETS
+
+    device = placement.compute_device()
+    rows: list[dict[str, object]] = []
+    for preset in presets:
+        for mode in modes:
+            memory = TrainingMemory(low_vram=mode == "low-vram")
+            placement.free_memory()
+            config = StoryAnyDoorTrainingConfig.preset(preset, checkpoint_every=10**9)
+            with placement.on_device(AnyDoorPipeline.from_pretrained(device="cpu"), device) as pipe:
+                frames, masks = disc_frames(pipe.config.image_size, 8)
+                trainer = StoryAnyDoorTrainer(pipe, frames, masks, work / f"anydoor-{preset}-{mode}", config,
+                                              memory=memory)
+                seconds, peak = time_steps(trainer.train_step, steps)
+                trained = sum(p.numel() for p in trainer.params.values())
+                del trainer
+            rows.append({"model": "StoryAnyDoor", "preset": preset, "mode": mode, "trained": trained,
+                         "seconds": seconds, "peak": peak, "steps": config.steps})
+            placement.free_memory()
+            settings = LORA_BE_PRESETS[preset]
+            lora = LoRABEConfig(token="<pip>", class_word="fox", learning_rate=settings["learning_rate"],
+                                epochs=int(settings["epochs"]), checkpoint_every=10**9)
+            with placement.on_device(DynamiCrafterPipeline.from_pretrained(device="cpu"), device) as pipe:
+                trainer = LoRABETrainer(pipe, lora, work / f"lora_be-{preset}-{mode}", memory=memory)
+                frames, masks = disc_frames(max(trainer.height, trainer.width), trainer.frames)
+                top = (max(trainer.height, trainer.width) - trainer.height) // 2
+                left = (max(trainer.height, trainer.width) - trainer.width) // 2
+                video = np.stack(frames)[:, top:top + trainer.height, left:left + trainer.width]
+                clip = Clip(video, np.stack(masks)[:, top:top + trainer.height, left:left + trainer.width], fps=8.0)
+                seconds, peak = time_steps(partial(trainer.train_step, clip), steps)
+                trained = sum(p.numel() for p in trainer.lora_params) + sum(
+                    e.embeddings.numel() for e in trainer.token_embeddings)
+                del trainer
+            rows.append({"model": "LoRA-BE", "preset": preset, "mode": mode, "trained": trained, "seconds": seconds,
+                         "peak": peak, "steps": lora.epochs * LORA_BE_CLIPS})
+    placement.free_memory()
+    return rows
+
+
+def finetune_table(rows: list[dict[str, object]], title: str) -> Table:
+    out = Table(title=title)
+    for column in ("fine-tune", "preset", "memory", "trained params", "s / step", "peak GPU (GiB)", "steps",
+                   "whole fine-tune"):
+        out.add_column(column, justify="left" if column in ("fine-tune", "preset", "memory") else "right")
+    for r in rows:
+        whole = float(r["seconds"]) * int(r["steps"])
+        out.add_row(str(r["model"]), str(r["preset"]), str(r["mode"]), f"{int(r['trained']):,}", f"{r['seconds']:.3f}",
+                    "n/a (CPU)" if r["peak"] is None else f"{r['peak']:.2f}", f"{int(r['steps']):,}",
+                    f"{whole / 3600:.2f} h" if whole >= 3600 else f"{whole / 60:.1f} min")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group(required=True)
@@ -182,6 +278,10 @@ def main() -> None:
                         "model's own; tiny: 2)")
     parser.add_argument("--anydoor-steps", type=int, default=None, help="StoryAnyDoor training steps (default 20; tiny 1)")
     parser.add_argument("--modes", default="default,low-vram", help="comma-separated: default, low-vram")
+    parser.add_argument("--parts", default="film,finetunes", help="comma-separated: film (the stages of a film), "
+                        "finetunes (the fine-tunes' table)")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="timed steps per fine-tune (default 3; tiny 2)")
+    parser.add_argument("--presets", default="paper,quick", help="comma-separated fine-tune presets: paper, quick")
     args = parser.parse_args()
 
     if args.random_weights and not torch.cuda.is_available():
@@ -207,17 +307,24 @@ def main() -> None:
     if args.anydoor_steps:
         tiny["anydoor_steps"] = args.anydoor_steps
     media = subject_folder(work / "subject", side)
-    rows: dict[str, dict[str, tuple[float, float | None]]] = {}
-    for mode in args.modes.split(","):
-        cfg = RunConfig.build(prompt="a day at the seaside", subject=media, name="Pip", class_word="fox",
-                              shots=args.shots, fps=8, backend="diffusion", finetune="force",
-                              low_vram=mode == "low-vram", **tiny)
-        rows[mode] = run_film(cfg, work / f"run-{mode}")
-
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    Console().print(table(rows, f"{args.shots}-shot film, diffusion backend, "
-                                f"{'tiny' if args.tiny else 'full-size random-weight'} models on {device} "
-                                f"(weights built and saved in {built:.0f} s)"))
+    size = "tiny" if args.tiny else "full-size random-weight"
+    parts, modes = args.parts.split(","), args.modes.split(",")
+    if "film" in parts:
+        rows: dict[str, dict[str, tuple[float, float | None]]] = {}
+        for mode in modes:
+            cfg = RunConfig.build(prompt="a day at the seaside", subject=media, name="Pip", class_word="fox",
+                                  shots=args.shots, fps=8, backend="diffusion", finetune="force",
+                                  low_vram=mode == "low-vram", **tiny)
+            rows[mode] = run_film(cfg, work / f"run-{mode}")
+        Console().print(table(rows, f"{args.shots}-shot film, diffusion backend, {size} models on {device} "
+                                    f"(weights built and saved in {built:.0f} s)"))
+    if "finetunes" in parts:
+        steps = args.finetune_steps or (2 if args.tiny else 3)
+        tunes = time_finetunes(args.presets.split(","), modes, steps, work / "finetunes")
+        Console(width=max(Console().width, 132)).print(finetune_table(tunes, f"Fine-tunes, {size} models on {device}: {steps} timed steps each after "
+                                              f"a warm-up; whole fine-tune = steps x s / step (StoryAnyDoor: the "
+                                              f"preset's steps; LoRA-BE: its epochs x {LORA_BE_CLIPS} clips)"))
 
 
 if __name__ == "__main__":
