@@ -111,11 +111,11 @@ def test_a_cast_of_two_trains_each_its_own_story_anydoor_and_one_lora_be_and_pas
     script = StoryScript(title="Pip and Bo", logline="Pip meets Bo.", shots=[
         shot(1, "a sunny beach", both, "a day"),
         shot(2, "a dark forest", [ShotCharacter(name="Bo", action="sleeps", region="center")], "a night")])
-    redraws = []  # (shot position, character, fine-tune AnyDoor wore, the redraw and its hole)
-    redraw_into = StoryboardPipeline.redraw_into
+    redraws = []  # (shot position, character, fine-tune AnyDoor wore, its hole and the redraw)
+    redraw_into = StoryboardPipeline.redraw_into  # -> (the redraw, AnyDoor's paste box)
     monkeypatch.setattr(StoryboardPipeline, "redraw_into", lambda self, s, who, hole, low_vram: (
-        redraws.append((s.position, who.name, str(self._finetunes.current), hole,
-                        out := redraw_into(self, s, who, hole, low_vram))), out)[1])
+        out := redraw_into(self, s, who, hole, low_vram),
+        redraws.append((s.position, who.name, str(self._finetunes.current), hole, out[0])))[0])
 
     with Run.open(cfg, tmp_path / "first", show_progress=False) as run:
         run.train()  # the storyboard stage's first step (the story is approved by then)
