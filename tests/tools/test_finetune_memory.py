@@ -34,9 +34,9 @@ def weights(monkeypatch, tiny_weights):
 
 def config(**kw) -> RunConfig:
     """A tiny diffusion film of Pip: 64 px, 2 denoising steps, StoryAnyDoor 2 steps, LoRA-BE 1 epoch."""
-    settings = dict(prompt="a day at the seaside", subject=PIP, name="Pip", class_word="fox", shots=2, width=64,
-                    height=64, fps=4, backend="diffusion", steps=2, storyboard_side=64, anydoor_steps=2,
-                    lora_be_epochs=1)
+    settings = {"prompt": "a day at the seaside", "subject": PIP, "name": "Pip", "class_word": "fox", "shots": 2,
+                "width": 64, "height": 64, "fps": 4, "backend": "diffusion", "steps": 2, "storyboard_side": 64,
+                "anydoor_steps": 2, "lora_be_epochs": 1}
     return RunConfig.build(**(settings | kw))
 
 
@@ -108,9 +108,9 @@ def test_a_second_out_of_memory_error_stops_the_finetune_in_one_sentence_and_kee
     from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet
     from storyagent.tools.backends.finetunes import FineTuneOutOfMemoryError
 
-    with Run.open(config(), tmp_path / "run", show_progress=False) as run, OutOfMemory(DynamiCrafterUNet, 2) as oom:
-        with pytest.raises(FineTuneOutOfMemoryError) as err:
-            run.train()
+    with (Run.open(config(), tmp_path / "run", show_progress=False) as run, OutOfMemory(DynamiCrafterUNet, 2) as oom,
+          pytest.raises(FineTuneOutOfMemoryError) as err):
+        run.train()
     assert oom.raised == 2, "tried twice: the run's setting, then low-VRAM"
     message = str(err.value)
     assert message.startswith("The LoRA-BE fine-tune ran out of GPU memory, also with --low-vram settings")
@@ -266,7 +266,11 @@ def test_the_story_is_written_and_approved_before_any_training_starts(tmp_path, 
 
     from storyagent.agents.crew import run_crew
     from storyagent.models.dynamicrafter.unet import DynamiCrafterUNet
-    from storyagent.tools.backends.finetunes import step_kind, step_seconds, story_anydoor_config
+    from storyagent.tools.backends.finetunes import (
+        step_kind,
+        step_seconds,
+        story_anydoor_config,
+    )
     from tests.agents.test_human_review import ScriptedIO
 
     out = tmp_path / "run"
@@ -354,3 +358,67 @@ def test_a_batch_trains_each_subject_once_at_the_storyboard_stage(tmp_path, monk
     for t in threads:
         t.join()
     assert sorted(calls) == ["one", "two"] and len(trained) == 1
+
+
+class FakeRay:
+    """Just enough of Ray for `RayExecutor` in one process: a task runs when it is submitted."""
+
+    class exceptions:  # Ray's own name
+        class RayError(Exception):
+            pass
+
+        class RayTaskError(RayError):
+            pass
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+
+    def remote(self, **options):
+        ray = self
+
+        class Task:
+            def __init__(self, fn) -> None:
+                self.fn = fn
+
+            def options(self, **kw):
+                return self
+
+            def remote(self, *args):
+                ray.tasks.append(args[2].__name__)
+                return self.fn(*args)
+
+        return Task
+
+    def wait(self, pending, num_returns=1):
+        return pending[:1], pending[1:]
+
+    def get(self, ref):
+        return ref
+
+    def cancel(self, ref) -> None:
+        pass
+
+
+def test_a_batch_on_ray_trains_each_subject_once_in_one_task_at_the_storyboard_stage(tmp_path, monkeypatch):
+    """`RayExecutor.train`: the first film of a subject to reach its storyboard hands its training to one task
+    (a worker's `attach_subject`); every film's driver then records what the cache holds (`train_subject`)."""
+    from storyagent.tools.backends.animatic import AnimaticBackend
+    from storyagent.tools.ray_tasks import RayExecutor
+    from tests.support.creature import write_creature_png
+
+    on_workers: list[str] = []
+    recorded: list[str] = []
+    monkeypatch.setattr(AnimaticBackend, "subject_work", True)
+    monkeypatch.setattr(AnimaticBackend, "attach_subject", lambda self, run: on_workers.append(run.subject.input_hash))
+    monkeypatch.setattr(AnimaticBackend, "train_subject", lambda self, run: recorded.append(run.ws.root.name))
+    ray = FakeRay()
+    executor = RayExecutor(ray)
+    small = {"prompt": "a day", "shots": 1, "width": 64, "height": 64}
+    pip = RunConfig.build(subject=PIP, name="Pip", class_word="fox", **small)
+    bo = RunConfig.build(subject=write_creature_png(tmp_path / "bo.png", 96), name="Bo", class_word="creature", **small)
+    for name, cfg in (("pip-1", pip), ("pip-2", pip), ("bo", bo)):
+        with Run.open(cfg, tmp_path / name, show_progress=False, executor=executor) as run:
+            assert not recorded or recorded[-1] != name, "nothing trains when the run opens"
+            run.train()
+    assert ray.tasks == ["subject_ready", "subject_ready"], "one task per subject"
+    assert len(set(on_workers)) == 2 and recorded == ["pip-1", "pip-2", "bo"]
