@@ -57,3 +57,14 @@ def test_guidance_rescale_matches_the_conditional_std():
     half = rescale_guidance(guided, cond, 0.5)
     assert torch.allclose(half, 0.5 * full + 0.5 * guided)
     assert np.isfinite(half.numpy()).all()
+
+
+@pytest.mark.parametrize("steps", [1, 2, 50])
+def test_any_step_count_samples(steps):
+    """One step is a valid DDIM schedule (the trailing spacing's flipped array must index the tables)."""
+    sched = DDIMScheduler(DiffusionConfig())
+    timesteps = sched.set_timesteps(steps)
+    assert len(timesteps) == steps and int(timesteps[0]) == sched.num_train_timesteps - 1
+    sample = torch.zeros(1, 4, 2, 4, 4)
+    out = sched.step(torch.ones_like(sample), timesteps[0], sample)
+    assert torch.isfinite(out.prev_sample).all() and out.prev_sample.shape == sample.shape

@@ -49,7 +49,7 @@ def ddim_timesteps(num_steps: int, num_train: int, spacing: str) -> np.ndarray:
         return steps
     if spacing == "uniform_trailing":
         stride = num_train / num_steps
-        return np.flip(np.round(np.arange(num_train, 0, -stride))).astype(np.int64) - 1
+        return np.ascontiguousarray(np.flip(np.round(np.arange(num_train, 0, -stride)))).astype(np.int64) - 1
     raise ValueError(f"Unknown timestep spacing {spacing!r}; use 'uniform' or 'uniform_trailing'.")
 
 
