@@ -21,6 +21,15 @@ at that speed. `--parts finetunes` runs that table alone.
 
     python benchmarks/e2e_diffusion.py --random-weights   # CUDA, full-size models
     python benchmarks/e2e_diffusion.py --tiny             # CPU smoke run with the tiny test models
+
+With `--video-model A,B,...` (or `all`) it makes the film with each video model instead, default and
+--low-vram, and prints per video model the video stage's seconds per shot and per second of film, its
+peak GPU memory and the whole film's time (issue 27, item 5). A Wan model is diffusers' own at its
+released size with random weights (`models/wan/testing.full_size_pipeline`, saved in bf16), its film at
+the model's native size and frame rate; expect minutes per shot at 50 steps (`--steps`, `--shots`).
+
+    python benchmarks/e2e_diffusion.py --random-weights --video-model wan2.2-ti2v-5b --shots 1
+    python benchmarks/e2e_diffusion.py --tiny --video-model all
 """
 
 from __future__ import annotations
@@ -327,5 +336,99 @@ def main() -> None:
                                               f"preset's steps; LoRA-BE: its epochs x {LORA_BE_CLIPS} clips)"))
 
 
+NATIVE = {"wan2.2-ti2v-5b": (1280, 704), "wan2.1-i2v-14b-480p": (832, 480), "wan2.2-i2v-a14b": (1280, 720)}
+"""(width, height) each Wan model's card makes its videos at."""
+
+
+def save_video_model(name: str, root: Path, tiny: bool) -> dict[str, Path]:
+    """The weights of video model `name` beside the others: DynamiCrafter is among them already; a Wan model is
+    diffusers' own, tiny (and its settings at the tiny scale) or at its released size with random weights."""
+    from storyagent.models.wan import config as wan
+    from storyagent.models.wan.testing import full_size_pipeline, save_tiny_wan, tiny_config
+
+    if name not in wan.WAN_VIDEO_MODELS:
+        return {}
+    if tiny:
+        wan.WAN_VIDEO_MODELS[name] = tiny_config(name)
+        return {name: save_tiny_wan(root / name, name)}
+    full_size_pipeline(name).save_pretrained(root / name)
+    return {name: root / name}
+
+
+def video_table(rows: dict[tuple[str, str], tuple[dict[str, tuple[float, float | None]], float, int]],
+                title: str) -> Table:
+    """Per video model and memory mode: the video stage's seconds per shot and per second of film, its peak
+    GPU memory, and the whole film's seconds."""
+    out = Table(title=title)
+    for column in ("video model", "mode", "shots", "film (s)", "video s / shot", "video s / s of film",
+                   "video peak GPU (GiB)", "whole film (s)"):
+        out.add_column(column, justify="left" if column in ("video model", "mode") else "right")
+    for (model, mode), (stages, seconds, shots) in rows.items():
+        video, peak = stages[STAGES[3]]
+        out.add_row(model, mode, str(shots), f"{seconds:.1f}", f"{video / shots:.2f}", f"{video / seconds:.2f}",
+                    "n/a (CPU)" if peak is None else f"{peak:.2f}", f"{sum(t for t, _ in stages.values()):.1f}")
+    return out
+
+
+def video_main() -> None:
+    """`--video-model A,B,...`: the film made with each video model, default and --low-vram."""
+    from storyagent.config import RunConfig
+    from storyagent.models.wan.config import VIDEO_MODELS, WAN_VIDEO_MODELS
+    from storyagent.tools.story import offline_planner
+    from storyagent.weights import env_var
+
+    parser = argparse.ArgumentParser(description="Seconds per shot and per second of film, and peak GPU memory, "
+                                                 "of the diffusion backend's video models")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--random-weights", action="store_true", help="full-size models with random weights (CUDA)")
+    size.add_argument("--tiny", action="store_true", help="the tiny test models on the CPU (a smoke run)")
+    parser.add_argument("--video-model", required=True, help=f"comma-separated, or all: {', '.join(VIDEO_MODELS)}")
+    parser.add_argument("--shots", type=int, default=4, help="shots in the film")
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps of every model (default: each "
+                        "model's own; tiny: 2)")
+    parser.add_argument("--modes", default="default,low-vram", help="comma-separated: default, low-vram")
+    args = parser.parse_args()
+    models = list(VIDEO_MODELS) if args.video_model == "all" else args.video_model.split(",")
+    if unknown := [m for m in models if m not in VIDEO_MODELS]:
+        sys.exit(f"unknown --video-model {', '.join(unknown)}; known: {', '.join(VIDEO_MODELS)}")
+    if args.random_weights and not torch.cuda.is_available():
+        sys.exit("--random-weights builds every model at full size and needs a CUDA GPU; use --tiny on the CPU.")
+
+    work = Path(tempfile.mkdtemp(prefix="e2e_video_models_"))
+    os.environ["STORYAGENT_CACHE"] = str(work / "cache")  # the fine-tunes never touch the user's cache
+    start = time.perf_counter()
+    weights = save_tiny_weights(work / "weights") if args.tiny else save_full_weights(work / "weights")
+    for model in models:
+        weights |= save_video_model(model, work / "weights", args.tiny)
+    for name, path in weights.items():
+        os.environ[env_var(name)] = str(path)
+    built = time.perf_counter() - start
+    media = subject_folder(work / "subject", 64 if args.tiny else 512)
+    rows = {}
+    for model in models:
+        wan = WAN_VIDEO_MODELS.get(model)
+        if args.tiny:
+            film = dict(width=64, height=64, fps=8, storyboard_side=64, steps=2, anydoor_steps=1, lora_be_epochs=1,
+                        max_reference_frames=4)
+        elif wan is None:  # the paper's film
+            film = dict(width=512, height=320, fps=8, storyboard_side=1024, anydoor_steps=20, lora_be_epochs=1)
+        else:  # the model's native size (landscape) and frame rate
+            width, height = NATIVE[model]
+            film = dict(width=width, height=height, fps=wan.fps, storyboard_side=1024, anydoor_steps=20,
+                        lora_be_epochs=1)
+        if args.steps:
+            film["steps"] = args.steps
+        for mode in args.modes.split(","):
+            cfg = RunConfig.build(prompt="a day at the seaside", subject=media, name="Pip", class_word="fox",
+                                  shots=args.shots, backend="diffusion", finetune="force", video_model=model,
+                                  low_vram=mode == "low-vram", **film)
+            seconds = sum(s.duration for s in offline_planner(cfg).shots)
+            rows[(model, mode)] = (run_film(cfg, work / f"run-{model}-{mode}"), seconds, args.shots)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    Console(width=200).print(video_table(rows, f"{args.shots}-shot film per video model, "
+                                               f"{'tiny' if args.tiny else 'full-size random-weight'} models on "
+                                               f"{device} (weights built and saved in {built:.0f} s)"))
+
+
 if __name__ == "__main__":
-    main()
+    video_main() if any(a.startswith("--video-model") for a in sys.argv) else main()

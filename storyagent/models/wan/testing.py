@@ -85,3 +85,50 @@ def tiny_config(kind: str = "wan2.2-ti2v-5b", fps: int = 8):
     length = 512 if kind == "wan2.1-i2v-14b-480p" else 16
     return replace(wan_config(kind), fps=fps, max_frames=17, max_area=32 * 32, num_inference_steps=2, train_frames=5,
                    train_height=multiple * 2, train_width=multiple * 4, max_sequence_length=length)
+
+
+def full_size_pipeline(kind: str = "wan2.2-ti2v-5b", dtype: torch.dtype = torch.bfloat16):
+    """`kind` at its released size with random weights (random weights time the same as trained ones), for the
+    benchmarks: the transformer(s), VAE, UMT5-XXL text encoder and (Wan2.1) CLIP ViT-H image encoder of the
+    released configs; only the tokenizer is the tiny one (it decides token ids, not the work)."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in the dtype it runs in: 14B parameters twice do not fit in float32
+    try:
+        ti2v = kind == "wan2.2-ti2v-5b"
+        text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
+                                                   num_heads=64, relative_attention_num_buckets=32,
+                                                   feed_forward_proj="gated-gelu", dropout_rate=0.0))
+        if ti2v:
+            vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                                   temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
+                                   out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                                   latents_mean=[0.0] * 48, latents_std=[1.0] * 48)
+        else:
+            vae = AutoencoderKLWan()  # Wan2.1's VAE, diffusers' defaults
+        image = kind == "wan2.1-i2v-14b-480p"
+
+        def transformer() -> WanTransformer3DModel:
+            if ti2v:
+                return WanTransformer3DModel(num_attention_heads=24, attention_head_dim=128, in_channels=48,
+                                             out_channels=48, ffn_dim=14336, num_layers=30)
+            return WanTransformer3DModel(num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
+                                         ffn_dim=13824, num_layers=40, image_dim=1280 if image else None,
+                                         added_kv_proj_dim=5120 if image else None)
+
+        parts: dict[str, object] = {"transformer": transformer()}
+        if kind == "wan2.2-i2v-a14b":
+            parts |= {"transformer_2": transformer(), "boundary_ratio": 0.9}
+        if image:
+            parts |= {"image_encoder": CLIPVisionModel(CLIPVisionConfig(hidden_size=1280, intermediate_size=5120,
+                                                                        num_hidden_layers=32, num_attention_heads=16,
+                                                                        image_size=224, patch_size=14)),
+                      "image_processor": CLIPImageProcessor()}
+    finally:
+        torch.set_default_dtype(before)
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        flow_shift=5.0 if ti2v else 3.0)
+    return WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+                                   expand_timesteps=ti2v, **parts)
