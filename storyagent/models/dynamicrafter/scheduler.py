@@ -49,7 +49,7 @@ def ddim_timesteps(num_steps: int, num_train: int, spacing: str) -> np.ndarray:
         return steps
     if spacing == "uniform_trailing":
         stride = num_train / num_steps
-        return np.ascontiguousarray(np.flip(np.round(np.arange(num_train, 0, -stride)))).astype(np.int64) - 1
+        return np.flip(np.round(np.arange(num_train, 0, -stride))).astype(np.int64) - 1
     raise ValueError(f"Unknown timestep spacing {spacing!r}; use 'uniform' or 'uniform_trailing'.")
 
 
@@ -103,7 +103,7 @@ class DDIMScheduler:
             self._scale = self.scale_arr[steps]
             self._scale_prev = torch.cat([self._scale[:1], self._scale[:-1]])
         self._index = {int(t): i for i, t in enumerate(steps)}
-        self.timesteps = torch.from_numpy(np.ascontiguousarray(np.flip(steps))).long()
+        self.timesteps = torch.from_numpy(np.flip(steps).copy()).long()  # a copy: a 1-step flip keeps its negative stride
         return self.timesteps
 
     def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
