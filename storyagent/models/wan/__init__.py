@@ -5,22 +5,29 @@ makes one window of frames. `WanLoRABETrainer(pipe, lora_be_config, folder, devi
 learns a subject (or a cast): LoRA on every attention projection of every block and one subject-token
 embedding per block (`attention`: each block reads only its own), with the localization loss on the
 blocks' cross-attention maps (`losses`); `pipe.load_adapter(path)` animates with it.
-The model names and settings are plain data in `config` (no torch).
+
+The names are imported when first asked for (as diffusers does), so `storyagent.models.wan.config`, plain
+data, is read without torch.
 """
 
-from storyagent.models.wan.adapter import WanPromptEncoder, add_lora, load_adapter
-from storyagent.models.wan.attention import BlockwiseState, BlockwiseWanAttnProcessor, install_blockwise
-from storyagent.models.wan.config import (
-    DYNAMICRAFTER, VIDEO_MODELS, WAN_TARGET_MODULES, WAN_VIDEO_MODELS, WanVideoConfig, fit_size, is_wan, wan_config,
-    window_frames,
-)
-from storyagent.models.wan.losses import latent_masks, localization_loss
-from storyagent.models.wan.pipeline import WanVideoPipeline, load_wan
-from storyagent.models.wan.trainer import WanLoRABETrainer
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DYNAMICRAFTER", "VIDEO_MODELS", "WAN_TARGET_MODULES", "WAN_VIDEO_MODELS", "BlockwiseState",
-    "BlockwiseWanAttnProcessor", "WanLoRABETrainer", "WanPromptEncoder", "WanVideoConfig", "WanVideoPipeline",
-    "add_lora", "fit_size", "install_blockwise", "is_wan", "latent_masks", "load_adapter", "load_wan",
-    "localization_loss", "wan_config", "window_frames",
-]
+_WHERE = {
+    "WanPromptEncoder": "adapter", "add_lora": "adapter", "load_adapter": "adapter",
+    "BlockwiseState": "attention", "BlockwiseWanAttnProcessor": "attention", "install_blockwise": "attention",
+    "DYNAMICRAFTER": "config", "VIDEO_MODELS": "config", "WAN_TARGET_MODULES": "config", "WAN_VIDEO_MODELS": "config",
+    "WanVideoConfig": "config", "fit_size": "config", "is_wan": "config", "wan_config": "config",
+    "window_frames": "config",
+    "latent_masks": "losses", "localization_loss": "losses",
+    "WanVideoPipeline": "pipeline", "load_wan": "pipeline",
+    "WanLoRABETrainer": "trainer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)

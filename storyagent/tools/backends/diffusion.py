@@ -537,7 +537,11 @@ class DiffusionBackend(Backend):
     def sampler_settings(self) -> dict[str, float | int]:
         """DynamiCrafter's sampling settings for a clip: the variant's own (upstream's scripts/run.sh: 50
         DDIM steps, guidance 7.5, eta 1.0; `--steps` overrides the steps) at the fs the adapter was
-        trained at (`pipe.default_fs`: the adapter's pinned fs, else the variant's 24)."""
+        trained at (`pipe.default_fs`: the adapter's pinned fs, else the variant's 24). Wan: its model card's
+        steps and guidance (it has no frame-rate input)."""
+        if is_wan(self.cfg.video_model):
+            wan = wan_config(self.cfg.video_model)
+            return {"steps": self.cfg.steps or wan.num_inference_steps, "guidance_scale": wan.guidance_scale}
         pipe = self.pipe
         s = pipe.config.sampling
         return {"steps": self.cfg.steps or s.ddim_steps, "guidance_scale": s.cfg_scale, "eta": s.eta,
