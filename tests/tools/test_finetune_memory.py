@@ -422,3 +422,24 @@ def test_a_batch_on_ray_trains_each_subject_once_in_one_task_at_the_storyboard_s
             run.train()
     assert ray.tasks == ["subject_ready", "subject_ready"], "one task per subject"
     assert len(set(on_workers)) == 2 and recorded == ["pip-1", "pip-2", "bo"]
+
+
+def test_the_end_to_end_benchmark_times_both_fine_tunes_at_both_presets_in_both_memory_settings():
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = os.environ | {"COLUMNS": "220", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "e2e_diffusion.py"), "--tiny", "--parts", "finetunes",
+                           "--finetune-steps", "1"], env=env, check=False, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {(m[1], m[2], m[3]): (int(m[4].replace(",", "")), float(m[5]), int(m[6].replace(",", "")))
+            for m in re.finditer(r"│ (StoryAnyDoor|LoRA-BE)\s+│ (paper|quick)\s+│ (default|low-vram)\s+│\s+([\d,]+) │"
+                                 r"\s+([\d.]+) │\s+n/a \(CPU\) │\s+([\d,]+) │\s+[\d.]+ (?:h|min) │", done.stdout)}
+    assert len(rows) == 8, done.stdout
+    assert all(seconds > 0 for _, seconds, _ in rows.values())
+    # The paper's StoryAnyDoor trains the whole ControlNet and decoder for 20 000 steps, the quick one LoRA for 1 000.
+    assert rows["StoryAnyDoor", "paper", "default"][0] > 10 * rows["StoryAnyDoor", "quick", "default"][0]
+    assert rows["StoryAnyDoor", "paper", "default"][2] == 20_000 and rows["StoryAnyDoor", "quick", "low-vram"][2] == 1_000
+    assert rows["LoRA-BE", "paper", "default"][2] == 400 * 5 and rows["LoRA-BE", "quick", "default"][2] == 40 * 5
