@@ -69,17 +69,19 @@ class WanPromptEncoder:
     (b, M x L, d) (see `attention`); None for a prompt naming none (the pipeline encodes it itself)."""
 
     def __init__(self, pipe, embeddings: Sequence[BlockwiseEmbeddings], tokens: Sequence[str], state: BlockwiseState,
-                 max_length: int) -> None:
+                 max_length: int, device: torch.device | None = None) -> None:
         if len(embeddings) != len(tokens):
             raise ValueError(f"{len(embeddings)} block-wise embeddings for {len(tokens)} tokens")
         self.pipe, self.token_embeddings, self.tokens = pipe, list(embeddings), list(tokens)
         self.state, self.max_length = state, max_length
+        self.device = device
+        """Where the text encoder runs (a trainer's device); None: the pipeline's execution device."""
 
     def contexts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """((M, b, L, d) block contexts, (K, b, L) token positions) of `prompts`, with gradients to the embeddings."""
         ids, attention, masks = tokenize_with_subjects(self.pipe.tokenizer, prompts, self.tokens, self.max_length)
         contexts = block_contexts(self.pipe.text_encoder, self.token_embeddings, ids, attention, masks, self.max_length,
-                                  self.pipe._execution_device)
+                                  self.device or self.pipe._execution_device)
         masks = torch.nn.functional.pad(masks, (0, self.max_length - masks.shape[-1]))
         return contexts, masks
 

@@ -86,7 +86,7 @@ class WanLoRABETrainer:
             emb.to(self.device).requires_grad_(config.blockwise_embeddings)
             self.token_embeddings.append(emb)
         self.encoder = WanPromptEncoder(pipe, self.token_embeddings, self.tokens, self.state,
-                                        video.config.max_sequence_length)
+                                        video.config.max_sequence_length, self.device)
         trained = [*self.lora_params] + ([e.embeddings for e in self.token_embeddings] if config.blockwise_embeddings else [])
         self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
         self.step = 0
