@@ -224,4 +224,5 @@ def test_fetch_for_the_backend_then_a_diffusion_run_needs_nothing_else(hub, cach
                           storyboard_side=64, anydoor_steps=2, finetune="off")
     film = run_crew(cfg, tmp_path / "run", show_progress=False)
     assert film.film is not None and (tmp_path / "run" / "film.mp4").stat().st_size > 0
-    assert len(film.clips) == 1 and film.clips[0].num_frames == 4
+    shot = film.script.shots[0]
+    assert len(film.clips) == 1 and film.clips[0].num_frames == round(shot.duration * cfg.fps)  # the shot's length
