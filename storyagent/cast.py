@@ -51,27 +51,34 @@ class CastMember(BaseModel):
     def _stripped(cls, v: str) -> str:
         return v.strip()
 
-    @field_validator("media")
-    @classmethod
-    def _media_ok(cls, v: Path) -> Path:
-        from storyagent.media.reading import media_files
+    _media = field_validator("media")(classmethod(lambda cls, v: checked_media(v)))
+    _mask = field_validator("mask")(classmethod(lambda cls, v: checked_mask(v, "the mask")))
+    _voice = field_validator("voice")(classmethod(lambda cls, v: v if v is None else checked_voice(v)))
 
-        media_files(v)
-        return v
 
-    @field_validator("mask")
-    @classmethod
-    def _mask_ok(cls, v: Path | None) -> Path | None:
-        from storyagent.media.reading import regular_file
+# The media checks answer in one sentence (InputError, which pydantic lets through unwrapped). Run when the
+# settings are validated, they refuse a bad path before the run folder is made and before a character's
+# files are hashed, which would block for ever on a FIFO. Imported late: the media stack is heavy.
+def checked_media(path: Path) -> Path:
+    """`path` when it is a photo, a video or a folder of them (else one sentence)."""
+    from storyagent.media.reading import media_files
 
-        return v if v is None else regular_file(v, "the mask", "pass a mask image (white = character)")
+    media_files(path)
+    return path
 
-    @field_validator("voice")
-    @classmethod
-    def _voice_ok(cls, v: str | None) -> str | None:
-        from storyagent.models.voice import parse_voice_spec
 
-        return v if v is None else parse_voice_spec(v)
+def checked_mask(path: Path | None, option: str) -> Path | None:
+    """`path` when it is None or a regular file (else one sentence naming `option`)."""
+    from storyagent.media.reading import regular_file
+
+    return path if path is None else regular_file(path, option, "pass a mask image (white = character)")
+
+
+def checked_voice(spec: str) -> str:
+    """The voice setting as the voice models parse it, so one the mix would refuse is refused now."""
+    from storyagent.models.voice import parse_voice_spec
+
+    return parse_voice_spec(spec)
 
 
 def reference_folder(position: int, name: str) -> str:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from storyagent.cast import CastMember, check_cast
+from storyagent.cast import CastMember, check_cast, checked_mask, checked_media, checked_voice
 from storyagent.environment import without_credentials
 from storyagent.errors import InputError
 from storyagent.schemas import MAX_PROMPT_CHARS, MAX_SHOTS, format_validation_error
@@ -78,32 +78,10 @@ class RunConfig(BaseModel):
             raise ValueError(f"--shots must be between 1 and {MAX_SHOTS}, got {v}")
         return v
 
-    # The media checks answer in one sentence (InputError, which pydantic lets through unwrapped).
-    # Run here, they refuse a bad path before the run folder is made and before the subject's files
-    # are hashed, which would block for ever on a FIFO. Imported late: the media stack is heavy.
-    @field_validator("subject")
-    @classmethod
-    def _subject_ok(cls, v: Path) -> Path:
-        from storyagent.media.reading import media_files
-
-        media_files(v)
-        return v
-
-    @field_validator("mask")
-    @classmethod
-    def _mask_ok(cls, v: Path | None) -> Path | None:
-        from storyagent.media.reading import regular_file
-
-        return v if v is None else regular_file(v, "--mask", "pass a mask image (white = subject)")
-
-    # The sound settings are read by the sound models' own parsers, so a spec the run would refuse at the
-    # mix is refused here, in one sentence, before any work. Imported late: the engines load on use.
-    @field_validator("voice")
-    @classmethod
-    def _voice_ok(cls, v: str) -> str:
-        from storyagent.models.voice import parse_voice_spec
-
-        return parse_voice_spec(v)
+    # Each setting read by its own parser (cast.py), so what the run would refuse later is refused now.
+    _subject = field_validator("subject")(classmethod(lambda cls, v: checked_media(v)))
+    _mask = field_validator("mask")(classmethod(lambda cls, v: checked_mask(v, "--mask")))
+    _voice = field_validator("voice")(classmethod(lambda cls, v: checked_voice(v)))
 
     @field_validator("music")
     @classmethod
