@@ -38,6 +38,7 @@ from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
 from storyagent.models.lora_be.augment import augment_clip, fit_clip
 from storyagent.models.lora_be.data import Clip
 from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse
+from storyagent.models.training_checkpoint import ResumableTrainer
 
 FORMAT = "storyagent-dc-image-injection-1"
 
@@ -153,8 +154,9 @@ class ImageInjectionStep:
     """Frames that only hold a short clip's last frame: not in the loss."""
 
 
-class ImageInjectionTrainer:
-    """Fine-tunes a DynamiCrafter pipeline's image injection module in place, checkpointing into `output_dir`."""
+class ImageInjectionTrainer(ResumableTrainer):
+    """Fine-tunes a DynamiCrafter pipeline's image injection module in place, checkpointing into `output_dir`
+    (`image_injection.safetensors` beside `ResumableTrainer`'s optimizer, generator and state)."""
 
     def __init__(self, pipe: DynamiCrafterPipeline, config: ImageInjectionConfig, output_dir: str | Path) -> None:
         if pipe.text_encoder is None or pipe.image_encoder is None:
@@ -238,22 +240,16 @@ class ImageInjectionTrainer:
         """Train (resuming from the last checkpoint) for `epochs` passes over `clips`, one step per clip."""
         if not clips:
             raise InputError("DC fine-tuning needs at least one reference clip of the subject.")
-        from storyagent.progress import make_progress
-
         self.resume()
         self.sample_fs = self.sampling_fs(clips)
         total = (self.config.epochs if epochs is None else epochs) * len(clips)
         backgrounds = [c.frames[0] for c in clips]
-        history: list[ImageInjectionStep] = []
-        with make_progress(disable=not show_progress) as bar:
-            task = bar.add_task("DC fine-tuning", total=total, completed=self.step, status="")
-            while self.step < total:
-                clip = clips[self.step % len(clips)]
-                history.append(self.train_step(clip, [b for b in backgrounds if b is not clip.frames[0]]))
-                bar.update(task, completed=self.step, status=f"loss {history[-1].loss:.4f}")
-                if self.step % self.config.checkpoint_every == 0 or self.step == total:
-                    self.save_checkpoint()
-        return history
+
+        def one_step() -> ImageInjectionStep:
+            clip = clips[self.step % len(clips)]
+            return self.train_step(clip, [b for b in backgrounds if b is not clip.frames[0]])
+
+        return self.run_steps(total, one_step, lambda result: f"loss {result.loss:.4f}", "DC fine-tuning", show_progress)
 
     # ------------------------------------------------------------------ files
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -274,32 +270,8 @@ class ImageInjectionTrainer:
             save_file(self.state_dict(), str(tmp), metadata=meta)
         return path
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.output_dir / "checkpoint"
-
-    def save_checkpoint(self) -> Path:
-        from storyagent.fileio import atomic_path, atomic_write_json
-
-        folder = self.checkpoint_dir
-        folder.mkdir(parents=True, exist_ok=True)
+    def save_weights(self, folder: Path) -> None:
         self.save(folder / "image_injection.safetensors")
-        with atomic_path(folder / "optimizer.pt") as tmp:
-            torch.save(self.optimizer.state_dict(), tmp)
-        with atomic_path(folder / "generator.pt") as tmp:
-            torch.save(self.generator.get_state(), tmp)
-        atomic_write_json(folder / "state.json", {"step": self.step, "rng": self.rng.bit_generator.state})
-        return folder
 
-    def resume(self) -> bool:
-        """Continue from the last checkpoint in `output_dir`, if there is one."""
-        folder = self.checkpoint_dir
-        if not (folder / "state.json").exists():
-            return False
+    def load_weights(self, folder: Path) -> None:
         apply_image_injection(self.pipe, folder / "image_injection.safetensors")
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        self.generator.set_state(torch.load(folder / "generator.pt", weights_only=True))
-        state = json.loads((folder / "state.json").read_text())
-        self.step = int(state["step"])
-        self.rng.bit_generator.state = state["rng"]
-        return True

@@ -37,11 +37,11 @@ bfloat16 under the float32 LoRA and embeddings, and the VAE encodes a clip a fra
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -60,6 +60,7 @@ from storyagent.models.lora_be.embeddings import (
 )
 from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse
 from storyagent.models.lora_be.losses import attention_mass_inside, localization_loss
+from storyagent.models.training_checkpoint import ResumableTrainer
 from storyagent.models.training_memory import (
     TrainingMemory,
     adam,
@@ -94,7 +95,142 @@ class StepResult:
     """The tokens the step's prompt named (one; two for a cast's two-character sample)."""
 
 
-class LoRABETrainer:
+def step_tokens(token: str | Sequence[str] | None, masks: torch.Tensor | Sequence[torch.Tensor],
+                lead: str) -> tuple[list[str], list[torch.Tensor]]:
+    """The tokens a step's prompt names (`token`; None: the `lead`) and one mask tensor for each."""
+    tokens = [lead] if token is None else [token] if isinstance(token, str) else list(token)
+    mask_list = [masks] if isinstance(masks, torch.Tensor) else list(masks)
+    if len(mask_list) != len(tokens):
+        raise ValueError(f"{len(mask_list)} mask tensors for the tokens {tokens}")
+    return tokens, mask_list
+
+
+class LoRABETrainingMixin(ResumableTrainer):
+    """What LoRA-BE's trainers share whatever the video model (DynamiCrafter's `LoRABETrainer`, Wan's
+    `WanLoRABETrainer`): a cast's tokens and clips, the window a step sees, the loop over the clips, and
+    the adapter file their checkpoints hold (`adapter.safetensors`, beside `ResumableTrainer`'s optimizer,
+    generator and state). A trainer sets `tokens`, `token_embeddings`, `frames`, `height`, `width` and
+    `ResumableTrainer`'s attributes, and implements `train_step`, `adapter` and `set_lora`."""
+
+    progress_label: ClassVar[str] = "LoRA-BE"
+    tokens: list[str]
+    token_embeddings: list[BlockwiseEmbeddings]
+    """One `BlockwiseEmbeddings` per character (`config.characters` order)."""
+    frames: int
+    height: int
+    width: int
+
+    def train_step(self, clip: Clip, others: list[np.ndarray] | None = None, partner: Clip | None = None) -> StepResult:
+        raise NotImplementedError
+
+    def adapter(self) -> LoRABEAdapter:
+        """The adapter as trained so far."""
+        raise NotImplementedError
+
+    def set_lora(self, lora: dict[str, torch.Tensor], source: Path) -> None:
+        """Load an adapter's LoRA weights (read from `source`) into the trained model."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ clips
+    def token_of(self, clip: Clip) -> str:
+        """The token of the character `clip` shows (its label, else the lead's); refuses a stranger."""
+        token = clip.token or self.config.token
+        if token not in self.tokens:
+            raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
+        return token
+
+    def shown(self, clip: Clip) -> list[tuple[str, np.ndarray]]:
+        """(token, (t, H, W) masks) of every character `clip` shows, its own first."""
+        pairs = [(self.token_of(clip), clip.masks), *clip.others.items()]
+        for token, _ in pairs[1:]:
+            if token not in self.tokens:
+                raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
+        return pairs
+
+    def window(self, clip: Clip, others: list[np.ndarray], partner: Clip | None = None) -> Clip:
+        """`frames` consecutive frames of `clip` from a random start, fitted to the training size, then
+        composited with a `partner` clip of another character (its own random window) or, when the
+        config says so, augmented; all from the trainer's rng."""
+        start = int(self.rng.integers(max(1, clip.frames.shape[0] - self.frames + 1)))
+        fitted = fit_clip(clip, self.frames, self.height, self.width, start)
+        if partner is not None:
+            begin = int(self.rng.integers(max(1, partner.frames.shape[0] - self.frames + 1)))
+            second = fit_clip(partner, self.frames, self.height, self.width, begin)
+            return composite_clip(fitted, second, self.token_of(partner), self.rng, others)
+        if self.config.augment:
+            return augment_clip(fitted, self.rng, others)
+        return fitted
+
+    def drop_unnamed_gradients(self, tokens: Sequence[str]) -> None:
+        """No update at all for the embeddings of the characters a step's prompt did not name (a zero
+        gradient would still let Adam's momentum from the character's own steps move them)."""
+        for tok, emb in zip(self.tokens, self.token_embeddings):
+            if tok not in tokens:
+                emb.embeddings.grad = None
+
+    # ------------------------------------------------------------------ the loop
+    def partner_for(self, clip: Clip, clips: list[Clip]) -> Clip | None:
+        """Another character's clip to paste beside `clip` on this step (a cast, with probability
+        `composite_share`), or None. A one-character adapter draws nothing from the rng here."""
+        share = getattr(self.config, "composite_share", 0.0)
+        if not isinstance(self.config, LoRABECastConfig) or share <= 0 or clip.others:
+            return None
+        if self.rng.random() >= share:
+            return None
+        token = self.token_of(clip)
+        candidates = [c for c in clips if self.token_of(c) != token and not c.others]
+        return candidates[int(self.rng.integers(len(candidates)))] if candidates else None
+
+    def cast_labels(self, clips: list[Clip]) -> list[str]:
+        """The token of the character each clip shows; refuses no clips at all, or a character without one."""
+        if not clips:
+            raise InputError("LoRA-BE needs at least one reference clip of the subject.")
+        labels = [self.token_of(c) for c in clips]
+        if missing := [t for t in self.tokens if t not in labels]:
+            raise InputError(f"LoRA-BE has no reference clip of {', '.join(missing)}; every character of the cast "
+                             "needs its own media.")
+        return labels
+
+    def train_clips(self, clips: list[Clip], labels: list[str], epochs: int | None,
+                    show_progress: bool) -> list[StepResult]:
+        """`epochs` passes (None: the config's) over `clips`, labelled `labels` (`cast_labels`), one step
+        per clip, on from the step the trainer stands at; checkpointed (`ResumableTrainer.run_steps`)."""
+        epochs = self.config.epochs if epochs is None else epochs
+        # Other clips' frames serve as backgrounds for the augmentation: only the same character's,
+        # so no other cast member stands unnamed in the background of a step.
+        backgrounds = {t: [c.frames[0] for c, label in zip(clips, labels) if label == t] for t in self.tokens}
+
+        def one_step() -> StepResult:
+            index = self.step % len(clips)
+            clip = clips[index]
+            others = [o for o in backgrounds[labels[index]] if o is not clip.frames[0]]
+            return self.train_step(clip, others, self.partner_for(clip, clips))
+
+        return self.run_steps(epochs * len(clips), one_step, self.status, self.progress_label, show_progress)
+
+    def status(self, result: StepResult) -> str:
+        """The progress bar's words for a step."""
+        return f"loss {result.loss:.4f} (diff {result.diffusion:.4f}, loc {result.localization:.4f})"
+
+    # ------------------------------------------------------------------ files
+    def save_weights(self, folder: Path) -> None:
+        self.adapter().save_pretrained(folder / "adapter.safetensors")
+
+    def load_weights(self, folder: Path) -> None:
+        adapter = LoRABEAdapter.from_pretrained(folder / "adapter.safetensors")
+        if adapter.config.tokens != self.tokens:
+            raise InputError(f"The checkpoint in {folder} is for {adapter.config.tokens}, not {self.tokens}.")
+        self.set_lora(adapter.lora, folder)
+        with torch.no_grad():
+            for emb, table in zip(self.token_embeddings, adapter.token_embeddings, strict=True):
+                emb.embeddings.copy_(table.to(emb.embeddings))
+
+    def save(self, path: str | Path) -> Path:
+        """The final adapter file."""
+        return self.adapter().save_pretrained(path)
+
+
+class LoRABETrainer(LoRABETrainingMixin):
     """Trains one subject's (or one cast's) adapter on a DynamiCrafter pipeline, checkpointing into `output_dir`."""
 
     def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path,
@@ -168,34 +304,11 @@ class LoRABETrainer:
             return self.default_fs
         return min(counts, key=lambda fs: (-counts[fs], fs))
 
-    def token_of(self, clip: Clip) -> str:
-        """The token of the character `clip` shows (its label, else the lead's); refuses a stranger."""
-        token = clip.token or self.config.token
-        if token not in self.tokens:
-            raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
-        return token
-
-    def shown(self, clip: Clip) -> list[tuple[str, np.ndarray]]:
-        """(token, (t, H, W) masks) of every character `clip` shows, its own first."""
-        pairs = [(self.token_of(clip), clip.masks), *clip.others.items()]
-        for token, _ in pairs[1:]:
-            if token not in self.tokens:
-                raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
-        return pairs
-
     def sample(self, clip: Clip, others: list[np.ndarray], partner: Clip | None = None) -> tuple[Clip, int]:
-        """The clip as one step sees it (a window of `frames` consecutive frames, fitted, maybe
-        augmented; with a `partner` clip of another character, the two composited side by side) and
-        its conditioning frame, drawn uniformly inside it, all from the trainer's rng."""
-        start = int(self.rng.integers(max(1, clip.frames.shape[0] - self.frames + 1)))
-        fitted = fit_clip(clip, self.frames, self.height, self.width, start)
-        if partner is not None:
-            begin = int(self.rng.integers(max(1, partner.frames.shape[0] - self.frames + 1)))
-            second = fit_clip(partner, self.frames, self.height, self.width, begin)
-            fitted = composite_clip(fitted, second, self.token_of(partner), self.rng, others)
-        elif self.config.augment:
-            fitted = augment_clip(fitted, self.rng, others)
-        return fitted, int(self.rng.integers(self.frames))
+        """The clip as one step sees it (`window`: `frames` consecutive frames, fitted, maybe augmented;
+        with a `partner` clip of another character, the two composited side by side) and its
+        conditioning frame, drawn uniformly inside it, all from the trainer's rng."""
+        return self.window(clip, others, partner), int(self.rng.integers(self.frames))
 
     def _tensors(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor]:
         """(video (1, 3, t, H, W) in [-1, 1], masks (1, t, H, W) in {0, 1}) on the trainer's device."""
@@ -229,10 +342,7 @@ class LoRABETrainer:
         with torch.no_grad():
             z = pipe.encode_latents(video, self.generator)  # (b, 4, t, h, w)
             image_tokens = pipe.encode_image_tokens(video[:, :, cond_frame])
-        tokens = [cfg.token] if token is None else [token] if isinstance(token, str) else list(token)
-        mask_list = [masks] if isinstance(masks, torch.Tensor) else list(masks)
-        if len(mask_list) != len(tokens):
-            raise ValueError(f"{len(mask_list)} mask tensors for the tokens {tokens}")
+        tokens, mask_list = step_tokens(token, masks, cfg.token)
         prompt = cfg.prompt_template.format(token=" and ".join(tokens))
         # Every cast token is looked for (a prompt may name any); each carries its own embeddings.
         ids, token_masks = tokenize_with_subjects(pipe.text_encoder, [prompt] * b, self.tokens)
@@ -298,11 +408,7 @@ class LoRABETrainer:
             total, diffusion, loc, share = self.losses(video, masks, cond_frame=cond, fs=fs, token=tokens,
                                                        frame_weight=_tensor(weights))
             total.backward()
-        for tok, emb in zip(self.tokens, self.token_embeddings):
-            if tok not in tokens:
-                # Not in this prompt: no update at all (a zero gradient would still let Adam's momentum
-                # from the character's own steps move it here).
-                emb.embeddings.grad = None
+        self.drop_unnamed_gradients(tokens)
         if fitted.still:
             # A held photo shows no motion, so its gradient would only teach the temporal layers to
             # stand still. Zeroing it is not enough (Adam's momentum from earlier video steps would
@@ -335,18 +441,6 @@ class LoRABETrainer:
                           tuple(tokens), _held(weights))
 
     # ------------------------------------------------------------------ the loop
-    def partner_for(self, clip: Clip, clips: list[Clip]) -> Clip | None:
-        """Another character's clip to paste beside `clip` on this step (a cast, with probability
-        `composite_share`), or None. A one-character adapter draws nothing from the rng here."""
-        share = getattr(self.config, "composite_share", 0.0)
-        if not isinstance(self.config, LoRABECastConfig) or share <= 0 or clip.others:
-            return None
-        if self.rng.random() >= share:
-            return None
-        token = self.token_of(clip)
-        candidates = [c for c in clips if self.token_of(c) != token and not c.others]
-        return candidates[int(self.rng.integers(len(candidates)))] if candidates else None
-
     def train(self, clips: list[Clip], epochs: int | None = None, show_progress: bool = True) -> list[StepResult]:
         """Train (resuming from the last checkpoint) for `epochs` passes over `clips`, one step per
         clip; photo steps train appearance only and are marked `appearance_only` in the history.
@@ -356,84 +450,23 @@ class LoRABETrainer:
         The fs the adapter is to be sampled at is decided from the clips here (`sampling_fs`) and
         written into every adapter file the trainer saves.
         """
-        if not clips:
-            raise InputError("LoRA-BE needs at least one reference clip of the subject.")
-        labels = [self.token_of(c) for c in clips]
-        if missing := [t for t in self.tokens if t not in labels]:
-            raise InputError(f"LoRA-BE has no reference clip of {', '.join(missing)}; every character of the cast "
-                             "needs its own media.")
-        from storyagent.progress import make_progress
-
+        labels = self.cast_labels(clips)
         self.resume()
         self.sample_fs = self.sampling_fs(clips)
-        epochs = self.config.epochs if epochs is None else epochs
-        total = epochs * len(clips)
-        history: list[StepResult] = []
-        # Other clips' frames serve as backgrounds for the augmentation: only the same character's,
-        # so no other cast member stands unnamed in the background of a step.
-        backgrounds = {t: [c.frames[0] for c, label in zip(clips, labels) if label == t] for t in self.tokens}
-        with make_progress(disable=not show_progress) as bar:
-            task = bar.add_task("LoRA-BE", total=total, completed=self.step, status="")
-            while self.step < total:
-                index = self.step % len(clips)
-                clip = clips[index]
-                others = [o for o in backgrounds[labels[index]] if o is not clip.frames[0]]
-                result = self.train_step(clip, others, self.partner_for(clip, clips))
-                history.append(result)
-                note = " photo: appearance only" if result.appearance_only else ""
-                bar.update(task, completed=self.step, status=f"loss {result.loss:.4f} (diff {result.diffusion:.4f}, "
-                                                             f"loc {result.localization:.4f}){note}")
-                if self.step % self.config.checkpoint_every == 0 or self.step == total:
-                    self.save_checkpoint()
-        return history
+        return self.train_clips(clips, labels, epochs, show_progress)
+
+    def status(self, result: StepResult) -> str:
+        return super().status(result) + (" photo: appearance only" if result.appearance_only else "")
 
     # ------------------------------------------------------------------ checkpoints
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.output_dir / "checkpoint"
-
-    def save_checkpoint(self) -> Path:
-        from storyagent.fileio import atomic_path, atomic_write_json
-
-        folder = self.checkpoint_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        self.adapter().save_pretrained(folder / "adapter.safetensors")
-        with atomic_path(folder / "optimizer.pt") as tmp:
-            torch.save(self.optimizer.state_dict(), tmp)
-        with atomic_path(folder / "generator.pt") as tmp:
-            torch.save(self.generator.get_state(), tmp)
-        atomic_write_json(folder / "state.json", {"step": self.step, "rng": self.rng.bit_generator.state})
-        return folder
-
-    def resume(self) -> bool:
-        """Continue from the last checkpoint in `output_dir`, if there is one."""
-        folder = self.checkpoint_dir
-        if not (folder / "state.json").exists():
-            return False
+    def set_lora(self, lora: dict[str, torch.Tensor], source: Path) -> None:
         from peft import set_peft_model_state_dict
 
-        adapter = LoRABEAdapter.from_pretrained(folder / "adapter.safetensors")
-        if adapter.config.tokens != self.tokens:
-            raise InputError(f"The checkpoint in {folder} is for {adapter.config.tokens}, not {self.tokens}.")
-        set_peft_model_state_dict(self.pipe.unet, adapter.lora)
-        with torch.no_grad():
-            for emb, table in zip(self.token_embeddings, adapter.token_embeddings, strict=True):
-                emb.embeddings.copy_(table.to(emb.embeddings))
-        # Optimizer state and RNG are plain tensors/numbers: weights_only loading is enough.
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        self.generator.set_state(torch.load(folder / "generator.pt", weights_only=True))
-        state = json.loads((folder / "state.json").read_text())
-        self.step = int(state["step"])
-        self.rng.bit_generator.state = state["rng"]
-        return True
+        set_peft_model_state_dict(self.pipe.unet, lora)
 
     def adapter(self) -> LoRABEAdapter:
         """The adapter as trained so far."""
         return LoRABEAdapter.from_model(self.pipe.unet, self.token_embeddings, self.config, self.sample_fs)
-
-    def save(self, path: str | Path) -> Path:
-        """The final adapter file."""
-        return self.adapter().save_pretrained(path)
 
 
 def _tensor(weights: np.ndarray | None) -> torch.Tensor | None:

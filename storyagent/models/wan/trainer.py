@@ -25,7 +25,6 @@ every `checkpoint_every` steps; a new trainer on the same folder resumes from th
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import replace
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,11 +34,12 @@ import torch
 from PIL import Image
 
 from storyagent.errors import InputError
-from storyagent.models.lora_be.augment import augment_clip, composite_clip, fit_clip
-from storyagent.models.lora_be.config import LoRABECastConfig, LoRABEConfig
+from storyagent.models.lora_be.adapter import LoRABEAdapter
+from storyagent.models.lora_be.augment import fit_clip
+from storyagent.models.lora_be.config import LoRABEConfig
 from storyagent.models.lora_be.data import Clip
 from storyagent.models.lora_be.embeddings import BlockwiseEmbeddings
-from storyagent.models.lora_be.trainer import StepResult
+from storyagent.models.lora_be.trainer import LoRABETrainingMixin, StepResult, step_tokens
 from storyagent.models.wan.adapter import WanPromptEncoder, adapter_from, add_lora, set_lora_state_dict
 from storyagent.models.wan.attention import BlockwiseState, install_blockwise
 from storyagent.models.wan.losses import attention_share, latent_masks, localization_loss, shifted_sigmas
@@ -50,12 +50,14 @@ MASK_CHANNELS = 4
 """Channels of the first-frame mask Wan2.1/Wan2.2-A14B concatenate to their input (the VAE's temporal stride)."""
 
 
-class WanLoRABETrainer:
+class WanLoRABETrainer(LoRABETrainingMixin):
     """Trains one subject's (or one cast's) LoRA-BE on a Wan pipeline, checkpointing into `output_dir`.
 
     The models go to `device` here (the idle expert of Wan2.2-A14B waits on the CPU while the other
     trains); `release()` sends them back.
     """
+
+    progress_label = "LoRA-BE (Wan)"
 
     def __init__(self, video: WanVideoPipeline, config: LoRABEConfig, output_dir: str | Path,
                  device: str | torch.device = "cpu") -> None:
@@ -128,31 +130,10 @@ class WanLoRABETrainer:
         self.active = None
 
     # ------------------------------------------------------------------ one step
-    def token_of(self, clip: Clip) -> str:
-        token = clip.token or self.config.token
-        if token not in self.tokens:
-            raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
-        return token
-
-    def shown(self, clip: Clip) -> list[tuple[str, np.ndarray]]:
-        """(token, (t, H, W) masks) of every character `clip` shows, its own first."""
-        pairs = [(self.token_of(clip), clip.masks), *clip.others.items()]
-        for token, _ in pairs[1:]:
-            if token not in self.tokens:
-                raise InputError(f"A training clip shows {token}, which is not in this adapter's cast {self.tokens}.")
-        return pairs
-
     def sample(self, clip: Clip, others: list[np.ndarray], partner: Clip | None = None) -> Clip:
-        """The clip as one step sees it: `frames` consecutive frames (one for a still), fitted, augmented or
-        composited with a `partner` clip of another character, all from the trainer's rng."""
-        start = int(self.rng.integers(max(1, clip.frames.shape[0] - self.frames + 1)))
-        fitted = fit_clip(clip, self.frames, self.height, self.width, start)
-        if partner is not None:
-            begin = int(self.rng.integers(max(1, partner.frames.shape[0] - self.frames + 1)))
-            second = fit_clip(partner, self.frames, self.height, self.width, begin)
-            fitted = composite_clip(fitted, second, self.token_of(partner), self.rng, others)
-        elif self.config.augment:
-            fitted = augment_clip(fitted, self.rng, others)
+        """The clip as one step sees it (`window`): `frames` consecutive frames (one for a still), fitted,
+        augmented or composited with a `partner` clip of another character, all from the trainer's rng."""
+        fitted = self.window(clip, others, partner)
         if fitted.still:  # a photo: one frame (see the module docstring)
             fitted = replace(fitted, frames=fitted.frames[:1], masks=fitted.masks[:1],
                              others={t: m[:1] for t, m in fitted.others.items()},
@@ -211,10 +192,7 @@ class WanLoRABETrainer:
         sigma: the noise level (None: drawn); token: the character(s) the clip shows (None: the lead).
         """
         pipe, cfg = self.pipe, self.config
-        tokens = [cfg.token] if token is None else [token] if isinstance(token, str) else list(token)
-        mask_list = [masks] if isinstance(masks, torch.Tensor) else list(masks)
-        if len(mask_list) != len(tokens):
-            raise ValueError(f"{len(mask_list)} mask tensors for the tokens {tokens}")
+        tokens, mask_list = step_tokens(token, masks, cfg.token)
         b = video.shape[0]
         z0 = self.encode(video)
         condition, first_frame, image_tokens = self.condition(video, z0, still)
@@ -279,10 +257,7 @@ class WanLoRABETrainer:
             total, diffusion, loc, share = self.losses(video, masks if len(masks) > 1 else masks[0], token=tokens,
                                                        still=fitted.still)
             total.backward()
-        for tok, emb in zip(self.tokens, self.token_embeddings):
-            if tok not in tokens:
-                # Not in this prompt: no update at all (Adam's momentum would still move a zero gradient).
-                emb.embeddings.grad = None
+        self.drop_unnamed_gradients(tokens)
         self.optimizer.step()
         self.step += 1
         # No frame-rate conditioning in Wan: fs is 0; the condition frame is always the clip's first.
@@ -305,90 +280,16 @@ class WanLoRABETrainer:
         return StepResult(total.item(), diffusion.item(), loc.item(), -loc.item(), share, 0, 0, clip.still, tuple(tokens))
 
     # ------------------------------------------------------------------ the loop
-    def partner_for(self, clip: Clip, clips: list[Clip]) -> Clip | None:
-        """Another character's clip to paste beside `clip` on this step (a cast, with probability
-        `composite_share`), or None; a one-character adapter draws nothing from the rng here."""
-        share = getattr(self.config, "composite_share", 0.0)
-        if not isinstance(self.config, LoRABECastConfig) or share <= 0 or clip.others:
-            return None
-        if self.rng.random() >= share:
-            return None
-        token = self.token_of(clip)
-        candidates = [c for c in clips if self.token_of(c) != token and not c.others]
-        return candidates[int(self.rng.integers(len(candidates)))] if candidates else None
-
     def train(self, clips: list[Clip], epochs: int | None = None, show_progress: bool = True) -> list[StepResult]:
         """Train (resuming from the last checkpoint) for `epochs` passes over `clips`, one step per clip."""
-        if not clips:
-            raise InputError("LoRA-BE needs at least one reference clip of the subject.")
-        labels = [self.token_of(c) for c in clips]
-        if missing := [t for t in self.tokens if t not in labels]:
-            raise InputError(f"LoRA-BE has no reference clip of {', '.join(missing)}; every character of the cast "
-                             "needs its own media.")
-        from storyagent.progress import make_progress
-
+        labels = self.cast_labels(clips)
         self.resume()
-        epochs = self.config.epochs if epochs is None else epochs
-        total = epochs * len(clips)
-        history: list[StepResult] = []
-        backgrounds = {t: [c.frames[0] for c, label in zip(clips, labels) if label == t] for t in self.tokens}
-        with make_progress(disable=not show_progress) as bar:
-            task = bar.add_task("LoRA-BE (Wan)", total=total, completed=self.step, status="")
-            while self.step < total:
-                index = self.step % len(clips)
-                clip = clips[index]
-                others = [o for o in backgrounds[labels[index]] if o is not clip.frames[0]]
-                result = self.train_step(clip, others, self.partner_for(clip, clips))
-                history.append(result)
-                bar.update(task, completed=self.step, status=f"loss {result.loss:.4f} (diff {result.diffusion:.4f}, "
-                                                             f"loc {result.localization:.4f})")
-                if self.step % self.config.checkpoint_every == 0 or self.step == total:
-                    self.save_checkpoint()
-        return history
+        return self.train_clips(clips, labels, epochs, show_progress)
 
     # ------------------------------------------------------------------ checkpoints
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.output_dir / "checkpoint"
+    def set_lora(self, lora: dict[str, torch.Tensor], source: Path) -> None:
+        set_lora_state_dict(self.pipe, lora, source)
 
-    def save_checkpoint(self) -> Path:
-        from storyagent.fileio import atomic_path, atomic_write_json
-
-        folder = self.checkpoint_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        self.adapter().save_pretrained(folder / "adapter.safetensors")
-        with atomic_path(folder / "optimizer.pt") as tmp:
-            torch.save(self.optimizer.state_dict(), tmp)
-        with atomic_path(folder / "generator.pt") as tmp:
-            torch.save(self.generator.get_state(), tmp)
-        atomic_write_json(folder / "state.json", {"step": self.step, "rng": self.rng.bit_generator.state})
-        return folder
-
-    def resume(self) -> bool:
-        """Continue from the last checkpoint in `output_dir`, if there is one."""
-        from storyagent.models.lora_be.adapter import LoRABEAdapter
-
-        folder = self.checkpoint_dir
-        if not (folder / "state.json").exists():
-            return False
-        adapter = LoRABEAdapter.from_pretrained(folder / "adapter.safetensors")
-        if adapter.config.tokens != self.tokens:
-            raise InputError(f"The checkpoint in {folder} is for {adapter.config.tokens}, not {self.tokens}.")
-        set_lora_state_dict(self.pipe, adapter.lora, folder)
-        with torch.no_grad():
-            for emb, table in zip(self.token_embeddings, adapter.token_embeddings, strict=True):
-                emb.embeddings.copy_(table.to(emb.embeddings))
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        self.generator.set_state(torch.load(folder / "generator.pt", weights_only=True))
-        state = json.loads((folder / "state.json").read_text())
-        self.step = int(state["step"])
-        self.rng.bit_generator.state = state["rng"]
-        return True
-
-    def adapter(self):
-        """The adapter as trained so far (`lora_be.LoRABEAdapter`)."""
+    def adapter(self) -> LoRABEAdapter:
+        """The adapter as trained so far."""
         return adapter_from(self.pipe, self.token_embeddings, self.config)
-
-    def save(self, path: str | Path) -> Path:
-        """The final adapter file."""
-        return self.adapter().save_pretrained(path)
