@@ -26,12 +26,14 @@ API (stable; the diffusion backend calls it):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
@@ -138,21 +140,12 @@ class LoRABEAdapter:
         (one `BlockwiseEmbeddings`, or one per character of a cast config); `fs`: the fs it was trained at."""
         lora = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
         tables = [embeddings] if isinstance(embeddings, BlockwiseEmbeddings) else list(embeddings)
-        if len(tables) != len(config.characters):
-            raise ValueError(f"{len(tables)} block-wise embeddings for {len(config.characters)} characters")
-        stacked = torch.stack([e.embeddings.detach().cpu().float() for e in tables])
-        return cls(config, lora, (stacked if isinstance(config, LoRABECastConfig) else stacked[0]).contiguous(), fs)
+        return cls(config, lora, stacked_embeddings(tables, config), fs)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str], torch_dtype: torch.dtype = torch.float32,
                         device: str | torch.device = "cpu") -> LoRABEAdapter:
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"Adapter file {path} does not exist; train one with `storyagent finetune video`.")
-        with safe_open(path, "pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") not in (ADAPTER_FORMAT, CAST_ADAPTER_FORMAT):
-                raise InputError(f"{path} is not a LoRA-BE adapter (format {meta.get('format')!r}).")
+        with _open_adapter(path) as (f, meta):
             tensors = {k: f.get_tensor(k).to(device, torch_dtype) for k in f.keys()}
         kind = LoRABECastConfig if meta["format"] == CAST_ADAPTER_FORMAT else LoRABEConfig
         config = kind.from_dict(json.loads(meta["config"]))
@@ -179,6 +172,40 @@ class LoRABEAdapter:
         return Path(path)
 
 
+def stacked_embeddings(embeddings: Sequence[BlockwiseEmbeddings], config: LoRABEConfig) -> torch.Tensor:
+    """The adapter file's `embeddings` from one `BlockwiseEmbeddings` per character of `config`: (M, d)
+    for one subject, (K, M, d) for a cast."""
+    if len(embeddings) != len(config.characters):
+        raise ValueError(f"{len(embeddings)} block-wise embeddings for {len(config.characters)} characters")
+    stacked = torch.stack([e.embeddings.detach().cpu().float() for e in embeddings])
+    return (stacked if isinstance(config, LoRABECastConfig) else stacked[0]).contiguous()
+
+
+def frozen_embeddings(tables: Sequence[torch.Tensor]) -> list[BlockwiseEmbeddings]:
+    """One frozen `BlockwiseEmbeddings` per (M, d) table of an adapter (`LoRABEAdapter.token_embeddings`)."""
+    embeddings = []
+    for table in tables:
+        emb = BlockwiseEmbeddings(table.shape[0], table.shape[1])
+        emb.embeddings.data.copy_(table)
+        emb.requires_grad_(False)
+        embeddings.append(emb)
+    return embeddings
+
+
+@contextlib.contextmanager
+def _open_adapter(path: str | os.PathLike[str]) -> Iterator[tuple[Any, dict[str, str]]]:
+    """(the open safetensors file, its metadata) of the LoRA-BE adapter at `path`; refuses a missing file
+    or one of another format."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Adapter file {path} does not exist; train one with `storyagent finetune video`.")
+    with safe_open(path, "pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") not in (ADAPTER_FORMAT, CAST_ADAPTER_FORMAT):
+            raise InputError(f"{path} is not a LoRA-BE adapter (format {meta.get('format')!r}).")
+        yield f, meta
+
+
 def _fs_of(meta: dict[str, str], path: str | os.PathLike[str]) -> int | None:
     """The `fs` an adapter file's metadata pins, or None (a file from before it was pinned)."""
     if "fs" not in meta:
@@ -195,14 +222,8 @@ def _fs_of(meta: dict[str, str], path: str | os.PathLike[str]) -> int | None:
 def adapter_fs(path: str | os.PathLike[str]) -> int | None:
     """The fs the LoRA-BE file at `path` was trained at (to sample its clips at), from its metadata
     alone; None for a file written before the fs was pinned."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"Adapter file {path} does not exist; train one with `storyagent finetune video`.")
-    with safe_open(path, "pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") not in (ADAPTER_FORMAT, CAST_ADAPTER_FORMAT):
-        raise InputError(f"{path} is not a LoRA-BE adapter (format {meta.get('format')!r}).")
-    return _fs_of(meta, path)
+    with _open_adapter(path) as (_, meta):
+        return _fs_of(meta, path)
 
 
 def load_adapter(pipe: DynamiCrafterPipeline, path: str | os.PathLike[str]) -> LoRABEConfig:
@@ -226,12 +247,7 @@ def load_adapter(pipe: DynamiCrafterPipeline, path: str | os.PathLike[str]) -> L
     for p in pipe.unet.parameters():
         p.requires_grad_(False)
     pipe.unet.to(pipe.device if not pipe.offload else "cpu", pipe.dtype)
-    embeddings = []
-    for table in tables:
-        emb = BlockwiseEmbeddings(table.shape[0], table.shape[1])
-        emb.embeddings.data.copy_(table)
-        emb.requires_grad_(False)
-        embeddings.append(emb)
+    embeddings = frozen_embeddings(tables)
     if isinstance(config, LoRABECastConfig):
         pipe.prompt_hook = CastPromptEncoder(pipe.text_encoder, embeddings, config.tokens)
     else:

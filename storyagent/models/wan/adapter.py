@@ -17,7 +17,7 @@ import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
 
 from storyagent.errors import InputError
-from storyagent.models.lora_be.adapter import LoRABEAdapter
+from storyagent.models.lora_be.adapter import LoRABEAdapter, frozen_embeddings, stacked_embeddings
 from storyagent.models.lora_be.config import LoRABECastConfig, LoRABEConfig
 from storyagent.models.lora_be.embeddings import BlockwiseEmbeddings
 from storyagent.models.wan.attention import BlockwiseState, install_blockwise
@@ -113,23 +113,14 @@ def load_adapter(pipe, path: str | os.PathLike[str], max_length: int = 512) -> t
         transformer.requires_grad_(False)
     state = BlockwiseState(num_blocks=blocks, text_len=max_length)
     install_blockwise(list(experts(pipe).values()), state)
-    embeddings = []
-    for table in tables:
-        emb = BlockwiseEmbeddings(table.shape[0], table.shape[1])
-        emb.embeddings.data.copy_(table)
-        emb.requires_grad_(False)
-        embeddings.append(emb)
+    embeddings = frozen_embeddings(tables)
     tokens = config.tokens if isinstance(config, LoRABECastConfig) else [config.token]
     return config, WanPromptEncoder(pipe, embeddings, tokens, state, max_length)
 
 
 def adapter_from(pipe, embeddings: Sequence[BlockwiseEmbeddings], config: LoRABEConfig) -> LoRABEAdapter:
     """The adapter as it stands in `pipe`'s experts and `embeddings` (one per character of `config`)."""
-    if len(embeddings) != len(config.characters):
-        raise ValueError(f"{len(embeddings)} block-wise embeddings for {len(config.characters)} characters")
-    stacked = torch.stack([e.embeddings.detach().cpu().float() for e in embeddings])
-    return LoRABEAdapter(config, lora_state_dict(pipe),
-                         (stacked if isinstance(config, LoRABECastConfig) else stacked[0]).contiguous())
+    return LoRABEAdapter(config, lora_state_dict(pipe), stacked_embeddings(embeddings, config))
 
 
 def save_adapter(pipe, embeddings: Sequence[BlockwiseEmbeddings], config: LoRABEConfig, path: str | Path) -> Path:
