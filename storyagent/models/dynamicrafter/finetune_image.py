@@ -23,8 +23,6 @@ a pipeline of the same variant. Checkpoints every K steps; a new trainer on the 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
 from storyagent.models.lora_be.augment import augment_clip, fit_clip
 from storyagent.models.lora_be.data import Clip
 from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse
+from storyagent.models.lora_be.trainer import FsConditioning
 from storyagent.models.training_checkpoint import ResumableTrainer
 
 FORMAT = "storyagent-dc-image-injection-1"
@@ -154,9 +153,10 @@ class ImageInjectionStep:
     """Frames that only hold a short clip's last frame: not in the loss."""
 
 
-class ImageInjectionTrainer(ResumableTrainer):
+class ImageInjectionTrainer(ResumableTrainer, FsConditioning):
     """Fine-tunes a DynamiCrafter pipeline's image injection module in place, checkpointing into `output_dir`
-    (`image_injection.safetensors` beside `ResumableTrainer`'s optimizer, generator and state)."""
+    (`image_injection.safetensors` beside `ResumableTrainer`'s optimizer, generator and state); each clip is
+    conditioned on the fs LoRA-BE conditions it on (`FsConditioning`)."""
 
     def __init__(self, pipe: DynamiCrafterPipeline, config: ImageInjectionConfig, output_dir: str | Path) -> None:
         if pipe.text_encoder is None or pipe.image_encoder is None:
@@ -178,14 +178,6 @@ class ImageInjectionTrainer(ResumableTrainer):
         self.height, self.width = config.height or s.height, config.width or s.width
         self.default_fs = config.fs or pipe.config.unet.default_fs
         self.sample_fs: int | None = None
-
-    def clip_fs(self, clip: Clip) -> int:
-        """The clip's frame rate after striding (its stride on fs-conditioned variants), as LoRA-BE conditions it."""
-        if clip.still or clip.fps is None:
-            return self.default_fs
-        if self.pipe.config.diffusion.fps_condition_type == "fs":
-            return clip.stride
-        return max(1, round(clip.fps))
 
     def loss(self, clip: Clip, cond_frame: int, timestep: int | None = None) -> tuple[torch.Tensor, int]:
         """(loss, held frames) of one fitted clip."""
@@ -230,11 +222,6 @@ class ImageInjectionTrainer(ResumableTrainer):
         self.step += 1
         self.pipe.unet.eval()
         return ImageInjectionStep(loss.item(), cond, self.clip_fs(fitted), held)
-
-    def sampling_fs(self, clips: Sequence[Clip]) -> int:
-        """The fs most video clips were trained at (ties: the lower): the fs to sample the fine-tune at."""
-        counts = Counter(self.clip_fs(c) for c in clips if not c.still)
-        return min(counts, key=lambda fs: (-counts[fs], fs)) if counts else self.default_fs
 
     def train(self, clips: list[Clip], epochs: int | None = None, show_progress: bool = True) -> list[ImageInjectionStep]:
         """Train (resuming from the last checkpoint) for `epochs` passes over `clips`, one step per clip."""

@@ -105,6 +105,39 @@ def step_tokens(token: str | Sequence[str] | None, masks: torch.Tensor | Sequenc
     return tokens, mask_list
 
 
+class FsConditioning:
+    """The fs a DynamiCrafter fine-tune conditions each clip on and is to be sampled at (LoRA-BE's
+    `LoRABETrainer` and DC-finetuning's `ImageInjectionTrainer` alike); a trainer sets `pipe` and
+    `default_fs` (`config.fs` or the model's default)."""
+
+    pipe: DynamiCrafterPipeline
+    default_fs: int
+
+    def clip_fs(self, clip: Clip) -> int:
+        """The fs conditioning for `clip`: its frame rate after striding, rounded (at least 1), or
+        its stride on models conditioned on the frame stride (`fps_condition_type: fs`, 256 model);
+        photos and clips of unknown rate get `config.fs` or the model's default."""
+        if clip.still or clip.fps is None:
+            return self.default_fs
+        if self.pipe.config.diffusion.fps_condition_type == "fs":
+            return clip.stride
+        return max(1, round(clip.fps))
+
+    def sampling_fs(self, clips: Sequence[Clip]) -> int:
+        """The fs the adapter (or DC fine-tune) is sampled at: the fs most of its video clips were trained
+        at (the frame rate after striding, ~8 for the ~2 s windows of `data.CLIP_SECONDS`; ties go to the
+        lower), so the fine-tune is asked for the motion it learnt. Photos alone: the fs their
+        steps used.
+
+        Training at the sampler's fs instead (24 for the 512 model) would condition 8 fps clips on 24,
+        teaching the fs embedding the wrong frame spacing; upstream conditions every clip on its own
+        rate (`fps_clip = fps_ori // frame_stride`, lvdm/data/webvid.py)."""
+        counts = Counter(self.clip_fs(c) for c in clips if not c.still)
+        if not counts:
+            return self.default_fs
+        return min(counts, key=lambda fs: (-counts[fs], fs))
+
+
 class LoRABETrainingMixin(ResumableTrainer):
     """What LoRA-BE's trainers share whatever the video model (DynamiCrafter's `LoRABETrainer`, Wan's
     `WanLoRABETrainer`): a cast's tokens and clips, the window a step sees, the loop over the clips, and
@@ -230,7 +263,7 @@ class LoRABETrainingMixin(ResumableTrainer):
         return self.adapter().save_pretrained(path)
 
 
-class LoRABETrainer(LoRABETrainingMixin):
+class LoRABETrainer(LoRABETrainingMixin, FsConditioning):
     """Trains one subject's (or one cast's) adapter on a DynamiCrafter pipeline, checkpointing into `output_dir`."""
 
     def __init__(self, pipe: DynamiCrafterPipeline, config: LoRABEConfig, output_dir: str | Path,
@@ -281,29 +314,6 @@ class LoRABETrainer(LoRABETrainingMixin):
         was given (None before `train`: the file then pins none)."""
 
     # ------------------------------------------------------------------ one step
-    def clip_fs(self, clip: Clip) -> int:
-        """The fs conditioning for `clip`: its frame rate after striding, rounded (at least 1), or
-        its stride on models conditioned on the frame stride (`fps_condition_type: fs`, 256 model);
-        photos and clips of unknown rate get `config.fs` or the model's default."""
-        if clip.still or clip.fps is None:
-            return self.default_fs
-        if self.pipe.config.diffusion.fps_condition_type == "fs":
-            return clip.stride
-        return max(1, round(clip.fps))
-
-    def sampling_fs(self, clips: Sequence[Clip]) -> int:
-        """The fs the adapter is sampled at: the fs most of its video clips were trained at (the frame
-        rate after striding, ~8 for the ~2 s windows of `data.CLIP_SECONDS`; ties go to the lower), so
-        the temporal LoRA is asked for the motion it learnt. Photos alone: the fs their steps used.
-
-        Training at the sampler's fs instead (24 for the 512 model) would condition 8 fps clips on 24,
-        teaching the fs embedding the wrong frame spacing; upstream conditions every clip on its own
-        rate (`fps_clip = fps_ori // frame_stride`, lvdm/data/webvid.py)."""
-        counts = Counter(self.clip_fs(c) for c in clips if not c.still)
-        if not counts:
-            return self.default_fs
-        return min(counts, key=lambda fs: (-counts[fs], fs))
-
     def sample(self, clip: Clip, others: list[np.ndarray], partner: Clip | None = None) -> tuple[Clip, int]:
         """The clip as one step sees it (`window`: `frames` consecutive frames, fitted, maybe augmented;
         with a `partner` clip of another character, the two composited side by side) and its
