@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from storyagent.errors import InputError
-from storyagent.models.configuration import ConfigFileMixin
 from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
 from storyagent.models.lora_be.augment import augment_clip, fit_clip
+from storyagent.models.lora_be.config import ClipTrainingConfig
 from storyagent.models.lora_be.data import Clip
 from storyagent.models.lora_be.held_frames import frame_loss_weights, frame_weighted_mse
 from storyagent.models.lora_be.trainer import FsConditioning
@@ -43,36 +43,17 @@ FORMAT = "storyagent-dc-image-injection-1"
 
 
 @dataclass
-class ImageInjectionConfig(ConfigFileMixin):
-    """What DC-finetuning trains (DynamiCrafter's image injection module alone) and how."""
+class ImageInjectionConfig(ClipTrainingConfig):
+    """What DC-finetuning trains (DynamiCrafter's image injection module alone) and how (LoRA-BE's
+    schedule, `ClipTrainingConfig`, but for `augment`)."""
 
+    augment: bool = False
+    """Paste the subject on other backgrounds (needs masks). Off: the reference videos as they are,
+    as the paper describes the baseline."""
     class_word: str = "object"
     """A word for the subject's kind; the training prompt names it (no subject token is learnt)."""
     prompt_template: str = "a video of a {class_word}"
     """Training prompt; {class_word} is replaced by `class_word`."""
-    learning_rate: float = 1e-4
-    """Adam learning rate (the paper gives none for this baseline: LoRA-BE's, so the two differ only in what they train)."""
-    epochs: int = 400
-    """Passes over the reference clips (one step per clip per epoch; LoRA-BE's count by default)."""
-    frames: int | None = None
-    """Frames per training clip; None uses the model's setting (16)."""
-    height: int | None = None
-    """Training height in pixels; None uses the model's setting."""
-    width: int | None = None
-    """Training width in pixels; None uses the model's setting."""
-    fs: int | None = None
-    """fs conditioning for clips without a frame rate (photos); None uses the model's default."""
-    gradient_checkpointing: bool = True
-    """Recompute UNet stages in the backward pass to save memory."""
-    mixed_precision: bool = True
-    """bf16 autocast on CUDA (ignored on CPU)."""
-    checkpoint_every: int = 100
-    """Save a resumable checkpoint every this many steps (and at the end)."""
-    augment: bool = False
-    """Paste the subject on other backgrounds (needs masks). Off: the reference videos as they are,
-    as the paper describes the baseline."""
-    seed: int = 0
-    """Seed of the sampler of clips, timesteps, noise and augmentations."""
 
 
 def image_injection_parameters(pipe: DynamiCrafterPipeline) -> dict[str, nn.Parameter]:

@@ -1,6 +1,8 @@
 """Configuration of a LoRA-BE fine-tune (LoRA + block-wise subject-token embeddings + localization loss).
 
-One character: `LoRABEConfig`, exactly as it has always been (its `asdict` is a cache key).
+One character: `LoRABEConfig`, the same fields and values as it has always had (its `asdict`, hashed
+with sorted keys, is a cache key). The training schedule it shares with DC-finetuning is
+`ClipTrainingConfig`.
 A cast of several characters: `LoRABECastConfig`, the same settings plus `cast`, one `CastToken`
 per character (lead first); `cast_config(characters, **settings)` picks the right one, so a cast
 of one is a plain `LoRABEConfig`. Both answer `config.characters`, the tokens the adapter teaches.
@@ -25,27 +27,15 @@ DEFAULT_TARGET_MODULES = (
 
 
 @dataclass
-class LoRABEConfig(ConfigFileMixin):
-    """What LoRA-BE learns (LoRA on attention + one subject-token embedding per cross-attention module) and how."""
+class ClipTrainingConfig(ConfigFileMixin):
+    """How a fine-tune on a subject's reference clips trains: the schedule LoRA-BE (`LoRABEConfig`) and
+    DC-finetuning (`dynamicrafter.finetune_image.ImageInjectionConfig`) share, so the two differ only
+    in what they train. Fields first in `asdict`, which is hashed with sorted keys: the order
+    changes no cache key."""
 
-    token: str = "<subject>"
-    """The new subject token as written in prompts, e.g. "<miffy>"."""
-    class_word: str = "object"
-    """A word for the subject's kind ("rabbit"); the block-wise embeddings start from its embedding."""
-    rank: int = 4
-    """LoRA rank."""
-    alpha: float = 4.0
-    """LoRA alpha (the update is scaled by alpha / rank)."""
-    target_modules: str = DEFAULT_TARGET_MODULES
-    """Regular expression (full match) over UNet module names that get LoRA."""
-    blockwise_embeddings: bool = True
-    """Learn the subject token's block-wise embeddings (False: the paper's "DC" ablation, a LoRA
-    fine-tune alone; the token keeps the class word's embedding in every module)."""
-    localization_weight: float = 1.0
-    """lambda: total loss = diffusion loss + lambda * localization loss (the mean over the
-    cross-attention modules, not their sum; see `losses.localization_loss`)."""
     learning_rate: float = 1e-4
-    """Adam learning rate for LoRA weights and embeddings."""
+    """Adam learning rate of the trained weights (LoRA-BE: LoRA and embeddings; DC-finetuning, for which
+    the paper gives none: the image injection module, at LoRA-BE's rate)."""
     epochs: int = 400
     """Passes over the reference clips (one step per clip per epoch)."""
     frames: int | None = None
@@ -67,6 +57,29 @@ class LoRABEConfig(ConfigFileMixin):
     """Background-agnostic augmentation: paste the subject on other backgrounds, flip, scale, shift."""
     seed: int = 0
     """Seed of the sampler of clips, timesteps, noise and augmentations."""
+
+
+@dataclass
+class LoRABEConfig(ClipTrainingConfig):
+    """What LoRA-BE learns (LoRA on attention + one subject-token embedding per cross-attention module) and how
+    (the schedule: `ClipTrainingConfig`)."""
+
+    token: str = "<subject>"
+    """The new subject token as written in prompts, e.g. "<miffy>"."""
+    class_word: str = "object"
+    """A word for the subject's kind ("rabbit"); the block-wise embeddings start from its embedding."""
+    rank: int = 4
+    """LoRA rank."""
+    alpha: float = 4.0
+    """LoRA alpha (the update is scaled by alpha / rank)."""
+    target_modules: str = DEFAULT_TARGET_MODULES
+    """Regular expression (full match) over UNet module names that get LoRA."""
+    blockwise_embeddings: bool = True
+    """Learn the subject token's block-wise embeddings (False: the paper's "DC" ablation, a LoRA
+    fine-tune alone; the token keeps the class word's embedding in every module)."""
+    localization_weight: float = 1.0
+    """lambda: total loss = diffusion loss + lambda * localization loss (the mean over the
+    cross-attention modules, not their sum; see `losses.localization_loss`)."""
     prompt_template: str = "a video of {token}"
     """Training prompt; {token} is replaced by the subject token."""
     extra: dict[str, Any] = field(default_factory=dict)
