@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from storyagent.models.animatic.scene_words import PLACE_WORDS, TIME_WORDS, WEAK_TIME_WORDS, WEATHER_WORDS, SceneSpec, time_in, weather_in
 from storyagent.models.planner.arc import SUNLESS_TIMES, TIME_PHRASES, WEATHER_PHRASES, clip_text
@@ -93,6 +94,43 @@ def _time_and_weather(rev: Revision, background: str) -> tuple[str | None, str |
     return time, (None if weather == "fair" else weather)
 
 
+@dataclass(frozen=True)
+class _Scene:
+    """Where, when and how a revised shot is framed (one character's shot and a cast's alike)."""
+
+    old_place: str
+    """The place the shot's background named before the revision."""
+    old_phrase: str
+    """The old background's place phrase, without its time and weather words."""
+    moved: bool
+    """The words moved the shot to another place."""
+    phrase: str
+    """The place phrase now."""
+    time: str | None
+    background: str
+    shot_type: str
+
+    @classmethod
+    def revised(cls, shot: Shot, rev: Revision) -> _Scene:
+        old = SceneSpec.from_text(shot.background)
+        old_phrase = place_without_time(shot.background)
+        moved = rev.place is not None and rev.place != old.place
+        phrase = rev.place_phrase if moved and rev.place_phrase else old_phrase
+        time, weather = _time_and_weather(rev, shot.background)
+        return cls(old.place, old_phrase, moved, phrase, time, clip_text(compose_background(phrase, time, weather), 300),
+                   rev.shot_type or shot.shot_type.value)
+
+    def narration(self, shot: Shot, acted: str | None) -> str:
+        """The shot's narration in this scene: `acted` (the line a new action wrote) or its own line with the
+        place renamed where the shot moved; either with its time words moved to a new time."""
+        narration = acted if acted is not None else shot.narration
+        if acted is None and self.moved:
+            narration = _rename_place(narration, self.old_place, self.old_phrase, self.phrase) or narration
+        if self.time and self.time != time_in(shot.background, weak=False):
+            narration = _retime(narration, self.time)
+        return narration
+
+
 def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str,
                 cast: Sequence[tuple[str, str]] | None = None) -> Shot:
     """`shot` re-derived with the reviewer's `feedback` applied; the same shot when the words are not understood.
@@ -104,22 +142,11 @@ def revise_shot(shot: Shot, feedback: str, *, name: str, class_word: str,
     rev = parse_feedback(feedback)
     if rev.empty:
         return shot
-    old = SceneSpec.from_text(shot.background)
-    old_phrase = place_without_time(shot.background)
-    moved = rev.place is not None and rev.place != old.place
-    phrase = rev.place_phrase if moved and rev.place_phrase else old_phrase
-    time, weather = _time_and_weather(rev, shot.background)
-    background = clip_text(compose_background(phrase, time, weather), 300)
+    scene = _Scene.revised(shot, rev)
+    background, shot_type = scene.background, scene.shot_type
     action = rev.action or shot.subject_action
-    shot_type = rev.shot_type or shot.shot_type.value
-
-    narration = shot.narration
-    if rev.action:
-        narration = f"{name[:1].upper() + name[1:]} {action} {_where(phrase)}."
-    elif moved:
-        narration = _rename_place(narration, old.place, old_phrase, phrase) or narration
-    if time and time != time_in(shot.background, weak=False):
-        narration = _retime(narration, time)
+    acted = f"{name[:1].upper() + name[1:]} {action} {_where(scene.phrase)}." if rev.action else None
+    narration = scene.narration(shot, acted)
     return Shot(
         index=shot.index,
         narration=clip_text(narration, 400),
@@ -147,13 +174,8 @@ def revise_cast_shot(shot: Shot, feedback: str, cast: list[tuple[str, str]]) -> 
     people = shot.cast(lead)
     focus = heard.who or next((c.name for c in people if c.action == shot.subject_action), people[0].name)
 
-    old = SceneSpec.from_text(shot.background)
-    old_phrase = place_without_time(shot.background)
-    moved = rev.place is not None and rev.place != old.place
-    phrase = rev.place_phrase if moved and rev.place_phrase else old_phrase
-    time, weather = _time_and_weather(rev, shot.background)
-    background = clip_text(compose_background(phrase, time, weather), 300)
-    shot_type = rev.shot_type or shot.shot_type.value
+    scene = _Scene.revised(shot, rev)
+    background, shot_type = scene.background, scene.shot_type
 
     # Who is where: the named character at the asked place, the others beside it in their left-to-right order.
     names = [c.name for c in people]
@@ -173,15 +195,12 @@ def revise_cast_shot(shot: Shot, feedback: str, cast: list[tuple[str, str]]) -> 
             regions = dict(zip((c.name for c in order), side_by_side(len(people))))
     characters = [ShotCharacter(name=c.name, action=actions[c.name], region=regions[c.name]) for c in people]
 
-    narration = shot.narration
+    acted = None
     if rev.action:
         others = [c for c in characters if c.name != focus]
         meanwhile = (", while " + " and ".join(f"{c.name} {c.action}" for c in others)) if others else ""
-        narration = f"{focus[:1].upper() + focus[1:]} {actions[focus]} {_where(phrase)}{meanwhile}."
-    elif moved:
-        narration = _rename_place(narration, old.place, old_phrase, phrase) or narration
-    if time and time != time_in(shot.background, weak=False):
-        narration = _retime(narration, time)
+        acted = f"{focus[:1].upper() + focus[1:]} {actions[focus]} {_where(scene.phrase)}{meanwhile}."
+    narration = scene.narration(shot, acted)
     about = next((c for c in people if c.action == shot.subject_action), characters[0]).name
     alone = not shot.characters and [c.name for c in characters] == [lead]
     # Every other field (the line's speaker ...) is the shot's own.
