@@ -39,7 +39,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -277,34 +277,48 @@ def finetune_table(rows: list[dict[str, object]], title: str) -> Table:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def film_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both runs take: the models' size, the film's shots and steps, the memory modes."""
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--random-weights", action="store_true", help="full-size models with random weights (CUDA)")
     size.add_argument("--tiny", action="store_true", help="the tiny test models on the CPU (a smoke run)")
     parser.add_argument("--shots", type=int, default=4, help="shots in the film")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps of every model (default: each "
                         "model's own; tiny: 2)")
-    parser.add_argument("--anydoor-steps", type=int, default=None, help="StoryAnyDoor training steps (default 20; tiny 1)")
     parser.add_argument("--modes", default="default,low-vram", help="comma-separated: default, low-vram")
+
+
+def prepare(args: argparse.Namespace, prefix: str, video_models: Sequence[str] = ()) -> tuple[Path, float]:
+    """A fresh work folder with its own StoryAgent cache (the fine-tunes never touch the user's) and every model's
+    weights (tiny or full-size, and each of `video_models`) saved in it, the weights' variables pointing at them;
+    (the folder, the seconds building and saving the weights took)."""
+    from storyagent.weights import env_var
+
+    if args.random_weights and not torch.cuda.is_available():
+        sys.exit("--random-weights builds every model at full size and needs a CUDA GPU; use --tiny on the CPU.")
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["STORYAGENT_CACHE"] = str(work / "cache")
+    start = time.perf_counter()
+    weights = save_tiny_weights(work / "weights") if args.tiny else save_full_weights(work / "weights")
+    for model in video_models:
+        weights |= save_video_model(model, work / "weights", args.tiny)
+    for name, path in weights.items():
+        os.environ[env_var(name)] = str(path)
+    return work, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    film_arguments(parser)
+    parser.add_argument("--anydoor-steps", type=int, default=None, help="StoryAnyDoor training steps (default 20; tiny 1)")
     parser.add_argument("--parts", default="film,finetunes", help="comma-separated: film (the stages of a film), "
                         "finetunes (the fine-tunes' table)")
     parser.add_argument("--finetune-steps", type=int, default=None, help="timed steps per fine-tune (default 3; tiny 2)")
     parser.add_argument("--presets", default="paper,quick", help="comma-separated fine-tune presets: paper, quick")
     args = parser.parse_args()
-
-    if args.random_weights and not torch.cuda.is_available():
-        sys.exit("--random-weights builds every model at full size and needs a CUDA GPU; use --tiny on the CPU.")
     from storyagent.config import RunConfig
-    from storyagent.weights import env_var
 
-    work = Path(tempfile.mkdtemp(prefix="e2e_diffusion_"))
-    os.environ["STORYAGENT_CACHE"] = str(work / "cache")  # the fine-tunes never touch the user's cache
-    start = time.perf_counter()
-    weights = save_tiny_weights(work / "weights") if args.tiny else save_full_weights(work / "weights")
-    for name, path in weights.items():
-        os.environ[env_var(name)] = str(path)
-    built = time.perf_counter() - start
+    work, built = prepare(args, "e2e_diffusion_")
 
     side = 64 if args.tiny else 512
     # The tiny run is a smoke run (CI): few reference frames, two denoising steps, one training step.
@@ -375,34 +389,16 @@ def video_main() -> None:
     from storyagent.config import RunConfig
     from storyagent.models.wan.config import VIDEO_MODELS, WAN_VIDEO_MODELS
     from storyagent.tools.story import offline_planner
-    from storyagent.weights import env_var
 
     parser = argparse.ArgumentParser(description="Seconds per shot and per second of film, and peak GPU memory, "
                                                  "of the diffusion backend's video models")
-    size = parser.add_mutually_exclusive_group(required=True)
-    size.add_argument("--random-weights", action="store_true", help="full-size models with random weights (CUDA)")
-    size.add_argument("--tiny", action="store_true", help="the tiny test models on the CPU (a smoke run)")
+    film_arguments(parser)
     parser.add_argument("--video-model", required=True, help=f"comma-separated, or all: {', '.join(VIDEO_MODELS)}")
-    parser.add_argument("--shots", type=int, default=4, help="shots in the film")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps of every model (default: each "
-                        "model's own; tiny: 2)")
-    parser.add_argument("--modes", default="default,low-vram", help="comma-separated: default, low-vram")
     args = parser.parse_args()
     models = list(VIDEO_MODELS) if args.video_model == "all" else args.video_model.split(",")
     if unknown := [m for m in models if m not in VIDEO_MODELS]:
         sys.exit(f"unknown --video-model {', '.join(unknown)}; known: {', '.join(VIDEO_MODELS)}")
-    if args.random_weights and not torch.cuda.is_available():
-        sys.exit("--random-weights builds every model at full size and needs a CUDA GPU; use --tiny on the CPU.")
-
-    work = Path(tempfile.mkdtemp(prefix="e2e_video_models_"))
-    os.environ["STORYAGENT_CACHE"] = str(work / "cache")  # the fine-tunes never touch the user's cache
-    start = time.perf_counter()
-    weights = save_tiny_weights(work / "weights") if args.tiny else save_full_weights(work / "weights")
-    for model in models:
-        weights |= save_video_model(model, work / "weights", args.tiny)
-    for name, path in weights.items():
-        os.environ[env_var(name)] = str(path)
-    built = time.perf_counter() - start
+    work, built = prepare(args, "e2e_video_models_", models)
     media = subject_folder(work / "subject", 64 if args.tiny else 512)
     rows = {}
     for model in models:
