@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 
 from storyagent.agents.crew import run_crew
 from storyagent.cast import CastMember
 from storyagent.config import RunConfig
 from storyagent.schemas import StoryScript
 from tests.agents.test_human_review import ScriptedIO
+from tests.support.creature import write_owl_blob_png
 from tests.support.paths import PIP
 
 PROMPT = "Pip and Mo build a raft"
@@ -21,13 +21,7 @@ PROMPT = "Pip and Mo build a raft"
 @pytest.fixture(scope="module")
 def owl(tmp_path_factory):
     """A second character the tests make: a blue owl-ish blob on a transparent ground."""
-    path = tmp_path_factory.mktemp("owl") / "mo.png"
-    picture = Image.new("RGBA", (96, 128), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(picture)
-    draw.ellipse((12, 30, 84, 124), fill=(40, 70, 200, 255))
-    draw.ellipse((22, 4, 74, 56), fill=(60, 90, 220, 255))
-    picture.save(path)
-    return path
+    return write_owl_blob_png(tmp_path_factory.mktemp("owl") / "mo.png")
 
 
 def cfg(owl: Path, review: str) -> RunConfig:

@@ -5,7 +5,6 @@ warning, never a refusal. Through the real crew and a scripted OpenAI-compatible
 import json
 
 import pytest
-from PIL import Image, ImageDraw
 
 from storyagent.agents.crew import TRANSCRIPT, run_crew
 from storyagent.cast import CastMember
@@ -15,6 +14,7 @@ from storyagent.models.planner import PlannerConfig, TemplatePlanner
 from storyagent.schemas import StoryScript
 from storyagent.workspace import MANIFEST
 from tests.agents.test_human_review import ScriptedIO
+from tests.support.creature import write_owl_blob_png
 from tests.support.llm_server import LLMServer, ToolCall
 from tests.support.paths import PIP
 
@@ -25,13 +25,7 @@ PROMPT = "Pip teaches Mo to swim"
 @pytest.fixture(scope="module")
 def owl(tmp_path_factory):
     """A second character the tests make: a blue owl-ish blob on a transparent ground."""
-    path = tmp_path_factory.mktemp("owl") / "mo.png"
-    picture = Image.new("RGBA", (96, 128), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(picture)
-    draw.ellipse((12, 30, 84, 124), fill=(40, 70, 200, 255))
-    draw.ellipse((22, 4, 74, 56), fill=(60, 90, 220, 255))
-    picture.save(path)
-    return path
+    return write_owl_blob_png(tmp_path_factory.mktemp("owl") / "mo.png")
 
 
 def cfg_for(spec: str, owl, review: str = "none", shots: int = 3) -> RunConfig:

@@ -1,5 +1,6 @@
-"""A second character for cast tests: Bo, a round blue-violet creature (two antennae, big eyes, stubby
-feet) drawn on a transparent canvas - nothing like Pip the orange fox in colour or in shape."""
+"""Second characters for cast tests: Bo, a round blue-violet creature (two antennae, big eyes, stubby
+feet) drawn on a transparent canvas - nothing like Pip the orange fox in colour or in shape; and the
+crew tests' Mo, a plain blue owl-ish blob."""
 
 from __future__ import annotations
 
@@ -41,4 +42,15 @@ def draw_creature(size: int = 256) -> Image.Image:
 def write_creature_png(path: Path, size: int = 256) -> Path:
     """Bo as a transparent PNG at `path` (the way a user gives a cut-out character)."""
     draw_creature(size).save(path)
+    return path
+
+
+def write_owl_blob_png(path: Path) -> Path:
+    """Mo as the crew's cast tests draw him: a blue owl-ish blob (body and head), 96 x 128, on a transparent
+    ground, saved as a PNG at `path`."""
+    picture = Image.new("RGBA", (96, 128), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    draw.ellipse((12, 30, 84, 124), fill=(40, 70, 200, 255))
+    draw.ellipse((22, 4, 74, 56), fill=(60, 90, 220, 255))
+    picture.save(path)
     return path
