@@ -21,17 +21,7 @@ from storyagent.models.dynamicrafter.finetune_image import (
     image_injection_parameters,
 )
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
-from storyagent.models.lora_be import Clip
-
-
-def moving_clip(frames: int = 4, size: int = 16) -> Clip:
-    video = np.zeros((frames, size, size, 3), np.uint8)
-    video[..., 0] = 200
-    masks = np.zeros((frames, size, size), bool)
-    for f in range(frames):
-        masks[f, 4:12, 2 + f: 8 + f] = True
-    video[masks] = (20, 220, 40)
-    return Clip(video, masks, fps=8.0)
+from tests.support.clips import moving_clip
 
 
 def snapshot(pipe) -> dict[str, torch.Tensor]:

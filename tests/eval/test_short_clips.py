@@ -12,7 +12,6 @@ import torch
 
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
 from storyagent.models.lora_be import (
-    Clip,
     LoRABEConfig,
     LoRABETrainer,
     fit_clip,
@@ -24,18 +23,8 @@ from storyagent.models.lora_be.held_frames import (
     frame_weighted_mse,
     held_frames,
 )
+from tests.support.clips import moving_clip
 from tests.support.media import write_index_video
-
-
-def moving_clip(frames: int, size: int = 16) -> Clip:
-    """A green block moving right over red; fps 8, one source frame per clip frame."""
-    video = np.zeros((frames, size, size, 3), np.uint8)
-    video[..., 0] = 200
-    masks = np.zeros((frames, size, size), bool)
-    for f in range(frames):
-        masks[f, 4:12, 2 + f: 8 + f] = True
-    video[masks] = (20, 220, 40)
-    return Clip(video, masks, fps=8.0)
 
 
 def test_held_frames_are_the_padding_only():

@@ -16,6 +16,7 @@ from storyagent.models.lora_be import (
     BlockwiseEmbeddings, Clip, LoRABEConfig, LoRABETrainer, SubjectPromptEncoder, add_lora, augment_clip, fit_clip,
     is_temporal, load_adapter, load_subject_clips, module_text_contexts, tokenize_with_subject,
 )
+from tests.support.clips import moving_clip
 from tests.support.media import write_index_video
 from tests.support.model_tester import ModelTesterMixin
 
@@ -24,14 +25,8 @@ TOKEN = "<miffy>"
 
 
 def synthetic_clip(frames: int = 4, size: int = 16) -> Clip:
-    """A green block moving right over a red background; the block is the subject."""
-    video = np.zeros((frames, size, size, 3), np.uint8)
-    video[..., 0] = 200
-    masks = np.zeros((frames, size, size), bool)
-    for f in range(frames):
-        masks[f, 4:12, 2 + f : 8 + f] = True
-    video[masks] = (20, 220, 40)
-    return Clip(video, masks)
+    """A green block moving right over a red background, the block the subject; no frame rate."""
+    return moving_clip(frames, size, fps=None)
 
 
 def config(**kw) -> LoRABEConfig:
