@@ -42,6 +42,16 @@ def tiny_weights_by_name(sdxl: Path, langsam: tuple[Path, Path], anydoor: Path, 
             "dynamicrafter-512": dynamicrafter}
 
 
+def use_weights(monkeypatch, weights: dict[str, Path]) -> dict[str, Path]:
+    """Point each weight's `STORYAGENT_WEIGHTS_*` variable at its path in `weights` for the test (`monkeypatch`);
+    returns `weights`."""
+    from storyagent.weights import env_var
+
+    for name, path in weights.items():
+        monkeypatch.setenv(env_var(name), str(path))
+    return weights
+
+
 def save_tiny_diffusion_weights(root: Path) -> dict[str, Path]:
     """Save tiny SDXL, Grounding DINO, SAM, AnyDoor and DynamiCrafter under `root`; returns weight name -> path."""
     return tiny_weights_by_name(save_tiny_sdxl(root / "sdxl"), save_tiny_langsam(root), save_tiny_anydoor(root / "anydoor"),

@@ -16,18 +16,15 @@ from storyagent.config import RunConfig
 from storyagent.hashing import hash_json
 from storyagent.schemas import Region, Shot, ShotCharacter, StoryScript
 from storyagent.tools.run import Run
-from storyagent.weights import env_var, resolve_weights, weights_fingerprint
+from storyagent.weights import resolve_weights, weights_fingerprint
 from tests.support.creature import write_creature_png
-from tests.support.paths import ROOT
-
-PIP = ROOT / "examples" / "pip" / "pip.png"
+from tests.support.diffusion import use_weights
+from tests.support.paths import PIP
 
 
 @pytest.fixture()
 def weights(monkeypatch, tiny_weights):
-    for name, path in tiny_weights.items():
-        monkeypatch.setenv(env_var(name), str(path))
-    return tiny_weights
+    return use_weights(monkeypatch, tiny_weights)
 
 
 def config(subject: Path, name: str, class_word: str, supporting: list[CastMember] = (), **kw) -> RunConfig:

@@ -31,11 +31,9 @@ from storyagent.tools.backends.diffusion import DiffusionBackend
 from storyagent.tools.film import FILM, FilmOrder, make_film, title_frames
 from storyagent.tools.run import Run
 from storyagent.tools.subject import PreparedSubject
-from storyagent.weights import env_var
 from storyagent.workspace import Workspace
-from tests.support.paths import ROOT
-
-PIP = ROOT / "examples" / "pip" / "pip.png"
+from tests.support.diffusion import use_weights
+from tests.support.paths import PIP
 
 
 # ---- item 11: upstream's sampler defaults -------------------------------------------------------------
@@ -75,9 +73,7 @@ def test_a_call_without_settings_samples_with_the_variants_own():
 
 @pytest.fixture()
 def weights(monkeypatch, tiny_weights):
-    for name, path in tiny_weights.items():
-        monkeypatch.setenv(env_var(name), str(path))
-    return tiny_weights
+    return use_weights(monkeypatch, tiny_weights)
 
 
 @pytest.fixture(scope="module")

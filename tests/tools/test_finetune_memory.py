@@ -20,16 +20,13 @@ from storyagent.config import RunConfig
 from storyagent.models.training_memory import TrainingMemory
 from storyagent.tools.run import Run
 from storyagent.weights import cache_dir, env_var
-from tests.support.paths import ROOT
-
-PIP = ROOT / "examples" / "pip" / "pip.png"
+from tests.support.diffusion import use_weights
+from tests.support.paths import PIP, ROOT
 
 
 @pytest.fixture()
 def weights(monkeypatch, tiny_weights):
-    for name, path in tiny_weights.items():
-        monkeypatch.setenv(env_var(name), str(path))
-    return tiny_weights
+    return use_weights(monkeypatch, tiny_weights)
 
 
 def config(**kw) -> RunConfig:
