@@ -6,8 +6,6 @@ all its films."""
 
 import json
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from storyagent.tools.per_shot import CLIPS_DIR, shot_key
 from storyagent.tools.run import Run, make_shot
 from storyagent.tools.storyboard import draw_storyboard
 from storyagent.workspace import Workspace
+from tests.support.fine_tunes import SlowFineTunes, at_once
 from tests.support.paths import PIP
 
 TINY = 'shots = 3\nwidth = 128\nheight = 80\nfps = 4\nshot_duration = 2.0\nclass_word = "fox"\n'
@@ -236,16 +235,8 @@ def test_two_films_of_one_subject_prepare_it_once(tmp_path, monkeypatch):
     assert cutout[0] == cutout[1] and cutout[0]
 
     # The fine-tunes' stand-in: trained when the cache (by content) has none, which takes a while.
-    cache: set[str] = set()
-    trained: list[str] = []
-
-    def prepare_subject(self, run):
-        if run.subject.input_hash not in cache:
-            time.sleep(0.3)
-            trained.append(run.ws.root.name)
-            cache.add(run.subject.input_hash)
-
-    monkeypatch.setattr(AnimaticBackend, "prepare_subject", prepare_subject)
+    stand_in = SlowFineTunes()
+    monkeypatch.setattr(AnimaticBackend, "prepare_subject", stand_in)
     executor = BatchExecutor()
     opened: list[str] = []
 
@@ -253,12 +244,8 @@ def test_two_films_of_one_subject_prepare_it_once(tmp_path, monkeypatch):
         with Run.open(job.config, tmp_path / "again" / job.out.name, show_progress=False, executor=executor) as run:
             opened.append(run.ws.root.name)
 
-    threads = [threading.Thread(target=open_film, args=(job,)) for job in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(opened) == 2 and len(trained) == 1
+    at_once(open_film, jobs)
+    assert len(opened) == 2 and len(stand_in.trained) == 1
 
 
 def test_a_films_diffusion_storyboard_is_one_piece_of_work_whose_records_the_driver_makes(tmp_path, tiny_weights):

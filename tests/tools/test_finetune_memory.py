@@ -8,7 +8,6 @@ after the story is written and approved, and what they will cost is printed when
 """
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from storyagent.models.training_memory import TrainingMemory
 from storyagent.tools.run import Run
 from storyagent.weights import cache_dir, env_var
 from tests.support.diffusion import use_weights
+from tests.support.fine_tunes import SlowFineTunes, at_once
 from tests.support.paths import PIP, ROOT
 
 
@@ -329,18 +329,8 @@ def test_a_batch_trains_each_subject_once_at_the_storyboard_stage(tmp_path, monk
     from storyagent.tools.backends.animatic import AnimaticBackend
     from storyagent.tools.batch import BatchExecutor
 
-    cache: set[str] = set()
-    trained: list[str] = []
-    calls: list[str] = []
-
-    def train_subject(self, run):
-        calls.append(run.ws.root.name)
-        if run.subject.input_hash not in cache:
-            time.sleep(0.3)
-            trained.append(run.ws.root.name)
-            cache.add(run.subject.input_hash)
-
-    monkeypatch.setattr(AnimaticBackend, "train_subject", train_subject)
+    stand_in = SlowFineTunes()
+    monkeypatch.setattr(AnimaticBackend, "train_subject", stand_in)
     executor = BatchExecutor()
     cfg = RunConfig.build(prompt="a day", subject=PIP, name="Pip", class_word="fox", shots=1, width=64, height=64)
 
@@ -349,12 +339,8 @@ def test_a_batch_trains_each_subject_once_at_the_storyboard_stage(tmp_path, monk
             run.train()
             run.train()  # once per session
 
-    threads = [threading.Thread(target=film, args=(n,)) for n in ("one", "two")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(calls) == ["one", "two"] and len(trained) == 1
+    at_once(film, ("one", "two"))
+    assert sorted(stand_in.calls) == ["one", "two"] and len(stand_in.trained) == 1
 
 
 class FakeRay:
