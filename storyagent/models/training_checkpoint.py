@@ -42,6 +42,12 @@ class ResumableTrainer:
     step: int
     """Optimizer steps taken."""
 
+    def start_state(self, seed: int) -> None:
+        """Step 0, with the numpy rng and the torch generator seeded with `seed`: what a checkpoint saves."""
+        self.step = 0
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
     def save_weights(self, folder: Path) -> None:
         """Write the weights trained so far into the checkpoint `folder`."""
         raise NotImplementedError

@@ -151,14 +151,8 @@ class ImageInjectionTrainer(ResumableTrainer, FsConditioning):
             p.requires_grad_(True)
         pipe.unet.gradient_checkpointing = config.gradient_checkpointing
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=config.learning_rate)
-        self.step = 0
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
-        s = pipe.config.sampling
-        self.frames = config.frames or s.frames
-        self.height, self.width = config.height or s.height, config.width or s.width
-        self.default_fs = config.fs or pipe.config.unet.default_fs
-        self.sample_fs: int | None = None
+        self.start_state(config.seed)
+        self.set_window(config)
 
     def loss(self, clip: Clip, cond_frame: int, timestep: int | None = None) -> tuple[torch.Tensor, int]:
         """(loss, held frames) of one fitted clip."""

@@ -50,7 +50,7 @@ from storyagent.errors import InputError
 from storyagent.models.dynamicrafter.pipeline import DynamiCrafterPipeline
 from storyagent.models.lora_be.adapter import LoRABEAdapter, add_lora, is_temporal
 from storyagent.models.lora_be.augment import augment_clip, composite_clip, fit_clip
-from storyagent.models.lora_be.config import LoRABECastConfig, LoRABEConfig
+from storyagent.models.lora_be.config import ClipTrainingConfig, LoRABECastConfig, LoRABEConfig
 from storyagent.models.lora_be.data import Clip
 from storyagent.models.lora_be.embeddings import (
     BlockwiseEmbeddings,
@@ -106,12 +106,27 @@ def step_tokens(token: str | Sequence[str] | None, masks: torch.Tensor | Sequenc
 
 
 class FsConditioning:
-    """The fs a DynamiCrafter fine-tune conditions each clip on and is to be sampled at (LoRA-BE's
-    `LoRABETrainer` and DC-finetuning's `ImageInjectionTrainer` alike); a trainer sets `pipe` and
-    `default_fs` (`config.fs` or the model's default)."""
+    """The window a DynamiCrafter fine-tune trains on, the fs it conditions each clip on and the fs it is
+    to be sampled at (LoRA-BE's `LoRABETrainer` and DC-finetuning's `ImageInjectionTrainer` alike); a
+    trainer sets `pipe` and calls `set_window`."""
 
     pipe: DynamiCrafterPipeline
+    frames: int
+    height: int
+    width: int
     default_fs: int
+    sample_fs: int | None
+    """The fs the fine-tune is to be sampled at, pinned in its file: `sampling_fs` of the clips `train`
+    was given (None before `train`: the file then pins none)."""
+
+    def set_window(self, config: ClipTrainingConfig) -> None:
+        """The training window: `config`'s frames and size, else the model's sampling settings; its fs
+        for photos, else the model's default; no sampling fs yet."""
+        s = self.pipe.config.sampling
+        self.frames = config.frames or s.frames
+        self.height, self.width = config.height or s.height, config.width or s.width
+        self.default_fs = config.fs or self.pipe.config.unet.default_fs
+        self.sample_fs = None
 
     def clip_fs(self, clip: Clip) -> int:
         """The fs conditioning for `clip`: its frame rate after striding, rounded (at least 1), or
@@ -302,16 +317,8 @@ class LoRABETrainer(LoRABETrainingMixin, FsConditioning):
         """The (lead) subject's block-wise embeddings."""
         trained = [*self.lora_params] + ([e.embeddings for e in self.token_embeddings] if config.blockwise_embeddings else [])
         self.optimizer = adam(trained, config.learning_rate)
-        self.step = 0
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
-        s = pipe.config.sampling
-        self.frames = config.frames or s.frames
-        self.height, self.width = config.height or s.height, config.width or s.width
-        self.default_fs = config.fs or pipe.config.unet.default_fs
-        self.sample_fs: int | None = None
-        """The fs the adapter is to be sampled at, pinned in its file: `sampling_fs` of the clips `train`
-        was given (None before `train`: the file then pins none)."""
+        self.start_state(config.seed)
+        self.set_window(config)
 
     # ------------------------------------------------------------------ one step
     def sample(self, clip: Clip, others: list[np.ndarray], partner: Clip | None = None) -> tuple[Clip, int]:

@@ -91,9 +91,7 @@ class WanLoRABETrainer(LoRABETrainingMixin):
                                         video.config.max_sequence_length, self.device)
         trained = [*self.lora_params] + ([e.embeddings for e in self.token_embeddings] if config.blockwise_embeddings else [])
         self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
-        self.step = 0
-        self.rng = np.random.default_rng(config.seed)
-        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        self.start_state(config.seed)
         wan = video.config
         self.frames = config.frames or wan.train_frames
         if (self.frames - 1) % pipe.vae_scale_factor_temporal:
