@@ -20,7 +20,14 @@ from safetensors import safe_open
 
 from storyagent.models.dynamicrafter.testing import tiny_pipeline
 from storyagent.models.lora_be import (
-    Clip, LoRABEAdapter, LoRABEConfig, LoRABETrainer, adapter_fs, fit_clip, load_adapter, load_subject_clips,
+    Clip,
+    LoRABEAdapter,
+    LoRABEConfig,
+    LoRABETrainer,
+    adapter_fs,
+    fit_clip,
+    load_adapter,
+    load_subject_clips,
 )
 from storyagent.models.lora_be.data import MAX_SIDE, fit_long_side
 from tests.support.media import write_index_video
