@@ -274,7 +274,7 @@ def _summary(result) -> None:
                   f"{result.film.num_frames / result.film.fps:.1f} s", highlight=False)
     for label, rel in (("film", "film.mp4"), ("storyboard", "storyboard.png"), ("story", "story.json"),
                        ("manifest", "manifest.json")):
-        console.print(f"  {label:<11}{root / rel}", highlight=False)
+        console.print(f"  {label:<11}{root / rel}", highlight=False, soft_wrap=True)  # a path is never broken
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+from types import SimpleNamespace
+
 import numpy as np
 from PIL import Image
 
@@ -63,8 +65,12 @@ class FakeLangSAM:
 
 
 class FakeAnyDoor:
-    def redraw(self, reference_image, reference_mask, target_image, target_mask, seed=0, **kw):
-        return target_image
+    """AnyDoor's call as the storyboard pipeline makes it: the target back unchanged, its whole frame as the
+    paste box."""
+
+    def __call__(self, reference_image, reference_mask, target_image, target_mask, **kw):
+        h, w = target_image.shape[:2]
+        return SimpleNamespace(image=target_image, paste_box=(0, 0, w, h))
 
 
 def test_every_diffusion_storyboard_artifact_is_recorded_once(tmp_path, monkeypatch):
