@@ -308,7 +308,10 @@ def prepare(args: argparse.Namespace, prefix: str, video_models: Sequence[str] =
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="With --video-model A,B,... (or all) it times the film with each video model instead: "
+               "python benchmarks/e2e_diffusion.py --tiny --video-model all --help")
     film_arguments(parser)
     parser.add_argument("--anydoor-steps", type=int, default=None, help="StoryAnyDoor training steps (default 20; tiny 1)")
     parser.add_argument("--parts", default="film,finetunes", help="comma-separated: film (the stages of a film), "
