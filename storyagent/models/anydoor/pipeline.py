@@ -78,9 +78,9 @@ class AnyDoorPipeline:
                 "`storyagent weights fetch anydoor`, which downloads and converts it once.")
         config = AnyDoorConfig.from_json(path / "config.json")
         pipe = cls(
-            unet=UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch_dtype),
-            controlnet=ControlNetModel.from_pretrained(path / "controlnet", torch_dtype=torch_dtype),
-            vae=AutoencoderKL.from_pretrained(path / "vae", torch_dtype=torch_dtype),
+            unet=UNet2DConditionModel.from_pretrained(path / "unet", dtype=torch_dtype),
+            controlnet=ControlNetModel.from_pretrained(path / "controlnet", dtype=torch_dtype),
+            vae=AutoencoderKL.from_pretrained(path / "vae", dtype=torch_dtype),
             image_encoder=AnyDoorImageEncoder.from_pretrained(path / "image_encoder", torch_dtype),
             scheduler=build_scheduler(config.diffusion),
             config=config,

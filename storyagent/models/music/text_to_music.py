@@ -80,7 +80,7 @@ class TextToMusic:
         folder = Path(resolve_weights(TEXT_TO_MUSIC_WEIGHTS, path))
         device = device or default_device()
         dtype = torch_dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
-        pipeline = StableAudioPipeline.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
+        pipeline = StableAudioPipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         pipeline.set_progress_bar_config(disable=True)
         return cls(pipeline.to(device), config)
 

@@ -58,12 +58,12 @@ class WanVideoPipeline:
         config = wan_config(video_model)
         folder = Path(resolve_weights(video_model, path))
         try:
-            parts = {"vae": AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32,
+            parts = {"vae": AutoencoderKLWan.from_pretrained(folder, subfolder="vae", dtype=torch.float32,
                                                               local_files_only=True)}
             if (folder / "image_encoder").is_dir():
                 parts["image_encoder"] = CLIPVisionModel.from_pretrained(folder, subfolder="image_encoder",
-                                                                         torch_dtype=torch.float32, local_files_only=True)
-            pipe = WanImageToVideoPipeline.from_pretrained(folder, torch_dtype=torch_dtype, local_files_only=True, **parts)
+                                                                         dtype=torch.float32, local_files_only=True)
+            pipe = WanImageToVideoPipeline.from_pretrained(folder, dtype=torch_dtype, local_files_only=True, **parts)
         except (OSError, ValueError) as exc:
             raise WeightsNotFoundError(f"The {video_model} weights in {folder} are incomplete ({exc}); "
                                        f"{fetch_hint(video_model)}.") from exc
