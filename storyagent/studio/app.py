@@ -329,7 +329,7 @@ def build_app(runs: Path) -> tuple[gr.Blocks, Studio]:
     with gr.Blocks(title="StoryAgent Studio") as demo:
         run_id = gr.State(None)
         shown = gr.State("")
-        gr.Markdown("# StoryAgent Studio\nA film of your own character, reviewed by you at every stage.")
+        gr.Markdown("# StoryAgent Studio\nA film of your own characters (one, or a cast), reviewed by you at every stage.")
         message = gr.Markdown(elem_id="message")
         with gr.Tab("New film"):
             with gr.Row():
