@@ -92,12 +92,11 @@ def check_cast(cast: list[CastMember]) -> list[CastMember]:
     """The cast, refused in one sentence when it is too large or two characters share a name."""
     if len(cast) > MAX_CAST:
         raise InputError(f"A cast of {len(cast)} characters is too many for one frame; give at most {MAX_CAST}.")
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     for member in cast:
-        key = member.name.casefold()
-        if key in seen:
+        if member.name.casefold() in seen:
             raise InputError(f"Two characters are called {member.name!r}; give each character its own name.")
-        seen[key] = member.name
+        seen.add(member.name.casefold())
     from storyagent.fileio import slugify
 
     folders = [slugify(m.name, 30) for m in cast]

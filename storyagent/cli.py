@@ -132,7 +132,8 @@ def sound_settings(voice: str | None, music: str | None, soundfont: Path | None)
 def cast_settings(subjects: list[str], class_words: list[str], name: str | None,
                   cast_file: Path | None) -> dict[str, object]:
     """The run settings of the cast the command line gives (`--subject`, `--class-word`, `--name` or `--cast`):
-    the lead as `subject`, `name`, `class_word` (and its mask, from a cast file), the others as `supporting`."""
+    the lead as `subject`, `name`, `class_word` (and its mask and voice, from a cast file), the others as
+    `supporting`."""
     from storyagent.cast import cast_from_options, read_cast_file
 
     if cast_file is not None and subjects:
@@ -150,6 +151,8 @@ def cast_settings(subjects: list[str], class_words: list[str], name: str | None,
                                    "supporting": supporting}
     if lead.mask is not None:
         settings["mask"] = lead.mask
+    if lead.voice is not None:
+        settings["lead_voice"] = lead.voice
     return settings
 
 

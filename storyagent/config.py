@@ -21,7 +21,6 @@ VideoModel = Literal["dynamicrafter-512", "wan2.2-ti2v-5b", "wan2.1-i2v-14b-480p
 which a test holds equal; spelled out here so the settings import no model code)."""
 
 
-
 GENERIC_CLASS_WORDS = frozenset({"", "character", "subject", "thing", "object"})
 """Class words that say nothing of what a character is."""
 
@@ -36,6 +35,7 @@ class RunConfig(BaseModel):
     name: str = Field(min_length=1, max_length=80, description="What the story calls the character.")
     class_word: str = Field(default="character", max_length=40, description="What the character is: fox, cat, toy ...")
     mask: Path | None = Field(default=None, description="Optional mask image (white = subject) for a single photo.")
+    lead_voice: str | None = Field(default=None, description="The voice of the lead's own lines (a shot's `speaker`), as --voice; default: the narrator's. A cast file's `voice` for its first character.")
     supporting: list[CastMember] = Field(default_factory=list, description="The rest of the cast, when the film has several characters (the lead is --subject/--name).")
     shots: int = Field(default=4, description=f"Number of shots, 1 to {MAX_SHOTS}.")
     seed: int = Field(default=0, ge=0, description="Seed for the planner and every renderer: same seed, same film.")
@@ -82,6 +82,7 @@ class RunConfig(BaseModel):
     _subject = field_validator("subject")(classmethod(lambda cls, v: checked_media(v)))
     _mask = field_validator("mask")(classmethod(lambda cls, v: checked_mask(v, "--mask")))
     _voice = field_validator("voice")(classmethod(lambda cls, v: checked_voice(v)))
+    _lead_voice = field_validator("lead_voice")(classmethod(lambda cls, v: v if v is None else checked_voice(v)))
 
     @field_validator("music")
     @classmethod
@@ -129,7 +130,7 @@ class RunConfig(BaseModel):
     def cast(self) -> list[CastMember]:
         """Every character of the film, the lead first."""
         lead = CastMember.model_construct(name=self.name, class_word=self.class_word, media=self.subject,
-                                          mask=self.mask, voice=None)
+                                          mask=self.mask, voice=self.lead_voice)
         return [lead, *self.supporting]
 
     @classmethod
@@ -155,6 +156,8 @@ class RunConfig(BaseModel):
             data["supporting"] = [m.model_dump(mode="json") | {"media": str(m.media.resolve())} for m in self.supporting]
         else:
             data.pop("supporting")  # a film of one character records the inputs it did before casts
+        if self.lead_voice is None:
+            data.pop("lead_voice")  # recorded only when a cast file gave the lead a voice
         if self.video_model == "dynamicrafter-512":
             data.pop("video_model")  # a film of the paper's video model records the inputs it did before Wan
         return data

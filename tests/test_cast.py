@@ -164,3 +164,18 @@ def test_run_with_the_diffusion_backend_and_no_class_word_says_so_before_any_wor
                       cwd=tmp_path)
     assert res.returncode != 0 and "--class-word" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_cast_files_voice_of_the_lead_reaches_the_run(tmp_path, pip_png, pip_video):
+    """Every character's `voice` in a cast file is kept, the first character's too (it is the lead, whose
+    settings are the run's subject, name and class word)."""
+    from storyagent.cli import cast_settings
+
+    (tmp_path / "cast.toml").write_text(
+        f'[[character]]\nname = "Pip"\nclass_word = "fox"\nmedia = "{pip_png}"\nvoice = "espeak:en-us+m3"\n\n'
+        f'[[character]]\nname = "Mo"\nclass_word = "owl"\nmedia = "{pip_video}"\nvoice = "espeak:en-us+f3"\n')
+    cfg = RunConfig.build(prompt="two friends build a raft", **cast_settings([], [], None, tmp_path / "cast.toml"))
+    assert [(m.name, m.voice) for m in cfg.cast] == [("Pip", "espeak:en-us+m3"), ("Mo", "espeak:en-us+f3")]
+    assert cfg.inputs_record()["lead_voice"] == "espeak:en-us+m3"
+    with pytest.raises(InputError):
+        RunConfig.build(prompt="a day", subject=pip_png, name="Pip", lead_voice="no-such-engine:x")
