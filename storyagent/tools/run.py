@@ -302,13 +302,6 @@ class Run:
         """The lead character's reference frames."""
         return self.cast[0]
 
-    def character(self, name: str) -> PreparedSubject:
-        """The reference frames of the cast's character `name` (any case)."""
-        for member in self.cast:
-            if member.subject.name.casefold() == name.casefold():
-                return member
-        raise KeyError(name)
-
     def seed(self, stage: SeededStage, shot: int) -> int:
         """The one seed rule, for every stage and backend: the run's seed plus the shot's number, moved by
         `SEED_STRIDE` for each take a reviewer asked of this shot at this stage. A clip starts from its storyboard picture, which
