@@ -180,3 +180,27 @@ def test_a_cast_of_two_trains_each_its_own_story_anydoor_and_one_lora_be_and_pas
     assert second_tunes["story_anydoor/Bo"]["path"] == tunes["story_anydoor/Bo"]["path"]
     assert second_tunes["story_anydoor/Kit"]["trained_now"] and second_tunes["lora_be"]["trained_now"]
     assert second_tunes["lora_be"]["path"] != tunes["lora_be"]["path"], "another cast, another LoRA-BE"
+
+
+def test_a_two_character_diffusion_film_runs_the_whole_chain(tmp_path, weights):
+    """What a user runs, end to end on tiny models: the planner's cast story -> each character's StoryAnyDoor and
+    the cast's LoRA-BE -> storyboard pictures with a mask per character -> clips made with the cast adapter -> film."""
+    from storyagent.agents.crew import run_crew
+
+    bo = write_creature_png(tmp_path / "bo.png", 96)
+    cfg = config(PIP, "Pip", "fox", [CastMember(name="Bo", class_word="creature", media=bo)],
+                 prompt="Pip and Bo build a sandcastle")
+    result = run_crew(cfg, tmp_path / "run", show_progress=False)
+    assert result.film is not None and (tmp_path / "run" / "film.mp4").stat().st_size > 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    tunes = manifest["finetunes"]
+    assert {"story_anydoor/Pip", "story_anydoor/Bo", "lora_be"} <= set(tunes)
+    assert len(tunes["lora_be"]["tokens"]) == 2
+    named = [{c.name for c in shot.cast("Pip")} for shot in result.script.shots]
+    assert any(names == {"Pip", "Bo"} for names in named), "the planner's story shows both"
+    for board, names in zip(result.storyboard, named, strict=True):
+        assert set(board.meta["character_masks"]) <= names  # a character not found has no mask, and says why
+        assert set(board.meta["characters"]) == names
+    for clip, board in zip(result.clips, result.storyboard, strict=True):
+        assert clip.meta["adapter"] == tunes["lora_be"]["path"]
+        assert clip.num_frames == round(result.script.shots[clip.shot - 1].duration * cfg.fps)
