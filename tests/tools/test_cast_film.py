@@ -87,3 +87,21 @@ def test_eval_film_reports_per_character(cast_film, tmp_path):
         assert 0 < float(film[-1][f"Inter-shot {who} ({FB})"]) <= 1.0001
     rows = [r for r in csv.DictReader((tmp_path / "cast_consistency.csv").open()) if r["Shot"] != "mean"]
     assert rows and all(float(r[f"Margin ({FB})"]) > 0 and float(r["In frames"]) == 1.0 for r in rows), rows
+
+
+@pytest.mark.slow
+def test_each_clip_of_a_cast_starts_from_the_storyboard_picture(cast_film):
+    """What the reviewer approved is what the next stage uses: every clip's first frame is its shot's storyboard
+    picture, both characters where the picture has them (H.264 rounding aside; the clip's subtitles, burnt in
+    over the bottom band, are left out of the comparison)."""
+    from storyagent.media import read_frames
+
+    manifest = json.loads((cast_film / "manifest.json").read_text())
+    boards = sorted(k for k in manifest["artifacts"] if k.startswith("storyboard/shot_") and k.count("_") == 1)
+    assert len(boards) == 4
+    for key in boards:
+        picture = np.asarray(Image.open(cast_film / manifest["artifacts"][key]["path"]).convert("RGB"), np.float32)
+        clip = manifest["artifacts"][key.replace("storyboard/", "shots/")]
+        first = read_frames(cast_film / clip["path"], 1)[0].astype(np.float32)
+        above_subtitles = slice(0, picture.shape[0] * 3 // 5)
+        assert np.abs(first[above_subtitles] - picture[above_subtitles]).mean() < 4.0, key
